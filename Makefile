@@ -1,0 +1,23 @@
+# The two set-up commands: `make demo` (the main job end to end on CPU) and `make test`.
+# Both create .venv when it is missing and install salkit with everything the demo and the
+# tests need; a second run reuses it (the stamp is rebuilt only when pyproject.toml changes).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.salkit-installed
+
+.PHONY: demo test bench clean-demo
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[all]"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-demo:
+	rm -rf demo_out

@@ -1,0 +1,1 @@
+"""Checkpoint → bundle: ONNX graphs, TensorRT engines, manifest, Triton repository."""

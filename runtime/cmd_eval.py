@@ -1,0 +1,15 @@
+"""`eval` command (placeholder until the foundation issue lands: it says so and exits non-zero)."""
+
+from __future__ import annotations
+
+import click
+
+from salkit.kernels.errors import SalkitError, report_user_errors
+
+
+@click.command(name="eval", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@report_user_errors
+def eval_command(args: tuple[str, ...]) -> None:
+    """Not implemented yet (the foundation issue)."""
+    raise SalkitError("'eval' is not implemented yet (the foundation issue)")

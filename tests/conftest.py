@@ -1,0 +1,38 @@
+"""Shared test set-up: the `gpu` marker, thread limits, and cross-area fixtures.
+
+Fixtures used by more than one area live in tests/fixtures/<area>.py and are imported here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+# Two cores: keep every library from oversubscribing them when pytest runs.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from tests.fixtures.data import *  # noqa: E402,F401,F403
+from tests.fixtures.models import *  # noqa: E402,F401,F403
+from tests.fixtures.bundles import *  # noqa: E402,F401,F403
+
+
+def _cuda_device_present() -> bool:
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _cuda_device_present():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs an NVIDIA GPU (none on this machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)

@@ -1,0 +1,1 @@
+"""Training side (PyTorch): models, losses, trainers, data, checkpoints."""
