@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 from tests.fixtures.data import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
+from tests.fixtures.qefpn_models import *  # noqa: E402,F401,F403
 from tests.fixtures.bundles import *  # noqa: E402,F401,F403
 
 
