@@ -1,0 +1,110 @@
+"""Image encoders returning multi-level features at strides 4, 8, 16, 32.
+
+``resnet18/34/50`` are torchvision trunks (no avgpool/fc). Weights are never downloaded:
+``weights_path`` loads a local torchvision ImageNet state dict (the ``fc.*`` entries are
+ignored). ``tiny`` is a narrow plain conv stack with the same four strides, for tests and
+CPU demos.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from salkit.kernels.errors import SalkitError
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
+TINY_WIDTHS = (8, 16, 24, 32)
+
+
+class ResNetTrunk(nn.Module):
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        import torchvision
+
+        net = getattr(torchvision.models, arch)(weights=None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        expansion = 4 if arch == "resnet50" else 1
+        self.channels = [64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(self.stem(x))  # stride 4
+        f2 = self.layer2(f1)  # stride 8
+        f3 = self.layer3(f2)  # stride 16
+        f4 = self.layer4(f3)  # stride 32
+        return [f1, f2, f3, f4]
+
+    def load_torchvision_weights(self, path: str | Path) -> None:
+        state = _read_state_dict(path)
+        renamed = {}
+        for key, value in state.items():
+            if key.startswith("fc."):
+                continue
+            head = key.split(".", 1)[0]
+            renamed[f"stem.{_STEM_INDEX[head]}.{key.split('.', 1)[1]}" if head in _STEM_INDEX else key] = value
+        try:
+            missing, unexpected = self.load_state_dict(renamed, strict=False)
+        except RuntimeError as err:  # shape mismatches: weights of another architecture
+            raise SalkitError(f"backbone weights {path} do not fit this backbone: {err}") from None
+        if missing or unexpected:
+            raise SalkitError(
+                f"backbone weights {path} do not fit this backbone: "
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+
+
+_STEM_INDEX = {"conv1": 0, "bn1": 1}
+
+
+def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    file = Path(path)
+    if not file.is_file():
+        raise SalkitError(f"backbone weights file {file} does not exist")
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise SalkitError(f"cannot read backbone weights {file}: {err}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SalkitError(f"backbone weights {file} are not a torchvision state dict")
+    return state
+
+
+def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class TinyTrunk(nn.Module):
+    """Four stages of strided 3×3 Conv-BN-ReLU; stride 4 after the first stage, ×2 after each next."""
+
+    def __init__(self, widths: tuple[int, ...] = TINY_WIDTHS) -> None:
+        super().__init__()
+        w1, w2, w3, w4 = widths
+        self.layer1 = nn.Sequential(_conv_bn_relu(3, w1, 2), _conv_bn_relu(w1, w1, 2))
+        self.layer2 = _conv_bn_relu(w1, w2, 2)
+        self.layer3 = _conv_bn_relu(w2, w3, 2)
+        self.layer4 = _conv_bn_relu(w3, w4, 2)
+        self.channels = list(widths)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(x)
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        return [f1, f2, f3, self.layer4(f3)]
+
+
+def build_backbone(name: str, weights_path: str | Path | None = None) -> nn.Module:
+    if name not in BACKBONES:
+        raise SalkitError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name == "tiny":
+        if weights_path is not None:
+            raise SalkitError("the tiny backbone has no ImageNet weights; drop --backbone-weights")
+        return TinyTrunk()
+    trunk = ResNetTrunk(name)
+    if weights_path is not None:
+        trunk.load_torchvision_weights(weights_path)
+    return trunk
