@@ -1,0 +1,89 @@
+"""Checks every exported graph must pass before a bundle is written.
+
+1. ``onnx.checker`` (full check, with shape inference);
+2. the TensorRT operator list (:mod:`salkit.export.trt_ops`);
+3. ONNX Runtime against the torch reference on random inputs at two batch sizes and on inputs
+   made from real images, when there are some. The error measure is
+   ``max |ort − torch| / max |torch|`` per output (``max_rel_err``), with ``max_abs_err`` beside it;
+   both go into the manifest. For ``energy_grad`` the reference is autograd of ``energy``.
+
+Each failure is a :class:`SalkitError` naming the graph, the input set and the numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from salkit.export.graphs import GraphDef
+from salkit.export.trt_ops import check_graph
+from salkit.kernels.errors import SalkitError
+
+CHECK_BATCH_SIZES = (1, 3)
+
+
+def check_onnx_model(path: str | Path, graph_name: str) -> None:
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise SalkitError(f"graph {graph_name!r} ({path}) fails onnx.checker: {str(err).splitlines()[0]}") from None
+
+
+def session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def compare(graph: GraphDef, sess: ort.InferenceSession, inputs: Sequence[torch.Tensor], label: str,
+            tolerance: float | None) -> tuple[float, float]:
+    """Run both sides on ``inputs``; return (max_abs_err, max_rel_err), raising above ``tolerance``."""
+    feeds = {name: t.detach().cpu().numpy().astype(np.float32) for name, t in zip(graph.input_names, inputs)}
+    got = sess.run(list(graph.output_names), feeds)
+    with torch.no_grad():
+        expected = [t.detach().cpu().numpy() for t in graph.run_reference(*inputs)]
+    worst_abs, worst_rel = 0.0, 0.0
+    for name, a, b in zip(graph.output_names, got, expected):
+        if a.shape != b.shape:
+            raise SalkitError(f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime gives shape "
+                              f"{a.shape}, torch {b.shape}")
+        if not np.isfinite(a).all():
+            raise SalkitError(f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime gives non-finite values")
+        err = float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+        scale = float(np.abs(b).max()) if b.size else 0.0
+        rel = err / scale if scale > 0 else err
+        if tolerance is not None and rel > tolerance:
+            raise SalkitError(f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime differs from the torch "
+                              f"reference by max abs {err:.3g} (relative {rel:.3g} > tolerance {tolerance:.1g})")
+        worst_abs, worst_rel = max(worst_abs, err), max(worst_rel, rel)
+    return worst_abs, worst_rel
+
+
+def validate_graph(graph: GraphDef, path: str | Path, *, tolerance: float | None = None,
+                   batch_sizes: Sequence[int] = CHECK_BATCH_SIZES, seed: int = 0) -> dict[str, float]:
+    """All checks for one exported graph; returns the manifest's ``validation`` entry."""
+    check_onnx_model(path, graph.name)
+    check_graph(onnx.load(str(path)), graph.name)
+    tolerance = graph.tolerance if tolerance is None else tolerance
+    sess = session(path)
+    generator = torch.Generator().manual_seed(seed)
+    errors: dict[str, float] = {}
+    worst_abs, worst_rel = 0.0, 0.0
+    for b in batch_sizes:
+        a, r = compare(graph, sess, graph.random_inputs(b, generator), f"random inputs, batch {b}", tolerance)
+        worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
+    errors["random_max_abs_err"], errors["random_max_rel_err"] = worst_abs, worst_rel
+    if graph.data_inputs is not None:
+        a, r = compare(graph, sess, graph.data_inputs, f"{graph.data_inputs[0].shape[0]} dataset images", tolerance)
+        errors["data_max_abs_err"], errors["data_max_rel_err"] = a, r
+        worst_abs, worst_rel = max(worst_abs, a), max(worst_rel, r)
+    errors["max_abs_err"], errors["max_rel_err"] = worst_abs, worst_rel
+    errors["tolerance"] = float(tolerance)
+    errors["batch_sizes_checked"] = float(len(batch_sizes))
+    return errors

@@ -1,0 +1,32 @@
+"""What a bundle graph is before it is exported: a module, its I/O names, inputs to try it on, and
+the torch reference its ONNX twin must reproduce."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+# batch size → example inputs (same order as input_names)
+InputFactory = Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]
+
+
+@dataclasses.dataclass
+class GraphDef:
+    name: str
+    module: torch.nn.Module
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    random_inputs: InputFactory
+    # The function the ONNX graph is checked against (defaults to the module itself in eager mode).
+    reference: Callable[..., tuple[torch.Tensor, ...] | torch.Tensor] | None = None
+    # Inputs derived from real images (same order as input_names); filled in by the kind's builder.
+    data_inputs: tuple[torch.Tensor, ...] | None = None
+    # Relative tolerance (max abs error / max |reference|) for fp32 graphs.
+    tolerance: float = 1e-4
+
+    def run_reference(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        fn = self.reference or self.module
+        out = fn(*inputs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)

@@ -1,0 +1,186 @@
+"""An explicit vector–Jacobian module for the cooperative energy net: ∂U/∂Y as plain ops.
+
+``torch.onnx.export`` cannot lower ``aten::convolution_backward``, so the gradient graph is
+written out by hand: the energy ``U(Y, X) = tail(body(cat(sigmoid(Y), X)))`` where ``body`` is a
+stack of Conv2d / BatchNorm2d / (Leaky)ReLU layers and ``tail`` — everything after the last
+activation (a 1-channel conv, Flatten, Linear, the sum) — is affine. Hence
+
+* the gradient of the tail w.r.t. its input is one constant tensor, computed once here by autograd;
+* each activation multiplies by its mask ``where(z > 0, 1, α)`` of the recorded pre-activation;
+* each conv (BatchNorm folded in) is undone by ``conv_transpose2d`` with the forward weights;
+* the first conv only needs the weight slice of the saliency channel(s);
+* finally ``sigmoid'(Y) = s(1 − s)``.
+
+Every step exports to ONNX Conv / ConvTranspose / Mul / Where / Sigmoid, all TensorRT-importable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salkit.kernels.errors import SalkitError
+
+_PASSTHROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
+
+
+@dataclasses.dataclass
+class EnergyStructure:
+    """How an energy module is put together, as the VJP needs it.
+
+    ``layers`` run on ``cat([sigmoid(Y), X])`` (``saliency_first``) or ``cat([X, sigmoid(Y)])``;
+    ``reduction`` maps the layers' output to the energy ``(B,)`` and must be affine.
+    """
+
+    layers: Sequence[nn.Module]
+    saliency_channels: int = 1
+    saliency_first: bool = True
+    reduction: Callable[[torch.Tensor], torch.Tensor] = lambda v: v.flatten(1).sum(1)
+
+
+def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+    weight = conv.weight.detach().clone()
+    bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=weight.dtype)
+    if bn is None:
+        return weight, bias
+    if not bn.track_running_stats or bn.running_mean is None:
+        raise SalkitError(f"{bn} has no running statistics; the energy net cannot be exported in eval mode")
+    scale = bn.running_var.detach().add(bn.eps).rsqrt()
+    if bn.affine:
+        scale = scale * bn.weight.detach()
+    shift = -bn.running_mean.detach() * scale
+    if bn.affine:
+        shift = shift + bn.bias.detach()
+    return weight * scale.view(-1, 1, 1, 1), bias * scale + shift  # weight (Cout, Cin/g, kh, kw)
+
+
+class _ConvStage(nn.Module):
+    """One conv (BN folded) followed by an optional (leaky) ReLU, with its transposed twin."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d | None, slope: float | None,
+                 in_hw: tuple[int, int], grad_channels: slice | None) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+            raise SalkitError(f"{conv}: only zero padding with explicit sizes has an exported gradient")
+        weight, bias = _fold_bn(conv, bn)
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+        # The transposed conv only has to produce the channels whose gradient is wanted.
+        self.register_buffer("weight_t", weight[:, grad_channels].contiguous() if grad_channels else weight)
+        self.stride, self.padding, self.dilation, self.groups = conv.stride, conv.padding, conv.dilation, conv.groups
+        if grad_channels is not None and self.groups != 1:
+            raise SalkitError(f"{conv}: a grouped first conv has no exported gradient")
+        self.slope = slope
+        out_hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
+                  zip(in_hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
+        restored = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
+                    zip(out_hw, conv.stride, conv.padding, conv.dilation, conv.kernel_size)]
+        self.output_padding = tuple(n - r for n, r in zip(in_hw, restored))  # rows/cols floor() dropped
+        self.out_hw = tuple(out_hw)
+
+    def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z = F.conv2d(a, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if self.slope is None:
+            return z, None
+        mask = torch.where(z > 0, torch.ones_like(z), torch.full_like(z, self.slope))
+        return z * mask, mask  # leaky_relu(z) == z * mask
+
+    def backward(self, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if mask is not None:
+            g = g * mask
+        return F.conv_transpose2d(g, self.weight_t, None, self.stride, self.padding, self.output_padding,
+                                  self.groups, self.dilation)
+
+
+def _activation_slope(module: nn.Module) -> float | None:
+    if isinstance(module, nn.ReLU):
+        return 0.0
+    if isinstance(module, nn.LeakyReLU):
+        return float(module.negative_slope)
+    return None
+
+
+def _split_body(layers: Sequence[nn.Module]) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d | None, float | None]], list[nn.Module]]:
+    """Group layers into (conv, bn, slope) stages up to the last activation; the rest is the tail."""
+    layers = [m for m in layers if not isinstance(m, _PASSTHROUGH)]
+    last_act = max((i for i, m in enumerate(layers) if _activation_slope(m) is not None), default=-1)
+    stages: list[tuple[nn.Conv2d, nn.BatchNorm2d | None, float | None]] = []
+    i = 0
+    while i <= last_act:
+        conv = layers[i]
+        if not isinstance(conv, nn.Conv2d):
+            raise SalkitError(f"energy layer {i} ({type(conv).__name__}) has no explicit gradient; "
+                              "expected Conv2d [BatchNorm2d] [(Leaky)ReLU] blocks")
+        i += 1
+        bn = layers[i] if i < len(layers) and isinstance(layers[i], nn.BatchNorm2d) else None
+        i += bn is not None
+        slope = _activation_slope(layers[i]) if i < len(layers) else None
+        i += slope is not None
+        stages.append((conv, bn, slope))
+    return stages, list(layers[last_act + 1:])
+
+
+class EnergyGrad(nn.Module):
+    """``(saliency logits (B,1,S,S), image (B,3,S,S)) → ∂U/∂saliency (B,1,S,S)`` with plain ops."""
+
+    def __init__(self, structure: EnergyStructure, image_channels: int, size: int) -> None:
+        super().__init__()
+        body, tail_layers = _split_body(structure.layers)
+        if not body:
+            raise SalkitError("energy net has no nonlinearity: nothing to export as a gradient graph")
+        self.saliency_first = structure.saliency_first
+        c_sal = structure.saliency_channels
+        grad_channels = slice(0, c_sal) if structure.saliency_first else slice(image_channels, image_channels + c_sal)
+        hw = (size, size)
+        stages = []
+        for k, (conv, bn, slope) in enumerate(body):
+            stage = _ConvStage(conv, bn, slope, hw, grad_channels if k == 0 else None)
+            stages.append(stage)
+            hw = stage.out_hw
+        self.stages = nn.ModuleList(stages)
+        body_channels = body[-1][0].out_channels
+        self.register_buffer("tail_grad", _affine_grad(tail_layers, structure.reduction, (body_channels, *hw),
+                                                       body[0][0].weight.dtype))
+
+    def forward(self, saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        s = torch.sigmoid(saliency)
+        a = torch.cat([s, image] if self.saliency_first else [image, s], dim=1)  # (B, C_in, S, S)
+        masks: list[torch.Tensor | None] = []
+        for stage in self.stages:
+            a, mask = stage(a)
+            masks.append(mask)
+        g = self.tail_grad.expand_as(a)  # (1, C, h, w) → (B, C, h, w): ∂U/∂(last activation)
+        for stage, mask in zip(reversed(self.stages), reversed(masks)):
+            g = stage.backward(g, mask)
+        return g * s * (1 - s)  # (B, 1, S, S)
+
+
+def _affine_grad(tail: list[nn.Module], reduction: Callable[[torch.Tensor], torch.Tensor],
+                 shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """∂(reduction ∘ tail)/∂input, constant because the tail is affine (checked at two points)."""
+    def energy(v: torch.Tensor) -> torch.Tensor:
+        for layer in tail:
+            v = layer(v)
+        return reduction(v)
+
+    grads = []
+    generator = torch.Generator().manual_seed(0)
+    for scale in (0.0, 3.0):
+        v = (scale * torch.randn((2, *shape), generator=generator, dtype=dtype)).requires_grad_(True)
+        out = energy(v)
+        if out.shape != (2,):
+            raise SalkitError(f"energy tail gives shape {tuple(out.shape)} per batch of 2; expected (2,)")
+        (grad,) = torch.autograd.grad(out.sum(), v)
+        grads.append(grad.detach())
+    reference = grads[0][:1]
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for grad in grads:
+        if not torch.allclose(grad, reference.expand_as(grad), rtol=tol, atol=tol * float(reference.abs().max())):
+            names = ", ".join(type(m).__name__ for m in tail)
+            raise SalkitError(f"energy tail after the last activation ({names}) is not affine; "
+                              "its gradient cannot be folded into a constant")
+    return reference.clone()  # (1, C, h, w)
