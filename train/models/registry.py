@@ -19,6 +19,7 @@ from salkit.kernels.errors import SalkitError
 
 MODEL_MODULES: list[str] = [
     "salkit.train.models.coop",
+    "salkit.train.models.qefpn",
 ]
 
 
