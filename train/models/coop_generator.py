@@ -96,5 +96,9 @@ class CoopGenerator(nn.Module):
         logits = self.decode(repeated, latents.reshape(n * b, d))
         return logits.reshape(n, b, *logits.shape[1:])  # (N·B,1,S,S) → (N,B,1,S,S)
 
-    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor | list[torch.Tensor]:
+        """``decode(encode(x), h)``; with ``h=None`` only ``encode(x)`` (so a data-parallel wrapper's
+        forward can run the encoder once and the latent passes reuse its features)."""
+        if h is None:
+            return self.encode(x)
         return self.decode(self.encode(x), h)
