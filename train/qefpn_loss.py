@@ -4,8 +4,8 @@ S = sigmoid(logits) is the predicted map, E the ground-truth mask in [0, 1]. edg
 operator's magnitude from ``salkit.kernels.edges``, which maps any map with values in [0, 1] into
 [0, 1] (division by the operator's largest possible magnitude; flat regions are exactly 0), so both
 edge maps are valid BCE arguments without clamping. The edge BCE takes logs of ``x + 1e-6`` and
-``1 − x + 1e-6`` instead of clamping, because a clamp would zero the gradient exactly where the
-prediction is flat and the target has an edge — the case the term exists for.
+``1 − x + 1e-6``: flat regions have a magnitude of exactly 0 (and binary masks exactly 1 at some
+corners), where a plain log would be infinite.
 """
 
 from __future__ import annotations
