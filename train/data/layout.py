@@ -60,8 +60,8 @@ def image_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             width, height = img.size
-    except (OSError, SyntaxError, ValueError) as err:
-        raise SalkitError(f"cannot read image {path}: {err}") from None
+    except (OSError, SyntaxError, ValueError):
+        raise SalkitError(f"cannot read image {path}: not an image file, or corrupt") from None
     return height, width
 
 
