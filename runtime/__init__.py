@@ -1,4 +1,19 @@
 """Torch-free runtime: bundles, backends, Langevin/Broyden loops, Python API, server.
 
-Nothing here imports torch (tests/runtime/test_no_torch.py enforces it).
+Nothing here imports torch (tests/test_packaging.py enforces it). ``Predictor`` and
+``Prediction`` are exported lazily so ``import salkit.runtime`` stays light (no onnxruntime).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["Prediction", "Predictor"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from salkit.runtime import predictor
+
+        return getattr(predictor, name)
+    raise AttributeError(f"module 'salkit.runtime' has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""Backend registry: names → runner classes, availability, and the ``auto`` choice.
+
+=========== ================================================ ==============================
+name        what runs the graphs                             needs
+=========== ================================================ ==============================
+tensorrt    native TensorRT engines (``.plan``)              tensorrt, cuda-python, a GPU,
+                                                             engines in the bundle
+ort-trt     onnxruntime-gpu, TensorRT execution provider     onnxruntime-gpu, a GPU
+ort-cuda    onnxruntime-gpu, CUDA execution provider         onnxruntime-gpu, a GPU
+ort-cpu     ONNX Runtime on the CPU (the embedded default)   onnxruntime
+=========== ================================================ ==============================
+
+``auto`` takes the first available in that order and says why. Runner modules are imported
+only when a runner is created, so importing this package loads neither onnxruntime nor TensorRT.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.backends.base import HOST, Device, Runner
+from salkit.runtime.bundle import Manifest
+
+BACKENDS: dict[str, str] = {
+    "tensorrt": "salkit.runtime.backends.trt:TrtRunner",
+    "ort-trt": "salkit.runtime.backends.ort:OrtTrtRunner",
+    "ort-cuda": "salkit.runtime.backends.ort:OrtCudaRunner",
+    "ort-cpu": "salkit.runtime.backends.ort:OrtRunner",
+}
+CHOICES = ("auto", *BACKENDS)
+GPU_BACKENDS = frozenset({"tensorrt", "ort-trt", "ort-cuda"})
+
+
+def runner_class(name: str) -> type[Runner]:
+    if name not in BACKENDS:
+        raise SalkitError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def _cuda_device_count() -> int:
+    """GPUs visible through the CUDA runtime (0 when cuda-python or a driver is missing)."""
+    if importlib.util.find_spec("cuda") is None:
+        return 0
+    try:
+        from cuda.bindings import runtime as cudart
+
+        err, count = cudart.cudaGetDeviceCount()
+        return int(count) if int(err) == 0 else 0
+    except Exception:  # no driver, no device, or an older cuda-python layout: no GPU for us
+        return 0
+
+
+def availability(manifest: Manifest | None = None) -> dict[str, str]:
+    """Backend name → "" if usable here, else the reason it is not."""
+    from salkit.runtime.backends.ort import available_providers
+
+    providers = available_providers()
+    gpus = _cuda_device_count()
+    reasons: dict[str, str] = {}
+    no_gpu = "" if gpus else "no CUDA GPU visible"
+    trt_missing = "" if importlib.util.find_spec("tensorrt") else "the tensorrt package is not installed"
+    engines = ""
+    if manifest is not None and manifest.engines.get("status") != "built":
+        engines = f"the bundle has no TensorRT engines ({manifest.engines.get('reason') or 'not built'})"
+    reasons["tensorrt"] = no_gpu or trt_missing or engines
+    reasons["ort-trt"] = no_gpu or ("" if "TensorrtExecutionProvider" in providers else "onnxruntime has no TensorRT provider")
+    reasons["ort-cuda"] = no_gpu or ("" if "CUDAExecutionProvider" in providers else "onnxruntime has no CUDA provider")
+    reasons["ort-cpu"] = "" if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
+    return reasons
+
+
+def resolve_backend(name: str, manifest: Manifest | None = None) -> tuple[str, str]:
+    """(backend, explanation). ``auto`` picks the best available; a named one must be available."""
+    reasons = availability(manifest)
+    if name == "auto":
+        order = list(BACKENDS)
+        for i, candidate in enumerate(order):
+            if not reasons[candidate]:
+                skipped = [f"{b}: {reasons[b]}" for b in order[:i]]
+                return candidate, f"auto chose {candidate}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+        raise SalkitError("no backend is usable: " + "; ".join(f"{b}: {r}" for b, r in reasons.items()))
+    if name not in BACKENDS:
+        raise SalkitError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
+    if reasons[name]:
+        raise SalkitError(f"backend {name} is not usable here: {reasons[name]}")
+    return name, f"backend {name} (requested)"
+
+
+def device_for(backend: str) -> Device:
+    """The device a backend's loop buffers live on: a CUDA device when cupy is present, else the host."""
+    if backend not in GPU_BACKENDS:
+        return HOST
+    from salkit.runtime.backends.cuda_device import cuda_device_or_host
+
+    return cuda_device_or_host()
+
+
+def create_runner(backend: str, manifest: Manifest, graph: str, *, threads: int | None = None, device: Device | None = None) -> Runner:
+    """A (not yet loaded) runner for one graph of a bundle."""
+    cls = runner_class(backend)
+    spec = manifest.graphs.get(graph)
+    if spec is None:
+        raise SalkitError(f"bundle {manifest.root} has no graph {graph!r} (it has: {', '.join(sorted(manifest.graphs))})")
+    options: dict[str, Any] = {"graph": graph, "device": device}
+    if backend == "tensorrt":
+        files = manifest.engines.get("files", {})
+        if graph not in files:
+            raise SalkitError(f"bundle {manifest.root} has no TensorRT engine for graph {graph!r}")
+        path = Path(manifest.root or ".") / files[graph]["file"]
+        return cls(path, spec, **options)
+    return cls(manifest.graph_path(graph), spec, threads=threads, **options)
+
+
+__all__ = ["BACKENDS", "CHOICES", "availability", "create_runner", "device_for", "resolve_backend", "runner_class"]

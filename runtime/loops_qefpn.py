@@ -1,0 +1,97 @@
+"""QE-FPN predict: encoder → T fixed Broyden iterations on the ``f`` graph → decoder.
+
+::
+
+    inj      = encoder(x)                          (B, D)
+    z*       = broyden(z ↦ f(z, inj), z0 = 0)      exactly T steps, low-rank memory M
+    saliency = sigmoid(decoder(z*))                (B, 1, S, S)
+
+The solve always runs T iterations so its cost does not depend on the data (a fixed loop is what
+a CUDA graph or a Triton model can capture); per sample it reports ``iterations`` (the first step
+whose residual met the bundle's tolerance, T if none did) and ``residual`` (the relative residual
+‖f(z) − z‖ / ‖z‖ of the returned, lowest-residual iterate). The Broyden update itself is
+``salkit.kernels.broyden.broyden``; ``f`` reads and writes buffers bound once per batch shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from salkit.kernels.broyden import broyden
+from salkit.runtime.backends.base import Array, Device, Runner
+from salkit.runtime.loops import sigmoid_into
+
+
+@dataclasses.dataclass
+class QefpnRunners:
+    encoder: Runner
+    f: Runner
+    decoder: Runner
+
+
+class _QefpnWorkspace:
+    def __init__(self, runners: QefpnRunners, device: Device, batch: int, size: int, state_dim: int) -> None:
+        empty = device.empty
+        self.x = empty((batch, 3, size, size))
+        self.injection = empty((batch, state_dim))
+        self.z = empty((batch, state_dim))
+        self.f_z = empty((batch, state_dim))
+        self.logits = empty((batch, 1, size, size))
+        self.encode = runners.encoder.bind({"image": self.x}, {"injection": self.injection})
+        self.f = runners.f.bind({"z": self.z, "injection": self.injection}, {"f_z": self.f_z})
+        self.decode = runners.decoder.bind({"z": self.z}, {"logits": self.logits})
+
+
+class QefpnLoop:
+    def __init__(
+        self,
+        runners: QefpnRunners,
+        device: Device,
+        *,
+        size: int,
+        state_dim: int,
+        iterations: int,
+        memory: int | None = None,
+        tol: float = 1e-3,
+        stop_mode: str = "rel",
+    ) -> None:
+        self.runners, self.device = runners, device
+        self.size, self.state_dim = size, state_dim
+        self.iterations, self.memory, self.tol, self.stop_mode = iterations, memory, tol, stop_mode
+        self._workspaces: dict[int, _QefpnWorkspace] = {}
+
+    def workspace(self, batch: int) -> _QefpnWorkspace:
+        if batch not in self._workspaces:
+            self._workspaces[batch] = _QefpnWorkspace(self.runners, self.device, batch, self.size, self.state_dim)
+        return self._workspaces[batch]
+
+    def predict(self, x: np.ndarray, *, iterations: int | None = None) -> dict[str, np.ndarray]:
+        """x (B,3,S,S) normalised → saliency (B,1,S,S), iterations (B,), residual (B,) on the host."""
+        batch = x.shape[0]
+        steps = self.iterations if iterations is None else iterations
+        ws = self.workspace(batch)
+        device = self.device
+        device.upload(np.ascontiguousarray(x, dtype=np.float32), ws.x)
+        self.runners.encoder.run(ws.encode)
+
+        def f(z: np.ndarray) -> Array:
+            # The solver's state is small (B, D); it lives where the Broyden kernel runs (the host).
+            device.upload(np.ascontiguousarray(z, dtype=np.float32), ws.z)
+            self.runners.f.run(ws.f)
+            device.synchronize()
+            # ws.f_z is overwritten by the next call; the solver consumes it at once (f(z) − z).
+            return ws.f_z if device.is_host else device.download(ws.f_z)
+
+        z0 = np.zeros((batch, self.state_dim), dtype=np.float32)
+        z, stats = broyden(f, z0, max_iter=steps, tol=self.tol, memory=self.memory, stop_mode=self.stop_mode, fixed_iterations=True)
+        device.upload(np.ascontiguousarray(z, dtype=np.float32), ws.z)
+        self.runners.decoder.run(ws.decode)
+        sigmoid_into(device.xp, ws.logits, ws.logits)
+        device.synchronize()
+        return {
+            "saliency": np.asarray(device.download(ws.logits), dtype=np.float32),
+            "iterations": np.asarray(stats["iterations"], dtype=np.float32),
+            "residual": np.asarray(stats["residual"], dtype=np.float32),
+        }

@@ -1,0 +1,258 @@
+"""The Python API: ``Predictor.from_bundle(path).predict(images)`` (see docs/architecture.md).
+
+Example::
+
+    from salkit.runtime import Predictor
+
+    with Predictor.from_bundle("bundle/") as predictor:
+        result = predictor.predict(["cat.jpg", "dog.png"], seed=0)
+        result.saliency[0]                  # (H, W) float32 in [0, 1], the image's own size
+        result.uncertainty["epistemic"][0]  # coop bundles: entropy maps in nats
+
+A predictor owns one runner per graph and the loop buffers of every batch shape it has seen.
+Calls are serialised by a lock (the buffers are shared), so one predictor can be used from many
+threads; for throughput under concurrency wrap it in ``salkit.runtime.batching``'s batcher,
+which merges concurrent requests into one batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.backends import create_runner, device_for, resolve_backend
+from salkit.runtime.backends.base import Runner
+from salkit.runtime.bundle import Manifest, load_bundle
+from salkit.runtime.images import check_map, resize_map
+from salkit.runtime.inputs import as_items, to_batch, to_numpy
+from salkit.runtime.loops import LOGIT_EPS, CoopLoop, CoopRunners, check_steps
+from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
+
+
+@dataclasses.dataclass
+class Prediction:
+    saliency: list[np.ndarray]  # H×W float32 in [0, 1], original size
+    uncertainty: dict[str, list[np.ndarray]] | None  # predictive / aleatoric / epistemic
+    stats: dict[str, list[float]]  # e.g. qefpn iterations, residuals
+
+
+class Predictor:
+    manifest: Manifest
+    backend_name: str
+
+    def __init__(self, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> None:
+        self.manifest = manifest
+        self.backend_name, self.backend_reason = resolve_backend(backend, manifest)
+        self.device = device_for(self.backend_name)
+        self._lock = threading.Lock()
+        self._runners: dict[str, Runner] = {}
+        self._threads = threads
+        self._closed = False
+        kind = manifest.model_kind
+        if kind == "coop":
+            coop = manifest.coop
+            self._coop = CoopLoop(
+                CoopRunners(
+                    encoder=self._runner("encoder"),
+                    latent_decoder=self._runner("latent_decoder"),
+                    energy_grad=self._runner("energy_grad"),
+                    generator=None,  # loaded on first use of the whole-generator path
+                    langevin_step=self._runner("langevin_step") if ("langevin_step" in manifest.graphs and not self.device.is_host) else None,
+                ),
+                self.device,
+                size=manifest.input_size,
+                latent_dim=int(coop["latent_dim"]),
+                step_size=float(coop["langevin_step"]),
+                logit_eps=float(coop.get("logit_eps", LOGIT_EPS)),
+            )
+        else:
+            q = manifest.qefpn
+            self._qefpn = QefpnLoop(
+                QefpnRunners(self._runner("encoder"), self._runner("f"), self._runner("decoder")),
+                self.device,
+                size=manifest.input_size,
+                state_dim=int(q["state_dim"]),
+                iterations=int(q["broyden_iterations"]),
+                memory=int(q["broyden_memory"]) if q.get("broyden_memory") else None,
+                tol=float(q.get("broyden_tol", 1e-3)),
+                stop_mode=str(q.get("broyden_stop_mode", "rel")),
+            )
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, backend: str = "auto", threads: int | None = None) -> "Predictor":
+        return cls(load_bundle(path), backend=backend, threads=threads)
+
+    def _runner(self, graph: str) -> Runner:
+        if graph not in self._runners:
+            runner = create_runner(self.backend_name, self.manifest, graph, threads=self._threads, device=self.device)
+            self._runners[graph] = runner.load()
+        return self._runners[graph]
+
+    # -- options ----------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return self.manifest.model_kind
+
+    def _defaults(self, samples: int | None, steps: int | None) -> tuple[int, int]:
+        if self.kind == "qefpn":
+            t = self.manifest.qefpn.get("broyden_iterations", 0) if steps is None else steps
+            return 1, check_steps("steps (Broyden iterations)", t, 0)
+        coop = self.manifest.coop
+        n = coop.get("samples", 1) if samples is None else samples
+        k = coop.get("langevin_steps", 0) if steps is None else steps
+        return check_steps("samples", n, 1), check_steps("steps", k, 0)
+
+    def _check_tensor(self, x: Any, name: str = "x") -> np.ndarray:
+        x = to_numpy(x, 0)
+        size = self.manifest.input_size
+        if not isinstance(x, np.ndarray):
+            raise SalkitError(f"{name} must be a numpy array (B, 3, {size}, {size}), got {type(x).__name__}")
+        if x.dtype != np.float32:
+            raise SalkitError(f"{name} must be float32 (B, 3, {size}, {size}), got dtype {x.dtype}")
+        if x.ndim != 4 or x.shape[1:] != (3, size, size):
+            raise SalkitError(f"{name} must have shape (B, 3, {size}, {size}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise SalkitError(f"{name} is an empty batch (shape {x.shape})")
+        bad = int((~np.isfinite(x)).sum())
+        if bad:
+            raise SalkitError(f"{name} holds {bad} NaN/inf values")
+        return np.ascontiguousarray(x)
+
+    def _chunks(self, batch: int) -> list[slice]:
+        limit = max(1, int(self.manifest.batch.get("max", batch) or batch))
+        return [slice(i, min(i + limit, batch)) for i in range(0, batch, limit)]
+
+    def _live(self) -> None:
+        if self._closed:
+            raise SalkitError("this Predictor is closed")
+
+    # -- tensor level -----------------------------------------------------------------------
+    def predict_tensor(
+        self,
+        x: Any,
+        *,
+        samples: int | None = None,
+        steps: int | None = None,
+        noise: bool = False,
+        uncertainty: bool = True,
+        seed: int | None = None,
+        path: str = "split",
+        latents: np.ndarray | None = None,
+        noise_values: np.ndarray | None = None,
+    ) -> dict[str, np.ndarray]:
+        """x (B,3,S,S) float32 normalised → "saliency" (B,1,S,S) and, per kind, the extras.
+
+        ``latents`` (N,B,d) and ``noise_values`` (K,B,1,S,S) replace the random draws (for
+        comparisons against a reference on the same samples); ``path="whole"`` runs the
+        generator graph N times instead of the encoder once (the authors' way).
+        """
+        x = self._check_tensor(x)
+        n, k = self._defaults(samples, steps)
+        with self._lock:
+            self._live()
+            if self.kind == "qefpn":
+                parts = [self._qefpn.predict(x[s], iterations=k) for s in self._chunks(x.shape[0])]
+                return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            rng = np.random.default_rng(seed)
+            latent_dim = self._coop.latent_dim
+            if latents is None:
+                latents = rng.standard_normal((n, x.shape[0], latent_dim), dtype=np.float32)
+            latents = np.asarray(latents, dtype=np.float32)
+            if latents.ndim != 3 or latents.shape[1:] != (x.shape[0], latent_dim) or latents.shape[0] < 1:
+                raise SalkitError(f"latents must have shape (N, {x.shape[0]}, {latent_dim}), got {latents.shape}")
+            if noise and noise_values is None:
+                noise_values = rng.standard_normal((k, x.shape[0], 1, *x.shape[2:]), dtype=np.float32)
+            if noise_values is not None and noise_values.shape != (k, x.shape[0], 1, *x.shape[2:]):
+                raise SalkitError(f"noise_values must have shape {(k, x.shape[0], 1, *x.shape[2:])}, got {noise_values.shape}")
+            if path == "whole" and self._coop.runners.generator is None:
+                self._coop.runners.generator = self._runner("generator")
+            parts = []
+            for s in self._chunks(x.shape[0]):
+                noise_part = None if noise_values is None else noise_values[:, s]
+                parts.append(self._coop.predict(x[s], latents[:, s], steps=k, noise=noise_part, uncertainty=uncertainty, path=path))
+            return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def refine_tensor(self, x: Any, maps: Any, *, steps: int | None = None, noise_values: np.ndarray | None = None) -> np.ndarray:
+        """x (B,3,S,S), maps (B,1,S,S) probabilities in [0, 1] → refined probabilities (B,1,S,S)."""
+        if self.kind != "coop":
+            raise SalkitError(f"refine needs a cooperative (coop) bundle; {self.manifest.root} is {self.kind}")
+        x = self._check_tensor(x)
+        maps = to_numpy(maps, 0)
+        size = self.manifest.input_size
+        if not isinstance(maps, np.ndarray) or maps.shape != (x.shape[0], 1, size, size) or maps.dtype.kind != "f":
+            raise SalkitError(f"maps must be a float array of shape ({x.shape[0]}, 1, {size}, {size}), got {getattr(maps, 'shape', type(maps).__name__)}")
+        if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
+            raise SalkitError(f"maps must be finite probabilities in [0, 1], got values in [{np.nanmin(maps):.4g}, {np.nanmax(maps):.4g}]")
+        _, k = self._defaults(None, steps)
+        with self._lock:
+            self._live()
+            parts = [
+                self._coop.refine(x[s], maps[s].astype(np.float32), steps=k, noise=None if noise_values is None else noise_values[:, s])
+                for s in self._chunks(x.shape[0])
+            ]
+        return np.concatenate(parts)
+
+    # -- image level ------------------------------------------------------------------------
+    def predict(
+        self,
+        images: Any,
+        *,
+        samples: int | None = None,
+        steps: int | None = None,
+        noise: bool = False,
+        uncertainty: bool = True,
+        seed: int | None = None,
+    ) -> Prediction:
+        m = self.manifest
+        batch = to_batch(images, m.input_size, m.mean, m.std)
+        out = self.predict_tensor(batch.x, samples=samples, steps=steps, noise=noise, uncertainty=uncertainty, seed=seed)
+        back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]  # noqa: E731
+        saliency = [np.clip(s, 0.0, 1.0) for s in back("saliency")]
+        unc = {key: back(key) for key in ("predictive", "aleatoric", "epistemic")} if "predictive" in out else None
+        stats = {key: [float(v) for v in out[key]] for key in ("iterations", "residual") if key in out}
+        return Prediction(saliency=saliency, uncertainty=unc, stats=stats)
+
+    def refine(self, images: Any, maps: Any, *, steps: int | None = None) -> list[np.ndarray]:
+        m = self.manifest
+        batch = to_batch(images, m.input_size, m.mean, m.std)
+        map_items = as_items(maps)
+        if len(map_items) != len(batch.sizes):
+            raise SalkitError(f"refine got {len(batch.sizes)} images but {len(map_items)} maps")
+        resized = []
+        for i, item in enumerate(map_items):
+            item = to_numpy(item, i)
+            if isinstance(item, (str, Path)):
+                from salkit.runtime.images import read_mask
+
+                item = read_mask(item)
+            values = check_map(item, name=f"map {i}")
+            if getattr(item, "dtype", None) == np.uint8:
+                values = values / 255.0
+            if values.min() < 0 or values.max() > 1:
+                raise SalkitError(f"map {i} must hold probabilities in [0, 1] (or uint8 0..255), got [{values.min():.4g}, {values.max():.4g}]")
+            resized.append(resize_map(values.astype(np.float32), (m.input_size, m.input_size)))
+        stacked = np.stack(resized)[:, None]  # (B, S, S) → (B, 1, S, S)
+        refined = self.refine_tensor(batch.x, np.clip(stacked, 0.0, 1.0), steps=steps)
+        return [np.clip(resize_map(refined[i, 0], size), 0.0, 1.0) for i, size in enumerate(batch.sizes)]
+
+    # -- life cycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            for runner in self._runners.values():
+                runner.close()
+            self._runners.clear()
+            self._closed = True
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.manifest.model_kind} {self.manifest.model_name}, backend={self.backend_name})"
