@@ -1,0 +1,230 @@
+"""The models a server exposes for one bundle, in KServe v2 terms.
+
+A coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle serves ``qefpn``.
+
+``IMAGE`` is accepted in two layouts:
+
+* ``UINT8 [B, H, W, 3]``: RGB pixels of B images of one size. The server resizes them to the
+  bundle's input size and normalises them; maps come back at ``H × W``.
+* ``FP32 [B, 3, S, S]``: already resized to the bundle's S and normalised with its mean/std
+  (what ``salkit.runtime.images.preprocess`` returns); maps come back at ``S × S``.
+
+``saliency`` outputs ``SALIENCY`` FP32 ``[B, 1, H, W]`` (probabilities) and ``UNCERTAINTY`` FP32
+``[B, 3, H, W]``: channels predictive, aleatoric, epistemic entropy (nats). Request parameters:
+``samples`` (1-64), ``steps`` (0-256 Langevin steps), ``noise`` (bool), ``seed`` (int; a seeded
+request runs in a batch of its own, so it is reproducible). Leaving ``UNCERTAINTY`` out of the
+requested outputs skips computing it. ``refine`` takes ``IMAGE`` and ``MAP`` (FP32 ``[B, 1, H, W]``
+probabilities at the image's size) and returns ``MAP``; parameter ``steps``. ``qefpn`` outputs
+``SALIENCY``, ``ITERATIONS`` and ``RESIDUAL`` (FP32 ``[B]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from salkit.runtime import images
+from salkit.runtime.batching import BatchingPredictor
+from salkit.runtime.server.protocol import InferRequest, ProtocolError
+
+UNCERTAINTY_CHANNELS = ("predictive", "aleatoric", "epistemic")
+MAX_SAMPLES = 64
+MAX_STEPS = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorMeta:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+@dataclasses.dataclass
+class Prepared:
+    """An IMAGE input turned into the model's normalised batch, plus how to size maps back."""
+
+    x: np.ndarray  # (B, 3, S, S) float32
+    sizes: tuple[int, int] | None  # (H, W) of the client's images; None: keep S × S
+    maps: np.ndarray | None = None  # refine: (B, 1, S, S) probabilities
+
+
+def _int_param(params: dict[str, Any], name: str, low: int, high: int) -> int | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ProtocolError(f"parameter {name!r} must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _bool_param(params: dict[str, Any], name: str) -> bool:
+    value = params.get(name, False)
+    if not isinstance(value, bool):
+        raise ProtocolError(f"parameter {name!r} must be true or false, got {value!r}")
+    return value
+
+
+async def _resize_back_async(maps: np.ndarray, sizes: tuple[int, int] | None) -> np.ndarray:
+    """_resize_back off the event loop: large images take a while to resize."""
+    if sizes is None:
+        return np.ascontiguousarray(maps, dtype=np.float32)
+    return await asyncio.to_thread(_resize_back, maps, sizes)
+
+
+def _resize_back(maps: np.ndarray, sizes: tuple[int, int] | None) -> np.ndarray:
+    """(B, C, S, S) → (B, C, H, W) float32 (bilinear), or unchanged when sizes is None."""
+    if sizes is None or maps.shape[2:] == sizes:
+        return np.ascontiguousarray(maps, dtype=np.float32)
+    out = np.empty((*maps.shape[:2], *sizes), dtype=np.float32)
+    for b in range(maps.shape[0]):
+        for c in range(maps.shape[1]):
+            out[b, c] = images.resize_map(maps[b, c], sizes)
+    return out
+
+
+class ServedModel:
+    """One KServe v2 model over a shared BatchingPredictor."""
+
+    name: str = ""
+    inputs: tuple[TensorMeta, ...] = ()
+    outputs: tuple[TensorMeta, ...] = ()
+
+    def __init__(self, batching: BatchingPredictor) -> None:
+        self.batching = batching
+        self.manifest = batching.manifest
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": ["1"],
+            "platform": f"salkit_{self.manifest.model_kind}",
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+        }
+
+    def check_request(self, request: InferRequest) -> list[str]:
+        """Input names as declared and the requested outputs (all when none are named)."""
+        expected = {t.name for t in self.inputs}
+        given = set(request.inputs)
+        if given != expected:
+            unknown, missing = sorted(given - expected), sorted(expected - given)
+            parts = ([f"unknown input(s) {unknown}"] if unknown else []) + ([f"missing input(s) {missing}"] if missing else [])
+            raise ProtocolError(f"model {self.name!r}: {'; '.join(parts)} (it takes {sorted(expected)})")
+        names = [t.name for t in self.outputs]
+        if request.outputs is None:
+            return names
+        unknown_out = sorted(set(request.outputs) - set(names))
+        if unknown_out:
+            raise ProtocolError(f"model {self.name!r} has no output(s) {unknown_out} (it has {names})")
+        return [n for n in names if n in request.outputs]
+
+    def prepare(self, request: InferRequest) -> Prepared:
+        """Validate the inputs and build the model's batch (the server runs this in a thread)."""
+        return self.prepare_image(request)
+
+    def prepare_image(self, request: InferRequest) -> Prepared:
+        image = request.inputs["IMAGE"]
+        datatype = request.datatypes["IMAGE"]
+        size = self.manifest.input_size
+        if datatype == "UINT8":
+            if image.ndim != 4 or image.shape[3] != 3 or 0 in image.shape:
+                raise ProtocolError(f"UINT8 IMAGE must have shape [B, H, W, 3] with B, H, W >= 1, got {list(image.shape)}")
+            x = images.preprocess(list(image), size, self.manifest.mean, self.manifest.std)
+            return Prepared(x, (int(image.shape[1]), int(image.shape[2])))
+        if datatype == "FP32":
+            if image.shape[1:] != (3, size, size) or image.ndim != 4 or image.shape[0] == 0:
+                raise ProtocolError(
+                    f"FP32 IMAGE must be normalised NCHW [B, 3, {size}, {size}] for this bundle, got {list(image.shape)}"
+                )
+            bad = int((~np.isfinite(image)).sum())
+            if bad:
+                raise ProtocolError(f"FP32 IMAGE holds {bad} NaN/inf values")
+            return Prepared(np.ascontiguousarray(image, dtype=np.float32), None)
+        raise ProtocolError(f"IMAGE must be UINT8 [B, H, W, 3] or FP32 [B, 3, {size}, {size}], got datatype {datatype}")
+
+    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class SaliencyModel(ServedModel):
+    name = "saliency"
+    inputs = (TensorMeta("IMAGE", "UINT8", (-1, -1, -1, 3)),)
+    outputs = (TensorMeta("SALIENCY", "FP32", (-1, 1, -1, -1)), TensorMeta("UNCERTAINTY", "FP32", (-1, 3, -1, -1)))
+
+    def options(self, request: InferRequest, wanted: list[str]) -> dict[str, Any]:
+        params = request.parameters
+        return {
+            "samples": _int_param(params, "samples", 1, MAX_SAMPLES),
+            "steps": _int_param(params, "steps", 0, MAX_STEPS),
+            "noise": _bool_param(params, "noise"),
+            "seed": _int_param(params, "seed", 0, 2**63 - 1),
+            "uncertainty": "UNCERTAINTY" in wanted,
+        }
+
+    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+        result = await self.batching.predict_tensor_async(prepared.x, **self.options(request, wanted))
+        out = {"SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes)}
+        if "UNCERTAINTY" in wanted:
+            stacked = np.concatenate([result[k] for k in UNCERTAINTY_CHANNELS], axis=1)  # 3 × (B,1,S,S) → (B,3,S,S)
+            out["UNCERTAINTY"] = await _resize_back_async(stacked, prepared.sizes)
+        return {k: out[k] for k in wanted}
+
+
+class QefpnModel(SaliencyModel):
+    name = "qefpn"
+    outputs = (
+        TensorMeta("SALIENCY", "FP32", (-1, 1, -1, -1)),
+        TensorMeta("ITERATIONS", "FP32", (-1,)),
+        TensorMeta("RESIDUAL", "FP32", (-1,)),
+    )
+
+    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+        result = await self.batching.predict_tensor_async(prepared.x, uncertainty=False)
+        out = {
+            "SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes),
+            "ITERATIONS": np.asarray(result.get("iterations", np.zeros(len(prepared.x))), dtype=np.float32),
+            "RESIDUAL": np.asarray(result.get("residual", np.zeros(len(prepared.x))), dtype=np.float32),
+        }
+        return {k: out[k] for k in wanted}
+
+
+class RefineModel(ServedModel):
+    name = "refine"
+    inputs = (TensorMeta("IMAGE", "UINT8", (-1, -1, -1, 3)), TensorMeta("MAP", "FP32", (-1, 1, -1, -1)))
+    outputs = (TensorMeta("MAP", "FP32", (-1, 1, -1, -1)),)
+
+    def prepare(self, request: InferRequest) -> Prepared:
+        prepared = self.prepare_image(request)
+        prepared.maps = self.prepare_map(request, prepared)
+        return prepared
+
+    def prepare_map(self, request: InferRequest, prepared: Prepared) -> np.ndarray:
+        maps = request.inputs["MAP"]
+        if request.datatypes["MAP"] != "FP32":
+            raise ProtocolError(f"MAP must be FP32 probabilities, got datatype {request.datatypes['MAP']}")
+        height, width = prepared.sizes or prepared.x.shape[2:]
+        expected = (prepared.x.shape[0], 1, height, width)
+        if maps.shape != expected:
+            raise ProtocolError(f"MAP must have shape {list(expected)} to match IMAGE, got {list(maps.shape)}")
+        if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
+            raise ProtocolError("MAP must hold finite probabilities in [0, 1]")
+        size = self.manifest.input_size
+        resized = _resize_back(maps, (size, size))  # (B,1,H,W) → (B,1,S,S)
+        return np.clip(resized, 0.0, 1.0)
+
+    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+        steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)
+        refined = await self.batching.refine_tensor_async(prepared.x, prepared.maps, steps=steps)
+        return {"MAP": await _resize_back_async(np.asarray(refined), prepared.sizes)}
+
+
+def models_for(batching: BatchingPredictor) -> dict[str, ServedModel]:
+    kind = batching.manifest.model_kind
+    classes: tuple[type[ServedModel], ...] = (QefpnModel,) if kind == "qefpn" else (SaliencyModel, RefineModel)
+    return {cls.name: cls(batching) for cls in classes}

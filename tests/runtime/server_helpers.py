@@ -1,0 +1,124 @@
+"""Helpers for the server tests: an in-process client on a fake predictor, v2 request builders,
+and a real uvicorn server in a subprocess on 127.0.0.1 (bounded start-up and shutdown)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def make_client(app: Any):  # noqa: ANN201 — starlette TestClient
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
+        from starlette.testclient import TestClient
+
+        return TestClient(app, raise_server_exceptions=False)
+
+
+def wait_ready(client: Any, timeout: float = 20.0, headers: dict | None = None) -> None:
+    end = time.monotonic() + timeout
+    while client.get("/v2/health/ready", headers=headers).status_code != 200:
+        assert time.monotonic() < end, "server did not become ready"
+        time.sleep(0.01)
+
+
+def json_tensor(name: str, array: np.ndarray, datatype: str) -> dict:
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
+
+
+def binary_request(inputs: list[tuple[str, np.ndarray, str]], outputs: list[dict] | None = None, parameters: dict | None = None) -> tuple[bytes, dict]:
+    """A v2 request with every input in the binary extension; returns (body, headers)."""
+    head: dict = {
+        "inputs": [
+            {"name": n, "datatype": dt, "shape": list(a.shape), "parameters": {"binary_data_size": a.nbytes}} for n, a, dt in inputs
+        ]
+    }
+    if outputs is not None:
+        head["outputs"] = outputs
+    if parameters:
+        head["parameters"] = parameters
+    text = json.dumps(head).encode()
+    body = text + b"".join(np.ascontiguousarray(a).tobytes() for _, a, _ in inputs)
+    return body, {"Inference-Header-Content-Length": str(len(text)), "Content-Type": "application/octet-stream"}
+
+
+def decode_response(content: bytes, headers: Any) -> dict[str, np.ndarray]:
+    """Parse a v2 response (JSON or binary) into name → array, independently of the server code."""
+    dtypes = {"FP32": np.float32, "FP64": np.float64, "UINT8": np.uint8, "INT64": np.int64}
+    length = headers.get("Inference-Header-Content-Length")
+    head = json.loads(content[: int(length)] if length else content)
+    offset = int(length) if length else 0
+    out = {}
+    for entry in head["outputs"]:
+        dtype = dtypes[entry["datatype"]]
+        if "data" in entry:
+            out[entry["name"]] = np.asarray(entry["data"], dtype=dtype).reshape(entry["shape"])
+        else:
+            size = entry["parameters"]["binary_data_size"]
+            out[entry["name"]] = np.frombuffer(content[offset : offset + size], dtype=dtype).reshape(entry["shape"])
+            offset += size
+    assert offset == len(content) or not length
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+@contextlib.contextmanager
+def live_server(args: list[str], *, ready_timeout: float = 60.0, env: dict | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start ``python <args>`` (a server on 127.0.0.1), wait until /v2/health/ready, yield (proc, url)."""
+    import httpx
+
+    port = free_port()
+    cmd = [sys.executable, *args, "--port", str(port)]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + ready_timeout
+        while True:
+            assert proc.poll() is None, f"server exited early: {proc.stdout.read().decode(errors='replace')}"
+            try:
+                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < end, "server did not become ready in time"
+            time.sleep(0.05)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
