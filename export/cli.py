@@ -1,15 +1,42 @@
-"""`export-trt` command (placeholder until the export issue lands: it says so and exits non-zero)."""
+"""``export-trt``: a train-coop / train-qefpn checkpoint → a validated bundle (docs/architecture.md)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
 
 
-@click.command(name="export-trt", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.command(name="export-trt")
+@click.option("--ckpt", "ckpt", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt) to export.")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
+@click.option("--size", type=int, default=None, help="Input side S (default: the checkpoint's training size).")
+@click.option("--batch", "batch", default="1:8:16", show_default=True,
+              help="Engine optimisation profile MIN:OPT:MAX over the batch axis.")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--calib", type=click.Path(path_type=Path), default=None,
+              help="Images (or a dataset root with img/) to check graphs on and to calibrate int8 with.")
+@click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
+@click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
+              help="Also write a Triton Inference Server model repository here.")
+@click.option("--force", is_flag=True, help="Replace an existing bundle / Triton repository.")
+@click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
+              help="torch.onnx exporter (see salkit.export.onnx_io for the measured choice).")
 @report_user_errors
-def main(args: tuple[str, ...]) -> None:
-    """Not implemented yet (the export issue)."""
-    raise SalkitError("'export-trt' is not implemented yet (the export issue)")
+def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, calib: Path | None, no_engine: bool,
+         triton_repo: Path | None, force: bool, exporter: str) -> None:
+    """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
+    from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
+
+    profile = BatchProfile.parse(batch)  # bad specs fail before the checkpoint is even read
+    if calib is not None and not calib.exists():
+        raise SalkitError(f"--calib {calib} does not exist")
+    options = ExportOptions(ckpt=ckpt, out=out, size=size, batch=profile, precision=precision, calib=calib,
+                            build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter)
+    manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
+    worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
+    engines = manifest.engines.get("status", "not built")
+    click.echo(f"{out}: {manifest.model_kind} bundle, {len(manifest.graphs)} graphs, worst relative error "
+               f"{worst:.2e}, engines {engines}")

@@ -129,20 +129,20 @@ def _attach_data_inputs(graphs: list[GraphDef], generator: nn.Module, latent_dim
 
 def coop_settings(model: nn.Module, train_config: dict) -> dict:
     """The manifest's ``coop`` block: latent dim and the Langevin defaults used in training."""
-    langevin = dict(train_config.get("langevin", {})) if isinstance(train_config.get("langevin"), dict) else {}
+    # train-coop records its CoopSettings under train_config["coop"] (energy_step = δ_U, langevin_steps = K).
+    recorded = train_config.get("coop") if isinstance(train_config.get("coop"), dict) else {}
 
     def pick(*keys: str, default: float) -> float:
         for key in keys:
-            for source in (langevin, train_config):
-                if key in source and source[key] is not None:
-                    return source[key]
+            if recorded.get(key) is not None:
+                return recorded[key]
         return default
 
     return {
         "latent_dim": int(model.latent_dim),
         # Paper defaults (K = 5, δ = 0.4) unless the checkpoint's training recorded its own.
-        "langevin_step": float(pick("langevin_step", "step_size", "delta", default=0.4)),
-        "langevin_steps": int(pick("langevin_steps", "steps", "k", default=5)),
-        "samples": int(pick("samples", "num_samples", default=10)),
+        "langevin_step": float(pick("energy_step", "langevin_step", default=0.4)),
+        "langevin_steps": int(pick("langevin_steps", default=5)),
+        "samples": int(pick("samples", default=10)),
         "map_space": "logit",
     }

@@ -1,0 +1,227 @@
+"""Checkpoint → bundle, all or nothing.
+
+Every graph is exported into a temporary directory, checked (:mod:`salkit.export.checks`),
+optionally converted to fp16/int8 and built into TensorRT engines; the manifest is written last
+and the directory is renamed into place only then (``atomic_directory``): a failed export never
+leaves a half bundle, and ``--force`` replaces an old bundle only after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import onnx
+import torch
+
+from salkit.export import graphs_coop
+from salkit.export.checks import validate_graph
+from salkit.export.graphs import GraphDef
+from salkit.export.onnx_io import OPSET, export_module, io_specs
+from salkit.kernels.atomic import atomic_directory
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.bundle import REQUIRED_GRAPHS, GraphSpec, Manifest, TensorSpec, sha256_file
+
+PRECISIONS = ("fp32", "fp16", "int8")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on
+CALIB_IMAGES = 32  # images int8 calibration reads at most
+
+Progress = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchProfile:
+    min: int = 1
+    opt: int = 8
+    max: int = 16
+
+    @classmethod
+    def parse(cls, spec: str) -> "BatchProfile":
+        match = re.fullmatch(r"\s*(\d+):(\d+):(\d+)\s*", spec or "")
+        if not match:
+            raise SalkitError(f"invalid batch spec {spec!r}: expected MIN:OPT:MAX, e.g. 1:8:16")
+        lo, opt, hi = (int(v) for v in match.groups())
+        if not 1 <= lo <= opt <= hi:
+            raise SalkitError(f"invalid batch spec {spec!r}: need 1 ≤ MIN ≤ OPT ≤ MAX")
+        return cls(lo, opt, hi)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"min": self.min, "opt": self.opt, "max": self.max}
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    ckpt: Path
+    out: Path
+    size: int | None = None
+    batch: BatchProfile = BatchProfile()
+    precision: str = "fp32"
+    calib: Path | None = None
+    build_engines: bool = True
+    triton_repo: Path | None = None
+    force: bool = False
+    exporter: str = "torchscript"
+
+
+def _check_output(path: Path, force: bool, what: str = "output") -> None:
+    """Refuse early (before any export work) what atomic_directory would refuse at the end."""
+    if path.exists() and not force:
+        raise SalkitError(f"{what} {path} already exists (pass --force to replace it)")
+    if path.exists() and not path.is_dir():
+        raise SalkitError(f"{what} {path} exists and is not a directory")
+    parent = path.resolve().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SalkitError(f"{what} {path} cannot be written: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK):
+        raise SalkitError(f"{what} {path} cannot be written: {parent} is not writable")
+
+
+def _versions(ckpt: dict[str, Any], exporter: str) -> dict[str, str]:
+    def version(dist: str) -> str:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    trained = ckpt.get("versions", {}) or {}
+    return {
+        "salkit": version("salkit"), "torch": torch.__version__, "onnx": onnx.__version__,
+        "onnxruntime": version("onnxruntime"), "opset": str(OPSET), "exporter": exporter,
+        "trained_salkit": str(trained.get("salkit", "unknown")), "trained_torch": str(trained.get("torch", "unknown")),
+    }
+
+
+def _normalisation(train_config: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    for source in (train_config, train_config.get("data", {}) if isinstance(train_config.get("data"), dict) else {}):
+        if "mean" in source and "std" in source:
+            return tuple(float(v) for v in source["mean"]), tuple(float(v) for v in source["std"])
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _load_model(ckpt_path: Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    from salkit.train.engine.checkpoint import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_path)
+    kind = ckpt["model"].get("kind")
+    if kind not in REQUIRED_GRAPHS:
+        raise SalkitError(f"checkpoint {ckpt_path} holds a model of kind {kind!r}; export knows "
+                          f"{', '.join(sorted(REQUIRED_GRAPHS))}")
+    return ckpt, build_model(ckpt).eval()
+
+
+def _resolve_size(model: torch.nn.Module, kind: str, requested: int | None, ckpt_path: Path) -> int:
+    trained = int(getattr(model, "image_size", 0) or model.config.get("image_size", 0))
+    if requested is None:
+        return trained
+    if requested < 1:
+        raise SalkitError(f"--size must be positive, got {requested}")
+    if kind == "coop" and requested != trained:
+        # The energy net's fully connected layer fixes its input side.
+        raise SalkitError(f"--size {requested} does not fit checkpoint {ckpt_path}: its energy net takes "
+                          f"{trained}×{trained} inputs")
+    if requested % 32:
+        raise SalkitError(f"--size {requested} is not a multiple of 32 (the backbone's stride)")
+    return requested
+
+
+def _graph_defs(kind: str, model: torch.nn.Module, size: int, data: torch.Tensor | None) -> tuple[list[GraphDef], dict]:
+    if kind == "coop":
+        return graphs_coop.coop_graphs(model, size, data), {}
+    from salkit.export import graphs_qefpn
+
+    return graphs_qefpn.qefpn_graphs(model, size, data), {}
+
+
+def _graph_spec(path: Path, model: onnx.ModelProto, validation: dict[str, float]) -> GraphSpec:
+    inputs, outputs = io_specs(model)
+    as_specs = lambda items: tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in items)  # noqa: E731
+    return GraphSpec(file=path.name, sha256=sha256_file(path), inputs=as_specs(inputs), outputs=as_specs(outputs),
+                     validation=validation)
+
+
+def export_bundle(options: ExportOptions, progress: Progress = lambda message: None) -> Manifest:
+    """Run the whole export; returns the manifest of the bundle now at ``options.out``."""
+    if options.precision not in PRECISIONS:
+        raise SalkitError(f"unknown precision {options.precision!r} (choose from {', '.join(PRECISIONS)})")
+    if options.precision == "int8" and options.calib is None:
+        raise SalkitError("--precision int8 needs --calib DIR (images to calibrate the quantization on)")
+    _check_output(options.out, options.force)
+    if options.triton_repo is not None:
+        _check_output(options.triton_repo, options.force, "Triton repository")
+
+    progress(f"loading checkpoint {options.ckpt}")
+    ckpt, model = _load_model(options.ckpt)
+    kind, train_config = ckpt["model"]["kind"], dict(ckpt.get("train_config") or {})
+    size = _resolve_size(model, kind, options.size, options.ckpt)
+    mean, std = _normalisation(train_config)
+    data = None
+    if options.calib is not None:
+        from salkit.export.images import load_images
+
+        data = load_images(options.calib, size, mean, std, DATA_CHECK_IMAGES)
+    graphs, _ = _graph_defs(kind, model, size, data)
+
+    manifest = Manifest(
+        model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
+        precision=options.precision, batch=options.batch.as_dict(), graphs={},
+        versions=_versions(ckpt, options.exporter),
+        extra={"checkpoint": {"file": options.ckpt.name, "sha256": sha256_file(options.ckpt),
+                              "step": int(ckpt.get("step", 0)), "epoch": int(ckpt.get("epoch", 0)),
+                              "config": dict(ckpt["model"].get("config", {}))},
+               "validated_on": {"random_batches": [1, 3], "dataset_images": 0 if data is None else int(data.shape[0])}},
+    )
+    if kind == "coop":
+        manifest.coop = graphs_coop.coop_settings(model, train_config)
+    else:
+        from salkit.export import graphs_qefpn
+
+        manifest.qefpn = graphs_qefpn.qefpn_settings(model, train_config)
+
+    with atomic_directory(options.out, force=options.force) as tmp:
+        for graph in graphs:
+            path = tmp / f"{graph.name}.onnx"
+            progress(f"exporting {graph.name}")
+            args = graph.random_inputs(2, torch.Generator().manual_seed(0))
+            onnx_model = export_module(graph.module, args, path, input_names=graph.input_names,
+                                       output_names=graph.output_names, exporter=options.exporter)
+            progress(f"checking {graph.name} (onnx.checker, TensorRT ops, ONNX Runtime vs torch)")
+            validation = validate_graph(graph, path)
+            manifest.graphs[graph.name] = _graph_spec(path, onnx_model, validation)
+        if options.precision != "fp32":
+            from salkit.export.precision import convert_bundle_graphs
+
+            progress(f"converting graphs to {options.precision}")
+            convert_bundle_graphs(manifest, graphs, tmp, options.precision, options.calib, progress)
+        manifest.engines = _engines(manifest, tmp, options, progress)
+        manifest.write(tmp)
+        if options.triton_repo is not None:
+            from salkit.export.triton import write_triton_repo
+
+            progress(f"writing Triton model repository {options.triton_repo}")
+            manifest.root = tmp
+            write_triton_repo(manifest, tmp, options.triton_repo, force=options.force)
+    manifest.root = options.out
+    progress(f"bundle written to {options.out}")
+    return manifest
+
+
+def _engines(manifest: Manifest, directory: Path, options: ExportOptions, progress: Progress) -> dict[str, Any]:
+    if not options.build_engines:
+        return {"status": "not built", "reason": "--no-engine given", "files": {}}
+    from salkit.export.engines_trt import build_engines, engine_unavailable_reason
+
+    reason = engine_unavailable_reason()
+    if reason:
+        progress(f"TensorRT engines not built: {reason}")
+        return {"status": "not built", "reason": reason, "files": {}}
+    progress("building TensorRT engines")
+    files = build_engines(manifest, directory, options.batch, progress)
+    return {"status": "built", "reason": "", "files": files}
