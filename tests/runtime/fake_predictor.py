@@ -41,6 +41,16 @@ def expected_saliency(x: np.ndarray, samples: int, steps: int) -> np.ndarray:
     return sigmoid(x.mean(axis=1, keepdims=True) + 0.1 * samples + 0.01 * steps).astype(np.float32)
 
 
+def expected_uint8_saliency(img: np.ndarray, samples: int = 2, steps: int = 3) -> np.ndarray:
+    """Expected SALIENCY for a UINT8 (B,H,W,3) batch: preprocess → closed form → resize back to H×W."""
+    from salkit.runtime import images
+
+    manifest = make_manifest()
+    x = images.preprocess(list(img), SIZE, manifest.mean, manifest.std)
+    sal = expected_saliency(x, samples, steps)
+    return np.stack([images.resize_map(sal[i, 0], img.shape[1:3])[None] for i in range(len(img))])
+
+
 def entropy(p: np.ndarray) -> np.ndarray:
     q = np.clip(p, 1e-7, 1 - 1e-7)
     return -(q * np.log(q) + (1 - q) * np.log(1 - q))

@@ -18,7 +18,7 @@ from PIL import Image
 from salkit.kernels.errors import SalkitError
 from salkit.runtime import images
 from salkit.runtime.server.app import create_app
-from tests.runtime.fake_predictor import SIZE, FakePredictor, entropy, expected_refine, expected_saliency, make_manifest
+from tests.runtime.fake_predictor import SIZE, FakePredictor, entropy, expected_refine, expected_saliency, expected_uint8_saliency, make_manifest
 from tests.runtime.server_helpers import AUTH, TOKEN, binary_request, decode_response, json_tensor, make_client, wait_ready
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,12 +43,7 @@ def _image(n: int = 2, h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
 
 
-def _reference(img: np.ndarray, samples: int = 2, steps: int = 3) -> np.ndarray:
-    """Expected SALIENCY for a UINT8 batch: preprocess → the fake's closed form → resize back."""
-    manifest = make_manifest()
-    x = images.preprocess(list(img), SIZE, manifest.mean, manifest.std)
-    sal = expected_saliency(x, samples, steps)
-    return np.stack([images.resize_map(sal[i, 0], img.shape[1:3])[None] for i in range(len(img))])
+_reference = expected_uint8_saliency
 
 
 def _good_request(client) -> None:  # noqa: ANN001
