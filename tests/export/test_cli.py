@@ -1,0 +1,145 @@
+"""export-trt on bad input: one error line, exit code 2, and never a half-written bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from salkit.export import checks
+from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
+from salkit.export.cli import main
+from salkit.kernels.errors import SalkitError
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _assert_user_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    text = result.output
+    assert "error:" in text and "Traceback" not in text, text
+    for fragment in fragments:
+        assert fragment in text, (fragment, text)
+
+
+def test_missing_checkpoint(tmp_path: Path) -> None:
+    _assert_user_error(_run("--ckpt", tmp_path / "nope.pt", "--out", tmp_path / "b"), "nope.pt", "does not exist")
+
+
+def test_truncated_checkpoint(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    cut = tmp_path / "cut.pt"
+    data = untrained_coop_checkpoint.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    _assert_user_error(_run("--ckpt", cut, "--out", tmp_path / "b"), "cut.pt", "truncated")
+
+
+def test_foreign_checkpoint(tmp_path: Path) -> None:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"model": torch.nn.Linear(2, 2).state_dict()}, foreign)
+    _assert_user_error(_run("--ckpt", foreign, "--out", tmp_path / "b"), "foreign.pt", "not a salkit checkpoint")
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    _assert_user_error(_run("--ckpt", text, "--out", tmp_path / "b2"), "text.pt")
+
+
+def _edited(src: Path, dst: Path, edit) -> Path:
+    ckpt = torch.load(src, weights_only=False)
+    edit(ckpt)
+    torch.save(ckpt, dst)
+    return dst
+
+
+def test_unknown_model_kind_name_and_format_version(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    kind = _edited(untrained_coop_checkpoint, tmp_path / "kind.pt", lambda c: c["model"].update(kind="gan"))
+    _assert_user_error(_run("--ckpt", kind, "--out", tmp_path / "b1"), "'gan'")
+    name = _edited(untrained_coop_checkpoint, tmp_path / "name.pt", lambda c: c["model"].update(name="unet9000"))
+    _assert_user_error(_run("--ckpt", name, "--out", tmp_path / "b2"), "unet9000")
+    version = _edited(untrained_coop_checkpoint, tmp_path / "v.pt", lambda c: c.update(format_version=99))
+    _assert_user_error(_run("--ckpt", version, "--out", tmp_path / "b3"), "99")
+    for out in ("b1", "b2", "b3"):
+        assert not (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("spec", ["8", "1:8", "0:1:2", "4:2:8", "a:b:c", "1:8:4"])
+def test_invalid_batch_spec(tmp_path: Path, untrained_coop_checkpoint: Path, spec: str) -> None:
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--batch", spec),
+                       f"invalid batch spec {spec!r}")
+
+
+def test_batch_spec_parses() -> None:
+    assert BatchProfile.parse("2:4:32") == BatchProfile(2, 4, 32)
+
+
+def test_existing_output_without_force_and_unwritable_output(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", existing), "already exists", "--force")
+    assert (existing / "keep.txt").read_text() == "mine"
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", blocker / "bundle"), "cannot be written")
+
+
+def test_size_that_does_not_fit_the_energy_net(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--size", "96"), "--size 96")
+
+
+def test_int8_without_calibration_images(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--precision", "int8"),
+                       "--calib")
+
+
+def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "bundle"
+    result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--no-engine")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["engines"] == {"status": "not built", "reason": "--no-engine given", "files": {}}
+    assert manifest["coop"]["langevin_step"] == 0.25  # from the checkpoint's train_config
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    real_compare = checks.compare
+
+    failing = {"graph": "energy_grad"}  # the last graph: everything else was already written
+
+    def broken_energy_grad(graph, sess, inputs, label, tolerance):
+        if graph.name == failing["graph"]:
+            raise SalkitError(f"graph {graph.name!r} output 'grad' on {label}: differs (test)")
+        return real_compare(graph, sess, inputs, label, tolerance)
+
+    monkeypatch.setattr(checks, "compare", broken_energy_grad)
+    result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--force")
+    _assert_user_error(result, "energy_grad")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old bundle intact
+    failing["graph"] = "encoder"  # fails at the first graph: nothing may appear either
+    fresh = tmp_path / "fresh"
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", fresh), "encoder")
+    assert not fresh.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left over
+
+
+def test_graph_with_an_operator_tensorrt_lacks_is_rejected_at_export(tmp_path: Path) -> None:
+    """A real module whose ONNX uses LayerNormalization (not importable in the listed TensorRT)."""
+    from salkit.export.checks import validate_graph
+    from salkit.export.graphs import GraphDef
+    from salkit.export.onnx_io import export_module
+
+    module = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)).eval()
+    graph = GraphDef("normed", module, ("z",), ("out",), lambda b, g: (torch.randn(b, 8, generator=g),))
+    path = tmp_path / "normed.onnx"
+    export_module(module, graph.random_inputs(2, torch.Generator()), path, input_names=("z",), output_names=("out",),
+                  opset=17)
+    with pytest.raises(SalkitError, match=r"graph 'normed'.*LayerNormalization"):
+        validate_graph(graph, path)
+
+
+def test_export_options_reject_unknown_precision(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    with pytest.raises(SalkitError, match="bf8"):
+        export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=tmp_path / "b", precision="bf8"))
