@@ -1,15 +1,78 @@
-"""`refine` command (placeholder until the runtime issue lands: it says so and exits non-zero)."""
+"""``sal-runtime refine``: the energy model alone refines saliency maps produced by another model."""
 
 from __future__ import annotations
+
+import sys
 
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
 
+BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
 
-@click.command(name="refine", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+
+@click.command(name="refine")
+@click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
+@click.option("--images", "images_dir", required=True, type=click.Path(), help="Folder of images.")
+@click.option("--maps", "maps_dir", required=True, type=click.Path(), help="Folder of saliency maps to refine, paired by file stem.")
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the refined <stem>.png maps.")
+@click.option("--steps", type=int, help="Langevin steps K (default: the bundle's).")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@click.option("--batch-size", type=int, help="Images per engine call (default: the bundle's optimal batch).")
+@click.option("--strict", is_flag=True, help="Abort (exit 2, nothing written) on the first unreadable file.")
 @report_user_errors
-def refine(args: tuple[str, ...]) -> None:
-    """Not implemented yet (the runtime issue)."""
-    raise SalkitError("'refine' is not implemented yet (the runtime issue)")
+def refine(
+    bundle: str, images_dir: str, maps_dir: str, out_dir: str, steps: int | None, backend: str,
+    threads: int | None, batch_size: int | None, strict: bool,
+) -> None:
+    """Langevin revision of existing maps under the bundle's energy (paper §6.3).
+
+    Maps are read as grayscale in [0, 1], refined at the bundle's input size and written back at
+    each image's size. Unreadable pairs are reported and skipped (exit code 1) unless --strict.
+    """
+    from salkit.runtime.cli_common import Failures, check_out_dir, chunks, progress
+    from salkit.runtime.images import decode_image, pair_by_stem, read_mask, save_png_map
+    from salkit.runtime.predictor import Predictor
+
+    pairs = pair_by_stem(images_dir, maps_dir, what_a="image folder", what_b="map folder")
+    out = check_out_dir(out_dir)
+    failures = Failures(strict)
+
+    def load(pair):  # type: ignore[no-untyped-def]
+        image_path, map_path = pair
+        return decode_image(image_path), read_mask(map_path)
+
+    if strict:
+        for pair in pairs:
+            try:
+                load(pair)
+            except SalkitError as err:
+                failures.add(pair[0].stem, err)
+    with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
+        click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
+        if predictor.kind != "coop":
+            raise SalkitError(f"refine needs a cooperative (coop) bundle with an energy graph; {bundle} is {predictor.kind}")
+        size = batch_size or int(predictor.manifest.batch.get("opt", 1) or 1)
+        if size < 1:
+            raise SalkitError(f"--batch-size must be >= 1, got {size}")
+        done = 0
+        bar = progress(len(pairs), "refine")
+        for group in chunks(pairs, size):
+            loaded = []
+            for pair in group:
+                try:
+                    loaded.append((pair, *load(pair)))
+                except SalkitError as err:
+                    failures.add(pair[0].stem, err)
+            if loaded:
+                refined = predictor.refine([img for _, img, _ in loaded], [m for _, _, m in loaded], steps=steps)
+                for ((image_path, _), _, _), map01 in zip(loaded, refined):
+                    save_png_map(out / f"{image_path.stem}.png", map01)
+                    done += 1
+            bar.update(len(group))
+        bar.close()
+    click.echo(f"{done} refined map(s) written to {out}", err=True)
+    code = failures.summary(done)
+    if code:
+        sys.exit(code)

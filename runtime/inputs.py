@@ -21,7 +21,9 @@ import numpy as np
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import decode_image, preprocess
+from salkit.runtime.images import _high_depth_to_uint8, decode_image, preprocess
+
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
 
 @dataclass
@@ -50,6 +52,13 @@ def _rgb_from_uint8(arr: np.ndarray, index: int) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
         return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[:, :, :3]
     raise SalkitError(f"image {index}: a uint8 image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+
+
+def _pil_to_rgb(img: Image.Image) -> np.ndarray:
+    """Any PIL mode → RGB uint8; 16-bit / float modes are scaled by their range (as files are), not clipped."""
+    if img.mode in _HIGH_DEPTH_MODES:
+        return np.repeat(_high_depth_to_uint8(img)[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
 def _resize_normalised(chw: np.ndarray, size: int) -> np.ndarray:
@@ -85,7 +94,7 @@ def to_batch(images: Any, size: int, mean: Sequence[float], std: Sequence[float]
             item = decode_image(item)
         item = to_numpy(item, index)
         if isinstance(item, Image.Image):
-            rgb = np.asarray(item.convert("RGB"), dtype=np.uint8)
+            rgb = _pil_to_rgb(item)
             rows.append(preprocess([rgb], size, mean, std))
             sizes.append(rgb.shape[:2])
         elif isinstance(item, np.ndarray) and item.dtype == np.uint8:
