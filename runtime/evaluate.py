@@ -131,8 +131,14 @@ def evaluate_arrays(
 
 
 def evaluate_dirs(pred_dir: str | os.PathLike[str], gt_dir: str | os.PathLike[str], *, minmax: bool = True) -> dict[str, object]:
-    """Metrics of a folder of predicted maps against a folder of masks, paired by file stem."""
-    pairs = pair_by_stem(pred_dir, gt_dir, what_a="prediction folder", what_b="ground-truth folder")
+    """Metrics of a folder of predicted maps against a folder of masks, paired by file stem.
+
+    Side maps beside the predictions (``x_uncertainty.png`` next to ``x.png``, as ``sal-runtime
+    predict --uncertainty`` writes them) are skipped; any other unpaired file is an error.
+    """
+    pairs = pair_by_stem(
+        pred_dir, gt_dir, what_a="prediction folder", what_b="ground-truth folder", skip_companions_in_a=True
+    )
     preds = [decode_gray(pred) for pred, _ in pairs]
     gts = [decode_gray(gt) for _, gt in pairs]
     names = [f"{pred} vs {gt}" for pred, gt in pairs]

@@ -158,20 +158,36 @@ def _by_stem(paths: Iterable[Path], folder: Path) -> dict[str, Path]:
     return found
 
 
+def _companion_of(stem: str, paired: set[str]) -> bool:
+    """True when ``stem`` is ``<p>_<suffix>`` for a paired stem ``p`` (e.g. ``x_uncertainty`` next to ``x``)."""
+    cut = stem.rfind("_")
+    while cut > 0:
+        if stem[:cut] in paired:
+            return True
+        cut = stem.rfind("_", 0, cut)
+    return False
+
+
 def pair_by_stem(
     dir_a: str | os.PathLike[str],
     dir_b: str | os.PathLike[str],
     *,
     what_a: str = "image folder",
     what_b: str = "image folder",
+    skip_companions_in_a: bool = False,
 ) -> list[tuple[Path, Path]]:
     """Pair the images of two folders by file stem (``x.jpg`` ↔ ``x.png``), sorted by stem.
 
     Every file must have a partner; the unmatched ones on each side are listed in the error.
+    With ``skip_companions_in_a``, unpaired files of ``dir_a`` named ``<stem>_<suffix>`` after a
+    paired stem are side maps (``x_uncertainty.png`` beside the prediction ``x.png``) and skipped.
     """
     a = _by_stem(list_images(dir_a, what=what_a), Path(dir_a))
     b = _by_stem(list_images(dir_b, what=what_b), Path(dir_b))
+    paired = a.keys() & b.keys()
     only_a = sorted(a.keys() - b.keys())
+    if skip_companions_in_a:
+        only_a = [stem for stem in only_a if not _companion_of(stem, paired)]
     only_b = sorted(b.keys() - a.keys())
     if only_a or only_b:
         parts = []
@@ -180,7 +196,7 @@ def pair_by_stem(
         if only_b:
             parts.append(f"in {dir_b} without a partner in {dir_a}: {format_paths([b[s] for s in only_b])}")
         raise SalkitError("unmatched files: " + "; ".join(parts))
-    return [(a[stem], b[stem]) for stem in sorted(a)]
+    return [(a[stem], b[stem]) for stem in sorted(paired)]
 
 
 def check_map(array: object, name: str = "map") -> np.ndarray:

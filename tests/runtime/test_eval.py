@@ -154,6 +154,18 @@ def test_folders_give_the_array_numbers(tmp_path: Path) -> None:
     assert all(from_dirs[k] == from_arrays[k] for k in SCALARS)
 
 
+def test_side_maps_beside_predictions_are_skipped(tmp_path: Path) -> None:
+    preds, gts = _pairs(3, seed=11)
+    pred_dir, gt_dir = _write_folders(tmp_path, preds, gts)
+    reference = evaluate_dirs(pred_dir, gt_dir)
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(pred_dir / "im1_uncertainty.png")
+    result = evaluate_dirs(pred_dir, gt_dir)
+    assert result["n_images"] == 3 and all(result[k] == reference[k] for k in SCALARS)
+    Image.fromarray(np.zeros((9, 9), np.uint8)).save(pred_dir / "im7_uncertainty.png")  # no im7 prediction: an error
+    with pytest.raises(SalkitError, match="im7_uncertainty.png"):
+        evaluate_dirs(pred_dir, gt_dir)
+
+
 def test_folder_errors_name_the_files(tmp_path: Path) -> None:
     preds, gts = _pairs(3, seed=7)
     pred_dir, gt_dir = _write_folders(tmp_path, preds, gts)

@@ -120,6 +120,17 @@ def test_pair_by_stem_and_unmatched_listing(tmp_path: Path) -> None:
     with pytest.raises(SalkitError) as err:
         pair_by_stem(a, b)
     assert "y.jpg" in str(err.value) and "w.png" in str(err.value)
+    _save(a / "x_side.png", Image.fromarray(RGB))
+    _save(a / "w_extra_map.png", Image.fromarray(RGB))
+    _save(b / "y.png", Image.fromarray(RGB[..., 0]))
+    (b / "w.png").unlink()
+    with pytest.raises(SalkitError, match="w_extra_map.png.*x_side.png"):
+        pair_by_stem(a, b)
+    with pytest.raises(SalkitError) as err:  # w has no prediction of its own, so w_extra_map is no side map
+        pair_by_stem(a, b, skip_companions_in_a=True)
+    assert "w_extra_map.png" in str(err.value) and "x_side" not in str(err.value)
+    (a / "w_extra_map.png").unlink()
+    assert [p.name for p, _ in pair_by_stem(a, b, skip_companions_in_a=True)] == ["x.jpg", "y.jpg", "z.jpg"]
     _save(a / "x.png", Image.fromarray(RGB))
     with pytest.raises(SalkitError, match="same stem.*x"):
         pair_by_stem(a, b)
