@@ -1,15 +1,131 @@
-"""`train-coop` command (placeholder until the cooperative-core issue lands: it says so and exits non-zero)."""
+"""`train-coop`: train the cooperative saliency model (Algorithm 1) on a DUTS-layout dataset.
+
+Presets set the model and the training defaults; explicit options override them, and options
+left out keep the preset's value (or, with ``--resume``, the value the checkpoint was trained
+with). Multi-process: ``torchrun --nproc-per-node N $(which train-coop) …``.
+"""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
 
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
 
+# Training defaults per preset (the model presets live in salkit.train.models.coop).
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's Algorithm 1 settings (§5): K = 5, δ_U = 0.4, δ_G = 0.1, lr_G 5e-5, lr_U 1e-3, ×0.9 / 20 epochs.
+    "paper": {"epochs": 30, "batch_size": 10, "size": 352, "lr_gen": 5e-5, "lr_energy": 1e-3},
+    # CPU demos and tests: a larger generator learning rate so a few epochs learn something.
+    "tiny": {"epochs": 10, "batch_size": 8, "size": 64, "lr_gen": 1e-3, "lr_energy": 1e-3},
+}
+SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
+                "lr_decay_every", "ce_weight")
 
-@click.command(name="train-coop", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+
+def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(float(value)) or value < 0 or (value == 0 and not allow_zero):
+        raise SalkitError(f"--{name.replace('_', '-')} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+@click.command(name="train-coop")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="DUTS-layout dataset (img/ + gt/).")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder: last.pt, log.csv, grids/.")
+@click.option("--preset", type=click.Choice(["tiny", "paper"]), default=None, help="Model + training defaults [paper].")
+@click.option("--epochs", type=int, default=None)
+@click.option("--batch-size", type=int, default=None)
+@click.option("--size", type=int, default=None, help="Training image size S (multiple of 32).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
+@click.option("--seed", type=int, default=None, help="Seed for weights, data order and noise [0].")
+@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50", "tiny"]), default=None)
+@click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
+              help="Local torchvision ImageNet state dict for the backbone (never downloaded).")
+@click.option("--latent-dim", type=int, default=None, help="d, the latent size [8].")
+@click.option("--energy-width", type=float, default=None, help="EBM width factor (1 = 32-64-128-256).")
+@click.option("--langevin-steps", type=int, default=None, help="K, steps of both Langevin chains [5].")
+@click.option("--energy-step", type=float, default=None, help="δ_U, Langevin step on Y [0.4].")
+@click.option("--latent-step", type=float, default=None, help="δ_G, Langevin step on h [0.1].")
+@click.option("--sigma", type=float, default=None, help="σ, generator observation noise [0.3].")
+@click.option("--lr-gen", type=float, default=None)
+@click.option("--lr-energy", type=float, default=None)
+@click.option("--lr-decay", type=float, default=None, help="Learning-rate factor per decay [0.9].")
+@click.option("--lr-decay-every", type=int, default=None, help="Epochs between decays [20].")
+@click.option("--ce-weight", type=float, default=None, help="λ at the start, decaying linearly to 0 [1.0].")
+@click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [50].")
+@click.option("--grid-every", type=int, default=None, help="Steps between PNG grids; 0 = never [100].")
+@click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads per process.")
+@click.option("--progress/--no-progress", default=True)
 @report_user_errors
-def main(args: tuple[str, ...]) -> None:
-    """Not implemented yet (the cooperative-core issue)."""
-    raise SalkitError("'train-coop' is not implemented yet (the cooperative-core issue)")
+def main(**opts: Any) -> None:
+    """Train the cooperative saliency model (generator + energy) with Algorithm 1."""
+    run(opts)
+
+
+def _resolve(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from salkit.train.engine.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(opts["resume"], expect_kind="coop") if opts["resume"] is not None else None
+    saved = dict(ckpt["train_config"].get("cli", {})) if ckpt is not None else {}
+    preset = opts["preset"] or saved.get("preset") or "paper"
+    resolved = {**TRAIN_PRESETS[preset], **saved, **{k: v for k, v in opts.items() if v is not None}}
+    resolved["preset"] = preset
+    resolved["resume"] = opts["resume"]
+    resolved.setdefault("seed", 0)
+    return resolved, ckpt
+
+
+def _validate(o: dict[str, Any]) -> None:
+    for key in ("epochs", "batch_size", "size", "langevin_steps", "latent_dim", "checkpoint_every", "lr_decay_every",
+                "max_steps", "threads", "energy_width", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy",
+                "lr_decay"):
+        _positive(key, o.get(key))
+    _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
+    _positive("grid_every", o.get("grid_every"), allow_zero=True)
+    if o["size"] % 32 != 0:
+        raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
+    if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
+        raise SalkitError(f"--backbone-weights {o['backbone_weights']} does not exist")
+
+
+def run(opts: dict[str, Any]) -> Path:
+    import torch
+
+    from salkit.train.coop_data import SaliencyPairs
+    from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.engine.trainer import LoopOptions
+    from salkit.train.models.registry import create_model
+
+    o, ckpt = _resolve(opts)
+    _validate(o)
+    if o.get("threads"):
+        torch.set_num_threads(o["threads"])
+    data = Path(o["data"])
+    if not data.is_dir():
+        raise SalkitError(f"--data {data} does not exist or is not a directory")
+    dataset = SaliencyPairs(data, o["size"])
+    torch.manual_seed(o["seed"])
+    model = create_model(
+        "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
+        energy_width=o.get("energy_width"), backbone_weights=None if ckpt else o.get("backbone_weights"),
+    )
+    settings = CoopSettings(**{k: o[k] for k in SETTING_KEYS if o.get(k) is not None})
+    loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
+                       progress=o["progress"], max_steps=o.get("max_steps"),
+                       **{k: o[k] for k in ("checkpoint_every", "grid_every") if o.get(k) is not None})
+    trainer = CoopTrainer(model, dataset, loop, settings)
+    # Saved so that a resume without options continues with the same ones (paths as strings).
+    trainer.config["cli"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()
+                             if k not in ("resume", "progress", "max_steps", "threads", "out", "data")}
+    try:
+        path = trainer.fit(resume=o["resume"])
+    finally:
+        trainer.dist.close()
+    if trainer.dist.is_main:
+        click.echo(f"trained {trainer.step} steps; checkpoint {path}")
+    return path

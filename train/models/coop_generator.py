@@ -35,14 +35,14 @@ class ResidualConvUnit(nn.Module):
 class FeatureFusionBlock(nn.Module):
     """out = conv1x1(upsample(RCU2(x + RCU1(skip)))) — MiDaS's fusion block."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, with_skip: bool = True) -> None:
         super().__init__()
-        self.skip_unit = ResidualConvUnit(width)
+        self.skip_unit = ResidualConvUnit(width) if with_skip else None
         self.unit = ResidualConvUnit(width)
         self.out_conv = nn.Conv2d(width, width, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        if skip is not None:
+        if skip is not None and self.skip_unit is not None:
             x = x + self.skip_unit(skip)
         x = self.unit(x)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -62,7 +62,8 @@ class CoopGenerator(nn.Module):
         self.backbone = build_backbone(backbone, backbone_weights)
         self.reduce = nn.ModuleList(nn.Conv2d(c, decoder_width, 3, 1, 1, bias=False) for c in self.backbone.channels)
         self.latent_conv = nn.Conv2d(decoder_width + latent_dim, decoder_width, 3, 1, 1)
-        self.fusions = nn.ModuleList(FeatureFusionBlock(decoder_width) for _ in range(4))
+        # The top block has no skip input: no unused parameters (DDP requires every one to get a gradient).
+        self.fusions = nn.ModuleList(FeatureFusionBlock(decoder_width, with_skip=i > 0) for i in range(4))
         half = max(decoder_width // 2, 8)
         self.head = nn.Sequential(
             nn.Conv2d(decoder_width, half, 3, 1, 1),

@@ -1,0 +1,158 @@
+"""Algorithm 1 of the cooperative saliency paper: LVM generator and EBM trained together.
+
+Per step, for a batch (X, Y):
+
+1. ĥ ~ N(0, I); Ŷ = G(X, ĥ) (logits). The encoder runs once, with gradients, and its features
+   serve every decoder pass of the step (the latent never reaches the encoder).
+2. Ỹ: K Langevin steps on U(·, X) from Ŷ (Eq. 2, step δ_U, with noise).
+3. h̃: K Langevin steps on −log p(Ỹ, h | X) from ĥ (Eq. 7, step δ_G, observation σ).
+4. θ (energy, Eq. 5): minimise mean U(Y, X) − mean U(Ỹ, X) — data energy down, revised up.
+   Data and revised maps go through U as one batch so batch-norm normalises both alike.
+5. α (generator, Eq. 8): minimise ‖G(X, h̃) − Ỹ‖²/(2σ²) (mean over pixels) + λ·BCE(G(X, h̃), Y),
+   λ decaying linearly from ``ce_weight`` to 0 over the run (``ce_weight_at``).
+
+Y lives in logit space throughout (docs/architecture.md); the data map Y enters U as the
+logit of the mask clipped to [1e-4, 1 − 1e-4], so sigmoid gives the mask back.
+
+Batch norm during Langevin: U runs in **eval** mode (running statistics) for the Y chains.
+That makes each chain independent of the rest of the batch (batched revision = per-image
+revision), keeps the K extra passes out of the running statistics, and descends the same
+function the exported runtime descends at prediction time. The θ update runs U in train mode.
+The generator's BN lives only in the encoder, which runs once per step in train mode.
+
+Langevin uses ``torch.autograd.grad`` with respect to Y or h only; optimisers zero gradients
+(``set_to_none``) right before their own backward pass, so no Langevin gradient reaches an update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.train.coop_langevin import revise_latent, revise_saliency
+from salkit.train.engine.trainer import Trainer
+
+MASK_EPS = 1e-4
+
+
+@dataclass
+class CoopSettings:
+    langevin_steps: int = 5  # K, for both chains
+    energy_step: float = 0.4  # δ_U
+    latent_step: float = 0.1  # δ_G
+    sigma: float = 0.3  # observation noise of the generator
+    lr_gen: float = 5e-5
+    lr_energy: float = 1e-3
+    beta1: float = 0.9
+    lr_decay: float = 0.9
+    lr_decay_every: int = 20  # epochs
+    ce_weight: float = 1.0  # λ at the start; decays linearly to 0
+    langevin_noise: bool = True
+
+
+def ce_weight_at(step: int, total_steps: int, start: float) -> float:
+    """λ after ``step`` optimiser steps: ``start`` at 0, falling linearly to 0 at ``total_steps``."""
+    if total_steps <= 0:
+        return 0.0
+    return start * max(0.0, 1.0 - step / total_steps)
+
+
+def mask_to_logits(mask: torch.Tensor) -> torch.Tensor:
+    clipped = mask.clamp(MASK_EPS, 1.0 - MASK_EPS)
+    return torch.log(clipped) - torch.log1p(-clipped)
+
+
+class CoopTrainer(Trainer):
+    model_name = "coop"
+    model_kind = "coop"
+
+    def __init__(self, model: Any, dataset: Any, options: Any, settings: CoopSettings) -> None:
+        super().__init__(model, dataset, options, {"coop": settings.__dict__})
+        self.settings = settings
+        self._last: dict[str, torch.Tensor] = {}
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        s = self.settings
+        return {
+            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=s.lr_gen, betas=(s.beta1, 0.999)),
+            "energy": torch.optim.Adam(self.model.energy.parameters(), lr=s.lr_energy, betas=(s.beta1, 0.999)),
+        }
+
+    def build_schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        s = self.settings
+        return {k: torch.optim.lr_scheduler.StepLR(o, s.lr_decay_every, s.lr_decay) for k, o in optimizers.items()}
+
+    def setup(self) -> None:
+        self.generator_dp = self.ddp(self.model.generator)
+        self.energy_dp = self.ddp(self.model.energy)
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        s = self.settings
+        x, mask = batch["image"], batch["mask"]
+        generator, energy = self.model.generator, self.model.energy
+        feats = self.generator_dp(x)  # encode once, with gradients, train-mode BN
+        h_hat = torch.randn(x.shape[0], generator.latent_dim, device=x.device)
+        with torch.no_grad():
+            y_hat = generator.decode([f.detach() for f in feats], h_hat)
+        y_tilde = self._revise_saliency(y_hat, x)
+        h_tilde = self._revise_latent(feats, y_tilde, h_hat)
+        gap = self._update_energy(x, mask, y_tilde)
+        regression, ce, lam = self._update_generator(feats, h_tilde, y_tilde, mask)
+        self._last = {"image": x, "mask": mask, "y_hat": y_hat, "y_tilde": y_tilde}
+        return {"energy_gap": gap, "regression": regression, "ce": ce, "lambda": lam}
+
+    def _revise_saliency(self, y_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        s, energy = self.settings, self.model.energy
+        energy.eval()
+        try:
+            chain = revise_saliency(energy, y_hat, x, s.langevin_steps, s.energy_step, s.langevin_noise)
+        finally:
+            energy.train()
+        if chain.bad_step is not None:
+            self.flag_divergence(f"the Langevin chain on Y turned NaN/inf at Langevin step {chain.bad_step}")
+        return chain.value
+
+    def _revise_latent(self, feats: list[torch.Tensor], y_tilde: torch.Tensor, h_hat: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        chain = revise_latent(
+            self.model.generator.decode, feats, y_tilde, h_hat, s.langevin_steps, s.latent_step, s.sigma, s.langevin_noise
+        )
+        if chain.bad_step is not None:
+            self.flag_divergence(f"the Langevin chain on h turned NaN/inf at Langevin step {chain.bad_step}")
+        return chain.value
+
+    def _update_energy(self, x: torch.Tensor, mask: torch.Tensor, y_tilde: torch.Tensor) -> float:
+        optimizer = self.optimizers["energy"]
+        optimizer.zero_grad(set_to_none=True)
+        b = x.shape[0]
+        energies = self.energy_dp(torch.cat([mask_to_logits(mask), y_tilde]), torch.cat([x, x]))  # (2B,)
+        loss = energies[:b].mean() - energies[b:].mean()
+        loss.backward()
+        optimizer.step()
+        return -float(loss.detach())  # energy gap: U(revised) − U(data), positive once U separates them
+
+    def _update_generator(
+        self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[float, float, float]:
+        s = self.settings
+        optimizer = self.optimizers["generator"]
+        optimizer.zero_grad(set_to_none=True)
+        logits = self.model.generator.decode(feats, h_tilde)
+        regression = (logits - y_tilde).pow(2).mean() / (2.0 * s.sigma * s.sigma)
+        ce = F.binary_cross_entropy_with_logits(logits, mask)
+        lam = ce_weight_at(self.step, self.total_steps, s.ce_weight)
+        (regression + lam * ce).backward()
+        optimizer.step()
+        return float(regression.detach()), float(ce.detach()), lam
+
+    def grid_panels(self, batch: Any) -> list[torch.Tensor]:
+        if not self._last:
+            return []
+        mean = torch.tensor(IMAGENET_MEAN, device=self._last["image"].device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=self._last["image"].device).view(1, 3, 1, 1)
+        image = self._last["image"] * std + mean
+        return [image, self._last["mask"], torch.sigmoid(self._last["y_hat"]), torch.sigmoid(self._last["y_tilde"])]
