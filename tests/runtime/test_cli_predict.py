@@ -1,0 +1,118 @@
+"""``sal-runtime predict`` and ``refine`` on the toy bundles: outputs, sizes, bad files, exit codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from salkit.runtime.cli import main
+from salkit.runtime.images import read_mask
+from salkit.runtime.predictor import Predictor
+from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
+
+SIZES = {"a": (40, 60), "b": (32, 32), "c": (25, 19)}
+
+
+@pytest.fixture()
+def folder(tmp_path):  # type: ignore[no-untyped-def]
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for stem, (h, w) in SIZES.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(images / f"{stem}.png")
+    return images
+
+
+def _run(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_predict_folder_writes_maps_at_original_size(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", out, "--uncertainty",
+                  "--grid", tmp_path / "grid.png", "--backend", "ort-cpu", "--threads", "1", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{s}.png" for s in SIZES] + [f"{s}_uncertainty.png" for s in SIZES])
+    for stem, size in SIZES.items():
+        assert Image.open(out / f"{stem}.png").size == size[::-1]
+        assert Image.open(out / f"{stem}_uncertainty.png").size == size[::-1]
+    grid = Image.open(tmp_path / "grid.png")
+    assert grid.size == (3 * 132 + 4, 3 * 132 + 4)  # 3 rows (images) × 3 columns (image, map, uncertainty)
+    # the written map is the API's answer, quantised to 8 bits
+    with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as p:
+        first = p.predict([np.asarray(Image.open(folder / "a.png")), np.asarray(Image.open(folder / "b.png"))], seed=0)
+    assert np.abs(read_mask(out / "a.png") - first.saliency[0]).max() <= 0.5 / 255 + 1e-6
+
+
+def test_predict_single_file_with_limit_and_options(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "one"
+    assert _run("predict", "--engine", toy_coop.path, "--input", folder / "c.png", "--out", out, "--samples", "2", "--steps", "1").exit_code == 0
+    assert [p.name for p in out.iterdir()] == ["c.png"]
+    out2 = tmp_path / "limited"
+    assert _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", out2, "--limit", "2").exit_code == 0
+    assert sorted(p.name for p in out2.iterdir()) == ["a.png", "b.png"]
+
+
+def test_bad_file_is_skipped_or_aborts_with_strict(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
+    out = tmp_path / "tolerant"
+    result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", out)
+    assert result.exit_code == 1
+    assert "broken.jpg" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png"]
+    strict_out = tmp_path / "strict"
+    result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", strict_out, "--strict")
+    assert result.exit_code == 2
+    assert "broken.jpg" in result.output and "--strict" in result.output
+    assert not strict_out.exists() or not any(strict_out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--input", "missing_dir"], ["missing_dir", "does not exist"]),
+        (["--engine", "no_bundle"], ["no_bundle"]),
+        (["--limit", "0"], ["--limit"]),
+        (["--backend", "ort-cuda"], ["ort-cuda", "not usable"]),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(toy_coop, folder, tmp_path, args, words) -> None:  # type: ignore[no-untyped-def]
+    base = {"--engine": str(toy_coop.path), "--input": str(folder), "--out": str(tmp_path / "o")}
+    extra = []
+    for key, value in zip(args[::2], args[1::2]):
+        if key in base:
+            base[key] = str(tmp_path / value) if "missing" in value or "no_" in value else value
+        else:
+            extra += [key, value]
+    result = _run("predict", *[x for kv in base.items() for x in kv], *extra)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("error: ")
+    for word in words:
+        assert word in line
+
+
+def test_qefpn_predict_and_uncertainty_refusal(toy_qefpn, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    assert _run("predict", "--engine", toy_qefpn.path, "--input", folder, "--out", tmp_path / "q").exit_code == 0
+    assert len(list((tmp_path / "q").iterdir())) == 3
+    result = _run("predict", "--engine", toy_qefpn.path, "--input", folder, "--out", tmp_path / "q2", "--uncertainty")
+    assert result.exit_code == 2 and "coop" in result.output
+
+
+def test_refine_folder(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for stem, (h, w) in SIZES.items():
+        Image.fromarray(np.full((h, w), 100, np.uint8)).save(maps / f"{stem}.png")
+    out = tmp_path / "refined"
+    result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", maps, "--out", out, "--steps", "3")
+    assert result.exit_code == 0, result.output
+    for stem, size in SIZES.items():
+        refined = read_mask(out / f"{stem}.png")
+        assert refined.shape == size
+        assert np.abs(refined - 100 / 255).max() > 2 / 255  # the energy moved the flat map
+    (maps / "c.png").unlink()
+    result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", maps, "--out", out)
+    assert result.exit_code == 2 and "c.png" in result.output
