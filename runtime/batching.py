@@ -433,6 +433,16 @@ class BatchingPredictor:
     async def refine_tensor_async(self, x: np.ndarray, maps: np.ndarray, *, steps: int | None = None) -> np.ndarray:
         return await asyncio.wrap_future(self.submit_refine(x, maps, steps=steps))
 
+    # The image-level calls are the wrapped class's own: they only use ``manifest`` and the
+    # tensor-level methods, so borrowing them keeps one implementation of pre/post-processing.
+    def predict(self, images: Any, **options: Any) -> Any:
+        """``Predictor.predict`` (same signature and result) with the tensor call batched."""
+        return type(self.predictor).predict(self, images, **options)
+
+    def refine(self, images: Any, maps: Any, **options: Any) -> Any:
+        """``Predictor.refine`` (same signature and result) with the tensor call batched."""
+        return type(self.predictor).refine(self, images, maps, **options)
+
     def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         self.batcher.close(drain=drain, timeout=timeout)
 

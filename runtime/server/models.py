@@ -15,7 +15,7 @@ A coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle serves ``qefpn
 request runs in a batch of its own, so it is reproducible). Leaving ``UNCERTAINTY`` out of the
 requested outputs skips computing it. ``refine`` takes ``IMAGE`` and ``MAP`` (FP32 ``[B, 1, H, W]``
 probabilities at the image's size) and returns ``MAP``; parameter ``steps``. ``qefpn`` outputs
-``SALIENCY``, ``ITERATIONS`` and ``RESIDUAL`` (FP32 ``[B]``).
+``SALIENCY``, ``ITERATIONS`` and ``RESIDUAL`` (FP32 ``[B]``); parameter ``steps`` (Broyden iterations).
 """
 
 from __future__ import annotations
@@ -185,7 +185,8 @@ class QefpnModel(SaliencyModel):
     )
 
     async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
-        result = await self.batching.predict_tensor_async(prepared.x, uncertainty=False)
+        steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)  # Broyden iterations
+        result = await self.batching.predict_tensor_async(prepared.x, steps=steps, uncertainty=False)
         out = {
             "SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes),
             "ITERATIONS": np.asarray(result.get("iterations", np.zeros(len(prepared.x))), dtype=np.float32),

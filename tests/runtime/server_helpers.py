@@ -76,6 +76,10 @@ def decode_response(content: bytes, headers: Any) -> dict[str, np.ndarray]:
     return out
 
 
+FAKE_SERVER = [sys.executable, "-m", "tests.runtime.serve_fake"]
+SAL_RUNTIME = str(Path(sys.executable).with_name("sal-runtime"))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -90,12 +94,12 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def live_server(args: list[str], *, ready_timeout: float = 60.0, env: dict | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
-    """Start ``python <args>`` (a server on 127.0.0.1), wait until /v2/health/ready, yield (proc, url)."""
+def live_server(command: list[str], *, ready_timeout: float = 60.0, env: dict | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
+    """Start ``command --port N`` (a server on 127.0.0.1), wait until /v2/health/ready, yield (proc, url)."""
     import httpx
 
     port = free_port()
-    cmd = [sys.executable, *args, "--port", str(port)]
+    cmd = [*command, "--port", str(port)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     )

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from tests.runtime.fake_predictor import SIZE, expected_saliency, expected_uint8_saliency
-from tests.runtime.server_helpers import AUTH, TOKEN, binary_request, decode_response, live_server, rss_kib
+from tests.runtime.server_helpers import FAKE_SERVER, AUTH, TOKEN, binary_request, decode_response, live_server, rss_kib
 
 pytestmark = pytest.mark.timeout(180)
-FAKE = ["-m", "tests.runtime.serve_fake"]
+FAKE = FAKE_SERVER
 
 
 def test_tritonclient_works_unmodified() -> None:
