@@ -112,7 +112,7 @@ def create_runner(backend: str, manifest: Manifest, graph: str, *, threads: int 
         if graph not in files:
             raise SalkitError(f"bundle {manifest.root} has no TensorRT engine for graph {graph!r}")
         path = Path(manifest.root or ".") / files[graph]["file"]
-        return cls(path, spec, **options)
+        return cls(path, spec, sha256=files[graph].get("sha256"), **options)
     return cls(manifest.graph_path(graph), spec, threads=threads, **options)
 
 
