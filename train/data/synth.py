@@ -54,9 +54,15 @@ def _radial_polygon(cx: float, cy: float, radii: np.ndarray, angle0: float) -> l
     return list(zip((cx + radii * np.cos(theta)).tolist(), (cy + radii * np.sin(theta)).tolist()))
 
 
-def _ellipse_points(cx: float, cy: float, a: float, b: float, rot: float, n: int = 48) -> list[tuple[float, float]]:
+@functools.lru_cache(maxsize=64)
+def _unit_circle(n: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.linspace(0.0, 2 * math.pi, n, endpoint=False)
-    x, y = a * np.cos(t), b * np.sin(t)
+    return np.cos(t), np.sin(t)
+
+
+def _ellipse_points(cx: float, cy: float, a: float, b: float, rot: float) -> list[tuple[float, float]]:
+    cos_t, sin_t = _unit_circle(int(np.clip(2 * max(a, b), 12, 48)))  # fewer vertices for small shapes
+    x, y = a * cos_t, b * sin_t
     c, s = math.cos(rot), math.sin(rot)
     return list(zip((cx + c * x - s * y).tolist(), (cy + s * x + c * y).tolist()))
 
@@ -125,7 +131,7 @@ def _hsv(h: float, s: float, v: float) -> np.ndarray:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """(S, S, 3) float noise in [-1, 1], smooth over about S/cells pixels."""
     coarse = rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8)
-    fine = Image.fromarray(coarse).resize((size, size), Image.BICUBIC)
+    fine = Image.fromarray(coarse).resize((size, size), Image.BILINEAR)
     return np.asarray(fine, dtype=np.float32) / 127.5 - 1.0
 
 
@@ -181,9 +187,11 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return window[: mask.shape[0], : mask.shape[1]] == 0
 
 
-def _walk(rng: np.random.Generator, allowed: np.ndarray, length: float, step: float) -> list[tuple[float, float]]:
-    """A smooth random walk of about ``length`` pixels that stays on ``allowed`` pixels."""
-    ys, xs = np.nonzero(allowed)
+def _walk(
+    rng: np.random.Generator, allowed: np.ndarray, coords: tuple[np.ndarray, np.ndarray], length: float, step: float
+) -> list[tuple[float, float]]:
+    """A smooth random walk of about ``length`` pixels that stays on ``allowed`` pixels (``coords`` = its nonzero())."""
+    ys, xs = coords
     if len(ys) == 0:
         return []
     start = int(rng.integers(len(ys)))
@@ -212,8 +220,9 @@ def _strokes(rng: np.random.Generator, allowed: np.ndarray, count: int, length: 
     """Thin strokes drawn on ``allowed`` (clipped to it, so they never leave it)."""
     canvas = Image.new("L", allowed.shape[::-1], 0)
     draw = ImageDraw.Draw(canvas)
+    coords = np.nonzero(allowed)
     for _ in range(count):
-        points = _walk(rng, allowed, length, step=max(1.0, width))
+        points = _walk(rng, allowed, coords, length, step=max(2.0, width))
         if len(points) == 1:
             draw.point(points, fill=255)
         elif points:
