@@ -93,7 +93,8 @@ def _validate(o: dict[str, Any]) -> None:
         raise SalkitError(f"--backbone-weights {o['backbone_weights']} does not exist")
 
 
-def run(opts: dict[str, Any]) -> Path:
+def run(opts: dict[str, Any]) -> Any:
+    """Train with resolved CLI options; returns the finished trainer (its model, step, out)."""
     import torch
 
     from salkit.train.coop_data import SaliencyPairs
@@ -128,4 +129,4 @@ def run(opts: dict[str, Any]) -> Path:
         trainer.dist.close()
     if trainer.dist.is_main:
         click.echo(f"trained {trainer.step} steps; checkpoint {path}")
-    return path
+    return trainer
