@@ -207,12 +207,12 @@ def check_map(array: object, name: str = "map") -> np.ndarray:
         array = array.reshape(array.shape[1:] if array.shape[0] == 1 else array.shape[:-1])  # (1,H,W)|(H,W,1) → (H,W)
     if array.ndim != 2:
         raise SalkitError(f"{name} must be 2-D (H, W), got shape {array.shape}")
+    if array.size == 0:
+        raise SalkitError(f"{name} is empty (shape {array.shape})")
     if array.dtype == np.bool_:
         return array.astype(np.float64)
     if array.dtype.kind not in "uif":
         raise SalkitError(f"{name} must hold real numbers, got dtype {array.dtype}")
-    if array.size == 0:
-        raise SalkitError(f"{name} is empty (shape {array.shape})")
     out = array.astype(np.float64)
     if not np.isfinite(out).all():
         raise SalkitError(f"{name} holds {int((~np.isfinite(out)).sum())} NaN/inf values")
