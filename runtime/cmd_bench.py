@@ -1,15 +1,59 @@
-"""`bench` command (placeholder until the runtime issue lands: it says so and exits non-zero)."""
+"""``sal-runtime bench``: latency, throughput, roofline fraction and torch / fp32 comparisons."""
 
 from __future__ import annotations
+
+import json
 
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
 
+BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
 
-@click.command(name="bench", context_settings={"ignore_unknown_options": True})
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+
+def _batches(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SalkitError(f"--batch must be comma-separated integers such as 1,8; got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise SalkitError(f"--batch needs positive batch sizes, got {text!r}")
+    return values
+
+
+@click.command(name="bench")
+@click.option("--engine", "bundle", required=True, type=click.Path(), help="Bundle directory to measure.")
+@click.option("--compare-torch", "ckpt", type=click.Path(), help="Checkpoint of the same model: time torch eager (the authors' way).")
+@click.option("--fp32", "fp32_bundle", type=click.Path(), help="fp32 bundle of the same checkpoint, for an int8/fp16 --engine: speed and MAE delta.")
+@click.option("--batch", "batch_text", default="1,8", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--samples", type=int, help="Latent samples N (default: the bundle's).")
+@click.option("--steps", type=int, help="Langevin steps K / Broyden iterations T (default: the bundle's).")
+@click.option("--warmup", type=int, default=1, show_default=True, help="Untimed calls before timing.")
+@click.option("--repeat", type=int, default=5, show_default=True, help="Timed calls per batch size and path.")
+@click.option("--images", "images_dir", type=click.Path(), help="Use these images instead of synthetic ones.")
+@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
+@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the record as JSON (stable keys).")
 @report_user_errors
-def bench(args: tuple[str, ...]) -> None:
-    """Not implemented yet (the runtime issue)."""
-    raise SalkitError("'bench' is not implemented yet (the runtime issue)")
+def bench(
+    bundle: str, ckpt: str | None, fp32_bundle: str | None, batch_text: str, samples: int | None, steps: int | None,
+    warmup: int, repeat: int, images_dir: str | None, backend: str, threads: int | None, json_path: str | None,
+) -> None:
+    """Time predict per batch size (p50/p99, images/s), both cooperative paths, and the roofline.
+
+    The performance record, not a test: run it on a quiet machine.
+    """
+    from salkit.kernels.atomic import atomic_write_text
+    from salkit.runtime.bench import format_record, run_bench
+    from salkit.runtime.images import list_images
+
+    images = list_images(images_dir) if images_dir else None
+    record = run_bench(
+        bundle, _batches(batch_text), backend=backend, threads=threads, samples=samples, steps=steps, warmup=warmup,
+        repeat=repeat, compare_torch=ckpt, fp32_bundle=fp32_bundle, images=images,
+        progress=lambda message: click.echo(message, err=True),
+    )
+    click.echo(format_record(record))
+    if json_path:
+        atomic_write_text(json_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        click.echo(f"record written to {json_path}", err=True)

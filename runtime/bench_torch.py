@@ -1,0 +1,62 @@
+"""The torch eager baseline of ``sal-runtime bench --compare-torch`` (imports torch when called).
+
+Cooperative predict the authors' way: the **whole generator once per latent sample** (N passes,
+encoder included each time), the mean probability, then K Langevin steps whose energy gradient
+comes from autograd — what their test script and the paper's inference do, without this
+project's shared-encoder split. QE-FPN: the model's own forward (its Broyden solve) under
+``no_grad``. Only this module touches torch; the runtime never imports it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from salkit.kernels.errors import SalkitError
+
+EPS = 1e-6
+
+
+def load_torch_model(ckpt: str | Path, threads: int | None) -> Any:
+    try:
+        import torch
+
+        from salkit.train.engine.checkpoint import build_model, load_checkpoint
+    except ImportError as err:
+        raise SalkitError(f"--compare-torch needs PyTorch and salkit[train] ({err})") from None
+    if threads:
+        torch.set_num_threads(threads)
+    return build_model(load_checkpoint(ckpt)).eval()
+
+
+def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """A callable (x (B,3,S,S), latents (N,B,d)) → saliency (B,1,S,S), the authors' way."""
+    import torch
+
+    from salkit.kernels.langevin import langevin_step
+
+    def run(x_np: np.ndarray, latents: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(x_np)
+        with torch.no_grad():
+            probs = [torch.sigmoid(model.generator(x, torch.from_numpy(latents[n]))) for n in range(samples)]
+            mean = torch.stack(probs).mean(0).clamp(EPS, 1 - EPS)
+            y = torch.log(mean / (1 - mean))
+        for _ in range(steps):
+            y = y.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(model.energy(y, x).sum(), y)
+            y = langevin_step(y.detach(), grad, step_size)
+        return torch.sigmoid(y).detach().numpy()
+
+    return run
+
+
+def qefpn_eager(model: Any) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    import torch
+
+    def run(x_np: np.ndarray, _latents: np.ndarray | None = None) -> np.ndarray:
+        with torch.no_grad():
+            return torch.sigmoid(model(torch.from_numpy(x_np))).numpy()
+
+    return run
