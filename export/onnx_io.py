@@ -49,17 +49,28 @@ def export_module(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path:
                                         external_data=False, verbose=False)
             model = program.model_proto
     model.ir_version = min(model.ir_version, MAX_IR_VERSION)
-    _rename_batch_axis(model)
+    with torch.no_grad():
+        outputs = module(*args)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    _fix_shapes(model, [tuple(t.shape) for t in (*args, *outputs)])
     onnx.save_model(model, str(path))
     return model
 
 
-def _rename_batch_axis(model: onnx.ModelProto) -> None:
-    """Both exporters name the batch dim differently; the bundle always calls it ``batch``."""
-    for value in (*model.graph.input, *model.graph.output):
+def _fix_shapes(model: onnx.ModelProto, shapes: list[tuple[int, ...]]) -> None:
+    """Axis 0 is ``batch``; every other axis gets the size the traced example had.
+
+    The exporters leave some non-batch axes symbolic (e.g. after a reshape); the bundle fixes
+    them because only the batch is dynamic.
+    """
+    values = (*model.graph.input, *model.graph.output)
+    for value, shape in zip(values, shapes):
         dims = value.type.tensor_type.shape.dim
-        if dims and (dims[0].dim_param or not dims[0].HasField("dim_value")):
-            dims[0].dim_param = BATCH_AXIS
+        for axis, dim in enumerate(dims):
+            if axis == 0:
+                dim.dim_param = BATCH_AXIS
+            else:
+                dim.dim_value = int(shape[axis])
 
 
 def io_specs(model: onnx.ModelProto) -> tuple[list[dict], list[dict]]:
