@@ -101,11 +101,17 @@ def decode_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8).copy()
 
 
-def decode_gray(source: ImageSource, *, name: str | None = None) -> np.ndarray:
-    """Decode to a single-channel uint8 ``(H, W)`` map (masks, saliency maps, scribbles)."""
+def decode_gray(source: ImageSource, *, name: str | None = None, palette_indices: bool = False) -> np.ndarray:
+    """Decode to a single-channel uint8 ``(H, W)`` map (masks, saliency maps, scribbles).
+
+    Palette images become the luminance of their colours, or with ``palette_indices`` their raw
+    indices (label maps such as scribbles are often stored that way).
+    """
     img = _open(source, name)
     if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         return _high_depth_to_uint8(img)
+    if img.mode == "P" and palette_indices:
+        return np.asarray(img, dtype=np.uint8).copy()
     if img.mode == "P":
         img = img.convert("RGB")
     if img.mode != "L":

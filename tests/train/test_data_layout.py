@@ -83,6 +83,10 @@ def test_scribble_values_are_checked(dataset: Path) -> None:
     path = dataset / "scribble" / "synth_00000.png"
     values = read_scribble(path)
     assert set(np.unique(values).tolist()) <= {0, 1, 2}
+    palette = Image.fromarray(values).convert("P")  # label maps often come as palette PNGs: indices count
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * 759)
+    palette.save(path)
+    assert np.array_equal(read_scribble(path), values)
     Image.fromarray(np.full((64, 64), 255, np.uint8)).save(path)  # a 0/255 mask is not a scribble
     with pytest.raises(SalkitError, match="synth_00000.png.*255"):
         read_scribble(path)

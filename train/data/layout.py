@@ -114,7 +114,7 @@ def image_folder(path: str | os.PathLike[str]) -> list[Path]:
 
 def read_scribble(path: Path) -> np.ndarray:
     """An S-DUTS scribble as uint8 (H, W) with values in {0, 1, 2}; other values are a user error."""
-    values = decode_gray(path)
+    values = decode_gray(path, palette_indices=True)
     found = set(np.unique(values).tolist())
     if not found <= SCRIBBLE_VALUES:
         raise SalkitError(
