@@ -1,0 +1,126 @@
+"""A Triton Inference Server model repository for a bundle (``export-trt --triton-repo DIR``).
+
+Layout::
+
+    DIR/<prefix><graph>/config.pbtxt, 1/model.plan | 1/model.onnx   one model per bundle graph
+    DIR/<entry>/config.pbtxt, 1/model.py, 1/salkit/kernels/*.py       the loop (Python backend, BLS)
+
+``<prefix>`` is ``coop_`` / ``qefpn_``; ``<entry>`` is ``saliency`` (coop) or ``qefpn`` (QE-FPN),
+the model names ``sal-runtime serve`` exposes. Graph models use TensorRT plans when the bundle
+has engines (``tensorrt_plan``, GPU instances) and the ONNX graphs otherwise (``onnxruntime_onnx``,
+CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
+batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
+bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from salkit.kernels.atomic import atomic_directory
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.bundle import Manifest, TensorSpec
+
+TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
+         "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
+ENTRY_MODEL = {"coop": "saliency", "qefpn": "qefpn"}
+QUEUE_DELAY_US = 500
+
+
+def _tensor(spec: TensorSpec) -> str:
+    if spec.dtype not in TYPES:
+        raise SalkitError(f"tensor {spec.name!r} has dtype {spec.dtype} that Triton configs cannot express")
+    dims = ", ".join(str(d) for d in spec.shape[1:])  # the batch axis is implicit (max_batch_size > 0)
+    return f'  {{ name: "{spec.name}" data_type: {TYPES[spec.dtype]} dims: [ {dims} ] }}'
+
+
+def _io_block(key: str, specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
+    return f"{key} [\n" + ",\n".join(_tensor(s) for s in specs) + "\n]\n"
+
+
+def _common(max_batch: int, preferred: int, kind: str) -> str:
+    return (f"max_batch_size: {max_batch}\n"
+            f"dynamic_batching {{ preferred_batch_size: [ {preferred} ] max_queue_delay_microseconds: {QUEUE_DELAY_US} }}\n"
+            f"instance_group [ {{ kind: {kind} count: 1 }} ]\n")
+
+
+def graph_config(name: str, platform: str, manifest: Manifest, graph: str, instance_kind: str) -> str:
+    spec = manifest.graphs[graph]
+    return (f'name: "{name}"\nplatform: "{platform}"\n' + _common(manifest.batch["max"], manifest.batch["opt"], instance_kind)
+            + _io_block("input", spec.inputs) + _io_block("output", spec.outputs))
+
+
+def entry_config(name: str, manifest: Manifest, settings: dict) -> str:
+    s = manifest.input_size
+    image = TensorSpec("IMAGE", (-1, 3, s, s), "float32")
+    if manifest.model_kind == "coop":
+        outputs = [TensorSpec("SALIENCY", (-1, 1, s, s), "float32"), TensorSpec("UNCERTAINTY", (-1, 3, s, s), "float32")]
+    else:
+        outputs = [TensorSpec("SALIENCY", (-1, 1, s, s), "float32"), TensorSpec("ITERATIONS", (-1,), "float32"),
+                   TensorSpec("RESIDUAL", (-1,), "float32")]
+    # A (B,) output has no dims beyond the batch: Triton spells that dims: [ 1 ] with reshape.
+    body = _io_block("input", [image])
+    lines = []
+    for spec in outputs:
+        if len(spec.shape) == 1:
+            lines.append(f'  {{ name: "{spec.name}" data_type: TYPE_FP32 dims: [ 1 ] reshape: {{ shape: [ ] }} }}')
+        else:
+            lines.append(_tensor(spec))
+    body += "output [\n" + ",\n".join(lines) + "\n]\n"
+    # The loop itself is cheap host work around the graph models: CPU instances.
+    params = json.dumps(json.dumps(settings, sort_keys=True))  # a JSON string inside a pbtxt string
+    return (f'name: "{name}"\nbackend: "python"\n' + _common(manifest.batch["max"], manifest.batch["opt"], "KIND_CPU")
+            + body + f'parameters: {{ key: "salkit_settings" value: {{ string_value: {params} }} }}\n')
+
+
+def loop_settings(manifest: Manifest, prefix: str) -> dict:
+    settings: dict = {"kind": manifest.model_kind, "prefix": prefix}
+    if manifest.model_kind == "coop":
+        settings.update({k: manifest.coop[k] for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
+        settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
+    else:
+        settings.update({k: manifest.qefpn[k] for k in ("broyden_iterations", "broyden_memory", "broyden_tol", "stop_mode")})
+    return settings
+
+
+def _copy_kernels(target: Path) -> None:
+    """salkit.kernels (numpy-only modules) next to model.py, importable as salkit.kernels."""
+    kernels = resources.files("salkit.kernels")
+    package = target / "salkit" / "kernels"
+    package.mkdir(parents=True)
+    (target / "salkit" / "__init__.py").write_text('"""The part of salkit the Triton loop model needs."""\n')
+    for entry in kernels.iterdir():
+        if entry.name.endswith(".py"):
+            (package / entry.name).write_text(entry.read_text())
+
+
+def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force: bool = False,
+                      instance_kind: str | None = None) -> list[str]:
+    """Write the repository atomically; returns the model names."""
+    engines = manifest.engines.get("status") == "built"
+    platform = "tensorrt_plan" if engines else "onnxruntime_onnx"
+    kind = instance_kind or ("KIND_GPU" if engines else "KIND_CPU")
+    prefix = f"{manifest.model_kind}_"
+    names = []
+    with atomic_directory(repo, force=force) as tmp:
+        for graph, spec in manifest.graphs.items():
+            name = prefix + graph
+            version = tmp / name / "1"
+            version.mkdir(parents=True)
+            if engines:
+                shutil.copyfile(bundle_dir / manifest.engines["files"][graph]["file"], version / "model.plan")
+            else:
+                shutil.copyfile(bundle_dir / spec.file, version / "model.onnx")
+            (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind))
+            names.append(name)
+        entry = ENTRY_MODEL[manifest.model_kind]
+        version = tmp / entry / "1"
+        version.mkdir(parents=True)
+        (version / "model.py").write_text(resources.files("salkit.export").joinpath("triton_model.py").read_text())
+        _copy_kernels(version)
+        (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix)))
+        names.append(entry)
+    return names

@@ -1,0 +1,164 @@
+"""Triton model repository: every config.pbtxt parses as Triton's ModelConfig and matches the
+bundle; the Python-backend loop model, run over BLS against the ONNX graphs, equals torch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import json_format, text_format
+
+from salkit.export.triton import write_triton_repo
+from salkit.runtime.bundle import load_bundle, sha256_file
+from tests.export import fake_triton
+
+torch.set_num_threads(2)
+
+
+def _model_config_pb2():
+    import tritonclient
+
+    # tritonclient.grpc's __init__ insists on grpcio; the generated protobuf module does not.
+    path = Path(tritonclient.__file__).parent / "grpc" / "model_config_pb2.py"
+    spec = importlib.util.spec_from_file_location("triton_model_config_pb2", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _parse(path: Path):
+    return text_format.Parse(path.read_text(), _model_config_pb2().ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def coop_repo(tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("triton") / "repo"
+    write_triton_repo(load_bundle(tiny_coop_bundle), tiny_coop_bundle, repo)
+    return repo
+
+
+def test_every_config_parses_and_matches_the_bundle(coop_repo: Path, tiny_coop_bundle: Path) -> None:
+    manifest = load_bundle(tiny_coop_bundle)
+    configs = sorted(coop_repo.glob("*/config.pbtxt"))
+    assert {p.parent.name for p in configs} == {f"coop_{g}" for g in manifest.graphs} | {"saliency"}
+    pb2 = _model_config_pb2()
+    for path in configs:
+        config = _parse(path)
+        assert config.name == path.parent.name
+        assert config.max_batch_size == manifest.batch["max"]
+        assert config.HasField("dynamic_batching")
+        assert list(config.dynamic_batching.preferred_batch_size) == [manifest.batch["opt"]]
+        if config.name == "saliency":
+            assert config.backend == "python" and (path.parent / "1" / "model.py").exists()
+            settings = json.loads(config.parameters["salkit_settings"].string_value)
+            assert settings["langevin_step"] == manifest.coop["langevin_step"] and settings["prefix"] == "coop_"
+            assert [i.name for i in config.input] == ["IMAGE"] and list(config.input[0].dims) == [3, 64, 64]
+            assert [o.name for o in config.output] == ["SALIENCY", "UNCERTAINTY"]
+            continue
+        graph = manifest.graphs[config.name.removeprefix("coop_")]
+        assert config.platform == "onnxruntime_onnx"
+        assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
+        for declared, spec in [*zip(config.input, graph.inputs), *zip(config.output, graph.outputs)]:
+            assert declared.name == spec.name and list(declared.dims) == list(spec.shape[1:])
+            assert declared.data_type == pb2.TYPE_FP32
+        assert sha256_file(path.parent / "1" / "model.onnx") == graph.sha256
+
+
+def test_a_config_that_breaks_the_schema_is_caught() -> None:
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse('name: "x"\nmax_batch_size: 4\ndynamic_batching { bogus: 1 }\n', _model_config_pb2().ModelConfig())
+
+
+def _load_loop_model(repo: Path, entry: str):
+    fake = fake_triton.install(repo)
+    spec = importlib.util.spec_from_file_location(f"triton_loop_{entry}", repo / entry / "1" / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = json_format.MessageToDict(_parse(repo / entry / "config.pbtxt"), preserving_proto_field_name=True)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config)})
+    return model, fake
+
+
+def _torch_cooperative(model, x: torch.Tensor, n: int, steps: int, delta: float, seed: int, noise: bool):
+    """The loop model's contract written with torch autograd (independent of the ONNX graphs)."""
+    from salkit.kernels.entropy import uncertainty_maps
+
+    rng = np.random.default_rng(seed)
+    b = x.shape[0]
+    latents = torch.from_numpy(rng.standard_normal((n, b, model.latent_dim)).astype(np.float32))
+    x_rep = x.repeat(n, 1, 1, 1)  # sample-major (N·B, 3, S, S)
+    with torch.no_grad():
+        y = model.generator(x_rep, latents.reshape(n * b, -1))
+    for _ in range(steps):
+        y = y.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(model.energy(y, x_rep).sum(), y)
+        y = y.detach() - 0.5 * delta * delta * grad
+        if noise:
+            y = y + delta * torch.from_numpy(rng.standard_normal(tuple(y.shape)).astype(np.float32))
+    probs = torch.sigmoid(y).reshape(n, b, *y.shape[1:]).detach()
+    maps = uncertainty_maps(probs)
+    return probs.mean(0).numpy(), torch.cat([maps["predictive"], maps["aleatoric"], maps["epistemic"]], 1).numpy()
+
+
+@pytest.mark.parametrize("noise", [False, True])
+def test_loop_model_over_bls_equals_torch(coop_repo: Path, tiny_coop_bundle: Path, tiny_coop_checkpoint: Path,
+                                          noise: bool) -> None:
+    from salkit.train.engine.checkpoint import build_model, load_checkpoint
+
+    loop, fake = _load_loop_model(coop_repo, "saliency")
+    x = np.random.default_rng(7).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    params = {"samples": 3, "steps": 2, "seed": 11, "noise": noise}
+    fake.calls.clear()
+    (response,) = loop.execute([fake_triton.Request({"IMAGE": x}, params)])
+    assert not response.has_error(), response.error().message()
+    out = {t.name(): t.as_numpy() for t in response.output_tensors}
+    # One encoder pass for the batch, one batched decoder call for all samples, one grad call per step.
+    assert fake.calls == [("coop_encoder", 2), ("coop_latent_decoder", 6), ("coop_energy_grad", 6), ("coop_energy_grad", 6)]
+    model = build_model(load_checkpoint(tiny_coop_checkpoint)).eval()
+    delta = load_bundle(tiny_coop_bundle).coop["langevin_step"]
+    saliency, uncertainty = _torch_cooperative(model, torch.from_numpy(x), 3, 2, delta, 11, noise)
+    assert out["SALIENCY"].shape == (2, 1, 64, 64) and out["UNCERTAINTY"].shape == (2, 3, 64, 64)
+    assert np.abs(out["SALIENCY"] - saliency).max() <= 1e-4
+    assert np.abs(out["UNCERTAINTY"] - uncertainty).max() <= 1e-3
+
+
+def test_loop_model_reports_a_failing_graph_as_a_request_error(coop_repo: Path, tmp_path: Path) -> None:
+    loop, _ = _load_loop_model(coop_repo, "saliency")
+    loop.prefix = "missing_"
+    (response,) = loop.execute([fake_triton.Request({"IMAGE": np.zeros((1, 3, 64, 64), np.float32)})])
+    assert response.has_error() and "missing_encoder" in response.error().message()
+
+
+def test_vendored_kernels_import_from_the_model_folder(coop_repo: Path) -> None:
+    folder = coop_repo / "saliency" / "1"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import salkit.kernels.broyden as b, salkit.kernels.entropy;"
+            "print(b.__file__)")
+    result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(folder))
+
+
+def test_qefpn_repository_and_loop(tiny_qefpn_bundle: Path, tiny_qefpn_checkpoint: Path, tmp_path: Path) -> None:
+    from salkit.train.engine.checkpoint import build_model, load_checkpoint
+
+    repo = tmp_path / "repo"
+    names = write_triton_repo(load_bundle(tiny_qefpn_bundle), tiny_qefpn_bundle, repo)
+    assert sorted(names) == ["qefpn", "qefpn_decoder", "qefpn_encoder", "qefpn_f"]
+    for name in names:
+        _parse(repo / name / "config.pbtxt")
+    loop, _ = _load_loop_model(repo, "qefpn")
+    x = np.random.default_rng(3).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    (response,) = loop.execute([fake_triton.Request({"IMAGE": x})])
+    assert not response.has_error(), response.error().message()
+    out = {t.name(): t.as_numpy() for t in response.output_tensors}
+    with torch.no_grad():
+        expected = torch.sigmoid(build_model(load_checkpoint(tiny_qefpn_checkpoint)).eval()(torch.from_numpy(x))).numpy()
+    assert out["ITERATIONS"].shape == (2,) and out["RESIDUAL"].shape == (2,)
+    assert np.abs(out["SALIENCY"] - expected).max() <= 2e-2
