@@ -1,0 +1,71 @@
+"""The runtime on bundles exported from real (tiny) checkpoints against the torch reference
+predictors on the same checkpoint, latent samples and noise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from salkit.runtime.predictor import Predictor
+
+torch.set_num_threads(2)
+
+
+def _x(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((batch, 3, size, size), dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def coop(tiny_coop_bundle, tiny_coop_checkpoint):  # type: ignore[no-untyped-def]
+    from salkit.train.coop_predictor import load_coop
+
+    with Predictor.from_bundle(tiny_coop_bundle, backend="ort-cpu", threads=2) as predictor:
+        yield predictor, load_coop(tiny_coop_checkpoint)
+
+
+@pytest.mark.parametrize("with_noise", [False, True])
+def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -> None:  # type: ignore[no-untyped-def]
+    from salkit.train.coop_predictor import predict_tensor
+
+    predictor, model = coop
+    m = predictor.manifest
+    size, d = m.input_size, m.coop["latent_dim"]
+    n, k, step = 4, 3, float(m.coop["langevin_step"])
+    rng = np.random.default_rng(1)
+    x = _x(size)
+    latents = rng.standard_normal((n, 2, d), dtype=np.float32)
+    noise = rng.standard_normal((k, 2, 1, size, size), dtype=np.float32) if with_noise else None
+    ours = predictor.predict_tensor(x, latents=latents, steps=k, noise_values=noise)
+    ref = predict_tensor(model, torch.from_numpy(x), torch.from_numpy(latents), k, step,
+                         noise=None if noise is None else torch.from_numpy(noise))
+    for key in ("saliency", "predictive", "aleatoric", "epistemic"):
+        assert np.abs(ours[key] - ref[key].numpy()).max() <= 1e-4, key
+    whole = predictor.predict_tensor(x, latents=latents, steps=k, noise_values=noise, path="whole")
+    assert np.abs(whole["saliency"] - ours["saliency"]).max() <= 1e-5
+
+
+def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-untyped-def]
+    from salkit.train.coop_predictor import refine_tensor
+
+    predictor, model = coop
+    size = predictor.manifest.input_size
+    x = _x(size, seed=2)
+    maps = np.random.default_rng(3).uniform(0, 1, (2, 1, size, size)).astype(np.float32)
+    ours = predictor.refine_tensor(x, maps, steps=3)
+    ref = refine_tensor(model, torch.from_numpy(x), torch.from_numpy(maps), 3, float(predictor.manifest.coop["langevin_step"]))
+    assert np.abs(ours - ref.numpy()).max() <= 1e-4
+
+
+def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from salkit.train.qefpn_predict import QEFPNReferencePredictor
+
+    reference = QEFPNReferencePredictor.from_checkpoint(tiny_qefpn_checkpoint)
+    with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:
+        x = _x(predictor.manifest.input_size, seed=4)
+        t = int(predictor.manifest.qefpn["broyden_iterations"])
+        ours = predictor.predict_tensor(x, steps=t)
+    ref = reference.predict_tensor(x, steps=t)
+    assert np.abs(ours["saliency"] - ref["saliency"]).max() <= 1e-4
+    assert np.allclose(ours["residual"], ref["residual"], rtol=1e-2, atol=1e-5)
+    assert (ours["iterations"] <= t).all()
