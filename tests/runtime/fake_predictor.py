@@ -59,8 +59,8 @@ def entropy(p: np.ndarray) -> np.ndarray:
 class FakePredictor:
     backend_name = "fake"
 
-    def __init__(self, kind: str = "coop", *, delay: float = 0.0, per_row: float = 0.0) -> None:
-        self.manifest = make_manifest(kind)
+    def __init__(self, kind: str = "coop", *, delay: float = 0.0, per_row: float = 0.0, size: int | None = None) -> None:
+        self.manifest = make_manifest(kind, size or SIZE)
         self.delay, self.per_row = delay, per_row
         self.calls: list[tuple[str, int, dict]] = []  # (op, batch size, options)
         self.lock = threading.Lock()

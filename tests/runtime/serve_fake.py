@@ -22,9 +22,10 @@ def main() -> int:
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--token", default=None)
+    parser.add_argument("--size", type=int, default=None, help="input size (default: the fake's 16)")
     args = parser.parse_args()
     return run_server(
-        lambda: FakePredictor(args.kind, delay=args.delay, per_row=args.per_row),
+        lambda: FakePredictor(args.kind, delay=args.delay, per_row=args.per_row, size=args.size),
         port=args.port,
         max_batch_size=args.max_batch,
         max_delay_ms=args.max_delay_ms,
