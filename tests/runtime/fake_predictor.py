@@ -59,9 +59,12 @@ def entropy(p: np.ndarray) -> np.ndarray:
 class FakePredictor:
     backend_name = "fake"
 
-    def __init__(self, kind: str = "coop", *, delay: float = 0.0, per_row: float = 0.0, size: int | None = None) -> None:
+    def __init__(
+        self, kind: str = "coop", *, delay: float = 0.0, per_row: float = 0.0, size: int | None = None, free_calls: int = 0
+    ) -> None:
         self.manifest = make_manifest(kind, size or SIZE)
         self.delay, self.per_row = delay, per_row
+        self.free_calls = free_calls  # the first calls (a server's warm-up) skip the simulated compute time
         self.calls: list[tuple[str, int, dict]] = []  # (op, batch size, options)
         self.lock = threading.Lock()
         self.active = 0
@@ -76,7 +79,7 @@ class FakePredictor:
             self.max_active = max(self.max_active, self.active)
         if self.gate is not None:
             self.gate.wait(10)
-        if self.delay or self.per_row:
+        if (self.delay or self.per_row) and len(self.calls) > self.free_calls:
             time.sleep(self.delay + self.per_row * rows)
 
     def _leave(self) -> None:

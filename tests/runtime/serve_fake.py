@@ -25,7 +25,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=None, help="input size (default: the fake's 16)")
     args = parser.parse_args()
     return run_server(
-        lambda: FakePredictor(args.kind, delay=args.delay, per_row=args.per_row, size=args.size),
+        # The warm-up (predict + refine for coop, predict for qefpn) runs without the simulated delay.
+        lambda: FakePredictor(args.kind, delay=args.delay, per_row=args.per_row, size=args.size, free_calls=2 if args.kind == "coop" else 1),
         port=args.port,
         max_batch_size=args.max_batch,
         max_delay_ms=args.max_delay_ms,
