@@ -78,7 +78,11 @@ def test_bad_options_and_wrong_checkpoints(tmp_path: Path, data: Path, tiny_coop
 
 def test_divergent_langevin_chain_stops_cleanly_with_last_good_checkpoint(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "run"
-    assert _cli("--data", data, "--out", out, *BASE, "--max-steps", "2", "--checkpoint-every", "1").exit_code == 0
+    assert _cli("--data", data, "--out", out, *BASE, "--max-steps", "2", "--checkpoint-every", "1", "--grid-every", "2").exit_code == 0
+    from PIL import Image
+
+    with Image.open(out / "grids" / "step_0000002.png") as grid:  # image | gt | Ŷ | Ỹ, 4 rows
+        assert grid.size == (4 * 64, 4 * 64)
     good = out.joinpath("last.pt").read_bytes()
     result = _cli("--data", data, "--out", out, *BASE, "--resume", out / "last.pt", "--energy-step", "1e30")
     assert result.exit_code == 2
