@@ -75,7 +75,7 @@ def test_forward_is_decode_of_the_solved_state_and_eval_quasi_is_equilibrium(mod
 
 def test_training_quasi_solve_uses_the_bernoulli_mask() -> None:
     torch.manual_seed(2)
-    model = create_model("qefpn", preset="tiny", image_size=S, drop_prob=0.2, f_max_iter=4).train()
+    model = create_model("qefpn", preset="tiny", image_size=S, drop_prob=0.2, f_max_iter=2).train()
     x = torch.randn(2, 3, S, S)
     inj = model.inject(x).detach()
     with torch.no_grad():
