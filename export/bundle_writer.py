@@ -166,7 +166,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     if options.calib is not None:
         from salkit.export.images import load_images
 
-        data = load_images(options.calib, size, mean, std, DATA_CHECK_IMAGES)
+        limit = CALIB_IMAGES if options.precision == "int8" else DATA_CHECK_IMAGES
+        data = load_images(options.calib, size, mean, std, limit)
     graphs, _ = _graph_defs(kind, model, size, data)
 
     manifest = Manifest(
@@ -199,7 +200,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             from salkit.export.precision import convert_bundle_graphs
 
             progress(f"converting graphs to {options.precision}")
-            convert_bundle_graphs(manifest, graphs, tmp, options.precision, options.calib, progress)
+            convert_bundle_graphs(manifest, graphs, tmp, options.precision, progress)
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
         if options.triton_repo is not None:
