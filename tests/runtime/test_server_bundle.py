@@ -122,6 +122,24 @@ def test_cli_serves_a_bundle_end_to_end(tiny_coop_bundle: Path, reference: Predi
         r = httpx.post(url + "/predict?seed=1", content=photo.getvalue(), headers=AUTH, timeout=60)
         assert r.status_code == 200 and Image.open(io.BytesIO(r.content)).size == (36, 48)
         assert httpx.post(url + "/predict", content=photo.getvalue(), timeout=10).status_code == 401
+
+        # 16 concurrent clients on the real predictor: every answer right, and calls were shared.
+        img = _images(1, 50, 50, seed=8)
+        body, headers = binary_request([("IMAGE", img, "UINT8")], parameters={"samples": 2, "steps": 1}, outputs=[{"name": "SALIENCY"}])
+
+        def client(_: int) -> list[np.ndarray]:
+            with httpx.Client(base_url=url, headers=AUTH, timeout=120) as http:
+                responses = [http.post("/v2/models/saliency/infer", content=body, headers=headers) for _ in range(3)]
+            assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+            return [decode_response(r.content, r.headers)["SALIENCY"] for r in responses]
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            maps = [m for ms in pool.map(client, range(16)) for m in ms]
+        assert len(maps) == 48 and all(m.shape == (1, 1, 50, 50) and 0 <= m.min() and m.max() <= 1 for m in maps)
+        metrics = httpx.get(url + "/metrics", headers=AUTH, timeout=10).text
+        count = float(metrics.split("salkit_batch_size_count ")[1].split()[0])
+        rows = float(metrics.split("salkit_batch_size_sum ")[1].split()[0])
+        assert rows >= 48 + 2 and count < rows  # (+ the tritonclient rows) fewer calls than rows: batched
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
 
