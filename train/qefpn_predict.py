@@ -5,7 +5,8 @@
 ``"saliency"`` (B, 1, S, S) probabilities, ``"iterations"`` (B,) solver steps and ``"residual"``
 (B,) relative residual ‖f(z) − z‖ / ‖z‖ of the returned state. ``steps=None`` solves to the
 model's tolerance; ``steps=N`` runs exactly N Broyden steps (the runtime's fixed-iteration solve,
-with the model's memory), returning the lowest-residual iterate.
+with the model's memory and tolerance), returning the lowest-residual iterate; ``iterations`` is
+then the first step that met the tolerance (N if none did), as in the runtime.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from salkit.kernels.broyden import broyden
 from salkit.kernels.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 from salkit.train.qefpn_cli import main as train_qefpn
@@ -100,7 +101,21 @@ def test_reference_predictor_matches_the_model(tiny_qefpn_checkpoint: Path) -> N
         residual = ((model.f(z, inj) - z).norm(dim=1) / z.norm(dim=1)).numpy()
     np.testing.assert_allclose(out["saliency"], expected, atol=1e-6)
     np.testing.assert_allclose(out["residual"], residual, rtol=1e-3)
+    # steps=N: exactly N steps with the model's tolerance and memory, as the runtime's solve
     fixed = predictor.predict_tensor(x.numpy(), steps=3)
-    np.testing.assert_array_equal(fixed["iterations"], [3, 3])
+    config = model.solver_config
+    calls = []
+
+    def f(z: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return model.f(z, inj)
+
+    with torch.no_grad():
+        z3, stats3 = broyden(f, torch.zeros_like(inj), max_iter=3, tol=config.f_tol, memory=config.memory,
+                             stop_mode=config.stop_mode, fixed_iterations=True)
+        np.testing.assert_allclose(fixed["saliency"], torch.sigmoid(model.decode(z3)).numpy(), atol=1e-6)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(fixed["iterations"], stats3["iterations"].numpy())
+    assert np.all((fixed["iterations"] >= 0) & (fixed["iterations"] <= 3))
     with pytest.raises(SalkitError, match=r"\(B, 3, 64, 64\)"):
         predictor.predict_tensor(np.zeros((1, 3, 32, 32), np.float32))

@@ -100,11 +100,15 @@ class _ImplicitGradient(torch.autograd.Function):
 def solve_implicit(
     h: Map, z0: torch.Tensor, config: SolverConfig, fixed_iterations: bool = False
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Broyden forward solve of z = h(z); gradients by the implicit function theorem."""
+    """Broyden forward solve of z = h(z); gradients by the implicit function theorem.
+
+    ``fixed_iterations`` runs exactly ``f_max_iter`` steps (the runtime's solve); ``iterations``
+    then still reports the first step that met ``f_tol``, as the runtime does.
+    """
     with torch.no_grad():
         z_star, stats = broyden(
-            h, z0, max_iter=config.f_max_iter, tol=0.0 if fixed_iterations else config.f_tol,
-            memory=config.memory, stop_mode=config.stop_mode,
+            h, z0, max_iter=config.f_max_iter, tol=config.f_tol, memory=config.memory,
+            stop_mode=config.stop_mode, fixed_iterations=fixed_iterations,
         )
     result = {"iterations": stats["iterations"], "residual": stats["residual"], "nstep": stats["nstep"]}
     if not torch.is_grad_enabled():
