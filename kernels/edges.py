@@ -62,7 +62,7 @@ def kernels(name: str) -> np.ndarray:
 def max_magnitude(name: str, eps: float = DEFAULT_EPS) -> float:
     """Largest ``sqrt(ΣG² + eps) − sqrt(eps)`` over 3×3 patches with values in [0, 1]."""
     k = kernels(name)  # (K, 3, 3)
-    patches = np.array(list(itertools.product([0.0, 1.0], repeat=9))).reshape(512, 3, 3)  # all binary patches
+    patches = np.array(list(itertools.product([0.0, 1.0], repeat=9))).reshape(512, 3, 3)  # (512, 9) → (512, 3, 3): all binary patches
     responses = np.einsum("pij,kij->pk", patches, k)  # (512, K)
     return float(np.max(np.sqrt((responses**2).sum(-1) + eps)) - np.sqrt(eps))
 

@@ -98,7 +98,7 @@ class QEFPNTrainer(Trainer):
         if not self._last:
             return []
         device = self._last["image"].device
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)  # (3,) → (1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)  # (3,) → (1, 3, 1, 1)
         image = (self._last["image"] * std + mean).clamp(0, 1)
         return [image, self._last["mask"], torch.sigmoid(self._last["logits"])]

@@ -32,7 +32,7 @@ class PlainGroupNorm(nn.Module):
         centred = grouped - mean
         var = (centred * centred).mean(dim=-1, keepdim=True)  # (B, G, 1), biased like nn.GroupNorm
         normed = (centred / torch.sqrt(var + self.eps)).reshape(b, c, h, w)  # back to (B, C, H, W)
-        return normed * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+        return normed * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)  # (C,) → (1, C, 1, 1)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
