@@ -40,6 +40,9 @@ def test_tritonclient_works_unmodified() -> None:
             result = client.infer("saliency", [image], headers=dict(AUTH), parameters={"samples": 5, "steps": 2})
             np.testing.assert_allclose(result.as_numpy("SALIENCY"), expected_uint8_saliency(img, 5, 2), atol=1e-6)
             assert result.as_numpy("UNCERTAINTY").shape == (2, 3, 21, 17)
+            zipped = client.infer("saliency", [image], headers=dict(AUTH), parameters={"samples": 5, "steps": 2},
+                                  request_compression_algorithm="gzip", response_compression_algorithm="gzip")  # fmt: skip
+            np.testing.assert_allclose(zipped.as_numpy("SALIENCY"), expected_uint8_saliency(img, 5, 2), atol=1e-6)
 
             x = np.random.default_rng(1).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
             image = tritonclient.InferInput("IMAGE", list(x.shape), "FP32")
