@@ -128,12 +128,14 @@ def run_bench(
                         "images_per_s": batch / (t["p50_ms"] / 1e3), "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
                         "gflop_per_image": flops[path] / 1e9, "achieved_gflops": achieved, "roofline_fraction": achieved / peak,
                     }
+                    progress(f"  {batch / (t['p50_ms'] / 1e3):.3f} img/s, p50 {t['p50_ms']:.1f} ms, {achieved / peak:.1%} of peak")
                 entry.update({key: entry["paths"]["split"][key] for key in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction")})
                 entry.update(torch_images_per_s=None, speedup_vs_torch=None, speedup_vs_fp32=None, mae_delta=None)
                 if torch_run is not None:
                     progress(f"{kind} batch {batch}: torch eager")
                     t = timings(lambda: torch_run(x, latents), min(warmup, 1), max(1, repeat // 2))
                     torch_per_batch[str(batch)] = batch / (t["p50_ms"] / 1e3)
+                    progress(f"  torch {torch_per_batch[str(batch)]:.3f} img/s, p50 {t['p50_ms']:.1f} ms")
                 if fp32 is not None:
                     progress(f"{kind} batch {batch}: fp32 bundle")
                     t = timings(_runtime_call(fp32, x, latents, k, "split"), warmup, repeat)

@@ -2,7 +2,8 @@
 
 FLOPs are counted from the ONNX graphs (convolutions, transposed convolutions, MatMul and Gemm:
 2 FLOPs per multiply–add; elementwise ops are ignored, so the count is a lower bound of the work)
-at batch 1 after ONNX shape inference, and scale linearly with the batch. The peak is the best of
+at batch 1 (ONNX shape inference, or one ONNX Runtime run where sizes are data-dependent), and
+scale linearly with the batch. The peak is the best of
 a few float32 ``numpy.matmul`` calls on square matrices with every core, i.e. what this machine's
 BLAS reaches on the most favourable dense kernel. The ``onnx`` package is needed only here.
 """
@@ -32,7 +33,11 @@ def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
     shapes: dict[str, tuple[int, ...]] = {init.name: tuple(init.dims) for init in graph.initializer}
     for value in (*graph.input, *graph.value_info, *graph.output):
         dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims)
+        # Shape inference loses the batch through some ops (Where, Expand …) and leaves it symbolic;
+        # every graph here runs at batch 1 for counting, so a symbolic leading axis is 1.
+        shapes[value.name] = tuple(
+            d.dim_value if d.HasField("dim_value") else (1 if axis == 0 else -1) for axis, d in enumerate(dims)
+        )
     return shapes
 
 
@@ -41,6 +46,40 @@ def _attr(node: Any, name: str, default: int) -> int:
         if attr.name == name:
             return int(attr.i)
     return default
+
+
+def _measured_shapes(model: Any, names: set[str]) -> dict[str, tuple[int, ...]]:
+    """Shapes of ``names`` from one ONNX Runtime run at batch 1 on zeros.
+
+    Static shape inference cannot follow data-dependent sizes (a Resize to another tensor's
+    shape), so the dense ops' operand shapes are read from an actual run instead.
+    """
+    import onnxruntime as ort
+
+    onnx = _onnx()
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    inferred = {v.name: v for v in probe.graph.value_info}
+    for name in sorted(names - existing):
+        value = onnx.ValueInfoProto()
+        if name in inferred:
+            value.CopyFrom(inferred[name])
+            value.type.tensor_type.ClearField("shape")
+        else:
+            value.name = name
+            value.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+        probe.graph.output.append(value)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named value
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for arg in session.get_inputs():
+        dims = [d if isinstance(d, int) and d > 0 else 1 for d in arg.shape]
+        feeds[arg.name] = np.zeros(dims, dtype=np.float32)
+    wanted = [o.name for o in session.get_outputs() if o.name in names]
+    return {name: tuple(value.shape) for name, value in zip(wanted, session.run(wanted, feeds))}
 
 
 def graph_flops(path: str | Path) -> int:
@@ -53,26 +92,25 @@ def graph_flops(path: str | Path) -> int:
             dims[0].dim_value = 1  # the dynamic batch axis → 1
     model = onnx.shape_inference.infer_shapes(model)
     shapes = _shapes(model)
+    dense = [n for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm")]
+    operands = {name for n in dense for name in (n.input[0], n.input[1], n.output[0])}
+    unknown = {name for name in operands if name not in shapes or any(d < 0 for d in shapes[name])}
+    if unknown:
+        shapes.update(_measured_shapes(model, unknown))
     total = 0
-    for node in model.graph.node:
+    for node in dense:
         op = node.op_type
+        inp, weight, out = (shapes.get(name, ()) for name in (node.input[0], node.input[1], node.output[0]))
+        if not inp or not weight or not out or any(d < 0 for d in (*inp, *weight, *out)):
+            raise SalkitError(f"{Path(path).name}: cannot determine the shapes around {op} node {node.name!r}")
         if op in ("Conv", "ConvTranspose"):
-            weight = shapes.get(node.input[1], ())
-            out = shapes.get(node.output[0], ())
-            inp = shapes.get(node.input[0], ())
-            if len(weight) < 3 or any(d < 0 for d in (*out, *inp)):
-                raise SalkitError(f"{Path(path).name}: cannot infer the shapes around {op} node {node.name!r}")
             kernel = int(np.prod(weight[2:]))
             if op == "Conv":  # weight (Cout, Cin/g, k…): each output element costs Cin/g·k MACs
                 total += 2 * int(np.prod(out)) * weight[1] * kernel
             else:  # ConvTranspose weight (Cin, Cout/g, k…): each input element scatters Cout/g·k MACs
                 total += 2 * int(np.prod(inp)) * weight[1] * kernel
-        elif op in ("MatMul", "Gemm"):
-            a = shapes.get(node.input[0], ())
-            out = shapes.get(node.output[0], ())
-            if not a or not out or any(d < 0 for d in (*a, *out)):
-                raise SalkitError(f"{Path(path).name}: cannot infer the shapes around {op} node {node.name!r}")
-            inner = a[0] if (op == "Gemm" and _attr(node, "transA", 0)) else a[-1]
+        else:  # MatMul / Gemm: each output element is one inner product
+            inner = inp[0] if (op == "Gemm" and _attr(node, "transA", 0)) else inp[-1]
             total += 2 * int(np.prod(out)) * inner
     return total
 
