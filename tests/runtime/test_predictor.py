@@ -229,3 +229,14 @@ def test_importing_the_runtime_stays_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_documented_example_runs(toy_coop) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "runtime.md").read_text()
+    code = doc.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {"BUNDLE": toy_coop.path}
+    exec(compile(code, "docs/runtime.md", "exec"), scope)  # noqa: S102 - our own documentation
+    assert scope["saliency"].shape == (120, 90)
+    assert scope["refined"][0].shape == (120, 90) and scope["epistemic"].shape == (120, 90)
