@@ -97,9 +97,15 @@ def test_int8_without_calibration_images(tmp_path: Path, untrained_coop_checkpoi
 
 def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, untrained_coop_checkpoint: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "bundle"
-    result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--no-engine")
+    out, repo = tmp_path / "bundle", tmp_path / "triton"
+    result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--no-engine", "--triton-repo", repo)
     assert result.exit_code == 0, result.output
+    for stage in ("exporting energy_grad", "checking energy_grad", "writing Triton model repository"):
+        assert stage in result.output  # progress per stage
+    assert sorted(p.parent.name for p in repo.glob("*/config.pbtxt")) == [
+        "coop_encoder", "coop_energy", "coop_energy_grad", "coop_generator", "coop_latent_decoder", "saliency"]
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "other", "--triton-repo", repo),
+                       "Triton repository", "already exists")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engines"] == {"status": "not built", "reason": "--no-engine given", "files": {}}
     assert manifest["coop"]["langevin_step"] == 0.25  # from the checkpoint's train_config
@@ -118,6 +124,7 @@ def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, unt
     result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--force")
     _assert_user_error(result, "energy_grad")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old bundle intact
+    assert (repo / "saliency" / "config.pbtxt").exists()
     failing["graph"] = "encoder"  # fails at the first graph: nothing may appear either
     fresh = tmp_path / "fresh"
     _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", fresh), "encoder")

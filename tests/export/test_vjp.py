@@ -72,7 +72,8 @@ def test_unknown_layer_in_the_body_is_refused() -> None:
         EnergyGrad(EnergyStructure(layers=layers), image_channels=3, size=8)
 
 
-def test_exported_graph_has_no_gradient_operators(tmp_path) -> None:
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_exported_graph_has_no_gradient_operators(tmp_path, exporter: str) -> None:
     import onnx
 
     from salkit.export.onnx_io import export_module
@@ -81,7 +82,17 @@ def test_exported_graph_has_no_gradient_operators(tmp_path) -> None:
     grad_module = EnergyGrad(_structure(energy), image_channels=3, size=32).eval()
     path = tmp_path / "g.onnx"
     export_module(grad_module, (torch.randn(2, 1, 32, 32), torch.rand(2, 3, 32, 32)), path,
-                  input_names=["saliency", "image"], output_names=["grad"])
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+                  input_names=["saliency", "image"], output_names=["grad"], exporter=exporter)
+    model = onnx.load(str(path))
+    ops = {n.op_type for n in model.graph.node}
     assert "ConvTranspose" in ops and "Conv" in ops
     assert not any("Grad" in op or "backward" in op.lower() for op in ops), ops
+    assert model.ir_version <= 13 and [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    assert [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim][:1] == ["batch"]
+    import onnxruntime as ort
+
+    y, x = torch.randn(5, 1, 32, 32) * 3, torch.rand(5, 3, 32, 32)  # another batch size than exported with
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        ["grad"], {"saliency": y.numpy(), "image": x.numpy()})[0]
+    expected = _autograd(energy, y, x)
+    assert (torch.from_numpy(got) - expected).abs().max() <= 1e-4 * expected.abs().max()
