@@ -3,11 +3,13 @@
 Presets set the model and the training defaults; explicit options override them, and options
 left out keep the preset's value (or, with ``--resume``, the value the checkpoint was trained
 with). Multi-process: ``torchrun --nproc-per-node N $(which train-coop) …``.
+``--scribble`` trains from ``scribble/`` instead of ``gt/`` (Algorithm 2, docs/weak-supervision.md).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,13 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 
 
 @click.command(name="train-coop")
-@click.option("--data", "data", required=True, type=click.Path(path_type=Path), help="DUTS-layout dataset (img/ + gt/).")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="DUTS-layout dataset (img/ + gt/; with --scribble img/ + scribble/).")
+@click.option("--scribble", is_flag=True, default=None,
+              help="Learn from scribbles while recovering the missing labels (Algorithm 2); gt/, if present, "
+                   "only measures the recovery.")
+@click.option("--dump-recovered", type=int, default=None,
+              help="With --scribble: steps between PNGs of image | scribble | recovered label (| gt); 0 = never [0].")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder: last.pt, log.csv, grids/.")
 @click.option("--preset", type=click.Choice(["tiny", "paper"]), default=None, help="Model + training defaults [paper].")
 @click.option("--epochs", type=int, default=None)
@@ -87,6 +95,9 @@ def _validate(o: dict[str, Any]) -> None:
         _positive(key, o.get(key))
     _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
     _positive("grid_every", o.get("grid_every"), allow_zero=True)
+    _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
+    if o.get("dump_recovered") and not o.get("scribble"):
+        raise SalkitError("--dump-recovered needs --scribble (there is nothing to recover under full supervision)")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
@@ -98,6 +109,8 @@ def run(opts: dict[str, Any]) -> Any:
     import torch
 
     from salkit.train.coop_data import SaliencyPairs
+    from salkit.train.coop_scribble import ScribbleOptions
+    from salkit.train.coop_scribble_data import ScribblePairs
     from salkit.train.coop_trainer import CoopSettings, CoopTrainer
     from salkit.train.engine.trainer import LoopOptions
     from salkit.train.models.registry import create_model
@@ -109,7 +122,12 @@ def run(opts: dict[str, Any]) -> Any:
     data = Path(o["data"])
     if not data.is_dir():
         raise SalkitError(f"--data {data} does not exist or is not a directory")
-    dataset = SaliencyPairs(data, o["size"])
+    scribble = ScribbleOptions(dump_recovered=o.get("dump_recovered") or 0) if o.get("scribble") else None
+    dataset = ScribblePairs(data, o["size"]) if scribble else SaliencyPairs(data, o["size"])
+    if scribble and dataset.skipped and int(os.environ.get("RANK", "0")) == 0:
+        click.echo(f"skipped {len(dataset.skipped)} image(s) whose scribble has no annotated pixel at size "
+                   f"{o['size']}: {', '.join(p.name for p in dataset.skipped[:5])}{' …' if len(dataset.skipped) > 5 else ''}",
+                   err=True)
     torch.manual_seed(o["seed"])
     model = create_model(
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
@@ -119,7 +137,7 @@ def run(opts: dict[str, Any]) -> Any:
     loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
                        progress=o["progress"], max_steps=o.get("max_steps"),
                        **{k: o[k] for k in ("checkpoint_every", "grid_every") if o.get(k) is not None})
-    trainer = CoopTrainer(model, dataset, loop, settings)
+    trainer = CoopTrainer(model, dataset, loop, settings, scribble)
     # Saved so that a resume without options continues with the same ones (paths as strings).
     trainer.config["cli"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()
                              if k not in ("resume", "progress", "max_steps", "threads", "out", "data")}

@@ -22,6 +22,10 @@ The generator's BN lives only in the encoder, which runs once per step in train 
 
 Langevin uses ``torch.autograd.grad`` with respect to Y or h only; optimisers zero gradients
 (``set_to_none``) right before their own backward pass, so no Langevin gradient reaches an update.
+
+Scribble mode (``scribble=ScribbleOptions(...)``): the same trainer runs Algorithm 2, learning
+while recovering from partial labels; its step lives in ``coop_scribble.py`` and reuses the
+chains and updates below (docs/weak-supervision.md).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 
 from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop_langevin import revise_latent, revise_saliency
+from salkit.train.coop_scribble import ScribbleOptions, scribble_step
 from salkit.train.engine.trainer import Trainer
 
 MASK_EPS = 1e-4
@@ -70,9 +75,12 @@ class CoopTrainer(Trainer):
     model_name = "coop"
     model_kind = "coop"
 
-    def __init__(self, model: Any, dataset: Any, options: Any, settings: CoopSettings) -> None:
-        super().__init__(model, dataset, options, {"coop": settings.__dict__})
+    def __init__(
+        self, model: Any, dataset: Any, options: Any, settings: CoopSettings, scribble: ScribbleOptions | None = None
+    ) -> None:
+        super().__init__(model, dataset, options, {"coop": settings.__dict__, "supervision": "scribble" if scribble else "full"})
         self.settings = settings
+        self.scribble = scribble  # None: full supervision (Algorithm 1); else Algorithm 2 from scribbles
         self._last: dict[str, torch.Tensor] = {}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -91,6 +99,8 @@ class CoopTrainer(Trainer):
         self.energy_dp = self.ddp(self.model.energy)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self.scribble is not None:
+            return scribble_step(self, batch)
         s = self.settings
         x, mask = batch["image"], batch["mask"]
         generator, energy = self.model.generator, self.model.energy
@@ -100,7 +110,7 @@ class CoopTrainer(Trainer):
             y_hat = generator.decode([f.detach() for f in feats], h_hat)
         y_tilde = self._revise_saliency(y_hat, x)
         h_tilde = self._revise_latent(feats, y_tilde, h_hat)
-        gap = self._update_energy(x, mask, y_tilde)
+        gap = self._update_energy(x, mask_to_logits(mask), y_tilde)
         regression, ce, lam = self._update_generator(feats, h_tilde, y_tilde, mask)
         self._last = {"image": x, "mask": mask, "y_hat": y_hat, "y_tilde": y_tilde}
         return {"energy_gap": gap, "regression": regression, "ce": ce, "lambda": lam}
@@ -125,25 +135,37 @@ class CoopTrainer(Trainer):
             self.flag_divergence(f"the Langevin chain on h turned NaN/inf at Langevin step {chain.bad_step}")
         return chain.value
 
-    def _update_energy(self, x: torch.Tensor, mask: torch.Tensor, y_tilde: torch.Tensor) -> float:
+    def _update_energy(
+        self, x: torch.Tensor, data: torch.Tensor, y_tilde: torch.Tensor, weights: torch.Tensor | None = None
+    ) -> float:
+        """``data``: logits of the maps U should rate as data; ``weights`` (B,) pair data and revised
+        rows (a weight-0 row drops out of both terms; None = every row, the plain means)."""
         optimizer = self.optimizers["energy"]
         optimizer.zero_grad(set_to_none=True)
         b = x.shape[0]
-        energies = self.energy_dp(torch.cat([mask_to_logits(mask), y_tilde]), torch.cat([x, x]))  # (2B,)
-        loss = energies[:b].mean() - energies[b:].mean()
+        energies = self.energy_dp(torch.cat([data, y_tilde]), torch.cat([x, x]))  # (2B,)
+        if weights is None:
+            loss = energies[:b].mean() - energies[b:].mean()
+        else:
+            loss = (weights * (energies[:b] - energies[b:])).sum() / weights.sum().clamp(min=1.0)
         loss.backward()
         optimizer.step()
         return -float(loss.detach())  # energy gap: U(revised) − U(data), positive once U separates them
 
     def _update_generator(
-        self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor
+        self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor,
+        ce_mask: torch.Tensor | None = None,
     ) -> tuple[float, float, float]:
+        """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all)."""
         s = self.settings
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
         logits = self.model.generator.decode(feats, h_tilde)
         regression = (logits - y_tilde).pow(2).mean() / (2.0 * s.sigma * s.sigma)
-        ce = F.binary_cross_entropy_with_logits(logits, mask)
+        if ce_mask is None:
+            ce = F.binary_cross_entropy_with_logits(logits, mask)
+        else:
+            ce = F.binary_cross_entropy_with_logits(logits, mask, weight=ce_mask, reduction="sum") / ce_mask.sum().clamp(min=1.0)
         lam = ce_weight_at(self.step, self.total_steps, s.ce_weight)
         (regression + lam * ce).backward()
         optimizer.step()
