@@ -12,7 +12,7 @@ inputs and latents: ``speedup_vs_fp32`` and ``mae_delta`` (mean |saliency − sa
 
 The JSON record (stable keys)::
 
-    {"bundle", "backend", "precision", "machine": {"cpus", "gemm_peak_gflops"},
+    {"bundle", "backend", "precision", "machine": {"cpus", "gemm_peak_gflops", "gemm_peak_samples_gflops"},
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
                             "torch_images_per_s", "speedup_vs_torch", "speedup_vs_fp32", "mae_delta",
@@ -147,6 +147,16 @@ def run_bench(
         finally:
             if fp32 is not None:
                 fp32.close()
+        # A busy machine lowers a short GEMM burst more than a long run: measure again, keep the best.
+        progress("measuring the fp32 GEMM peak again")
+        peak_after = gemm_peak_gflops()
+        if peak_after > peak:
+            record["machine"]["gemm_peak_gflops"] = peak_after
+            for entry in record[kind].values():
+                for p in entry["paths"].values():
+                    p["roofline_fraction"] = p["achieved_gflops"] / peak_after
+                entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
+        record["machine"]["gemm_peak_samples_gflops"] = [peak, peak_after]
         if torch_per_batch:
             best = max(torch_per_batch, key=lambda b: torch_per_batch[b])
             for batch, entry in record[kind].items():

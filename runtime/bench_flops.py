@@ -115,7 +115,7 @@ def graph_flops(path: str | Path) -> int:
     return total
 
 
-def gemm_peak_gflops(size: int = 1024, repeats: int = 5) -> float:
+def gemm_peak_gflops(size: int = 1536, repeats: int = 8) -> float:
     """Best float32 GEMM throughput of ``numpy.matmul`` here, in GFLOP/s."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
