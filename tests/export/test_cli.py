@@ -113,21 +113,19 @@ def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, unt
 
     real_compare = checks.compare
 
-    failing = {"graph": "energy_grad"}  # the last graph: everything else was already written
-
-    def broken_energy_grad(graph, sess, inputs, label, tolerance):
-        if graph.name == failing["graph"]:
-            raise SalkitError(f"graph {graph.name!r} output 'grad' on {label}: differs (test)")
+    # Fail at the second graph: encoder.onnx is already in the temporary directory by then.
+    def broken_graph(graph, sess, inputs, label, tolerance):
+        if graph.name == "latent_decoder":
+            raise SalkitError(f"graph {graph.name!r} output 'logits' on {label}: differs (test)")
         return real_compare(graph, sess, inputs, label, tolerance)
 
-    monkeypatch.setattr(checks, "compare", broken_energy_grad)
+    monkeypatch.setattr(checks, "compare", broken_graph)
     result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--force")
-    _assert_user_error(result, "energy_grad")
+    _assert_user_error(result, "latent_decoder")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old bundle intact
     assert (repo / "saliency" / "config.pbtxt").exists()
-    failing["graph"] = "encoder"  # fails at the first graph: nothing may appear either
     fresh = tmp_path / "fresh"
-    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", fresh), "encoder")
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", fresh), "latent_decoder")
     assert not fresh.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left over
 
