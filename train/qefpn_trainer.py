@@ -68,6 +68,12 @@ class QEFPNTrainer(Trainer):
             return "unrolled"
         return self.settings.solver or self.model.solver
 
+    def mask_generator(self) -> torch.Generator:
+        """The quasi mask's own generator, seeded by (seed, step, rank): the mask draw leaves the
+        global stream (augmentation) untouched, so quasi and equilibrium runs see the same data,
+        and resume stays exact without extra state."""
+        return torch.Generator().manual_seed(hash((self.options.seed, self.step, self.dist.rank)) % 2**62)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         x, mask = batch["image"], batch["mask"]
         optimizer = self.optimizers["sgd"]
@@ -76,7 +82,7 @@ class QEFPNTrainer(Trainer):
             group["lr"] = group["base_lr"] * factor
         solver = self.solver_for_step()
         optimizer.zero_grad(set_to_none=True)
-        logits, stats = self.net(x, solver=solver, return_stats=True)
+        logits, stats = self.net(x, solver=solver, return_stats=True, generator=self.mask_generator())
         terms = qefpn_loss(logits, mask, self.settings.edge)
         terms["loss"].backward()
         optimizer.step()
@@ -90,6 +96,7 @@ class QEFPNTrainer(Trainer):
             solver_iterations=float(stats["iterations"].float().mean()),
             relative_residual=residual,
             unrolled=float(solver == "unrolled"),
+            dropped=float(stats.get("dropped", 0)),
             backward_iterations=float(stats.get("backward_nstep", 0)),  # always logged: CSV columns are fixed
         )
         return scalars

@@ -111,9 +111,11 @@ class QEFPN(nn.Module):
 
     # -- solving -----------------------------------------------------------------------------
     def solve(
-        self, inj: torch.Tensor, solver: str | None = None, fixed_iterations: bool = False
+        self, inj: torch.Tensor, solver: str | None = None, fixed_iterations: bool = False,
+        generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Pyramid state for the injection ``inj`` (B, D) and solver stats (iterations, residual)."""
+        """Pyramid state for the injection ``inj`` (B, D) and solver stats (iterations, residual;
+        ``dropped``: entries the quasi mask zeroed). ``generator`` draws the training mask."""
         solver = solver or self.solver
         if solver not in SOLVERS:
             raise SalkitError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
@@ -124,16 +126,20 @@ class QEFPN(nn.Module):
 
         if solver == "unrolled":
             return solve_unrolled(f, z0, self.solver_config.unrolled_layers)
-        h = f
+        h, dropped = f, 0
         if solver == "quasi" and self.training:
-            mask = bernoulli_keep_mask(inj.shape, self.solver_config.drop_prob, inj.device, inj.dtype)
+            mask = bernoulli_keep_mask(inj.shape, self.solver_config.drop_prob, inj.device, inj.dtype, generator)
+            dropped = int((mask == 0).sum())
             h = quasi_map(f, mask)
-        return solve_implicit(h, z0, self.solver_config, fixed_iterations=fixed_iterations)
+        z, stats = solve_implicit(h, z0, self.solver_config, fixed_iterations=fixed_iterations)
+        stats["dropped"] = dropped
+        return z, stats
 
     def forward(
-        self, x: torch.Tensor, solver: str | None = None, return_stats: bool = False
+        self, x: torch.Tensor, solver: str | None = None, return_stats: bool = False,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
-        z, stats = self.solve(self.inject(x), solver)
+        z, stats = self.solve(self.inject(x), solver, generator=generator)
         logits = self.decode(z)
         return (logits, stats) if return_stats else logits
 

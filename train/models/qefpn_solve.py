@@ -50,9 +50,15 @@ class SolverConfig:
     drop_prob: float = 5e-7
 
 
-def bernoulli_keep_mask(shape: torch.Size, drop_prob: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """m with P(m = 0) = drop_prob, else 1 (no rescaling: ẑ is a perturbation, not dropout)."""
-    return (torch.rand(shape, device=device) >= drop_prob).to(dtype)
+def bernoulli_keep_mask(
+    shape: torch.Size, drop_prob: float, device: torch.device, dtype: torch.dtype,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """m with P(m = 0) = drop_prob, else 1 (no rescaling: ẑ is a perturbation, not dropout).
+
+    Drawn on the CPU from ``generator`` (the global generator if None), then moved to ``device``.
+    """
+    return (torch.rand(shape, generator=generator) >= drop_prob).to(device=device, dtype=dtype)
 
 
 def quasi_map(f: Map, mask: torch.Tensor) -> Map:
