@@ -19,7 +19,7 @@ import onnx
 import torch
 
 from salkit.export import graphs_coop
-from salkit.export.checks import validate_graph
+from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
 from salkit.export.graphs import GraphDef
 from salkit.export.onnx_io import OPSET, export_module, io_specs
 from salkit.kernels.atomic import atomic_directory
@@ -119,32 +119,30 @@ def _load_model(ckpt_path: Path) -> tuple[dict[str, Any], torch.nn.Module]:
 
 def _resolve_size(model: torch.nn.Module, kind: str, requested: int | None, ckpt_path: Path) -> int:
     trained = int(getattr(model, "image_size", 0) or model.config.get("image_size", 0))
-    if requested is None:
+    if requested is None or requested == trained:
         return trained
-    if requested < 1:
-        raise SalkitError(f"--size must be positive, got {requested}")
-    if kind == "coop" and requested != trained:
-        # The energy net's fully connected layer fixes its input side.
-        raise SalkitError(f"--size {requested} does not fit checkpoint {ckpt_path}: its energy net takes "
-                          f"{trained}×{trained} inputs")
-    if requested % 32:
-        raise SalkitError(f"--size {requested} is not a multiple of 32 (the backbone's stride)")
-    return requested
+    # coop: the energy net's fully connected layer fixes the side; qefpn: the state size D does.
+    why = "its energy net" if kind == "coop" else "its equilibrium state"
+    raise SalkitError(f"--size {requested} does not fit checkpoint {ckpt_path}: {why} is built for "
+                      f"{trained}×{trained} inputs")
 
 
-def _graph_defs(kind: str, model: torch.nn.Module, size: int, data: torch.Tensor | None) -> tuple[list[GraphDef], dict]:
+def _graph_defs(kind: str, model: torch.nn.Module, size: int, data: torch.Tensor | None) -> list[GraphDef]:
     if kind == "coop":
-        return graphs_coop.coop_graphs(model, size, data), {}
+        return graphs_coop.coop_graphs(model, size, data)
     from salkit.export import graphs_qefpn
 
-    return graphs_qefpn.qefpn_graphs(model, size, data), {}
+    return graphs_qefpn.qefpn_graphs(model, size, data)
+
+
+def _tensor_specs(items: list[dict]) -> tuple[TensorSpec, ...]:
+    return tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in items)
 
 
 def _graph_spec(path: Path, model: onnx.ModelProto, validation: dict[str, float]) -> GraphSpec:
     inputs, outputs = io_specs(model)
-    as_specs = lambda items: tuple(TensorSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in items)  # noqa: E731
-    return GraphSpec(file=path.name, sha256=sha256_file(path), inputs=as_specs(inputs), outputs=as_specs(outputs),
-                     validation=validation)
+    return GraphSpec(file=path.name, sha256=sha256_file(path), inputs=_tensor_specs(inputs),
+                     outputs=_tensor_specs(outputs), validation=validation)
 
 
 def export_bundle(options: ExportOptions, progress: Progress = lambda message: None) -> Manifest:
@@ -168,7 +166,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
 
         limit = CALIB_IMAGES if options.precision == "int8" else DATA_CHECK_IMAGES
         data = load_images(options.calib, size, mean, std, limit)
-    graphs, _ = _graph_defs(kind, model, size, data)
+    graphs = _graph_defs(kind, model, size, data)
 
     manifest = Manifest(
         model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
@@ -177,7 +175,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         extra={"checkpoint": {"file": options.ckpt.name, "sha256": sha256_file(options.ckpt),
                               "step": int(ckpt.get("step", 0)), "epoch": int(ckpt.get("epoch", 0)),
                               "config": dict(ckpt["model"].get("config", {}))},
-               "validated_on": {"random_batches": [1, 3], "dataset_images": 0 if data is None else int(data.shape[0])}},
+               "validated_on": {"random_batches": list(CHECK_BATCH_SIZES),
+                                "dataset_images": 0 if data is None else int(data.shape[0])}},
     )
     if kind == "coop":
         manifest.coop = graphs_coop.coop_settings(model, train_config)

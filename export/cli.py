@@ -12,7 +12,7 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.command(name="export-trt")
 @click.option("--ckpt", "ckpt", required=True, type=click.Path(path_type=Path), help="Checkpoint (.pt) to export.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Bundle directory to write.")
-@click.option("--size", type=int, default=None, help="Input side S (default: the checkpoint's training size).")
+@click.option("--size", type=int, default=None, help="Input side S; must be the checkpoint's training size (the default).")
 @click.option("--batch", "batch", default="1:8:16", show_default=True,
               help="Engine optimisation profile MIN:OPT:MAX over the batch axis.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
