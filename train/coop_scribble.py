@@ -91,7 +91,7 @@ def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dic
     regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed)
 
     scribble_map = _scribble_picture(batch["scribble"])
-    trainer._last = {"image": x, "mask": scribble_map, "y_hat": y_hat, "y_tilde": y_tilde}
+    trainer._last = {"image": x, "mask": scribble_map, "y_hat": y_hat, "y_tilde": y_tilde, "y_rec": y_rec}
     scalars = {"energy_gap": gap, "regression": regression, "ce": ce, "lambda": lam,
                "annotated": float(observed.mean()), "unannotated": float((1 - annotated).sum())}
     if "hidden_gt" in batch:
