@@ -24,4 +24,4 @@ stage "5/6 metrics → $OUT/metrics.json, $OUT/curves.png"
 sal-runtime eval --pred "$OUT/pred" --gt "$OUT/data/test/gt" --json "$OUT/metrics.json" --plot "$OUT/curves.png"
 
 stage "6/6 picture → $OUT/grid.png"
-sal-runtime predict --engine "$OUT/bundle" --input "$OUT/data/test/img" --out "$OUT/pred" --grid "$OUT/grid.png" --limit 8
+sal-runtime predict --engine "$OUT/bundle" --input "$OUT/data/test/img" --out "$OUT/pred" --uncertainty --grid "$OUT/grid.png" --limit 8
