@@ -25,7 +25,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"epochs": 10, "batch_size": 8, "size": 64, "lr_gen": 1e-3, "lr_energy": 1e-3},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
-                "lr_decay_every", "ce_weight")
+                "lr_decay_every", "ce_weight", "energy_reg")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -64,6 +64,7 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--lr-decay", type=float, default=None, help="Learning-rate factor per decay [0.9].")
 @click.option("--lr-decay-every", type=int, default=None, help="Epochs between decays [20].")
 @click.option("--ce-weight", type=float, default=None, help="λ at the start, decaying linearly to 0 [1.0].")
+@click.option("--energy-reg", type=float, default=None, help="α of an α·mean(U²) energy regulariser; 0 = paper [0].")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [50].")
 @click.option("--grid-every", type=int, default=None, help="Steps between PNG grids; 0 = never [100].")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total.")
@@ -94,6 +95,7 @@ def _validate(o: dict[str, Any]) -> None:
                 "lr_decay"):
         _positive(key, o.get(key))
     _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
+    _positive("energy_reg", o.get("energy_reg"), allow_zero=True)
     _positive("grid_every", o.get("grid_every"), allow_zero=True)
     _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
     if o.get("dump_recovered") and not o.get("scribble"):

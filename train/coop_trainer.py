@@ -8,6 +8,8 @@ Per step, for a batch (X, Y):
 3. h̃: K Langevin steps on −log p(Ỹ, h | X) from ĥ (Eq. 7, step δ_G, observation σ).
 4. θ (energy, Eq. 5): minimise mean U(Y, X) − mean U(Ỹ, X) — data energy down, revised up.
    Data and revised maps go through U as one batch so batch-norm normalises both alike.
+   Optional (not in the paper, off by default): + α·mean(U²) over both sets (``energy_reg``),
+   the usual cure for an energy scale that grows without bound.
 5. α (generator, Eq. 8): minimise ‖G(X, h̃) − Ỹ‖²/(2σ²) (mean over pixels) + λ·BCE(G(X, h̃), Y),
    λ decaying linearly from ``ce_weight`` to 0 over the run (``ce_weight_at``).
 
@@ -57,6 +59,7 @@ class CoopSettings:
     lr_decay_every: int = 20  # epochs
     ce_weight: float = 1.0  # λ at the start; decays linearly to 0
     langevin_noise: bool = True
+    energy_reg: float = 0.0  # α·mean(U²) on the θ update; 0 = the paper (no regulariser)
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -145,12 +148,14 @@ class CoopTrainer(Trainer):
         b = x.shape[0]
         energies = self.energy_dp(torch.cat([data, y_tilde]), torch.cat([x, x]))  # (2B,)
         if weights is None:
-            loss = energies[:b].mean() - energies[b:].mean()
+            gap = energies[b:].mean() - energies[:b].mean()
         else:
-            loss = (weights * (energies[:b] - energies[b:])).sum() / weights.sum().clamp(min=1.0)
+            gap = (weights * (energies[b:] - energies[:b])).sum() / weights.sum().clamp(min=1.0)
+        # gap = U(revised) − U(data), positive once U separates them; θ maximises it.
+        loss = -gap + self.settings.energy_reg * energies.pow(2).mean()
         loss.backward()
         optimizer.step()
-        return -float(loss.detach())  # energy gap: U(revised) − U(data), positive once U separates them
+        return float(gap.detach())
 
     def _update_generator(
         self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor,

@@ -83,14 +83,15 @@ def test_langevin_never_leaves_gradients_in_parameters(model) -> None:
     assert not y.requires_grad
 
 
-def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path) -> None:
+@pytest.mark.parametrize("energy_reg", [0.0, 0.05])
+def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path, energy_reg: float) -> None:
     """In a full step, each optimiser sees exactly the gradient of its own loss (autograd reference)."""
     from salkit.train.coop_trainer import CoopSettings, CoopTrainer
     from salkit.train.engine.trainer import LoopOptions
 
     torch.manual_seed(0)
     m = create_model("coop", preset="tiny")
-    trainer = CoopTrainer(m, [0], LoopOptions(out=str(tmp_path)), CoopSettings(langevin_steps=2))
+    trainer = CoopTrainer(m, [0], LoopOptions(out=str(tmp_path)), CoopSettings(langevin_steps=2, energy_reg=energy_reg))
     trainer.optimizers = trainer.build_optimizers()
     trainer.setup()
     seen = {}
@@ -106,7 +107,7 @@ def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path)
     from salkit.train.coop_trainer import mask_to_logits
 
     e = m.energy(torch.cat([mask_to_logits(batch["mask"]), last["y_tilde"]]), torch.cat([batch["image"]] * 2))
-    (e[:2].mean() - e[2:].mean()).backward()
+    (e[:2].mean() - e[2:].mean() + energy_reg * e.pow(2).mean()).backward()
     for got, p in zip(seen["energy"], m.energy.parameters()):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-4)
     assert len(seen["generator"]) == len(list(m.generator.parameters()))  # every parameter got a gradient
