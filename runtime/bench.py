@@ -90,10 +90,13 @@ def run_bench(
     compare_torch: str | Path | None = None,
     fp32_bundle: str | Path | None = None,
     images: Sequence[Path] | None = None,
+    gemm_size: int = 1536,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
     if not batches or any(b < 1 for b in batches):
         raise SalkitError(f"--batch needs positive batch sizes, got {list(batches)}")
+    if gemm_size < 64:
+        raise SalkitError(f"--gemm-size must be >= 64, got {gemm_size}")
     if warmup < 0 or repeat < 1:
         raise SalkitError(f"--warmup must be >= 0 and --repeat >= 1, got {warmup} and {repeat}")
     with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
@@ -101,7 +104,7 @@ def run_bench(
         kind = m.model_kind
         n, k = predictor._defaults(samples, steps)
         progress("measuring the fp32 GEMM peak")
-        peak = gemm_peak_gflops()
+        peak = gemm_peak_gflops(gemm_size)
         flops = flops_per_image(predictor, n, k + 1 if kind == "qefpn" else k)
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": m.precision,
@@ -149,7 +152,7 @@ def run_bench(
                 fp32.close()
         # A busy machine lowers a short GEMM burst more than a long run: measure again, keep the best.
         progress("measuring the fp32 GEMM peak again")
-        peak_after = gemm_peak_gflops()
+        peak_after = gemm_peak_gflops(gemm_size)
         if peak_after > peak:
             record["machine"]["gemm_peak_gflops"] = peak_after
             for entry in record[kind].values():

@@ -53,7 +53,7 @@ def test_gemm_peak_is_a_plausible_rate() -> None:
 
 
 def _bench(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(main, ["bench", *map(str, args)], catch_exceptions=False)
+    return CliRunner().invoke(main, ["bench", "--gemm-size", "256", *map(str, args)], catch_exceptions=False)
 
 
 def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
