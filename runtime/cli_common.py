@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import click
 import numpy as np
@@ -74,17 +74,6 @@ class Failures:
             click.echo(f"{done} done, {len(self.items)} skipped: {format_paths([n for n, _ in self.items])}", err=True)
             return 1
         return 0
-
-
-def decode_all(items: Sequence[T], decode: Callable[[T], object], name: Callable[[T], str], failures: Failures) -> list[tuple[T, object]]:
-    """Decode every item first (strict runs fail here, before any output exists)."""
-    decoded = []
-    for item in items:
-        try:
-            decoded.append((item, decode(item)))
-        except SalkitError as err:
-            failures.add(name(item), err)
-    return decoded
 
 
 def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -57,7 +57,6 @@ class OrtRunner(Runner):
     """ONNX Runtime on the CPU: graph optimisation level ALL, configurable intra-op threads."""
 
     backend = "ort-cpu"
-    device_type = "cpu"
 
     def __init__(
         self,
