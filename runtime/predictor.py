@@ -53,6 +53,20 @@ class Predictor:
         self._runners: dict[str, Runner] = {}
         self._threads = threads
         self._closed = False
+        try:
+            self._build_loop()
+        except (KeyError, TypeError, ValueError) as err:
+            self.close()
+            raise SalkitError(
+                f"bundle {manifest.root}: the manifest's {manifest.model_kind} settings are incomplete or malformed "
+                f"({type(err).__name__}: {err}); re-export the checkpoint"
+            ) from None
+        except BaseException:
+            self.close()  # runners loaded before the failure are released
+            raise
+
+    def _build_loop(self) -> None:
+        manifest = self.manifest
         kind = manifest.model_kind
         if kind == "coop":
             coop = manifest.coop

@@ -222,6 +222,12 @@ def test_broken_bundles_are_refused(toy_coop, tmp_path) -> None:  # type: ignore
         Predictor.from_bundle(missing)
     with pytest.raises(SalkitError, match="does not exist"):
         Predictor.from_bundle(tmp_path / "nowhere")
+    incomplete = _copy_bundle(toy_coop.path, tmp_path / "i")
+    manifest = json.loads((incomplete / "manifest.json").read_text())
+    del manifest["coop"]["latent_dim"]
+    (incomplete / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SalkitError, match="latent_dim"):
+        Predictor.from_bundle(incomplete)
 
 
 def test_importing_the_runtime_stays_light() -> None:
