@@ -202,6 +202,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             convert_bundle_graphs(manifest, graphs, tmp, options.precision, progress)
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
+        make_readable(tmp)
         if options.triton_repo is not None:
             from salkit.export.triton import write_triton_repo
 
@@ -211,6 +212,15 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     manifest.root = options.out
     progress(f"bundle written to {options.out}")
     return manifest
+
+
+def make_readable(directory: Path) -> None:
+    """Give the tree the permissions of a normal mkdir/open under the umask: the temporary
+    directory and files (mkdtemp/mkstemp) are private, a bundle is meant to be served by others."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (directory, *directory.rglob("*")):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _engines(manifest: Manifest, directory: Path, options: ExportOptions, progress: Progress) -> dict[str, Any]:

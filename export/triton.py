@@ -123,4 +123,7 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
         _copy_kernels(version)
         (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix)))
         names.append(entry)
+        from salkit.export.bundle_writer import make_readable
+
+        make_readable(tmp)
     return names

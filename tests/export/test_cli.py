@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,11 @@ def test_int8_without_calibration_images(tmp_path: Path, untrained_coop_checkpoi
 def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, untrained_coop_checkpoint: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     out, repo = tmp_path / "bundle", tmp_path / "triton"
-    result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--no-engine", "--triton-repo", repo)
+    previous_umask = os.umask(0o022)
+    try:
+        result = _run("--ckpt", untrained_coop_checkpoint, "--out", out, "--no-engine", "--triton-repo", repo)
+    finally:
+        os.umask(previous_umask)
     assert result.exit_code == 0, result.output
     for stage in ("exporting energy_grad", "checking energy_grad", "writing Triton model repository"):
         assert stage in result.output  # progress per stage
@@ -106,6 +111,8 @@ def test_failed_check_leaves_no_bundle_and_keeps_the_old_one(tmp_path: Path, unt
         "coop_encoder", "coop_energy", "coop_energy_grad", "coop_generator", "coop_latent_decoder", "saliency"]
     _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "other", "--triton-repo", repo),
                        "Triton repository", "already exists")
+    for path in (out, out / "manifest.json", out / "energy_grad.onnx", repo, repo / "saliency" / "1" / "model.py"):
+        assert path.stat().st_mode & 0o044 == 0o044, path  # readable by group and others (umask 022)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engines"] == {"status": "not built", "reason": "--no-engine given", "files": {}}
     assert manifest["coop"]["langevin_step"] == 0.25  # from the checkpoint's train_config
