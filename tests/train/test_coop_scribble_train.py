@@ -107,3 +107,50 @@ def test_hidden_gt_only_measures_and_resume_is_exact(tmp_path: Path, data: Path)
         gt_cell = cells[row * 64 : (row + 1) * 64, 192:256]
         assert set(np.unique(gt_cell)) <= {0.0, 255.0}
         assert set(np.unique(cells[row * 64 : (row + 1) * 64, 64:128])) <= {0.0, 128.0, 255.0}
+
+
+_DDP_SCRIPT = """
+import sys, torch
+from salkit.train.coop_cli import run
+out = sys.argv[2]
+opts = dict(data=sys.argv[1], out=out, preset="tiny", batch_size=2, seed=1, grid_every=0, progress=False,
+            threads=1, epochs=1, checkpoint_every=2, resume=None, scribble=True, dump_recovered=2, langevin_steps=2)
+trainer = run(opts)
+torch.save({k: v for k, v in trainer.model.named_parameters()}, f"{out}/rank{trainer.dist.rank}.pt")
+"""
+
+
+@pytest.mark.slow
+def test_two_process_ddp_in_scribble_mode_keeps_ranks_identical(tmp_path: Path, data: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_scribble.py"
+    script.write_text(_DDP_SCRIPT)
+    out = tmp_path / "ddp"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    cmd = [torchrun, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port", str(port),
+           str(script), str(data), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0, rank1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["train_config"]["world_size"] == 2  # 8 images / 2 ranks / batch 2
+    assert ckpt["train_config"]["supervision"] == "scribble"
+    for key, value in rank0.items():
+        assert torch.equal(rank1[key], value), key
+        assert torch.equal(ckpt["state_dict"][key], value), key
+    from salkit.train.models.registry import create_model
+
+    torch.manual_seed(1)
+    fresh = dict(create_model("coop", preset="tiny").named_parameters())
+    assert sum(not torch.equal(fresh[k], v) for k, v in rank0.items()) > len(rank0) // 2  # it really trained
+    rows = _rows(out / "log.csv")
+    assert len(rows) == 2 and all(0.0 < float(r["recovery_mae"]) < 1.0 for r in rows)  # rank 0 writes once
+    assert sorted(p.name for p in (out / "recovered").iterdir()) == ["step_0000002.png"]
