@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.train.coop_langevin import Chain
 from salkit.train.coop_scribble_langevin import infer_latent_observed, recover_saliency
 from salkit.train.engine.logs import save_grid
 
@@ -100,7 +101,7 @@ def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dic
     return scalars
 
 
-def _checked(trainer: "CoopTrainer", name: str, chain) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _checked(trainer: "CoopTrainer", name: str, chain: Chain) -> torch.Tensor:
     if chain.bad_step is not None:
         trainer.flag_divergence(f"the Langevin chain on {name} turned NaN/inf at Langevin step {chain.bad_step}")
     return chain.value

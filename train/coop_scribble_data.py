@@ -40,7 +40,6 @@ class ScribblePairs(Dataset):
             raise SalkitError(f"dataset {root} holds no image/scribble pairs")
         self.size = size
         self.augment = augment
-        self.has_gt = samples[0].mask is not None  # scribble_samples pairs every image with a mask, or none
         self.samples: list[Sample] = []
         self.scribbles: list[np.ndarray] = []
         self.skipped: list[Path] = []  # scribbles with no annotated pixel at this size
