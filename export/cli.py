@@ -16,6 +16,9 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--batch", "batch", default="1:8:16", show_default=True,
               help="Engine optimisation profile MIN:OPT:MAX over the batch axis.")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--int8-scheme", "int8_scheme", type=click.Choice(["auto", "tensorrt", "cpu"]), default="auto",
+              show_default=True, help="int8 activations: symmetric int8 for TensorRT, or uint8 for fast "
+              "ONNX Runtime CPU kernels; auto = tensorrt when engines are built here.")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Images (or a dataset root with img/) to check graphs on and to calibrate int8 with.")
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
@@ -25,8 +28,8 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
               help="torch.onnx exporter (see salkit.export.onnx_io for the measured choice).")
 @report_user_errors
-def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, calib: Path | None, no_engine: bool,
-         triton_repo: Path | None, force: bool, exporter: str) -> None:
+def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, int8_scheme: str, calib: Path | None,
+         no_engine: bool, triton_repo: Path | None, force: bool, exporter: str) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
     from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
 
@@ -34,7 +37,8 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, ca
     if calib is not None and not calib.exists():
         raise SalkitError(f"--calib {calib} does not exist")
     options = ExportOptions(ckpt=ckpt, out=out, size=size, batch=profile, precision=precision, calib=calib,
-                            build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter)
+                            build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter,
+                            int8_scheme=int8_scheme)
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")
