@@ -15,7 +15,8 @@ inverse Jacobian of ``g`` as ``−I + U·Vᵀ`` with low-rank factors stored per
   fixed-iteration solve, whose cost must not depend on the data.
 
 Arrays stay in their own library: numpy in, numpy out; torch in (any device/dtype), torch out.
-Only operators shared by both libraries are used (``einsum``, ``where``, arithmetic), and torch is
+Only operators shared by both libraries are used (batched ``@``, ``where``, arithmetic; batched
+matmul rather than einsum, whose per-call overhead in torch dominated small solves), and torch is
 imported only when a torch tensor is passed, so the runtime never loads it.
 
 Stats (all per-sample values are arrays of the input's library, shape ``(B,)``):
@@ -84,14 +85,14 @@ def _finite_or_zero(x: Array, xp: types.ModuleType) -> Array:
 
 def _inv_jacobian_times(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
     """(−I + U Vᵀ) x.  us, vts: (B, M, D) rows u_m, v_m; x: (B, D) -> (B, D)."""
-    vt_x = xp.einsum("bmd,bd->bm", vts, x)  # (B, M): v_m · x
-    return -x + xp.einsum("bm,bmd->bd", vt_x, us)  # (B, D): −x + Σ_m (v_m·x) u_m
+    vt_x = vts @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): v_m · x
+    return -x + (vt_x[:, :, 0][:, None, :] @ us)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): −x + Σ_m (v_m·x) u_m
 
 
 def _times_inv_jacobian(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
     """xᵀ (−I + U Vᵀ), returned as a (B, D) row.  us, vts: (B, M, D); x: (B, D)."""
-    u_x = xp.einsum("bmd,bd->bm", us, x)  # (B, M): u_m · x
-    return -x + xp.einsum("bm,bmd->bd", u_x, vts)  # (B, D): −x + Σ_m (u_m·x) v_m
+    u_x = us @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): u_m · x
+    return -x + (u_x[:, :, 0][:, None, :] @ vts)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): −x + Σ_m (u_m·x) v_m
 
 
 def _residuals(z: Array, gz: Array, xp: types.ModuleType) -> tuple[Array, Array]:

@@ -10,7 +10,12 @@ import torch
 from salkit.kernels.broyden import broyden
 from salkit.kernels.errors import SalkitError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RNG = np.random.default_rng(1234)
+
+
+
 B, D = 4, 6
 A = RNG.normal(size=(D, D)) / np.sqrt(D) * 0.8  # contraction-ish coupling
 C = RNG.normal(size=(B, D))

@@ -12,6 +12,8 @@ import torch
 from salkit.kernels.edges import OPERATORS, correlate3x3, edge_magnitude, kernels, max_magnitude
 from salkit.kernels.errors import SalkitError
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_kernels_match_their_closed_forms() -> None:
     np.testing.assert_array_equal(kernels("sobel")[0], [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])

@@ -10,6 +10,8 @@ import torch
 from salkit.kernels.errors import SalkitError
 from salkit.train.qefpn_loss import EDGE_CHOICES, qefpn_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)

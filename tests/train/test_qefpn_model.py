@@ -15,7 +15,8 @@ from salkit.export.trt_ops import check_graph
 from salkit.kernels.errors import SalkitError
 from salkit.train.models.registry import create_model, get_entry
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 S = 32  # levels 8, 4, 2, 1: small and still four scales
 
 

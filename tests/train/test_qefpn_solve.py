@@ -14,7 +14,8 @@ from salkit.train.models.qefpn_solve import (
     solve_unrolled,
 )
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 B, D, X = 3, 5, 4
 TIGHT = SolverConfig(f_max_iter=100, f_tol=1e-13, b_max_iter=100, b_tol=1e-13, memory=100, stop_mode="abs")
 

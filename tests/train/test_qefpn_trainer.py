@@ -18,7 +18,8 @@ from salkit.train.qefpn_predict import QEFPNReferencePredictor
 from salkit.train.qefpn_trainer import lr_factor
 from tests.fixtures.qefpn_models import train_tiny_qefpn
 
-torch.set_num_threads(2)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = {"image_size": 32, "f_max_iter": 4, "b_max_iter": 4, "memory": 4}
 
 
