@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.salkit-installed
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench clean-demo repro
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
+
+# Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
+repro: $(STAMP)
+	$(PY) -m salkit.train.repro $(REPRO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

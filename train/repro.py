@@ -1,0 +1,224 @@
+"""`python -m salkit.train.repro` (`make repro`): train and evaluate on the synthetic set, several
+seeds, and report whether each of the papers' claims reproduces.
+
+Per claim and seed the harness trains what it needs through the trainers' own entry points
+(``repro_runs``), measures the claim's rows (``repro_claims``) and caches them under
+``<out>/cache/<claim>_s<seed>.json``; a second call (or one after an interruption) reuses the
+cache and the finished runs, and resumes an unfinished run from its checkpoint. The verdicts come
+from the numbers alone (``repro_verdict``). Written atomically under ``--out``: ``results.json``,
+``results.md``, ``residuals.png`` and ``examples.png`` / ``refine.png`` (image | gt | … grids).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
+from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.train.repro_runs import BUDGETS, Budget
+
+
+def scribble_mode_available() -> bool:
+    try:
+        from salkit.train.coop_scribble import ScribbleOptions  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _budget_guard(out: Path, budget: Budget) -> None:
+    """One output folder holds one budget: cached runs of another would be silently mixed in."""
+    from dataclasses import asdict
+
+    path = out / "budget.json"
+    wanted = json.loads(json.dumps(asdict(budget)))  # tuples → lists, as read back from JSON
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != wanted:
+            raise SalkitError(f"{out} holds results of budget {saved.get('name')!r} with other sizes; "
+                              f"use another --out for budget {budget.name!r}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(wanted, indent=1) + "\n")
+
+
+def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
+              echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run (or resume) the selected claims (all by default) and write the reports; returns the results."""
+    import torch
+
+    from salkit.train import repro_runs as rr
+    from salkit.train.repro_claims import CLAIMS, Context
+    from salkit.train.repro_verdict import check_verdict, claim_verdict, summarise_rows
+
+    known = [c.key for c in CLAIMS]
+    for key in claims or []:
+        if key not in known:
+            raise SalkitError(f"unknown claim {key!r}; choose from {', '.join(known)}")
+    _budget_guard(out, budget)
+    started = time.time()
+    train_dir, test_dir = rr.prepare_data(out, budget)
+    images, masks = rr.load_test(test_dir, budget.size)
+    ctx = Context(out, budget, train_dir, test_dir, images, masks)
+    results: dict[str, Any] = {"budget": budget.name, "claims": {}}
+    for claim in CLAIMS:
+        if claims and claim.key not in claims:
+            continue
+        entry: dict[str, Any] = {"title": claim.title, "metrics": list(claim.metrics), "note": claim.note}
+        if claim.key == "weak" and not scribble_mode_available():
+            entry.update(rows={}, checks=[], per_seed=[], verdict="skipped",
+                         note="skipped: train-coop has no --scribble mode in this installation")
+            results["claims"][claim.key] = entry
+            continue
+        t0 = time.time()
+        per_seed = []
+        for seed in budget.seeds:
+            cache = out / "cache" / f"{claim.key}_s{seed}.json"
+            if cache.is_file():
+                measured = json.loads(cache.read_text())
+            else:
+                echo(f"[repro] {claim.key}, seed {seed} …")
+                torch.manual_seed(seed)
+                measured = claim.measure(ctx, seed)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                rr.save_json(cache, measured)
+            per_seed.append(measured)
+        rows = [m["rows"] for m in per_seed]
+        checks = [check_verdict(c, rows) for c in claim.checks]
+        entry.update(rows=summarise_rows(rows), checks=checks, verdict=claim_verdict(checks),
+                     per_seed=per_seed, seconds=round(time.time() - t0, 1))
+        results["claims"][claim.key] = entry
+        echo(f"[repro] {claim.key}: reproduced? {entry['verdict']}")
+    results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                          "threads": torch.get_num_threads()}
+    results["sizes"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in budget.__dict__.items()}
+    results["seconds"] = round(time.time() - started, 1)
+    write_reports(out, results, ctx)
+    return results
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    from salkit.train.repro_verdict import markdown_claim
+
+    s = results["sizes"]
+    lines = [
+        f"# Reproduction on the synthetic set (budget `{results['budget']}`)", "",
+        f"Command: `python -m salkit.train.repro --budget {results['budget']}` (`make repro`). "
+        f"Seeds {', '.join(map(str, s['seeds']))}; mean ± std (ddof 1) over seeds; no tuning per seed.", "",
+        f"Sizes: {s['size']}² images, {s['n_train']} training / {s['n_test']} test scenes; cooperative model "
+        f"`tiny`, {s['coop_epochs']} epochs, batch {s['coop_batch']}; QE-FPN `tiny`, {s['qefpn_epochs']} epochs, "
+        f"batch {s['qefpn_batch']}, {s['qefpn_solver_warmup']} unrolled warm-up steps; {s['samples']} latent samples.",
+        "",
+        f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, torch "
+        f"{results['machine']['torch']} ({results['machine']['threads']} threads); wall time of this call "
+        f"{results['seconds']:.0f} s (cached claims cost nothing).", "",
+        "Metrics (PySODMetrics, min-max scaled per image as the toolkits do): MAE ↓, S-measure ↑, mean E-measure ↑, "
+        "max F (β² = 0.3) ↑, binary ratio = share of pixels below 0.1 or above 0.9. A check holds in a seed "
+        "or not; **yes** = every seed, **no** = no seed or the mean goes against it, **mixed k/n** otherwise; "
+        "a claim is **yes** when every check is, **no** when none is, else **partly**.", "",
+        "| claim | reproduced? |", "|---|---|",
+    ]
+    lines += [f"| {c['title']} | {c['verdict']} |" for c in results["claims"].values()]
+    lines.append("")
+    for key, claim in results["claims"].items():
+        lines.append(markdown_claim(key, claim))
+    return "\n".join(lines)
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+def plot_residuals(results: dict[str, Any]) -> bytes | None:
+    claim = results["claims"].get("residuals")
+    if not claim or not claim.get("per_seed"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for name in ("equilibrium", "quasi-equilibrium"):
+        values = np.concatenate([m["residuals"][name] for m in claim["per_seed"]])
+        ax.hist(np.log10(np.maximum(values, 1e-12)), bins=30, alpha=0.55, label=f"{name} (median {np.median(values):.1e})")
+    ax.set_xlabel("log10 ‖f(z*) − z*‖ / ‖z*‖ (test images, all seeds)")
+    ax.set_ylabel("images")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    data = _png(fig)
+    plt.close(fig)
+    return data
+
+
+def write_grids(out: Path, ctx: Any, results: dict[str, Any], rows: int = 4) -> None:
+    import numpy as np
+    import torch
+
+    from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+    from salkit.train import repro_runs as rr
+    from salkit.train.engine.logs import save_grid
+
+    seed = ctx.budget.seeds[0]
+    image = ctx.images[:rows] * torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    gt = torch.as_tensor(ctx.masks[:rows, None].astype(np.float32))
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a[:rows], dtype=np.float32))[:, None]  # (B,1,S,S)
+
+    if any(k in results["claims"] for k in ("ablation", "uncertainty")):
+        maps = ctx.coop_maps(seed)
+        save_grid([image, gt, t(maps["generator"]), t(maps["coop"]), t(maps["entropy"] / np.log(2.0))],
+                  out / "examples.png", max_rows=rows)
+    if "refine" in results["claims"]:
+        coop = ctx.coop(seed)
+        qefpn = rr.qefpn_outputs(ctx.qefpn(seed), ctx.images[:rows])["saliency"]
+        degraded = rr.degrade(ctx.masks, seed)[:rows]
+        save_grid([image, gt, t(qefpn), t(rr.coop_refine(coop, ctx.images[:rows], qefpn)), t(degraded),
+                   t(rr.coop_refine(coop, ctx.images[:rows], degraded))], out / "refine.png", max_rows=rows)
+
+
+def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
+    markdown = render_markdown(results)
+    residuals = plot_residuals(results)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "results.md", markdown)
+    if residuals is not None:
+        atomic_write_bytes(out / "residuals.png", residuals)
+    write_grids(out, ctx, results)
+
+
+@click.command(name="repro", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--budget", type=click.Choice(sorted(BUDGETS)), default="full", show_default=True,
+              help="smoke: seconds, checks the harness; full: about an hour on a quiet 2-core CPU.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/repro"), show_default=True)
+@click.option("--claims", default=None, help="Comma-separated subset (ablation, refine, uncertainty, solvers, edge, "
+              "operators, residuals, weak); default all.")
+@click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
+@report_user_errors
+def main(budget: str, out: Path, claims: str | None, threads: int) -> None:
+    """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts."""
+    import torch
+
+    if threads < 1:
+        raise SalkitError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    selected = [c.strip() for c in claims.split(",") if c.strip()] if claims else None
+    results = reproduce(out, BUDGETS[budget], selected, echo=lambda s: click.echo(s, err=True))
+    click.echo(render_markdown(results))
+    click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
+
+
+if __name__ == "__main__":
+    main()
