@@ -72,6 +72,9 @@ def run(**opts: Any) -> Path:
     out = Path(opts["out"])
     if (out / "last.pt").exists() and opts["resume"] is None and not opts["force"]:
         raise SalkitError(f"{out} already holds a run (last.pt); pass --resume {out / 'last.pt'} or --force")
+    import torch
+
+    torch.manual_seed(opts["seed"])  # the initial weights depend on --seed alone
     model = create_model(
         "qefpn", preset=preset, solver=opts["solver"], backbone=opts["backbone"],
         backbone_weights=opts["backbone_weights"], image_size=opts["image_size"], width=opts["width"],

@@ -80,6 +80,13 @@ def test_cli_trains_and_refuses_to_overwrite(synthetic_dataset: Path, tmp_path: 
     assert len(list((out / "grids").glob("*.png"))) == 2
     again = CliRunner().invoke(train_qefpn, args)
     assert again.exit_code == 2 and "already holds a run" in again.output
+    # same seed, same run: initial weights come from --seed, not from whatever ran before
+    torch.manual_seed(12345)
+    forced = CliRunner().invoke(train_qefpn, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    repeat = load_checkpoint(out / "last.pt")
+    for key, value in ckpt["state_dict"].items():
+        assert torch.equal(value, repeat["state_dict"][key]), key
     missing = CliRunner().invoke(train_qefpn, ["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"),
                                                "--preset", "tiny"])
     assert missing.exit_code == 2 and "nope" in missing.output
