@@ -22,7 +22,9 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Algorithm 1 settings (§5): K = 5, δ_U = 0.4, δ_G = 0.1, lr_G 5e-5, lr_U 1e-3, ×0.9 / 20 epochs.
     "paper": {"epochs": 30, "batch_size": 10, "size": 352, "lr_gen": 5e-5, "lr_energy": 1e-3},
     # CPU demos and tests: a larger generator learning rate so a few epochs learn something.
-    "tiny": {"epochs": 10, "batch_size": 8, "size": 64, "lr_gen": 1e-3, "lr_energy": 1e-3},
+    # energy_reg: with the paper's unregularised θ loss the energy gap grew without bound on the
+    # synthetic set (1e5 by step 75) and one seed collapsed after descent; see docs/coop.md.
+    "tiny": {"epochs": 10, "batch_size": 8, "size": 64, "lr_gen": 1e-3, "lr_energy": 1e-3, "energy_reg": 0.01},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
                 "lr_decay_every", "ce_weight", "energy_reg")
