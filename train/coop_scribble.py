@@ -53,6 +53,7 @@ SCRIBBLE_UNKNOWN, SCRIBBLE_FG, SCRIBBLE_BG = 0, 1, 2
 @dataclass
 class ScribbleOptions:
     dump_recovered: int = 0  # steps between PNGs of the recovered labels; 0 = never
+    ce_decay: bool = True  # λ follows Algorithm 1's decay to 0; False keeps λ = ce_weight throughout
 
 
 def scribble_targets(scribble: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +90,8 @@ def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dic
     h_tilde = trainer._revise_latent(feats, y_tilde, h_hat)
 
     gap = trainer._update_energy(x, y_rec, y_tilde, weights=annotated)
-    regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed)
+    constant = None if trainer.scribble is None or trainer.scribble.ce_decay else s.ce_weight
+    regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed, ce_weight=constant)
 
     scribble_map = _scribble_picture(batch["scribble"])
     trainer._last = {"image": x, "mask": scribble_map, "y_hat": y_hat, "y_tilde": y_tilde, "y_rec": y_rec}

@@ -159,9 +159,10 @@ class CoopTrainer(Trainer):
 
     def _update_generator(
         self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor,
-        ce_mask: torch.Tensor | None = None,
+        ce_mask: torch.Tensor | None = None, ce_weight: float | None = None,
     ) -> tuple[float, float, float]:
-        """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all)."""
+        """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all);
+        ``ce_weight``: λ for this step (None = the decaying schedule)."""
         s = self.settings
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
@@ -171,7 +172,7 @@ class CoopTrainer(Trainer):
             ce = F.binary_cross_entropy_with_logits(logits, mask)
         else:
             ce = F.binary_cross_entropy_with_logits(logits, mask, weight=ce_mask, reduction="sum") / ce_mask.sum().clamp(min=1.0)
-        lam = ce_weight_at(self.step, self.total_steps, s.ce_weight)
+        lam = ce_weight_at(self.step, self.total_steps, s.ce_weight) if ce_weight is None else ce_weight
         (regression + lam * ce).backward()
         optimizer.step()
         return float(regression.detach()), float(ce.detach()), lam

@@ -206,3 +206,5 @@ def test_ce_uses_annotated_pixels_only(tmp_path) -> None:
     _, ce, _ = trainer._update_generator([f.detach() for f in feats], h, y_tilde, labels, ce_mask=observed)
     assert ce == pytest.approx(expected, rel=1e-4)
     assert abs(expected - float(F.binary_cross_entropy(p, labels))) > 1e-3  # differs from the all-pixel mean
+    _, _, lam = trainer._update_generator([f.detach() for f in feats], h, y_tilde, labels, ce_mask=observed, ce_weight=0.7)
+    assert lam == 0.7  # a constant λ overrides the schedule (scribble mode's --ce-constant)
