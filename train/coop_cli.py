@@ -44,7 +44,7 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
               help="Learn from scribbles while recovering the missing labels (Algorithm 2); gt/, if present, "
                    "only measures the recovery.")
 @click.option("--ce-decay/--ce-constant", "ce_decay", default=None,
-              help="With --scribble: λ decays to 0 as in Algorithm 1, or stays at --ce-weight [decay].")
+              help="With --scribble: λ decays to 0 as in Algorithm 1, or stays at --ce-weight [constant].")
 @click.option("--dump-recovered", type=int, default=None,
               help="With --scribble: steps between PNGs of image | scribble | recovered label (| gt); 0 = never [0].")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder: last.pt, log.csv, grids/.")
@@ -104,8 +104,8 @@ def _validate(o: dict[str, Any]) -> None:
     _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
     if o.get("dump_recovered") and not o.get("scribble"):
         raise SalkitError("--dump-recovered needs --scribble (there is nothing to recover under full supervision)")
-    if o.get("ce_decay") is False and not o.get("scribble"):
-        raise SalkitError("--ce-constant needs --scribble (full supervision keeps Algorithm 1's decaying λ)")
+    if o.get("ce_decay") is not None and not o.get("scribble"):
+        raise SalkitError("--ce-decay/--ce-constant need --scribble (full supervision keeps Algorithm 1's decaying λ)")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
@@ -131,7 +131,7 @@ def run(opts: dict[str, Any]) -> Any:
     if not data.is_dir():
         raise SalkitError(f"--data {data} does not exist or is not a directory")
     scribble = ScribbleOptions(dump_recovered=o.get("dump_recovered") or 0,
-                               ce_decay=o.get("ce_decay") is not False) if o.get("scribble") else None
+                               ce_decay=bool(o.get("ce_decay"))) if o.get("scribble") else None
     dataset = ScribblePairs(data, o["size"]) if scribble else SaliencyPairs(data, o["size"])
     if scribble and dataset.skipped and int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"skipped {len(dataset.skipped)} image(s) whose scribble has no annotated pixel at size "

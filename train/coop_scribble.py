@@ -10,7 +10,10 @@ ones). Per step, for a batch (X, Y′):
    Langevin on −log p(Ỹ, h | X) (all pixels: Ỹ is complete).
 3. θ (energy): minimise U(Ỹ′, X) − U(Ỹ, X) — the recovered labels play the data.
 4. α (generator): ‖G(X, h̃) − Ỹ‖²/(2σ²) (mean over pixels) + λ·BCE(G(X, h̃), Y′) over the
-   **annotated pixels only** (mean over them), λ on Algorithm 1's schedule.
+   **annotated pixels only** (mean over them), λ constant at ``ce_weight`` by default: the
+   energy's data are the model's own recoveries here, so the scribble CE is the one anchor to
+   the labels and letting it fade made the recovery drift (docs/weak-supervision.md, measured);
+   ``ce_decay=True`` restores Algorithm 1's decay to 0.
 
 How unknown pixels enter: never through a label. The generator sees them only through Ỹ, the
 energy's revision of its own sample, and the energy learned what labels look like from Ỹ′ —
@@ -53,7 +56,7 @@ SCRIBBLE_UNKNOWN, SCRIBBLE_FG, SCRIBBLE_BG = 0, 1, 2
 @dataclass
 class ScribbleOptions:
     dump_recovered: int = 0  # steps between PNGs of the recovered labels; 0 = never
-    ce_decay: bool = True  # λ follows Algorithm 1's decay to 0; False keeps λ = ce_weight throughout
+    ce_decay: bool = False  # False: λ stays at ce_weight (measured better here); True: Algorithm 1's decay to 0
 
 
 def scribble_targets(scribble: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -53,7 +53,7 @@ def test_bad_scribbles_name_the_file(tmp_path: Path, data: Path) -> None:
     result = _cli("--data", data, "--out", tmp_path / "o", *BASE, "--dump-recovered", "2")
     assert result.exit_code == 2 and "--dump-recovered needs --scribble" in result.output
     result = _cli("--data", data, "--out", tmp_path / "o", *BASE, "--ce-constant")
-    assert result.exit_code == 2 and "--ce-constant needs --scribble" in result.output
+    assert result.exit_code == 2 and "--ce-decay/--ce-constant need --scribble" in result.output
     assert not (tmp_path / "o" / "last.pt").exists()
 
 
@@ -97,6 +97,7 @@ def test_hidden_gt_only_measures_and_resume_is_exact(tmp_path: Path, data: Path)
     assert [r["step"] for r in rows_b] == ["1", "2", "3", "4"]
     assert {"recovery_mae", "recovery_s", "recovery_mae_unknown"} <= set(rows_a[0]) and "recovery_mae" not in rows_b[0]
     assert all(0.0 < float(r["recovery_mae"]) < 1.0 and 0.0 < float(r["recovery_s"]) < 1.0 for r in rows_a)
+    assert [float(r["lambda"]) for r in rows_a + rows_b] == [1.0] * 8  # λ stays constant in scribble mode by default
     for r_a, r_b in zip(rows_a, rows_b):  # the same training numbers, with or without the hidden gt
         assert r_a["energy_gap"] == r_b["energy_gap"] and r_a["ce"] == r_b["ce"]
     for run, panels in ((a, 4), (b, 3)):  # image | scribble | recovered (| gt), one row per image
