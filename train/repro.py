@@ -5,7 +5,9 @@ Per claim and seed the harness trains what it needs through the trainers' own en
 (``repro_runs``), measures the claim's rows (``repro_claims``) and caches them under
 ``<out>/cache/<claim>_s<seed>.json``; a second call (or one after an interruption) reuses the
 cache and the finished runs, and resumes an unfinished run from its checkpoint. The verdicts come
-from the numbers alone (``repro_verdict``). Written atomically under ``--out``: ``results.json``,
+from the numbers alone (``repro_verdict``). With ``--claims`` only those are measured; the
+report still includes every other claim whose cache is complete, and lists the rest as "not run".
+Written atomically under ``--out``: ``results.json``,
 ``results.md``, ``residuals.png`` and ``examples.png`` / ``refine.png`` (image | gt | … grids).
 """
 
@@ -70,9 +72,13 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
     ctx = Context(out, budget, train_dir, test_dir, images, masks)
     results: dict[str, Any] = {"budget": budget.name, "claims": {}}
     for claim in CLAIMS:
-        if claims and claim.key not in claims:
-            continue
         entry: dict[str, Any] = {"title": claim.title, "metrics": list(claim.metrics), "note": claim.note}
+        caches = [out / "cache" / f"{claim.key}_s{seed}.json" for seed in budget.seeds]
+        if claims and claim.key not in claims and not all(c.is_file() for c in caches):
+            # Not selected and not measured before: listed, so the report never hides a claim.
+            entry.update(rows={}, checks=[], per_seed=[], verdict="not run")
+            results["claims"][claim.key] = entry
+            continue
         if claim.key == "weak" and not scribble_mode_available():
             entry.update(rows={}, checks=[], per_seed=[], verdict="skipped",
                          note="skipped: train-coop has no --scribble mode in this installation")
@@ -80,8 +86,7 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
             continue
         t0 = time.time()
         per_seed = []
-        for seed in budget.seeds:
-            cache = out / "cache" / f"{claim.key}_s{seed}.json"
+        for seed, cache in zip(budget.seeds, caches):
             if cache.is_file():
                 measured = json.loads(cache.read_text())
             else:
@@ -130,7 +135,27 @@ def render_markdown(results: dict[str, Any]) -> str:
     lines.append("")
     for key, claim in results["claims"].items():
         lines.append(markdown_claim(key, claim))
+    lines += ["## Pictures", "",
+              f"Seed {s['seeds'][0]}, first test images. Image | ground truth | generator Ŷ (mean of the samples) | "
+              "cooperative Ỹ | predictive entropy (÷ ln 2):", "", f"![examples]({PICTURES['examples']})", "",
+              "Image | ground truth | QE-FPN | QE-FPN + energy refine | degraded GT | degraded GT + energy refine:", "",
+              f"![refine]({PICTURES['refine']})", "", "Relative residuals at the inference solve (Fig. 7):", "",
+              f"![residuals]({PICTURES['residuals']})", ""]
     return "\n".join(lines)
+
+
+PICTURES = {"examples": "examples.png", "refine": "refine.png", "residuals": "residuals.png"}
+
+
+def publish_docs(out: Path, docs: Path) -> None:
+    """Copy ``results.md`` to ``<docs>/results.md`` and the pictures to ``<docs>/img/repro_*.png``,
+    with the picture links rewritten to match."""
+    markdown = (out / "results.md").read_text()
+    for name in PICTURES.values():
+        if (out / name).is_file():
+            atomic_write_bytes(docs / "img" / f"repro_{name}", (out / name).read_bytes())
+        markdown = markdown.replace(f"]({name})", f"](img/repro_{name})")
+    atomic_write_text(docs / "results.md", markdown)
 
 
 def _png(fig: Any) -> bytes:
@@ -177,11 +202,12 @@ def write_grids(out: Path, ctx: Any, results: dict[str, Any], rows: int = 4) -> 
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a[:rows], dtype=np.float32))[:, None]  # (B,1,S,S)
 
-    if any(k in results["claims"] for k in ("ablation", "uncertainty")):
+    measured = {k for k, c in results["claims"].items() if c["verdict"] not in ("not run", "skipped")}
+    if measured & {"ablation", "uncertainty"}:
         maps = ctx.coop_maps(seed)
         save_grid([image, gt, t(maps["generator"]), t(maps["coop"]), t(maps["entropy"] / np.log(2.0))],
                   out / "examples.png", max_rows=rows)
-    if "refine" in results["claims"]:
+    if "refine" in measured:
         coop = ctx.coop(seed)
         qefpn = rr.qefpn_outputs(ctx.qefpn(seed), ctx.images[:rows])["saliency"]
         degraded = rr.degrade(ctx.masks, seed)[:rows]
@@ -206,8 +232,10 @@ def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
 @click.option("--claims", default=None, help="Comma-separated subset (ablation, refine, uncertainty, solvers, edge, "
               "operators, residuals, weak); default all.")
 @click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
+@click.option("--publish", "publish_to", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also copy results.md and the pictures to this docs folder (results.md, img/repro_*.png).")
 @report_user_errors
-def main(budget: str, out: Path, claims: str | None, threads: int) -> None:
+def main(budget: str, out: Path, claims: str | None, threads: int, publish_to: Path | None) -> None:
     """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts."""
     import torch
 
@@ -218,6 +246,9 @@ def main(budget: str, out: Path, claims: str | None, threads: int) -> None:
     results = reproduce(out, BUDGETS[budget], selected, echo=lambda s: click.echo(s, err=True))
     click.echo(render_markdown(results))
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
+    if publish_to is not None:
+        publish_docs(out, publish_to)
+        click.echo(f"published to {publish_to / 'results.md'}")
 
 
 if __name__ == "__main__":

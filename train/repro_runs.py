@@ -39,10 +39,10 @@ class Budget:
 BUDGETS: dict[str, Budget] = {
     # End to end in well under a minute: a harness check, not evidence.
     "smoke": Budget("smoke", size=32, n_train=4, n_test=3, seeds=(1, 2, 3), coop_epochs=1, coop_batch=4,
-                    qefpn_epochs=2, qefpn_batch=4, qefpn_solver_warmup=1, samples=3, qefpn_iters=2),
+                    qefpn_epochs=1, qefpn_batch=4, qefpn_solver_warmup=0, samples=3, qefpn_iters=2),
     # For a loaded machine: every claim, three seeds, minutes rather than an hour; weak evidence.
     "quick": Budget("quick", size=32, n_train=32, n_test=12, seeds=(1, 2, 3), coop_epochs=2, coop_batch=8,
-                    qefpn_epochs=2, qefpn_batch=8, qefpn_solver_warmup=4, samples=4, qefpn_iters=4),
+                    qefpn_epochs=1, qefpn_batch=8, qefpn_solver_warmup=2, samples=4, qefpn_iters=3),
     # About an hour on a quiet 2-core CPU.
     "full": Budget("full", size=64, n_train=320, n_test=64, seeds=(1, 2, 3), coop_epochs=8, coop_batch=8,
                    qefpn_epochs=3, qefpn_batch=8, qefpn_solver_warmup=40),

@@ -95,6 +95,15 @@ def test_pictures_are_written(smoke: tuple[Path, dict[str, Any]]) -> None:
     assert (out / "residuals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_publish_copies_the_report_with_picture_links(smoke: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    out, _ = smoke
+    repro.publish_docs(out, tmp_path / "docs")
+    text = (tmp_path / "docs" / "results.md").read_text()
+    for name in ("examples", "refine", "residuals"):
+        assert f"![{name}](img/repro_{name}.png)" in text
+        assert (tmp_path / "docs" / "img" / f"repro_{name}.png").read_bytes() == (out / f"{name}.png").read_bytes()
+
+
 def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, Any]],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     out, first = smoke
@@ -120,7 +129,28 @@ def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, 
     resumed = repro.reproduce(out, BUDGETS["smoke"], claims=["ablation"], echo=lambda s: None)
     assert calls == [out / "runs" / "coop_s2" / "last.pt"]
     assert resumed["claims"]["ablation"]["per_seed"][1] == first["claims"]["ablation"]["per_seed"][1]
-    assert list(resumed["claims"]) == ["ablation"]
+    # Claims not selected but cached stay in the report, unchanged.
+    assert {k: c["rows"] for k, c in resumed["claims"].items()} == {k: c["rows"] for k, c in first["claims"].items()}
+
+
+def test_claims_never_measured_are_listed_as_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from salkit.train import repro_claims
+
+    # Only the cheap uncertainty claim, with the cooperative run's outputs replaced by fixed maps.
+    rng = np.random.default_rng(0)
+
+    def maps(self: Any, seed: int, scribble: bool = False) -> dict[str, np.ndarray]:
+        coop = np.clip(self.masks + rng.normal(0, 0.4, self.masks.shape), 0, 1)
+        return {"coop": coop, "entropy": np.abs(coop - 0.5) * -1.0, "generator": coop, "g_h0": coop, "g_h": coop}
+
+    monkeypatch.setattr(repro_claims.Context, "coop_maps", maps)
+    results = repro.reproduce(tmp_path, BUDGETS["smoke"], claims=["uncertainty"], echo=lambda s: None)
+    assert [k for k, c in results["claims"].items() if c["verdict"] != "not run"] == ["uncertainty"]
+    assert len(results["claims"]) == len(CLAIMS)
+    # Entropy peaks where the map is undecided, which is where thresholding errs: AUROC well above 0.5.
+    assert results["claims"]["uncertainty"]["rows"]["predictive entropy"]["auroc"]["mean"] > 0.6
+    assert "| Fig. 7: relative residuals ‖f(z*) − z*‖/‖z*‖, quasi vs equilibrium | not run |" in \
+        (tmp_path / "results.md").read_text()
 
 
 def test_one_output_folder_holds_one_budget(smoke: tuple[Path, dict[str, Any]]) -> None:
