@@ -33,6 +33,8 @@ import numpy as np
 
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bench_flops import gemm_peak_gflops, graph_flops
+from salkit.runtime.bundle import Manifest, load_bundle
+from salkit.runtime.loops import check_steps
 from salkit.runtime.predictor import Predictor
 
 
@@ -48,11 +50,10 @@ def timings(call: Callable[[], Any], warmup: int, repeat: int) -> dict[str, floa
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
 
 
-def bench_inputs(predictor: Predictor, batch: int, images: Sequence[Path] | None, seed: int = 0) -> np.ndarray:
+def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: int = 0) -> np.ndarray:
     """A normalised (B, 3, S, S) batch: the given images (cycled) or smooth synthetic pictures."""
     from salkit.runtime.images import decode_image, preprocess
 
-    m = predictor.manifest
     if images:
         pictures = [decode_image(images[i % len(images)]) for i in range(batch)]
     else:
@@ -99,10 +100,22 @@ def run_bench(
         raise SalkitError(f"--gemm-size must be >= 64, got {gemm_size}")
     if warmup < 0 or repeat < 1:
         raise SalkitError(f"--warmup must be >= 0 and --repeat >= 1, got {warmup} and {repeat}")
+    m = load_bundle(bundle)
+    kind = m.model_kind
+    if kind == "coop":
+        n = check_steps("samples", m.coop.get("samples", 1) if samples is None else samples, 1)
+        k = check_steps("steps", m.coop.get("langevin_steps", 0) if steps is None else steps, 0)
+    else:
+        n, k = 1, check_steps("steps", m.qefpn.get("broyden_iterations", 0) if steps is None else steps, 0)
+    inputs = {
+        batch: (bench_inputs(m, batch, images),
+                np.random.default_rng(1).standard_normal((n, batch, int(m.coop.get("latent_dim", 1))), dtype=np.float32))
+        for batch in batches
+    }
+    # Torch first, and released before the runtime loads: holding both at batch 8 and 352² does
+    # not fit in memory on a 24 GiB machine.
+    torch_per_batch = _measure_torch(compare_torch, kind, n, k, m, inputs, warmup, repeat, progress) if compare_torch else {}
     with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
-        m = predictor.manifest
-        kind = m.model_kind
-        n, k = predictor._defaults(samples, steps)
         progress("measuring the fp32 GEMM peak")
         peak = gemm_peak_gflops(gemm_size)
         flops = flops_per_image(predictor, n, k + 1 if kind == "qefpn" else k)
@@ -113,13 +126,10 @@ def run_bench(
                          "warmup": warmup, "repeat": repeat, "threads": threads},
             kind: {},
         }
-        torch_run = _torch_runner(compare_torch, kind, n, k, m) if compare_torch else None
-        torch_per_batch: dict[str, float] = {}
         fp32 = Predictor.from_bundle(fp32_bundle, backend=backend, threads=threads) if fp32_bundle else None
         try:
             for batch in batches:
-                x = bench_inputs(predictor, batch, images)
-                latents = np.random.default_rng(1).standard_normal((n, batch, int(m.coop.get("latent_dim", 1))), dtype=np.float32)
+                x, latents = inputs[batch]
                 paths = ("split", "whole") if kind == "coop" else ("split",)
                 entry: dict[str, Any] = {"paths": {}}
                 for path in paths:
@@ -134,11 +144,6 @@ def run_bench(
                     progress(f"  {batch / (t['p50_ms'] / 1e3):.3f} img/s, p50 {t['p50_ms']:.1f} ms, {achieved / peak:.1%} of peak")
                 entry.update({key: entry["paths"]["split"][key] for key in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction")})
                 entry.update(torch_images_per_s=None, speedup_vs_torch=None, speedup_vs_fp32=None, mae_delta=None)
-                if torch_run is not None:
-                    progress(f"{kind} batch {batch}: torch eager")
-                    t = timings(lambda: torch_run(x, latents), min(warmup, 1), max(1, repeat // 2))
-                    torch_per_batch[str(batch)] = batch / (t["p50_ms"] / 1e3)
-                    progress(f"  torch {torch_per_batch[str(batch)]:.3f} img/s, p50 {t['p50_ms']:.1f} ms")
                 if fp32 is not None:
                     progress(f"{kind} batch {batch}: fp32 bundle")
                     t = timings(_runtime_call(fp32, x, latents, k, "split"), warmup, repeat)
@@ -173,6 +178,24 @@ def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, step
     if predictor.kind == "qefpn":
         return lambda: predictor.predict_tensor(x, steps=steps)
     return lambda: predictor.predict_tensor(x, latents=latents, steps=steps, uncertainty=True, path=path)
+
+
+def _measure_torch(ckpt: str | Path, kind: str, samples: int, steps: int, manifest: Manifest,
+                   inputs: dict[int, tuple[np.ndarray, np.ndarray]], warmup: int, repeat: int,
+                   progress: Callable[[str], None]) -> dict[str, float]:
+    """Torch eager images/s per batch size (the model is dropped afterwards)."""
+    import gc
+
+    run = _torch_runner(ckpt, kind, samples, steps, manifest)
+    per_batch: dict[str, float] = {}
+    for batch, (x, latents) in inputs.items():
+        progress(f"{kind} batch {batch}: torch eager")
+        t = timings(lambda: run(x, latents), min(warmup, 1), max(1, repeat // 2))
+        per_batch[str(batch)] = batch / (t["p50_ms"] / 1e3)
+        progress(f"  torch {per_batch[str(batch)]:.3f} img/s, p50 {t['p50_ms']:.1f} ms")
+    del run
+    gc.collect()
+    return per_batch
 
 
 def _torch_runner(ckpt: str | Path, kind: str, samples: int, steps: int, manifest: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
