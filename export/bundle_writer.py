@@ -68,6 +68,8 @@ class ExportOptions:
     force: bool = False
     exporter: str = "torchscript"
     int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "auto" (see salkit.export.precision)
+    triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton)
+    triton_sys_path: tuple[str, ...] = ()
 
 
 def _check_output(path: Path, force: bool, what: str = "output") -> None:
@@ -212,7 +214,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
 
             progress(f"writing Triton model repository {options.triton_repo}")
             manifest.root = tmp
-            write_triton_repo(manifest, tmp, options.triton_repo, force=options.force)
+            write_triton_repo(manifest, tmp, options.triton_repo, force=options.force,
+                              graph_backend=options.triton_graph_backend, extra_sys_path=options.triton_sys_path)
     manifest.root = options.out
     progress(f"bundle written to {options.out}")
     return manifest

@@ -24,12 +24,18 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
 @click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
               help="Also write a Triton Inference Server model repository here.")
+@click.option("--triton-graph-backend", "triton_graph_backend", type=click.Choice(["auto", "onnxruntime", "python"]),
+              default="auto", show_default=True, help="Triton graph models: auto = tensorrt_plan with engines, else "
+              "onnxruntime_onnx; python = ONNX Runtime inside Python-backend models (Python-only Triton builds).")
+@click.option("--triton-sys-path", "triton_sys_path", multiple=True, type=click.Path(path_type=Path),
+              help="Directory with numpy (<2) and onnxruntime for the Triton Python stub (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / Triton repository.")
 @click.option("--exporter", type=click.Choice(["torchscript", "dynamo"]), default="torchscript", show_default=True,
               help="torch.onnx exporter (see salkit.export.onnx_io for the measured choice).")
 @report_user_errors
 def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, int8_scheme: str, calib: Path | None,
-         no_engine: bool, triton_repo: Path | None, force: bool, exporter: str) -> None:
+         no_engine: bool, triton_repo: Path | None, triton_graph_backend: str, triton_sys_path: tuple[Path, ...],
+         force: bool, exporter: str) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
     from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
 
@@ -38,7 +44,8 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
         raise SalkitError(f"--calib {calib} does not exist")
     options = ExportOptions(ckpt=ckpt, out=out, size=size, batch=profile, precision=precision, calib=calib,
                             build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter,
-                            int8_scheme=int8_scheme)
+                            int8_scheme=int8_scheme, triton_graph_backend=triton_graph_backend,
+                            triton_sys_path=tuple(str(p) for p in triton_sys_path))
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")

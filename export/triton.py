@@ -11,11 +11,17 @@ has engines (``tensorrt_plan``, GPU instances) and the ONNX graphs otherwise (``
 CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
 bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
+
+``graph_backend="python"`` writes each graph as a Python-backend model instead (``1/model.py``
+running ``1/model.onnx`` with ONNX Runtime, CPU instances), for Triton builds that carry only the
+Python backend. ``extra_sys_path`` becomes an ``EXTRA_SYS_PATH`` parameter of every Python-backend
+model: directories with numpy (< 2 for the stub) and onnxruntime, prepended to the stub's sys.path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -27,12 +33,16 @@ from salkit.runtime.bundle import Manifest, TensorSpec
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
          "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
 ENTRY_MODEL = {"coop": "saliency", "qefpn": "qefpn"}
+GRAPH_BACKENDS = ("auto", "onnxruntime", "python")
 QUEUE_DELAY_US = 500
 
 
 def _tensor(spec: TensorSpec) -> str:
     if spec.dtype not in TYPES:
         raise SalkitError(f"tensor {spec.name!r} has dtype {spec.dtype} that Triton configs cannot express")
+    if len(spec.shape) == 1:
+        # A (B,) tensor has no dims beyond the batch; Triton wants non-empty dims: [ 1 ] reshaped to [ ].
+        return f'  {{ name: "{spec.name}" data_type: {TYPES[spec.dtype]} dims: [ 1 ] reshape: {{ shape: [ ] }} }}'
     dims = ", ".join(str(d) for d in spec.shape[1:])  # the batch axis is implicit (max_batch_size > 0)
     return f'  {{ name: "{spec.name}" data_type: {TYPES[spec.dtype]} dims: [ {dims} ] }}'
 
@@ -47,13 +57,23 @@ def _common(max_batch: int, preferred: int, kind: str) -> str:
             f"instance_group [ {{ kind: {kind} count: 1 }} ]\n")
 
 
-def graph_config(name: str, platform: str, manifest: Manifest, graph: str, instance_kind: str) -> str:
+def _extra_path_param(extra_sys_path: list[str]) -> str:
+    if not extra_sys_path:
+        return ""
+    return f'parameters: {{ key: "EXTRA_SYS_PATH" value: {{ string_value: "{os.pathsep.join(extra_sys_path)}" }} }}\n'
+
+
+def graph_config(name: str, platform: str, manifest: Manifest, graph: str, instance_kind: str,
+                 extra_sys_path: list[str] | None = None) -> str:
+    """``platform`` is a Triton platform (onnxruntime_onnx, tensorrt_plan) or "python" (backend)."""
     spec = manifest.graphs[graph]
-    return (f'name: "{name}"\nplatform: "{platform}"\n' + _common(manifest.batch["max"], manifest.batch["opt"], instance_kind)
-            + _io_block("input", spec.inputs) + _io_block("output", spec.outputs))
+    head = f'backend: "python"\n' if platform == "python" else f'platform: "{platform}"\n'
+    tail = _extra_path_param(extra_sys_path or []) if platform == "python" else ""
+    return (f'name: "{name}"\n' + head + _common(manifest.batch["max"], manifest.batch["opt"], instance_kind)
+            + _io_block("input", spec.inputs) + _io_block("output", spec.outputs) + tail)
 
 
-def entry_config(name: str, manifest: Manifest, settings: dict) -> str:
+def entry_config(name: str, manifest: Manifest, settings: dict, extra_sys_path: list[str] | None = None) -> str:
     s = manifest.input_size
     image = TensorSpec("IMAGE", (-1, 3, s, s), "float32")
     if manifest.model_kind == "coop":
@@ -61,19 +81,12 @@ def entry_config(name: str, manifest: Manifest, settings: dict) -> str:
     else:
         outputs = [TensorSpec("SALIENCY", (-1, 1, s, s), "float32"), TensorSpec("ITERATIONS", (-1,), "float32"),
                    TensorSpec("RESIDUAL", (-1,), "float32")]
-    # A (B,) output has no dims beyond the batch: Triton spells that dims: [ 1 ] with reshape.
-    body = _io_block("input", [image])
-    lines = []
-    for spec in outputs:
-        if len(spec.shape) == 1:
-            lines.append(f'  {{ name: "{spec.name}" data_type: TYPE_FP32 dims: [ 1 ] reshape: {{ shape: [ ] }} }}')
-        else:
-            lines.append(_tensor(spec))
-    body += "output [\n" + ",\n".join(lines) + "\n]\n"
+    body = _io_block("input", [image]) + _io_block("output", outputs)
     # The loop itself is cheap host work around the graph models: CPU instances.
     params = json.dumps(json.dumps(settings, sort_keys=True))  # a JSON string inside a pbtxt string
     return (f'name: "{name}"\nbackend: "python"\n' + _common(manifest.batch["max"], manifest.batch["opt"], "KIND_CPU")
-            + body + f'parameters: {{ key: "salkit_settings" value: {{ string_value: {params} }} }}\n')
+            + body + f'parameters: {{ key: "salkit_settings" value: {{ string_value: {params} }} }}\n'
+            + _extra_path_param(extra_sys_path or []))
 
 
 def loop_settings(manifest: Manifest, prefix: str) -> dict:
@@ -97,12 +110,31 @@ def _copy_kernels(target: Path) -> None:
             (package / entry.name).write_text(entry.read_text())
 
 
+def _checked_sys_path(extra_sys_path: list[str] | tuple[str, ...] | None) -> list[str]:
+    entries = [str(Path(p).resolve()) for p in extra_sys_path or []]
+    for entry in entries:
+        if '"' in entry or "\\" in entry or os.pathsep in entry:
+            raise SalkitError(f"extra sys.path entry {entry!r} cannot contain '\"', '\\' or {os.pathsep!r}")
+    return entries
+
+
 def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force: bool = False,
-                      instance_kind: str | None = None) -> list[str]:
-    """Write the repository atomically; returns the model names."""
-    engines = manifest.engines.get("status") == "built"
-    platform = "tensorrt_plan" if engines else "onnxruntime_onnx"
+                      instance_kind: str | None = None, graph_backend: str = "auto",
+                      extra_sys_path: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """Write the repository atomically; returns the model names.
+
+    graph_backend: "auto" (TensorRT plans if the bundle has engines, else ONNX Runtime),
+    "onnxruntime" (ONNX graphs on Triton's onnxruntime backend) or "python" (ONNX graphs run by
+    ONNX Runtime inside Python-backend models).
+    """
+    if graph_backend not in GRAPH_BACKENDS:
+        raise SalkitError(f"unknown Triton graph backend {graph_backend!r} (choose from {', '.join(GRAPH_BACKENDS)})")
+    extra = _checked_sys_path(extra_sys_path)
+    engines = manifest.engines.get("status") == "built" and graph_backend == "auto"
+    platform = {"auto": "tensorrt_plan" if engines else "onnxruntime_onnx", "onnxruntime": "onnxruntime_onnx",
+                "python": "python"}[graph_backend]
     kind = instance_kind or ("KIND_GPU" if engines else "KIND_CPU")
+    graph_model = resources.files("salkit.export").joinpath("triton_graph_model.py").read_text()
     prefix = f"{manifest.model_kind}_"
     names = []
     with atomic_directory(repo, force=force) as tmp:
@@ -114,14 +146,16 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
                 shutil.copyfile(bundle_dir / manifest.engines["files"][graph]["file"], version / "model.plan")
             else:
                 shutil.copyfile(bundle_dir / spec.file, version / "model.onnx")
-            (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind))
+            if platform == "python":
+                (version / "model.py").write_text(graph_model)
+            (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind, extra))
             names.append(name)
         entry = ENTRY_MODEL[manifest.model_kind]
         version = tmp / entry / "1"
         version.mkdir(parents=True)
         (version / "model.py").write_text(resources.files("salkit.export").joinpath("triton_model.py").read_text())
         _copy_kernels(version)
-        (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix)))
+        (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix), extra))
         names.append(entry)
         from salkit.export.bundle_writer import make_readable
 

@@ -9,16 +9,36 @@
 # Langevin step one standard normal (N·B, 1, S, S) when noise is on.
 # The numerical kernels (Langevin step, entropy, Broyden) come from the salkit.kernels copy that
 # sits next to this file (numpy only), so the Triton host needs numpy and nothing of salkit.
+# EXTRA_SYS_PATH (config.pbtxt parameter, os.pathsep-separated) names directories put on sys.path
+# before numpy is imported: the Python stub ignores PYTHONPATH.
 from __future__ import annotations
 
-import json
+import os
+import re
+import sys
+from pathlib import Path
 
-import numpy as np
-import triton_python_backend_utils as pb_utils
+_EXTRA_PATH = re.compile(r'key:\s*"EXTRA_SYS_PATH"\s*value:\s*\{\s*string_value:\s*"([^"]*)"')
 
-from salkit.kernels.broyden import broyden
-from salkit.kernels.entropy import uncertainty_maps
-from salkit.kernels.langevin import langevin_step
+
+def _extend_sys_path() -> None:
+    config = Path(__file__).resolve().parents[1] / "config.pbtxt"
+    match = _EXTRA_PATH.search(config.read_text()) if config.exists() else None
+    for entry in reversed(match.group(1).split(os.pathsep) if match else []):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+_extend_sys_path()
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import triton_python_backend_utils as pb_utils  # noqa: E402
+
+from salkit.kernels.broyden import broyden  # noqa: E402
+from salkit.kernels.entropy import uncertainty_maps  # noqa: E402
+from salkit.kernels.langevin import langevin_step  # noqa: E402
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch
 from google.protobuf import json_format, text_format
 
 from salkit.export.triton import write_triton_repo
+from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
 from tests.export import fake_triton
 
@@ -64,10 +66,79 @@ def test_every_config_parses_and_matches_the_bundle(coop_repo: Path, tiny_coop_b
         graph = manifest.graphs[config.name.removeprefix("coop_")]
         assert config.platform == "onnxruntime_onnx"
         assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
-        for declared, spec in [*zip(config.input, graph.inputs), *zip(config.output, graph.outputs)]:
-            assert declared.name == spec.name and list(declared.dims) == list(spec.shape[1:])
-            assert declared.data_type == pb2.TYPE_FP32
+        _assert_graph_io(config, graph, pb2)
         assert sha256_file(path.parent / "1" / "model.onnx") == graph.sha256
+
+
+def _assert_graph_io(config, graph, pb2) -> None:
+    for declared, spec in [*zip(config.input, graph.inputs), *zip(config.output, graph.outputs)]:
+        assert declared.name == spec.name and declared.data_type == pb2.TYPE_FP32
+        if len(spec.shape) == 1:  # (B,): Triton needs non-empty dims, so [1] reshaped to []
+            assert list(declared.dims) == [1] and declared.HasField("reshape") and list(declared.reshape.shape) == []
+        else:
+            assert list(declared.dims) == list(spec.shape[1:]) and not declared.HasField("reshape")
+    assert len(config.input) == len(graph.inputs) and len(config.output) == len(graph.outputs)
+
+
+def test_python_graph_backend_configs_parse_and_carry_the_sys_path(tiny_coop_bundle: Path, tmp_path: Path) -> None:
+    manifest = load_bundle(tiny_coop_bundle)
+    repo = tmp_path / "repo"
+    extra = [str(tmp_path / "site-a"), str(tmp_path / "site-b")]
+    write_triton_repo(manifest, tiny_coop_bundle, repo, graph_backend="python", extra_sys_path=extra)
+    pb2 = _model_config_pb2()
+    for graph in manifest.graphs:
+        path = repo / f"coop_{graph}" / "config.pbtxt"
+        config = _parse(path)
+        assert config.backend == "python" and config.platform == ""
+        assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
+        assert config.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
+        _assert_graph_io(config, manifest.graphs[graph], pb2)
+        assert (path.parent / "1" / "model.py").exists()
+        assert sha256_file(path.parent / "1" / "model.onnx") == manifest.graphs[graph].sha256
+    entry = _parse(repo / "saliency" / "config.pbtxt")
+    assert entry.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
+    assert "salkit_settings" in entry.parameters
+    with pytest.raises(SalkitError, match="bogus"):
+        write_triton_repo(manifest, tiny_coop_bundle, tmp_path / "r2", graph_backend="bogus")
+    with pytest.raises(SalkitError, match="cannot contain"):
+        write_triton_repo(manifest, tiny_coop_bundle, tmp_path / "r3", graph_backend="python", extra_sys_path=['/a"b'])
+    assert not (tmp_path / "r2").exists() and not (tmp_path / "r3").exists()
+
+
+def test_python_graph_model_reads_its_sys_path_and_batches_requests(tiny_coop_bundle: Path, tmp_path: Path) -> None:
+    """The graph model.py under the stand-in backend: EXTRA_SYS_PATH reaches sys.path before numpy
+    is imported, and two requests handed over together equal ONNX Runtime on each alone."""
+    import onnxruntime as ort
+
+    manifest = load_bundle(tiny_coop_bundle)
+    repo = tmp_path / "repo"
+    marker = tmp_path / "site"
+    write_triton_repo(manifest, tiny_coop_bundle, repo, graph_backend="python", extra_sys_path=[str(marker)])
+    fake_triton.install(repo)
+    folder = repo / "coop_encoder" / "1"
+    spec = importlib.util.spec_from_file_location("triton_graph_encoder", folder / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+        assert sys.path[0] == str(marker.resolve())
+    finally:
+        while str(marker.resolve()) in sys.path:
+            sys.path.remove(str(marker.resolve()))
+    config = json_format.MessageToDict(_parse(repo / "coop_encoder" / "config.pbtxt"), preserving_proto_field_name=True)
+    model = module.TritonPythonModel()
+    model.initialize({"model_config": json.dumps(config)})
+    rng = np.random.default_rng(1)
+    images = [rng.standard_normal((b, 3, 64, 64)).astype(np.float32) for b in (1, 2)]
+    responses = model.execute([fake_triton.Request({"image": x}) for x in images])
+    session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    names = [t.name for t in manifest.graphs["encoder"].outputs]
+    for x, response in zip(images, responses):
+        assert not response.has_error()
+        got = {t.name(): t.as_numpy() for t in response.output_tensors}
+        for name, want in zip(names, session.run(names, {"image": x})):
+            assert got[name].shape == want.shape and np.abs(got[name] - want).max() <= 1e-5
+    (bad,) = model.execute([fake_triton.Request({"image": np.zeros((1, 3, 8, 8), np.float32)})])
+    assert bad.has_error() and "image" in bad.error().message().lower()
 
 
 def test_a_config_that_breaks_the_schema_is_caught() -> None:
