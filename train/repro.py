@@ -124,7 +124,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, torch "
         f"{results['machine']['torch']} ({results['machine']['threads']} threads); wall time of this call "
-        f"{results['seconds']:.0f} s (cached claims cost nothing).", "",
+        f"{results['seconds']:.0f} s (entries read from `<out>/cache` are not measured again; the log of the call "
+        "that measured them has the training time).", "",
         "Metrics (PySODMetrics, min-max scaled per image as the toolkits do): MAE ↓, S-measure ↑, mean E-measure ↑, "
         "max F (β² = 0.3) ↑, binary ratio = share of pixels below 0.1 or above 0.9. A check holds in a seed "
         "or not; **yes** = every seed, **no** = no seed or the mean goes against it, **mixed k/n** otherwise; "

@@ -206,4 +206,4 @@ def degrade(masks: np.ndarray, seed: int) -> np.ndarray:
 
 
 def save_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
