@@ -233,3 +233,27 @@ def test_qefpn_repository_and_loop(tiny_qefpn_bundle: Path, tiny_qefpn_checkpoin
         expected = torch.sigmoid(build_model(load_checkpoint(tiny_qefpn_checkpoint)).eval()(torch.from_numpy(x))).numpy()
     assert out["ITERATIONS"].shape == (2,) and out["RESIDUAL"].shape == (2,)
     assert np.abs(out["SALIENCY"] - expected).max() <= 2e-2
+
+
+def test_cli_passes_the_triton_graph_backend_and_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from salkit.export import bundle_writer
+    from salkit.export.cli import main
+
+    seen = {}
+
+    def fake_export(options, progress):
+        seen["options"] = options
+        raise SalkitError("stop after the options")
+
+    monkeypatch.setattr(bundle_writer, "export_bundle", fake_export)
+    args = ["--ckpt", str(tmp_path / "c.pt"), "--out", str(tmp_path / "b"), "--triton-repo", str(tmp_path / "r"),
+            "--triton-graph-backend", "python", "--triton-sys-path", "/opt/a", "--triton-sys-path", "/opt/b"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and "stop after the options" in result.output
+    assert seen["options"].triton_graph_backend == "python" and seen["options"].triton_sys_path == ("/opt/a", "/opt/b")
+    default = CliRunner().invoke(main, args[:6])
+    assert default.exit_code == 2 and seen["options"].triton_graph_backend == "auto" and seen["options"].triton_sys_path == ()
+    bad = CliRunner().invoke(main, [*args[:6], "--triton-graph-backend", "tensorrt"])
+    assert bad.exit_code == 2 and "tensorrt" in bad.output
