@@ -69,3 +69,24 @@ def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_
     assert np.abs(ours["saliency"] - ref["saliency"]).max() <= 1e-4
     assert np.allclose(ours["residual"], ref["residual"], rtol=1e-2, atol=1e-5)
     assert (ours["iterations"] <= t).all()
+
+
+def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from click.testing import CliRunner
+
+    from salkit.runtime.cli import main
+
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--engine", str(tiny_coop_bundle), "--compare-torch", str(tiny_coop_checkpoint),
+                                       "--batch", "1,2", "--repeat", "2", "--gemm-size", "256", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    torch_rates = record["torch"]["per_batch"]
+    assert set(torch_rates) == {"1", "2"} and all(v > 0 for v in torch_rates.values())
+    best = max(torch_rates.values())
+    assert record["torch"]["best_images_per_s"] == best
+    for batch, entry in record["coop"].items():
+        assert entry["torch_images_per_s"] == torch_rates[batch]
+        assert entry["speedup_vs_torch"] == pytest.approx(entry["images_per_s"] / best)
