@@ -237,12 +237,13 @@ def test_importing_the_runtime_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_documented_example_runs(toy_coop) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("document", ["README.md", "docs/runtime.md"])
+def test_documented_example_runs(toy_coop, document: str) -> None:  # type: ignore[no-untyped-def]
     from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "runtime.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / document).read_text()
     code = doc.split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict = {"BUNDLE": toy_coop.path}
-    exec(compile(code, "docs/runtime.md", "exec"), scope)  # noqa: S102 - our own documentation
+    exec(compile(code, document, "exec"), scope)  # noqa: S102 - our own documentation
     assert scope["saliency"].shape == (120, 90)
     assert scope["refined"][0].shape == (120, 90) and scope["epistemic"].shape == (120, 90)
