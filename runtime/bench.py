@@ -6,7 +6,7 @@ divides the achieved FLOP rate by the measured fp32 GEMM peak (``roofline_fracti
 cooperative bundle both paths are timed: ``split`` (encoder once, latent decoder on N·B rows; the
 runtime's default and the headline numbers) and ``whole`` (the generator graph N times over).
 With a checkpoint, the same inputs go through torch eager the authors' way
-(:mod:`salkit.runtime.bench_torch`) at every batch size; ``speedup_vs_torch`` compares with
+(:mod:`salkit.train.bench_torch`) at every batch size; ``speedup_vs_torch`` compares with
 torch at its best batch size. With an fp32 bundle next to an int8/fp16 one, both run on the same
 inputs and latents: ``speedup_vs_fp32`` and ``mae_delta`` (mean |saliency − saliency_fp32|).
 
@@ -199,7 +199,7 @@ def _measure_torch(ckpt: str | Path, kind: str, samples: int, steps: int, manife
 
 
 def _torch_runner(ckpt: str | Path, kind: str, samples: int, steps: int, manifest: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    from salkit.runtime import bench_torch
+    from salkit.train import bench_torch  # torch lives on the training side
 
     model = bench_torch.load_torch_model(ckpt, None)
     if getattr(model, "kind", kind) != kind:

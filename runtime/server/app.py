@@ -27,7 +27,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.batching import BatcherClosedError, BatchingPredictor, QueueFullError, validate_batching
+from salkit.runtime.batching import BatcherClosedError, QueueFullError, validate_batching
+from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.server.guard import BodyTooLarge, Guard
 from salkit.runtime.server.metrics import ServerMetrics
 from salkit.runtime.server.models import ServedModel, models_for

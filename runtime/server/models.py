@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from salkit.runtime import images
-from salkit.runtime.batching import BatchingPredictor
+from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 
 UNCERTAINTY_CHANNELS = ("predictive", "aleatoric", "epistemic")

@@ -4,7 +4,7 @@ Cooperative predict the authors' way: the **whole generator once per latent samp
 encoder included each time), the mean probability, then K Langevin steps whose energy gradient
 comes from autograd — what their test script and the paper's inference do, without this
 project's shared-encoder split. QE-FPN: the model's own forward (its Broyden solve) under
-``no_grad``. Only this module touches torch; the runtime never imports it.
+``no_grad``. It lives in salkit.train because it needs torch; the runtime imports it only for --compare-torch.
 """
 
 from __future__ import annotations

@@ -1,0 +1,123 @@
+"""``BatchingPredictor``: a Predictor whose concurrent calls share backend batches.
+
+Same ``predict_tensor`` / ``refine_tensor`` / ``predict`` / ``refine`` as
+:class:`salkit.runtime.predictor.Predictor`, routed through :class:`DynamicBatcher`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any, Callable
+
+import numpy as np
+
+from salkit.runtime.batching import BatchStats, DynamicBatcher
+
+class BatchingPredictor:
+    """A ``Predictor`` whose tensor-level calls from many threads share batched backend calls.
+
+    ``predict_tensor`` and ``refine_tensor`` keep the Predictor's signatures. Requests batch
+    together only when their options match; a request with a ``seed`` runs on its own so its
+    result equals an unbatched ``predictor.predict_tensor(x, seed=...)``. The wrapped predictor
+    is driven by one worker thread; :meth:`close` drains the queue (it does not close the
+    predictor, which the caller owns).
+    """
+
+    def __init__(
+        self,
+        predictor: Any,
+        *,
+        max_batch_size: int = 8,
+        max_delay_ms: float = 5.0,
+        max_queue: int | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        on_queue_depth: Callable[[int], None] | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.batcher = DynamicBatcher(
+            self._dispatch,
+            max_batch_size,
+            max_delay_ms,
+            max_queue=max_queue,
+            on_batch=on_batch,
+            on_queue_depth=on_queue_depth,
+            name="predictor",
+        )
+
+    @property
+    def manifest(self) -> Any:
+        return self.predictor.manifest
+
+    @property
+    def backend_name(self) -> str:
+        return self.predictor.backend_name
+
+    def _dispatch(self, *arrays: np.ndarray, op: str, **options: Any) -> Any:
+        if op == "predict":
+            return self.predictor.predict_tensor(arrays[0], **options)
+        if op == "refine":
+            return self.predictor.refine_tensor(arrays[0], arrays[1], **options)
+        raise ValueError(f"unknown batched operation {op!r}")
+
+    @staticmethod
+    def _predict_params(samples: int | None, steps: int | None, noise: bool, uncertainty: bool, seed: int | None) -> dict:
+        return {"op": "predict", "samples": samples, "steps": steps, "noise": bool(noise), "uncertainty": bool(uncertainty), "seed": seed}
+
+    def submit_predict(
+        self,
+        x: np.ndarray,
+        *,
+        samples: int | None = None,
+        steps: int | None = None,
+        noise: bool = False,
+        uncertainty: bool = True,
+        seed: int | None = None,
+    ) -> concurrent.futures.Future:
+        params = self._predict_params(samples, steps, noise, uncertainty, seed)
+        return self.batcher.submit([np.asarray(x, dtype=np.float32)], params, exclusive=seed is not None)
+
+    def predict_tensor(
+        self,
+        x: np.ndarray,
+        *,
+        samples: int | None = None,
+        steps: int | None = None,
+        noise: bool = False,
+        uncertainty: bool = True,
+        seed: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        future = self.submit_predict(x, samples=samples, steps=steps, noise=noise, uncertainty=uncertainty, seed=seed)
+        return future.result()
+
+    async def predict_tensor_async(self, x: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
+        return await asyncio.wrap_future(self.submit_predict(x, **options))
+
+    def submit_refine(self, x: np.ndarray, maps: np.ndarray, *, steps: int | None = None) -> concurrent.futures.Future:
+        arrays = [np.asarray(x, dtype=np.float32), np.asarray(maps, dtype=np.float32)]
+        return self.batcher.submit(arrays, {"op": "refine", "steps": steps})
+
+    def refine_tensor(self, x: np.ndarray, maps: np.ndarray, *, steps: int | None = None) -> np.ndarray:
+        return self.submit_refine(x, maps, steps=steps).result()
+
+    async def refine_tensor_async(self, x: np.ndarray, maps: np.ndarray, *, steps: int | None = None) -> np.ndarray:
+        return await asyncio.wrap_future(self.submit_refine(x, maps, steps=steps))
+
+    # The image-level calls are the wrapped class's own: they only use ``manifest`` and the
+    # tensor-level methods, so borrowing them keeps one implementation of pre/post-processing.
+    def predict(self, images: Any, **options: Any) -> Any:
+        """``Predictor.predict`` (same signature and result) with the tensor call batched."""
+        return type(self.predictor).predict(self, images, **options)
+
+    def refine(self, images: Any, maps: Any, **options: Any) -> Any:
+        """``Predictor.refine`` (same signature and result) with the tensor call batched."""
+        return type(self.predictor).refine(self, images, maps, **options)
+
+    def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
+        self.batcher.close(drain=drain, timeout=timeout)
+
+    def __enter__(self) -> "BatchingPredictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
