@@ -17,9 +17,11 @@ The JSON record (stable keys)::
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
                             "torch_images_per_s", "speedup_vs_torch", "speedup_vs_fp32", "mae_delta",
                             "paths": {"split": {…}, "whole": {…}}}},
-     "torch": {"best_batch", "best_images_per_s", "per_batch": {"<batch>": images_per_s}}}
+     "torch": {"best_batch", "best_images_per_s", "per_batch": {"<batch>": images_per_s}},
+     "command"}
 
-Values that were not measured are ``null``.
+Values that were not measured are ``null``. ``command`` is the ``sal-runtime bench …`` line that
+made the record (the options given, as given; written by the CLI, absent from ``run_bench``'s return).
 """
 
 from __future__ import annotations

@@ -11,6 +11,24 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
 
 
+def command_line(ctx: click.Context) -> str:
+    """The options given on the command line, in the command's order: the record says how it was made."""
+    import shlex
+
+    from click.core import ParameterSource
+
+    words = ["sal-runtime", ctx.info_name or "bench"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) not in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
+            continue
+        value = ctx.params[param.name]
+        flag = max(param.opts, key=len)
+        words += [flag] if param.is_flag else [flag, str(value)]
+    return shlex.join(words)
+
+
 def _batches(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -54,6 +72,7 @@ def bench(
         repeat=repeat, compare_torch=ckpt, fp32_bundle=fp32_bundle, images=images, gemm_size=gemm_size,
         progress=lambda message: click.echo(message, err=True),
     )
+    record["command"] = command_line(click.get_current_context())
     click.echo(format_record(record))
     if json_path:
         atomic_write_text(json_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
