@@ -12,7 +12,7 @@ inputs and latents: ``speedup_vs_fp32`` and ``mae_delta`` (mean |saliency − sa
 
 The JSON record (stable keys)::
 
-    {"bundle", "backend", "precision", "machine": {"cpus", "gemm_peak_gflops", "gemm_peak_samples_gflops"},
+    {"bundle", "backend", "precision", "machine": {"cpus", "gemm_peak_gflops", "gemm_peak_samples_gflops", "platform"},
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
                             "torch_images_per_s", "speedup_vs_torch", "speedup_vs_fp32", "mae_delta",
@@ -21,7 +21,8 @@ The JSON record (stable keys)::
      "command"}
 
 Values that were not measured are ``null``. ``command`` is the ``sal-runtime bench …`` line that
-made the record (the options given, as given; written by the CLI, absent from ``run_bench``'s return).
+made the record (the options given, as given) and ``machine.platform`` the OS it ran on; the CLI
+writes both, ``run_bench``'s return has neither.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import click
 
@@ -73,6 +74,7 @@ def bench(
         progress=lambda message: click.echo(message, err=True),
     )
     record["command"] = command_line(click.get_current_context())
+    record["machine"]["platform"] = platform.platform()
     click.echo(format_record(record))
     if json_path:
         atomic_write_text(json_path, json.dumps(record, indent=2, sort_keys=True) + "\n")

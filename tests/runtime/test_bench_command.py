@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import shlex
 
 from click.testing import CliRunner
@@ -22,3 +23,4 @@ def test_bench_record_holds_its_command_line(toy_qefpn, tmp_path) -> None:  # ty
     # Exactly the options given (in the command's declaration order), defaults left out.
     given = dict(zip(args[1::2], args[2::2]))
     assert dict(zip(words[2::2], words[3::2])) == given
+    assert json.loads(out.read_text())["machine"]["platform"] == platform.platform()
