@@ -8,7 +8,10 @@ cache and the finished runs, and resumes an unfinished run from its checkpoint. 
 from the numbers alone (``repro_verdict``). With ``--claims`` only those are measured; the
 report still includes every other claim whose cache is complete, and lists the rest as "not run".
 Written atomically under ``--out``: ``results.json``,
-``results.md``, ``residuals.png`` and ``examples.png`` / ``refine.png`` (image | gt | … grids).
+``results.md``, ``residuals.png``, ``examples.png`` / ``refine.png`` (image | gt | … grids) and
+``curves.png`` (precision–recall and score-vs-threshold curves of the first seed's models).
+``--publish`` copies the report and pictures to the docs; ``--readme`` also rewrites the README's
+generated results section (``repro_readme``), with ``--bench`` records of ``sal-runtime bench``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import click
 from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
 from salkit.kernels.errors import SalkitError, report_user_errors
 from salkit.train.repro_runs import BUDGETS, Budget
+
+# Claims whose measurement trains the first seed's QE-FPN (quasi solver, Sobel edge loss) run.
+QEFPN_CLAIMS = frozenset({"refine", "solvers", "edge", "operators", "residuals"})
 
 
 def scribble_mode_available() -> bool:
@@ -71,6 +77,7 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
     images, masks = rr.load_test(test_dir, budget.size)
     ctx = Context(out, budget, train_dir, test_dir, images, masks)
     results: dict[str, Any] = {"budget": budget.name, "claims": {}}
+    measured_now = False
     for claim in CLAIMS:
         entry: dict[str, Any] = {"title": claim.title, "metrics": list(claim.metrics), "note": claim.note}
         caches = [out / "cache" / f"{claim.key}_s{seed}.json" for seed in budget.seeds]
@@ -93,6 +100,7 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
                 echo(f"[repro] {claim.key}, seed {seed} …")
                 torch.manual_seed(seed)
                 measured = claim.measure(ctx, seed)
+                measured_now = True
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 rr.save_json(cache, measured)
             per_seed.append(measured)
@@ -102,12 +110,41 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
                      per_seed=per_seed, seconds=round(time.time() - t0, 1))
         results["claims"][claim.key] = entry
         echo(f"[repro] {claim.key}: reproduced? {entry['verdict']}")
-    results["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                          "threads": torch.get_num_threads()}
+    results["machine"] = _measuring_machine(out, measured_now, {
+        "platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+        "threads": torch.get_num_threads()})
     results["sizes"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in budget.__dict__.items()}
     results["seconds"] = round(time.time() - started, 1)
+    results["command"] = repro_command(budget.name, out)
     write_reports(out, results, ctx)
     return results
+
+
+def _measuring_machine(out: Path, measured_now: bool, current: dict[str, Any]) -> dict[str, Any]:
+    """The machine of the last call that measured something into ``out``: a call that only reads
+    the cache (publishing) reports where the numbers came from, not where it ran."""
+    path = out / "machine.json"
+    if measured_now or not path.is_file():
+        atomic_write_text(path, json.dumps(current, indent=1) + "\n")
+        return current
+    return json.loads(path.read_text())
+
+
+def repro_command(budget: str, out: Path) -> str:
+    """The command that measures every claim of a budget into ``out`` (what ``--claims`` calls add up to)."""
+    import shlex
+
+    return shlex.join(["python", "-m", "salkit.train.repro", "--budget", budget, "--out", str(out)])
+
+
+def resolve_budget(out: Path, name: str | None) -> Budget:
+    """``--budget`` as given, else the one ``out`` already holds (so publishing needs no --budget), else full."""
+    if name is None:
+        saved = out / "budget.json"
+        name = json.loads(saved.read_text()).get("name", "full") if saved.is_file() else "full"
+        if name not in BUDGETS:
+            raise SalkitError(f"{saved} names an unknown budget {name!r}; pass --budget")
+    return BUDGETS[name]
 
 
 def render_markdown(results: dict[str, Any]) -> str:
@@ -141,11 +178,14 @@ def render_markdown(results: dict[str, Any]) -> str:
               "cooperative Ỹ | predictive entropy (÷ ln 2):", "", f"![examples]({PICTURES['examples']})", "",
               "Image | ground truth | QE-FPN | QE-FPN + energy refine | degraded GT | degraded GT + energy refine:", "",
               f"![refine]({PICTURES['refine']})", "", "Relative residuals at the inference solve (Fig. 7):", "",
-              f"![residuals]({PICTURES['residuals']})", ""]
+              f"![residuals]({PICTURES['residuals']})", "",
+              f"Seed {s['seeds'][0]}, all test images: precision–recall and F-/E-measure vs threshold "
+              "(`sal-runtime eval --plot`'s curves) of the generator Ŷ, the cooperative Ỹ and QE-FPN:", "",
+              f"![curves]({PICTURES['curves']})", ""]
     return "\n".join(lines)
 
 
-PICTURES = {"examples": "examples.png", "refine": "refine.png", "residuals": "residuals.png"}
+PICTURES = {"examples": "examples.png", "refine": "refine.png", "residuals": "residuals.png", "curves": "curves.png"}
 
 
 def publish_docs(out: Path, docs: Path) -> None:
@@ -188,7 +228,33 @@ def plot_residuals(results: dict[str, Any]) -> bytes | None:
     return data
 
 
-def write_grids(out: Path, ctx: Any, results: dict[str, Any], rows: int = 4) -> None:
+def first_seed_maps(ctx: Any, results: dict[str, Any]) -> dict[str, Any]:
+    """The first seed's maps (B,S,S) on the whole test set, for the models the measured claims
+    trained (a picture never trains a model): ``generator``, ``coop``, ``entropy``, ``qefpn``."""
+    from salkit.train import repro_runs as rr
+
+    seed = ctx.budget.seeds[0]
+    measured = {k for k, c in results["claims"].items() if c["verdict"] not in ("not run", "skipped")}
+    maps: dict[str, Any] = {}
+    if measured & {"ablation", "uncertainty"}:
+        coop = ctx.coop_maps(seed)
+        maps.update(generator=coop["generator"], coop=coop["coop"], entropy=coop["entropy"])
+    if measured & QEFPN_CLAIMS:
+        maps["qefpn"] = rr.qefpn_outputs(ctx.qefpn(seed), ctx.images)["saliency"]
+    return maps
+
+
+def write_curves(out: Path, ctx: Any, maps: dict[str, Any]) -> None:
+    from salkit.train.repro_curves import curve_results, curves_png
+
+    labels = {"generator": "generator Ŷ", "coop": "cooperative Ỹ", "qefpn": "QE-FPN"}
+    chosen = {label: maps[key] for key, label in labels.items() if key in maps}
+    if chosen:
+        caption = f"seed {ctx.budget.seeds[0]}"
+        atomic_write_bytes(out / PICTURES["curves"], curves_png(curve_results(chosen, ctx.masks), caption))
+
+
+def write_grids(out: Path, ctx: Any, results: dict[str, Any], maps: dict[str, Any], rows: int = 4) -> None:
     import numpy as np
     import torch
 
@@ -204,13 +270,12 @@ def write_grids(out: Path, ctx: Any, results: dict[str, Any], rows: int = 4) -> 
         return torch.as_tensor(np.asarray(a[:rows], dtype=np.float32))[:, None]  # (B,1,S,S)
 
     measured = {k for k, c in results["claims"].items() if c["verdict"] not in ("not run", "skipped")}
-    if measured & {"ablation", "uncertainty"}:
-        maps = ctx.coop_maps(seed)
+    if "coop" in maps:
         save_grid([image, gt, t(maps["generator"]), t(maps["coop"]), t(maps["entropy"] / np.log(2.0))],
                   out / "examples.png", max_rows=rows)
     if "refine" in measured:
         coop = ctx.coop(seed)
-        qefpn = rr.qefpn_outputs(ctx.qefpn(seed), ctx.images[:rows])["saliency"]
+        qefpn = maps["qefpn"][:rows]
         degraded = rr.degrade(ctx.masks, seed)[:rows]
         save_grid([image, gt, t(qefpn), t(rr.coop_refine(coop, ctx.images[:rows], qefpn)), t(degraded),
                    t(rr.coop_refine(coop, ctx.images[:rows], degraded))], out / "refine.png", max_rows=rows)
@@ -223,33 +288,83 @@ def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
     atomic_write_text(out / "results.md", markdown)
     if residuals is not None:
         atomic_write_bytes(out / "residuals.png", residuals)
-    write_grids(out, ctx, results)
+    maps = first_seed_maps(ctx, results)
+    write_grids(out, ctx, results, maps)
+    write_curves(out, ctx, maps)
+
+
+def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path, benches: list[dict[str, Any]],
+                   command: str) -> bool:
+    """Rewrite the README's generated results section from the published report; whether it changed."""
+    from salkit.train import repro_readme
+
+    pictures = {name: repro_readme.relative_link(docs / "img" / f"repro_{file}", readme)
+                for name, file in PICTURES.items() if (out / file).is_file()}
+    section = repro_readme.render_section(results, benches, command=command, pictures=pictures,
+                                          results_link=repro_readme.relative_link(docs / "results.md", readme))
+    return repro_readme.write_readme(readme, section)
+
+
+def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tuple[Path, ...]) -> str:
+    import shlex
+
+    words = ["python", "-m", "salkit.train.repro", "--budget", budget, "--out", str(out), "--publish", str(docs),
+             "--readme", str(readme)]
+    for path in bench:
+        words += ["--bench", str(path)]
+    return shlex.join(words)
 
 
 @click.command(name="repro", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--budget", type=click.Choice(sorted(BUDGETS)), default="full", show_default=True,
-              help="smoke: seconds, checks the harness; full: about an hour on a quiet 2-core CPU.")
+@click.option("--budget", type=click.Choice(sorted(BUDGETS)), default=None,
+              help="smoke: seconds, checks the harness; full: about an hour on a quiet 2-core CPU. "
+                   "Default: the budget --out already holds, else full.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/repro"), show_default=True)
 @click.option("--claims", default=None, help="Comma-separated subset (ablation, refine, uncertainty, solvers, edge, "
               "operators, residuals, weak); default all.")
 @click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
 @click.option("--publish", "publish_to", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also copy results.md and the pictures to this docs folder (results.md, img/repro_*.png).")
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also rewrite this README's section between <!-- results:begin --> and <!-- results:end --> "
+                   "(needs --publish: the section links the published pictures).")
+@click.option("--bench", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
+              help="A `sal-runtime bench --json` record for the README's speed table (repeatable; needs --readme).")
 @report_user_errors
-def main(budget: str, out: Path, claims: str | None, threads: int, publish_to: Path | None) -> None:
-    """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts."""
-    import torch
+def main(budget: str | None, out: Path, claims: str | None, threads: int, publish_to: Path | None,
+         readme: Path | None, bench: tuple[Path, ...]) -> None:
+    """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts.
+
+    Claims already measured into --out are read from its cache, so publishing a finished run
+    (--publish, --readme) trains nothing.
+    """
+    from salkit.train import repro_readme
 
     if threads < 1:
         raise SalkitError(f"--threads must be >= 1, got {threads}")
+    if readme is not None and publish_to is None:
+        raise SalkitError("--readme needs --publish DOCS: the README links the pictures published there")
+    if bench and readme is None:
+        raise SalkitError("--bench goes into the README's results section: give --readme too")
+    # Everything the README step needs is checked before a run that may take an hour.
+    if readme is not None:
+        repro_readme.check_readme(readme)
+    records = [repro_readme.load_bench(path) for path in bench]
+    chosen = resolve_budget(out, budget)
+    import torch
+
     torch.set_num_threads(threads)
     selected = [c.strip() for c in claims.split(",") if c.strip()] if claims else None
-    results = reproduce(out, BUDGETS[budget], selected, echo=lambda s: click.echo(s, err=True))
+    results = reproduce(out, chosen, selected, echo=lambda s: click.echo(s, err=True))
     click.echo(render_markdown(results))
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
     if publish_to is not None:
         publish_docs(out, publish_to)
         click.echo(f"published to {publish_to / 'results.md'}")
+    if readme is not None and publish_to is not None:
+        command = publish_command(chosen.name, out, publish_to, readme, bench)
+        changed = publish_readme(out, results, publish_to, readme, records, command)
+        click.echo(f"{'rewrote' if changed else 'unchanged:'} the results section of {readme}")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,7 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def _fmt(stat: Mapping[str, float], digits: int = 3) -> str:
+def format_stat(stat: Mapping[str, float], digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
@@ -134,7 +134,7 @@ def markdown_claim(name: str, claim: Mapping[str, Any]) -> str:
         lines.append("| row | " + " | ".join(metrics) + " |")
         lines.append("|---|" + "---|" * len(metrics))
         for row, stats in rows.items():
-            lines.append(f"| {row} | " + " | ".join(_fmt(stats[m], 4 if m == "mae" else 3) for m in metrics) + " |")
+            lines.append(f"| {row} | " + " | ".join(format_stat(stats[m], 4 if m == "mae" else 3) for m in metrics) + " |")
         lines.append("")
     for check in claim["checks"]:
         lines.append(f"- {check['text']}: **{check['verdict']}** ({check['seeds_holding']}/{check['seeds']} seeds)")

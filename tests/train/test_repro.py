@@ -93,13 +93,17 @@ def test_pictures_are_written(smoke: tuple[Path, dict[str, Any]]) -> None:
         with Image.open(out / name) as im:
             assert im.size == (panels * size, BUDGETS["smoke"].n_test * size)
     assert (out / "residuals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(out / "curves.png") as im:  # generator Ŷ, cooperative Ỹ, QE-FPN: one row each
+        from salkit.train.repro_curves import WIDTH
+
+        assert im.width == WIDTH and im.height > 2.5 * im.width * 420 / 1000
 
 
 def test_publish_copies_the_report_with_picture_links(smoke: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = smoke
     repro.publish_docs(out, tmp_path / "docs")
     text = (tmp_path / "docs" / "results.md").read_text()
-    for name in ("examples", "refine", "residuals"):
+    for name in ("examples", "refine", "residuals", "curves"):
         assert f"![{name}](img/repro_{name}.png)" in text
         assert (tmp_path / "docs" / "img" / f"repro_{name}.png").read_bytes() == (out / f"{name}.png").read_bytes()
 
@@ -131,6 +135,40 @@ def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, 
     assert resumed["claims"]["ablation"]["per_seed"][1] == first["claims"]["ablation"]["per_seed"][1]
     # Claims not selected but cached stay in the report, unchanged.
     assert {k: c["rows"] for k, c in resumed["claims"].items()} == {k: c["rows"] for k, c in first["claims"].items()}
+
+
+def test_publishing_a_cached_run_writes_the_readme_section_without_training(
+        smoke: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, first = smoke
+    from salkit.train import coop_cli, qefpn_cli
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("publishing trained a model")
+
+    monkeypatch.setattr(coop_cli, "run", no_training)
+    monkeypatch.setattr(qefpn_cli, "run", no_training)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Results\n\n<!-- results:begin -->\n<!-- results:end -->\n\n## Next\n")
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"bundle": "b", "backend": "ort-cpu", "precision": "fp32",
+                                 "machine": {"cpus": 2, "gemm_peak_gflops": 50.0},
+                                 "qefpn": {"1": {"paths": {"split": {"images_per_s": 3.0, "gflop_per_image": 1.0,
+                                                                     "roofline_fraction": 0.06}}}},
+                                 "command": "sal-runtime bench --engine b --batch 1"}))
+    # No --budget: the one the folder holds.
+    args = ["--out", str(out), "--publish", str(tmp_path / "docs"), "--readme", str(readme), "--bench", str(bench)]
+    result = CliRunner().invoke(repro.main, args)
+    assert result.exit_code == 0, result.output
+    text = readme.read_text()
+    assert text.startswith("# x\n\n## Results\n\n<!-- results:begin -->\n") and text.endswith("<!-- results:end -->\n\n## Next\n")
+    assert f"`python -m salkit.train.repro --budget smoke --out {out}`" in text
+    assert "`sal-runtime bench --engine b --batch 1`" in text
+    for c in first["claims"].values():
+        assert f"| {c['title']} | {c['verdict']} |" in text
+    for name in ("examples", "refine", "residuals", "curves"):
+        assert f"![{name}](docs/img/repro_{name}.png)" in text and (tmp_path / "docs" / "img" / f"repro_{name}.png").is_file()
+    assert CliRunner().invoke(repro.main, args).exit_code == 0
+    assert readme.read_text() == text
 
 
 def test_claims_never_measured_are_listed_as_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,194 @@
+"""The README's generated results section (``repro_readme``) from a small synthetic results.json
+and bench record, and the curves picture from known maps."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from salkit.kernels.errors import SalkitError
+from salkit.train import repro_readme
+from salkit.train.repro_verdict import Check, check_verdict, claim_verdict, summarise_rows
+
+README = """# project
+
+Intro text stays as it is.
+
+## Results
+
+<!-- results:begin -->
+old pointer paragraph
+<!-- results:end -->
+
+## After
+
+Tail text stays too.
+"""
+
+PER_SEED = [  # s_measure of rows A and B, mae of A and B, per seed
+    {"A": {"s_measure": 0.81, "mae": 0.10}, "B": {"s_measure": 0.70, "mae": 0.20}},
+    {"A": {"s_measure": 0.79, "mae": 0.12}, "B": {"s_measure": 0.72, "mae": 0.19}},
+    {"A": {"s_measure": 0.60, "mae": 0.15}, "B": {"s_measure": 0.71, "mae": 0.21}},
+]
+
+
+def synthetic_results() -> dict[str, Any]:
+    checks = [check_verdict(Check("mae", "A", "B"), PER_SEED), check_verdict(Check("s_measure", "A", "B"), PER_SEED)]
+    return {
+        "budget": "smoke", "command": "python -m salkit.train.repro --budget smoke --out runs/demo",
+        "sizes": {"size": 32, "n_train": 4, "n_test": 3, "seeds": [1, 2, 3]},
+        "machine": {"platform": "Linux-test-x86_64", "cpus": 7, "torch": "9.9", "threads": 3},
+        "claims": {
+            "demo": {"title": "Demo: A beats B", "metrics": ["mae", "s_measure"], "note": "",
+                     "rows": summarise_rows([{r: dict(v) for r, v in s.items()} for s in PER_SEED]),
+                     "checks": checks, "verdict": claim_verdict(checks), "per_seed": [{"rows": s} for s in PER_SEED]},
+            "later": {"title": "Never measured", "metrics": ["mae"], "note": "", "rows": {}, "checks": [],
+                      "per_seed": [], "verdict": "not run"},
+        },
+    }
+
+
+def synthetic_bench() -> dict[str, Any]:
+    def path(ips: float) -> dict[str, float]:
+        return {"images_per_s": ips, "p50_ms": 1000 / ips, "p99_ms": 2000 / ips, "gflop_per_image": 2.5,
+                "achieved_gflops": 2.5 * ips, "roofline_fraction": 2.5 * ips / 80.0}
+
+    entry = {"paths": {"split": path(12.0), "whole": path(4.0)}}
+    entry.update({k: entry["paths"]["split"][k] for k in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction")})
+    entry.update(torch_images_per_s=3.0, speedup_vs_torch=12.0 / 5.0, speedup_vs_fp32=None, mae_delta=None)
+    return {"bundle": "bundles/coop", "backend": "ort-cpu", "precision": "fp32",
+            "machine": {"cpus": 7, "gemm_peak_gflops": 80.0, "gemm_peak_samples_gflops": [79.0, 80.0],
+                        "platform": "Linux-bench-box"},
+            "settings": {}, "coop": {"8": entry},
+            "torch": {"best_batch": 1, "best_images_per_s": 5.0, "per_batch": {"1": 5.0, "8": 3.0}},
+            "command": "sal-runtime bench --engine bundles/coop --batch 8 --json bench_coop.json"}
+
+
+def _section(tmp_path: Path, pictures: dict[str, str] | None = None) -> str:
+    return repro_readme.render_section(
+        synthetic_results(), [synthetic_bench()], command="python -m salkit.train.repro --readme README.md",
+        pictures=pictures if pictures is not None else {"curves": "docs/img/repro_curves.png"},
+        results_link="docs/results.md")
+
+
+def test_section_holds_the_numbers_commands_machines_and_pictures(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert repro_readme.write_readme(readme, _section(tmp_path))
+    text = readme.read_text()
+    head, rest = text.split("<!-- results:begin -->")
+    body, tail = rest.split("<!-- results:end -->")
+    assert head == README.split("<!-- results:begin -->")[0] and tail == README.split("<!-- results:end -->")[1]
+    assert "old pointer paragraph" not in body
+    # Claims: verdict (mae holds in every seed, s_measure in 2 of 3 → partly) and mean ± std (ddof 1).
+    mae_a = np.array([s["A"]["mae"] for s in PER_SEED])
+    mae_b = np.array([s["B"]["mae"] for s in PER_SEED])
+    assert f"| Demo: A beats B | partly | A mae {mae_a.mean():.4f} ± {mae_a.std(ddof=1):.4f} vs B " \
+           f"{mae_b.mean():.4f} ± {mae_b.std(ddof=1):.4f}; checks: 1 yes, 1 mixed, 0 no |" in body
+    assert "| Never measured | not run | — |" in body
+    assert "`python -m salkit.train.repro --budget smoke --out runs/demo`" in body
+    assert "Linux-test-x86_64, 7 CPUs, torch 9.9 (3 threads)" in body
+    # Bench: one row per path; speedup vs torch's best batch (5 img/s), fraction of the 80 GFLOP/s peak.
+    assert "| coop (fp32, ort-cpu) | 8 | split | 12.00 | 2.5 | 37.5% | 2.40× |" in body
+    assert "| coop (fp32, ort-cpu) | 8 | whole | 4.00 | 2.5 | 12.5% | 0.80× |" in body
+    assert "`sal-runtime bench --engine bundles/coop --batch 8 --json bench_coop.json`" in body
+    assert "Linux-bench-box, 7 CPUs, measured fp32 GEMM peak 80.0 GFLOP/s" in body
+    assert "![curves](docs/img/repro_curves.png)" in body and "![examples]" not in body
+    assert "[docs/results.md](docs/results.md)" in body
+
+
+def test_regenerating_is_idempotent(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert repro_readme.write_readme(readme, _section(tmp_path)) is True
+    once = readme.read_bytes()
+    assert repro_readme.write_readme(readme, _section(tmp_path)) is False
+    assert readme.read_bytes() == once
+
+
+@pytest.mark.parametrize("broken", [
+    README.replace("<!-- results:end -->\n", ""),
+    README.replace("<!-- results:begin -->\n", ""),
+    README + "<!-- results:begin -->\n",
+    README.replace("<!-- results:begin -->", "<!-- x -->").replace("<!-- results:end -->", "<!-- results:begin -->")
+    .replace("<!-- x -->", "<!-- results:end -->"),
+])
+def test_missing_duplicated_or_swapped_markers_leave_the_readme_untouched(tmp_path: Path, broken: str) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(broken)
+    before = (readme.read_bytes(), os.stat(readme).st_mtime_ns)
+    with pytest.raises(SalkitError, match="results:") as info:
+        repro_readme.write_readme(readme, _section(tmp_path))
+    assert "\n" not in str(info.value)
+    assert (readme.read_bytes(), os.stat(readme).st_mtime_ns) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left behind
+
+
+def test_bench_records_are_checked(tmp_path: Path) -> None:
+    good = tmp_path / "b.json"
+    good.write_text(json.dumps(synthetic_bench()))
+    assert repro_readme.load_bench(good)["command"].startswith("sal-runtime bench")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"bundle": "x"}))
+    for path, message in ((bad, "not a sal-runtime bench record"), (tmp_path / "none.json", "no such file")):
+        with pytest.raises(SalkitError, match=message):
+            repro_readme.load_bench(path)
+
+
+def test_cli_checks_the_readme_before_training(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from salkit.train import repro
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    out = tmp_path / "r"
+    runner = CliRunner()
+    for args, message in ((["--publish", str(tmp_path / "docs"), "--readme", str(readme)], "results:begin"),
+                          (["--readme", str(readme)], "needs --publish"),
+                          (["--bench", str(tmp_path / "b.json")], "give --readme")):
+        result = runner.invoke(repro.main, ["--budget", "smoke", "--out", str(out), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not out.exists()  # nothing trained, nothing written
+    assert readme.read_text() == "# no markers\n"
+
+
+@pytest.mark.filterwarnings("ignore:This class will be removed:UserWarning")  # the toolkit's classic Fmeasure
+def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
+    import py_sod_metrics as sod
+    from PIL import Image
+
+    from salkit.runtime.evaluate import render_curves_png
+    from salkit.train.repro_curves import WIDTH, curve_results, curves_png
+
+    rng = np.random.default_rng(0)
+    masks = np.zeros((3, 24, 24), dtype=bool)
+    masks[:, 6:18, 4:16] = True
+    # Maps on the 1/255 grid that reach 0 and 1: the toolkit's uint8 path sees exactly the same values.
+    levels = np.clip(np.rint(255 * (0.6 * masks + rng.random(masks.shape) * 0.5)), 0, 255).astype(np.uint8)
+    levels[:, 0, 0], levels[:, 0, 1] = 0, 255
+    maps = {"good": levels / 255.0, "noise": rng.integers(0, 256, masks.shape).astype(np.uint8) / 255.0}
+    results = curve_results(maps, masks)
+    for label, values in maps.items():
+        reference = sod.Fmeasure()
+        for m, gt in zip(values, masks):
+            reference.step(pred=np.rint(m * 255).astype(np.uint8), gt=gt.astype(np.uint8) * 255)
+        pr = reference.get_results()["pr"]
+        # The toolkit orders thresholds from 255 down to 0; the curves go up.
+        assert results[label]["curves"]["precision"] == pytest.approx(np.flip(pr["p"]), abs=1e-9)
+        assert results[label]["curves"]["recall"] == pytest.approx(np.flip(pr["r"]), abs=1e-9)
+    assert results["good"]["max_f"] > results["noise"]["max_f"] + 0.2
+
+    png = curves_png(results, "seed 1")
+    one_row = Image.open(io.BytesIO(render_curves_png(results["good"])))
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        assert im.format == "PNG" and im.width == WIDTH
+        assert im.height == round(2 * one_row.height * WIDTH / one_row.width)  # one row per model
+    assert len(png) < 120_000  # small enough for the docs
