@@ -6,12 +6,14 @@ stack of Conv2d / BatchNorm2d / (Leaky)ReLU layers and ``tail`` — everything a
 activation (a 1-channel conv, Flatten, Linear, the sum) — is affine. Hence
 
 * the gradient of the tail w.r.t. its input is one constant tensor, computed once here by autograd;
-* each activation multiplies by its mask ``where(z > 0, 1, α)`` of the recorded pre-activation;
+* each activation's derivative multiplies by ``[z > 0] + α·[z ≤ 0]`` of the recorded activation (ReLU)
+  or pre-activation (leaky ReLU);
 * each conv (BatchNorm folded in) is undone by ``conv_transpose2d`` with the forward weights;
 * the first conv only needs the weight slice of the saliency channel(s);
 * finally ``sigmoid'(Y) = s(1 − s)``.
 
-Every step exports to ONNX Conv / ConvTranspose / Mul / Where / Sigmoid, all TensorRT-importable.
+Every step exports to ONNX Conv / Relu / ConvTranspose / Greater / Cast / Mul / Sigmoid, all
+TensorRT-importable.
 """
 
 from __future__ import annotations
@@ -83,15 +85,22 @@ class _ConvStage(nn.Module):
         self.out_hw = tuple(out_hw)
 
     def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """→ (activation, what ``backward`` needs to rebuild the activation's derivative)."""
         z = F.conv2d(a, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if self.slope is None:
             return z, None
-        mask = torch.where(z > 0, torch.ones_like(z), torch.full_like(z, self.slope))
-        return z * mask, mask  # leaky_relu(z) == z * mask
+        if self.slope == 0.0:
+            # A plain Relu fuses into the conv in ONNX Runtime and TensorRT; (relu(z) > 0) == (z > 0).
+            out = F.relu(z)
+            return out, out
+        return F.leaky_relu(z, self.slope), z
 
-    def backward(self, g: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if mask is not None:
-            g = g * mask
+    def backward(self, g: torch.Tensor, pre: torch.Tensor | None) -> torch.Tensor:
+        if pre is not None:
+            # Greater → Cast → Mul, not Where: ONNX Runtime's Where was ~9× slower (17 vs 1.9 ms on
+            # a (1, 32, 352, 352) map) and made up 40 % of this graph's time.
+            positive = (pre > 0).to(g.dtype)
+            g = g * (positive if not self.slope else positive * (1.0 - self.slope) + self.slope)
         return F.conv_transpose2d(g, self.weight_t, None, self.stride, self.padding, self.output_padding,
                                   self.groups, self.dilation)
 
@@ -149,13 +158,13 @@ class EnergyGrad(nn.Module):
     def forward(self, saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         s = torch.sigmoid(saliency)
         a = torch.cat([s, image] if self.saliency_first else [image, s], dim=1)  # (B, C_in, S, S)
-        masks: list[torch.Tensor | None] = []
+        saved: list[torch.Tensor | None] = []
         for stage in self.stages:
-            a, mask = stage(a)
-            masks.append(mask)
+            a, pre = stage(a)
+            saved.append(pre)
         g = self.tail_grad.expand_as(a)  # (1, C, h, w) → (B, C, h, w): ∂U/∂(last activation)
-        for stage, mask in zip(reversed(self.stages), reversed(masks)):
-            g = stage.backward(g, mask)
+        for stage, pre in zip(reversed(self.stages), reversed(saved)):
+            g = stage.backward(g, pre)
         return g * s * (1 - s)  # (B, 1, S, S)
 
 

@@ -3,9 +3,9 @@
 FLOPs are counted from the ONNX graphs (convolutions, transposed convolutions, MatMul and Gemm:
 2 FLOPs per multiply–add; elementwise ops are ignored, so the count is a lower bound of the work)
 at batch 1 (ONNX shape inference, or one ONNX Runtime run where sizes are data-dependent), and
-scale linearly with the batch. The peak is the best of
-a few float32 ``numpy.matmul`` calls on square matrices with every core, i.e. what this machine's
-BLAS reaches on the most favourable dense kernel. The ``onnx`` package is needed only here.
+scale linearly with the batch. The peak is the best of a few float32 square matrix products with
+every core, through numpy's BLAS and through ONNX Runtime's MLAS (:func:`gemm_rates`), i.e. what
+this machine reaches on the most favourable dense kernel. The ``onnx`` package is needed only here.
 """
 
 from __future__ import annotations
@@ -115,16 +115,56 @@ def graph_flops(path: str | Path) -> int:
     return total
 
 
-def gemm_peak_gflops(size: int = 1536, repeats: int = 8) -> float:
-    """Best float32 GEMM throughput of ``numpy.matmul`` here, in GFLOP/s."""
+def gemm_rates(size: int = 1536, repeats: int = 8) -> dict[str, float]:
+    """Best float32 GEMM throughput in GFLOP/s of each matrix-multiply kernel at hand here.
+
+    ``numpy`` (its bundled OpenBLAS) and ``onnxruntime`` (a one-node MatMul graph: MLAS, the
+    kernels the runtime's convolutions use). They can differ by 2×: the OpenBLAS wheel may pick
+    AVX2 kernels on a CPU whose AVX-512 units MLAS does use, and a peak that low would put the
+    runtime's convolutions above 100 % of it.
+    """
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     out = np.empty((size, size), dtype=np.float32)
-    np.matmul(a, b, out=out)  # warm-up: BLAS threads start, pages fault in
+    rates = {"numpy": _best_rate(lambda: np.matmul(a, b, out=out), size, repeats)}
+    session = _matmul_session(size)
+    if session is not None:
+        feeds = {"a": a, "b": b}
+        rates["onnxruntime"] = _best_rate(lambda: session.run(None, feeds), size, repeats)
+    return rates
+
+
+def gemm_peak_gflops(size: int = 1536, repeats: int = 8) -> float:
+    """The machine's measured fp32 GEMM peak: the best of :func:`gemm_rates`."""
+    return max(gemm_rates(size, repeats).values())
+
+
+def _best_rate(call: Any, size: int, repeats: int) -> float:
+    call()  # warm-up: threads start, pages fault in
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        np.matmul(a, b, out=out)
+        call()
         best = min(best, time.perf_counter() - start)
     return 2.0 * size**3 / best / 1e9
+
+
+def _matmul_session(size: int) -> Any:
+    try:
+        import onnx
+        import onnx.helper as helper
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    square = [size, size]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm",
+        [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, square) for n in ("a", "b")],
+        [helper.make_tensor_value_info("c", onnx.TensorProto.FLOAT, square)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])

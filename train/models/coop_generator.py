@@ -1,10 +1,12 @@
 """The latent-variable generator G(X, h) of the cooperative model.
 
-``encode(x)`` runs the backbone and reduces each level to the decoder width with a 3×3 conv
-(the MiDaS "scratch" layers); it does not see h, so N latent samples of one image share one
-``encode``. ``decode(feats, h)`` tiles h ∈ R^d over the top (stride-32) map, concatenates,
-maps back to the decoder width with a 3×3 conv, then fuses high → low levels with MiDaS-style
-feature-fusion blocks (residual conv units, bilinear upsampling) and a small head. The output
+``encode(x)`` runs the backbone, reduces each level to the decoder width with a 3×3 conv
+(the MiDaS "scratch" layers) and applies the fusion blocks' skip-path residual units to the three
+lower levels: none of that sees h, so N latent samples of one image share one ``encode`` (the
+skip units alone are a fifth of a decoder pass at 352²). ``decode(feats, h)`` tiles h ∈ R^d over
+the top (stride-32) map, concatenates, maps back to the decoder width with a 3×3 conv, then fuses
+high → low levels with MiDaS-style feature-fusion blocks (add the prepared skip, residual conv
+unit, bilinear upsampling) and a small head. The output
 is a logit map at 4× the stride-4 map's size, i.e. the input size for S divisible by 32.
 The decoder has no batch norm, so its output for one image never depends on the rest of
 the batch.
@@ -33,7 +35,8 @@ class ResidualConvUnit(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    """out = conv1x1(upsample(RCU2(x + RCU1(skip)))) — MiDaS's fusion block."""
+    """out = conv1x1(upsample(RCU2(x + RCU1(skip)))) — MiDaS's fusion block, in two parts:
+    ``prepare_skip`` (RCU1, independent of the top-down path) and ``forward`` (the rest)."""
 
     def __init__(self, width: int, with_skip: bool = True) -> None:
         super().__init__()
@@ -41,9 +44,14 @@ class FeatureFusionBlock(nn.Module):
         self.unit = ResidualConvUnit(width)
         self.out_conv = nn.Conv2d(width, width, 1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        if skip is not None and self.skip_unit is not None:
-            x = x + self.skip_unit(skip)
+    def prepare_skip(self, skip: torch.Tensor) -> torch.Tensor:
+        if self.skip_unit is None:
+            raise ValueError("this fusion block has no skip input")
+        return self.skip_unit(skip)
+
+    def forward(self, x: torch.Tensor, prepared_skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        if prepared_skip is not None:
+            x = x + prepared_skip
         x = self.unit(x)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
         return self.out_conv(x)
@@ -74,8 +82,10 @@ class CoopGenerator(nn.Module):
         )
 
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x (B,3,S,S) normalised → [feat0 … feat3], each (B, width, S/4·2^-i, …)."""
-        return [conv(f) for conv, f in zip(self.reduce, self.backbone(x))]
+        """x (B,3,S,S) normalised → [feat0 … feat3], each (B, width, S/4·2^-i, …): levels 0–2 are
+        prepared skips (after their fusion block's skip unit), level 3 the reduced top map."""
+        f1, f2, f3, f4 = (conv(f) for conv, f in zip(self.reduce, self.backbone(x)))
+        return [self.fusions[3].prepare_skip(f1), self.fusions[2].prepare_skip(f2), self.fusions[1].prepare_skip(f3), f4]
 
     def decode(self, feats: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
         """feats from ``encode`` (batch B) and h (B, d) → logits (B, 1, S, S)."""
