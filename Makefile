@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
+# The performance record at 352² (sal-runtime bench against torch eager), in runs/bench/*.json.
+bench: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/bench.sh
+
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)
 	$(PY) -m salkit.train.repro $(REPRO_ARGS)

@@ -59,10 +59,36 @@ def compare(graph: GraphDef, sess: ort.InferenceSession, inputs: Sequence[torch.
         scale = float(np.abs(b).max()) if b.size else 0.0
         rel = err / scale if scale > 0 else err
         if tolerance is not None and rel > tolerance:
-            raise SalkitError(f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime differs from the torch "
-                              f"reference by max abs {err:.3g} (relative {rel:.3g} > tolerance {tolerance:.1g})")
+            _judge_against_float64(graph, inputs, label, name, a, b, err, rel, tolerance)
         worst_abs, worst_rel = max(worst_abs, err), max(worst_rel, rel)
     return worst_abs, worst_rel
+
+
+# How much further from the float64 truth than torch's own float32 result ONNX Runtime may be.
+FLOAT32_NOISE_FACTOR = 4.0
+
+
+def _judge_against_float64(graph: GraphDef, inputs: Sequence[torch.Tensor], label: str, name: str,
+                           got: np.ndarray, expected: np.ndarray, err: float, rel: float, tolerance: float) -> None:
+    """Accept an output whose float32 rounding is no worse than torch's own, else raise.
+
+    An output much smaller than the values it is summed from (an energy gradient where the energy
+    is nearly flat) carries float32 cancellation noise in *both* implementations; then the two
+    differ by more than ``tolerance`` of the output while neither is wrong. The float64
+    reference tells them apart: ONNX Runtime passes if it is within ``tolerance`` of the float64
+    output or at most ``FLOAT32_NOISE_FACTOR`` times as far from it as torch in float32.
+    """
+    message = (f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime differs from the torch "
+               f"reference by max abs {err:.3g} (relative {rel:.3g} > tolerance {tolerance:.1g})")
+    with torch.no_grad():
+        truth = graph.run_reference_float64(*inputs)
+    if truth is None:
+        raise SalkitError(message)
+    exact = truth[list(graph.output_names).index(name)].detach().cpu().numpy()
+    ort_err = float(np.abs(got.astype(np.float64) - exact).max())
+    torch_err = float(np.abs(expected.astype(np.float64) - exact).max())
+    if ort_err > max(tolerance * float(np.abs(exact).max()), FLOAT32_NOISE_FACTOR * torch_err):
+        raise SalkitError(f"{message}; against float64 ONNX Runtime is off by {ort_err:.3g}, torch float32 by {torch_err:.3g}")
 
 
 def validate_graph(graph: GraphDef, path: str | Path, *, tolerance: float | None = None,

@@ -3,6 +3,7 @@ the torch reference its ONNX twin must reproduce."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from typing import Callable
 
@@ -29,4 +30,13 @@ class GraphDef:
     def run_reference(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fn = self.reference or self.module
         out = fn(*inputs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def run_reference_float64(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...] | None:
+        """The reference in float64 (a copy of its module), or None if it is not a module."""
+        fn = self.reference or self.module
+        if not isinstance(fn, torch.nn.Module):
+            return None
+        double = copy.deepcopy(fn).double()
+        out = double(*(t.double() if t.is_floating_point() else t for t in inputs))
         return tuple(out) if isinstance(out, (tuple, list)) else (out,)

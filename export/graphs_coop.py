@@ -63,10 +63,14 @@ def energy_autograd(energy: nn.Module) -> nn.Module:
     """∂U/∂Y by autograd: the reference the exported gradient graph must match."""
 
     class _Autograd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.energy = energy  # a submodule, so the export checks can copy it to float64
+
         def forward(self, saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
             with torch.enable_grad():
                 y = saliency.detach().clone().requires_grad_(True)
-                (grad,) = torch.autograd.grad(energy(y, image).sum(), y)
+                (grad,) = torch.autograd.grad(self.energy(y, image).sum(), y)
             return grad
 
     return _Autograd()

@@ -69,7 +69,7 @@ def test_resumed_run_equals_uninterrupted_run_and_warm_up_switches_solver(
 
 def test_cli_trains_and_refuses_to_overwrite(synthetic_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["--data", str(synthetic_dataset), "--out", str(out), "--preset", "tiny", "--image-size", "32",
+    args = ["--data", str(synthetic_dataset), "--out", str(out), "--preset", "tiny", "--size", "32",
             "--f-max-iter", "3", "--b-max-iter", "3", "--memory", "3", "--max-steps", "2", "--solver-warmup", "1",
             "--edge", "laplacian", "--solver", "equilibrium", "--no-progress", "--grid-every", "1"]
     result = CliRunner().invoke(train_qefpn, args)
