@@ -213,7 +213,7 @@ def _torch_runner(ckpt: str | Path, kind: str, samples: int, steps: int, manifes
         raise SalkitError(f"--compare-torch {ckpt} holds a {model.kind} model, the bundle is {kind}")
     if kind == "coop":
         return bench_torch.coop_eager(model, samples, steps, float(manifest.coop["langevin_step"]))
-    return bench_torch.qefpn_eager(model)
+    return bench_torch.qefpn_eager(model, steps)
 
 
 def format_record(record: dict[str, Any]) -> str:

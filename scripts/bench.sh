@@ -13,8 +13,8 @@ stage "synthetic data ($SIZE²) → $OUT/data"
 sal-data synth --out "$OUT/data" --n 8 --size "$SIZE" --seed 0 --force
 
 stage "one training step of each paper preset → $OUT/coop, $OUT/qefpn"
-train-coop --data "$OUT/data" --out "$OUT/coop" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1
-train-qefpn --data "$OUT/data" --out "$OUT/qefpn" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1
+train-coop --data "$OUT/data" --out "$OUT/coop" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1 --force
+train-qefpn --data "$OUT/data" --out "$OUT/qefpn" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1 --force
 
 stage "export → $OUT/bundle_coop, $OUT/bundle_qefpn"
 export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force

@@ -3,8 +3,8 @@
 Cooperative predict the authors' way: the **whole generator once per latent sample** (N passes,
 encoder included each time), the mean probability, then K Langevin steps whose energy gradient
 comes from autograd — what their test script and the paper's inference do, without this
-project's shared-encoder split. QE-FPN: the model's own forward (its Broyden solve) under
-``no_grad``. It lives in salkit.train because it needs torch; the runtime imports it only for --compare-torch.
+project's shared-encoder split. QE-FPN: the model's own solve with the runtime's fixed number of
+Broyden iterations, under ``no_grad``. It lives in salkit.train because it needs torch; the runtime imports it only for --compare-torch.
 """
 
 from __future__ import annotations
@@ -52,11 +52,19 @@ def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callab
     return run
 
 
-def qefpn_eager(model: Any) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+def qefpn_eager(model: Any, iterations: int) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """The model's own inject → Broyden solve → decode under ``no_grad``, with exactly
+    ``iterations`` Broyden steps like the runtime's solve: with the model's early stop the torch
+    side's work would depend on the test image (3 steps on a smooth picture, 30 on noise)."""
+    import dataclasses
+
     import torch
+
+    model.solver_config = dataclasses.replace(model.solver_config, f_max_iter=iterations)
 
     def run(x_np: np.ndarray, _latents: np.ndarray | None = None) -> np.ndarray:
         with torch.no_grad():
-            return torch.sigmoid(model(torch.from_numpy(x_np))).numpy()
+            z, _ = model.solve(model.inject(torch.from_numpy(x_np)), fixed_iterations=True)
+            return torch.sigmoid(model.decode(z)).numpy()
 
     return run

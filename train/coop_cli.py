@@ -74,9 +74,13 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads per process.")
 @click.option("--progress/--no-progress", default=True)
+@click.option("--force", is_flag=True, default=None, help="Start over in an OUT that already holds a run.")
 @report_user_errors
 def main(**opts: Any) -> None:
     """Train the cooperative saliency model (generator + energy) with Algorithm 1."""
+    out, force = Path(opts["out"]), opts.pop("force")
+    if (out / "last.pt").exists() and opts["resume"] is None and not force:
+        raise SalkitError(f"{out} already holds a run (last.pt); pass --resume {out / 'last.pt'} or --force")
     run(opts)
 
 

@@ -43,7 +43,9 @@ def test_float32_noise_of_torch_size_is_accepted(cancelling) -> None:  # type: i
     # Another float32 implementation: off from the truth by about as much as torch, differently.
     got = (exact - (expected - exact)).astype(np.float32)
     err = float(np.abs(got - expected).max())
-    _judge_against_float64(graph, inputs, "t", "y", got, expected, err, err / np.abs(expected).max(), 1e-4)
+    abs_err, rel_err = _judge_against_float64(graph, inputs, "t", "y", got, expected, err, err / np.abs(expected).max(), 1e-4)
+    assert abs_err == pytest.approx(np.abs(got.astype(np.float64) - exact).max())
+    assert rel_err == pytest.approx(abs_err / np.abs(exact).max())
 
 
 def test_a_wrong_output_is_still_refused(cancelling) -> None:  # type: ignore[no-untyped-def]

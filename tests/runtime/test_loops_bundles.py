@@ -90,3 +90,25 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
     for batch, entry in record["coop"].items():
         assert entry["torch_images_per_s"] == torch_rates[batch]
         assert entry["speedup_vs_torch"] == pytest.approx(entry["images_per_s"] / best)
+
+
+def test_torch_eager_baselines_compute_what_the_runtime_computes(coop, tiny_coop_checkpoint, tiny_qefpn_bundle,
+                                                                 tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """The bench's torch side does the same work as the runtime: same maps from the same inputs."""
+    from salkit.train import bench_torch
+
+    predictor, _ = coop
+    m = predictor.manifest
+    x = _x(m.input_size)
+    latents = np.random.default_rng(3).standard_normal((3, 2, int(m.coop["latent_dim"])), dtype=np.float32)
+    model = bench_torch.load_torch_model(tiny_coop_checkpoint, None)
+    eager = bench_torch.coop_eager(model, 3, 2, float(m.coop["langevin_step"]))(x, latents)
+    ours = predictor.predict_tensor(x, latents=latents, steps=2, uncertainty=False)["saliency"]
+    np.testing.assert_allclose(eager, ours, atol=1e-4)
+
+    with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as qefpn:
+        t = 4
+        xq = _x(qefpn.manifest.input_size)
+        eager = bench_torch.qefpn_eager(bench_torch.load_torch_model(tiny_qefpn_checkpoint, None), t)(xq)
+        ours = qefpn.predict_tensor(xq, steps=t)["saliency"]
+        np.testing.assert_allclose(eager, ours, atol=1e-4)

@@ -76,6 +76,19 @@ def test_bad_options_and_wrong_checkpoints(tmp_path: Path, data: Path, tiny_coop
     assert result.exit_code == 2 and "format version 7" in result.output
 
 
+def test_an_existing_run_is_kept_unless_forced(tmp_path: Path, data: Path, tiny_coop_checkpoint: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "last.pt").write_bytes(tiny_coop_checkpoint.read_bytes())
+    before = (out / "last.pt").read_bytes()
+    result = _cli("--data", data, "--out", out, *BASE, "--max-steps", "1")
+    assert result.exit_code == 2 and "already holds a run" in result.output and "--force" in result.output
+    assert (out / "last.pt").read_bytes() == before
+    result = _cli("--data", data, "--out", out, *BASE, "--max-steps", "1", "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / "last.pt").read_bytes() != before
+
+
 def test_divergent_langevin_chain_stops_cleanly_with_last_good_checkpoint(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "run"
     assert _cli("--data", data, "--out", out, *BASE, "--max-steps", "2", "--checkpoint-every", "1", "--grid-every", "2").exit_code == 0
