@@ -176,7 +176,7 @@ def broyden(
     iterations = xp.where(met, lowest_step, iterations)
     us = _zeros(xp, (batch, memory, dim), like=z)  # (B, M, D) update vectors u
     vts = _zeros(xp, (batch, memory, dim), like=z)  # (B, M, D) update vectors vᵀ
-    step = -_inv_jacobian_times(us, vts, gz, xp)  # = g(z): a plain fixed-point step
+    step = gz  # = −(−I)·g(z) with no updates yet: a plain fixed-point step
     nstep = 0
     while nstep < max_iter and (fixed or not bool(met.all())):
         if line_search:
@@ -202,15 +202,18 @@ def broyden(
         iterations = xp.where(newly_met, iterations * 0 + nstep, iterations)
         met = met | newly_met
 
-        # Sherman–Morrison: J⁻¹ ← J⁻¹ + (dz − J⁻¹dg)(dzᵀJ⁻¹) / (dzᵀJ⁻¹dg)
-        vt = _times_inv_jacobian(us, vts, dz, xp)  # (B, D): dzᵀ J⁻¹
+        # Sherman–Morrison: J⁻¹ ← J⁻¹ + (dz − J⁻¹dg)(dzᵀJ⁻¹) / (dzᵀJ⁻¹dg). Only the slots
+        # written so far take part: the others are zero, and the products are memory-bound in D.
+        used = min(nstep - 1, memory)
+        vt = _times_inv_jacobian(us[:, :used], vts[:, :used], dz, xp)  # (B, D): dzᵀ J⁻¹
         denom = (vt * dg).sum(-1)[:, None]  # (B, 1)
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is zeroed just below
-            u = (dz - _inv_jacobian_times(us, vts, dg, xp)) / denom  # (B, D)
+            u = (dz - _inv_jacobian_times(us[:, :used], vts[:, :used], dg, xp)) / denom  # (B, D)
         slot = (nstep - 1) % memory
         us[:, slot] = _finite_or_zero(u, xp)
         vts[:, slot] = _finite_or_zero(vt, xp)
-        step = -_inv_jacobian_times(us, vts, gz, xp)  # (B, D)
+        used = min(nstep, memory)
+        step = -_inv_jacobian_times(us[:, :used], vts[:, :used], gz, xp)  # (B, D)
         step = _finite_or_zero(step, xp)
 
     stats = {
