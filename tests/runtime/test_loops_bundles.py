@@ -112,3 +112,20 @@ def test_torch_eager_baselines_compute_what_the_runtime_computes(coop, tiny_coop
         eager = bench_torch.qefpn_eager(bench_torch.load_torch_model(tiny_qefpn_checkpoint, None), t)(xq)
         ours = qefpn.predict_tensor(xq, steps=t)["saliency"]
         np.testing.assert_allclose(eager, ours, atol=1e-4)
+
+
+def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_bundle) -> None:  # type: ignore[no-untyped-def]
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    before = blas_threads()
+    seen: list[set[int]] = []
+    with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:
+        runner = predictor._qefpn.runners.f
+        run = runner.run
+        runner.run = lambda binding: (seen.append(blas_threads()), run(binding))[1]  # type: ignore[method-assign]
+        predictor.predict_tensor(_x(predictor.manifest.input_size), steps=3)
+    assert len(seen) == 4 and all(s == {1} for s in seen)  # z0 and 3 steps, all inside the solve
+    assert blas_threads() == before
