@@ -26,6 +26,28 @@ def _check_parent_writable(path: Path) -> None:
         raise SalkitError(f"directory {parent} is not writable")
 
 
+def _umask() -> int:
+    """The process umask (read from /proc where it can be, so it is never changed, even briefly)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_created(path: Path, base_mode: int) -> None:
+    """Give a temporary file or directory the mode ``open``/``mkdir`` would have given it.
+
+    ``mkstemp``/``mkdtemp`` create 0600/0700 entries; renamed into place those would keep a bundle
+    from being read by another user (a Triton server in a container, a web server).
+    """
+    os.chmod(path, base_mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``.
@@ -38,6 +60,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    _as_created(tmp, 0o666)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -71,6 +94,7 @@ def atomic_directory(path: str | os.PathLike[str], *, force: bool = False) -> It
         raise SalkitError(f"{target} exists and is not a directory")
     _check_parent_writable(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    _as_created(tmp, 0o777)
     try:
         yield tmp
         if target.exists():

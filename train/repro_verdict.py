@@ -120,7 +120,10 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def format_stat(stat: Mapping[str, float], digits: int = 3) -> str:
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+    mean, std = stat["mean"], stat["std"]
+    if 0 < abs(mean) < 10 ** (1 - digits):  # fixed point would print 0.000 (relative residuals ~1e-4)
+        return f"{mean:.3g} ± {std:.2g}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown_claim(name: str, claim: Mapping[str, Any]) -> str:

@@ -58,3 +58,25 @@ def test_cli_user_error_is_one_line_and_exit_2() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_get_the_mode_plain_writes_get(tmp_path: Path, umask: int) -> None:
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        (tmp_path / "plain.txt").write_text("x")
+        (tmp_path / "plain_dir").mkdir()
+        atomic_write_text(tmp_path / "atomic.txt", "x")
+        with atomic_directory(tmp_path / "atomic_dir") as d:
+            (d / "f").write_text("x")
+    finally:
+        os.umask(old)
+
+    def mode(p: Path) -> int:
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(tmp_path / "atomic.txt") == mode(tmp_path / "plain.txt") == 0o666 & ~umask
+    assert mode(tmp_path / "atomic_dir") == mode(tmp_path / "plain_dir") == 0o777 & ~umask

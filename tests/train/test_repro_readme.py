@@ -192,3 +192,11 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
         assert im.format == "PNG" and im.width == WIDTH
         assert im.height == round(2 * one_row.height * WIDTH / one_row.width)  # one row per model
     assert len(png) < 120_000  # small enough for the docs
+
+
+def test_small_means_keep_their_significant_digits() -> None:
+    from salkit.train.repro_verdict import format_stat
+
+    assert format_stat({"mean": 0.25251, "std": 0.0248}, 4) == "0.2525 ± 0.0248"
+    assert format_stat({"mean": 1.234e-4, "std": 5.6e-5}, 3) == "0.000123 ± 5.6e-05"
+    assert format_stat({"mean": 0.0, "std": 0.0}, 3) == "0.000 ± 0.000"
