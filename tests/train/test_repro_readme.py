@@ -200,3 +200,11 @@ def test_small_means_keep_their_significant_digits() -> None:
     assert format_stat({"mean": 0.25251, "std": 0.0248}, 4) == "0.2525 ± 0.0248"
     assert format_stat({"mean": 1.234e-4, "std": 5.6e-5}, 3) == "0.000123 ± 5.6e-05"
     assert format_stat({"mean": 0.0, "std": 0.0}, 3) == "0.000 ± 0.000"
+
+
+def test_a_publishing_call_reports_the_measuring_calls_wall_time() -> None:
+    from salkit.train.repro import _wall_time
+
+    assert "last call that trained and measured into `<out>` 551 s" in _wall_time({"seconds": 0.1, "machine": {"measuring_call_seconds": 550.7}})
+    assert "last call" not in _wall_time({"seconds": 550.7, "machine": {"measuring_call_seconds": 550.7}})
+    assert "last call" not in _wall_time({"seconds": 3.0, "machine": {}})  # records from before the field existed
