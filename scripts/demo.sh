@@ -13,7 +13,7 @@ sal-data synth --out "$OUT/data/train" --n 200 --size "$SIZE" --seed 0 --force
 sal-data synth --out "$OUT/data/test" --n 40 --size "$SIZE" --seed 1 --force
 
 stage "2/7 train a tiny cooperative model → $OUT/coop"
-train-coop --data "$OUT/data/train" --out "$OUT/coop" --preset tiny --size "$SIZE" --epochs 2 --force
+train-coop --data "$OUT/data/train" --out "$OUT/coop" --preset tiny --size "$SIZE" --epochs 5 --force
 
 stage "3/7 export → $OUT/bundle"
 export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle" --force

@@ -57,7 +57,8 @@ class CoopSettings:
     beta1: float = 0.9
     lr_decay: float = 0.9
     lr_decay_every: int = 20  # epochs
-    ce_weight: float = 1.0  # λ at the start; decays linearly to 0
+    ce_weight: float = 1.0  # λ at the start; decays linearly to 0 (ce_decay) or stays
+    ce_decay: bool = True  # Algorithm 1's schedule; False keeps λ = ce_weight throughout
     langevin_noise: bool = True
     energy_reg: float = 0.0  # α·mean(U²) on the θ update; 0 = the paper (no regulariser)
 
@@ -114,7 +115,8 @@ class CoopTrainer(Trainer):
         y_tilde = self._revise_saliency(y_hat, x)
         h_tilde = self._revise_latent(feats, y_tilde, h_hat)
         gap = self._update_energy(x, mask_to_logits(mask), y_tilde)
-        regression, ce, lam = self._update_generator(feats, h_tilde, y_tilde, mask)
+        regression, ce, lam = self._update_generator(feats, h_tilde, y_tilde, mask,
+                                                     ce_weight=None if s.ce_decay else s.ce_weight)
         self._last = {"image": x, "mask": mask, "y_hat": y_hat, "y_tilde": y_tilde}
         return {"energy_gap": gap, "regression": regression, "ce": ce, "lambda": lam}
 

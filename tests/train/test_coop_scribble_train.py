@@ -52,8 +52,6 @@ def test_bad_scribbles_name_the_file(tmp_path: Path, data: Path) -> None:
     assert result.exit_code == 2 and "no scribble folder" in result.output
     result = _cli("--data", data, "--out", tmp_path / "o", *BASE, "--dump-recovered", "2")
     assert result.exit_code == 2 and "--dump-recovered needs --scribble" in result.output
-    result = _cli("--data", data, "--out", tmp_path / "o", *BASE, "--ce-constant")
-    assert result.exit_code == 2 and "--ce-decay/--ce-constant need --scribble" in result.output
     assert not (tmp_path / "o" / "last.pt").exists()
 
 

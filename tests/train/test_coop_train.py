@@ -89,6 +89,23 @@ def test_an_existing_run_is_kept_unless_forced(tmp_path: Path, data: Path, tiny_
     assert (out / "last.pt").read_bytes() != before
 
 
+@pytest.mark.parametrize("flag, preset, constant", [("--ce-constant", "paper", True), ("--ce-decay", "tiny", False),
+                                                     (None, "tiny", True)])
+def test_ce_weight_schedule_under_full_supervision(tmp_path: Path, data: Path, flag: str | None, preset: str,
+                                                    constant: bool) -> None:
+    import csv
+
+    args = ["--data", data, "--out", tmp_path / "o", "--preset", preset, "--backbone", "tiny", "--size", "32",
+            "--batch-size", "4", "--epochs", "1", "--max-steps", "3", "--grid-every", "0", "--no-progress",
+            "--threads", "1", "--ce-weight", "0.5"]
+    result = _cli(*args, *([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    with open(tmp_path / "o" / "log.csv") as handle:
+        lambdas = [float(row["lambda"]) for row in csv.DictReader(handle)]
+    assert len(lambdas) == 3 and lambdas[0] == pytest.approx(0.5)
+    assert (lambdas == [0.5, 0.5, 0.5]) == constant and (lambdas[2] < lambdas[0]) != constant
+
+
 def test_divergent_langevin_chain_stops_cleanly_with_last_good_checkpoint(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "run"
     assert _cli("--data", data, "--out", out, *BASE, "--max-steps", "2", "--checkpoint-every", "1", "--grid-every", "2").exit_code == 0
