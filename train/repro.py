@@ -323,7 +323,7 @@ def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tup
 
 @click.command(name="repro", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--budget", type=click.Choice(sorted(BUDGETS)), default=None,
-              help="smoke: seconds, checks the harness; full: about an hour on a quiet 2-core CPU. "
+              help="smoke: seconds, checks the harness; full: about 9 minutes on a quiet 2-core CPU. "
                    "Default: the budget --out already holds, else full.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/repro"), show_default=True)
 @click.option("--claims", default=None, help="Comma-separated subset (ablation, refine, uncertainty, solvers, edge, "
@@ -352,7 +352,7 @@ def main(budget: str | None, out: Path, claims: str | None, threads: int, publis
         raise SalkitError("--readme needs --publish DOCS: the README links the pictures published there")
     if bench and readme is None:
         raise SalkitError("--bench goes into the README's results section: give --readme too")
-    # Everything the README step needs is checked before a run that may take an hour.
+    # Everything the README step needs is checked before a run that takes minutes.
     if readme is not None:
         repro_readme.check_readme(readme)
     records = [repro_readme.load_bench(path) for path in bench]
