@@ -55,7 +55,7 @@ def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callab
 def qefpn_eager(model: Any, iterations: int) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
     """The model's own inject → Broyden solve → decode under ``no_grad``, with exactly
     ``iterations`` Broyden steps like the runtime's solve: with the model's early stop the torch
-    side's work would depend on the test image (3 steps on a smooth picture, 30 on noise)."""
+    side's work would depend on how soon an image's solve meets the tolerance."""
     import dataclasses
 
     import torch
