@@ -30,7 +30,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
              "ce_decay": False},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
-                "lr_decay_every", "ce_weight", "energy_reg")
+                "lr_decay_every", "ce_weight", "energy_reg", "generator_only")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -48,6 +48,9 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
                    "only measures the recovery.")
 @click.option("--ce-decay/--ce-constant", "ce_decay", default=None,
               help="λ decays to 0 as in Algorithm 1, or stays at --ce-weight [decay; with --scribble: constant].")
+@click.option("--generator-only", type=click.Choice(["deterministic", "latent"]), default=None,
+              help="Ablation baselines: train only the generator — deterministic G(X) (h = 0, BCE) or the "
+                   "latent-variable G(X,h) alone (h inferred from the ground truth); the energy stays untrained.")
 @click.option("--dump-recovered", type=int, default=None,
               help="With --scribble: steps between PNGs of image | scribble | recovered label (| gt); 0 = never [0].")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder: last.pt, log.csv, grids/.")
@@ -111,6 +114,8 @@ def _validate(o: dict[str, Any]) -> None:
     _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
     if o.get("dump_recovered") and not o.get("scribble"):
         raise SalkitError("--dump-recovered needs --scribble (there is nothing to recover under full supervision)")
+    if o.get("generator_only") and o.get("scribble"):
+        raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():

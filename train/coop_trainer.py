@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.train.coop_baselines import generator_only_step
 from salkit.train.coop_langevin import revise_latent, revise_saliency
 from salkit.train.coop_scribble import ScribbleOptions, scribble_step
 from salkit.train.engine.trainer import Trainer
@@ -59,6 +60,7 @@ class CoopSettings:
     lr_decay_every: int = 20  # epochs
     ce_weight: float = 1.0  # λ at the start; decays linearly to 0 (ce_decay) or stays
     ce_decay: bool = True  # Algorithm 1's schedule; False keeps λ = ce_weight throughout
+    generator_only: str | None = None  # Table 2's baselines (coop_baselines.MODES); None = cooperative
     langevin_noise: bool = True
     energy_reg: float = 0.0  # α·mean(U²) on the θ update; 0 = the paper (no regulariser)
 
@@ -105,6 +107,8 @@ class CoopTrainer(Trainer):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         if self.scribble is not None:
             return scribble_step(self, batch)
+        if self.settings.generator_only is not None:
+            return generator_only_step(self, batch)
         s = self.settings
         x, mask = batch["image"], batch["mask"]
         generator, energy = self.model.generator, self.model.energy
@@ -160,16 +164,16 @@ class CoopTrainer(Trainer):
         return float(gap.detach())
 
     def _update_generator(
-        self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor, mask: torch.Tensor,
+        self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor | None, mask: torch.Tensor,
         ce_mask: torch.Tensor | None = None, ce_weight: float | None = None,
     ) -> tuple[float, float, float]:
         """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all);
-        ``ce_weight``: λ for this step (None = the decaying schedule)."""
+        ``ce_weight``: λ for this step (None = the decaying schedule); ``y_tilde`` None: no regression term."""
         s = self.settings
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
         logits = self.model.generator.decode(feats, h_tilde)
-        regression = (logits - y_tilde).pow(2).mean() / (2.0 * s.sigma * s.sigma)
+        regression = (logits - y_tilde).pow(2).mean() / (2.0 * s.sigma * s.sigma) if y_tilde is not None else logits.new_zeros(())
         if ce_mask is None:
             ce = F.binary_cross_entropy_with_logits(logits, mask)
         else:

@@ -67,7 +67,8 @@ def _finish(run_dir: Path) -> Path:
     return run_dir / "last.pt"
 
 
-def train_coop(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, scribble: bool = False) -> Path:
+def train_coop(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, scribble: bool = False,
+               generator_only: str | None = None) -> Path:
     from salkit.train import coop_cli
 
     run_dir = runs / f"{key}_s{seed}"
@@ -81,6 +82,8 @@ def train_coop(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, s
                  "--batch-size", str(budget.coop_batch), "--seed", str(seed), "--checkpoint-every", "25"]
         if scribble:
             args.append("--scribble")
+        if generator_only:
+            args += ["--generator-only", generator_only]
     ctx = coop_cli.main.make_context("train-coop", args)
     coop_cli.run(ctx.params)
     return _finish(run_dir)
