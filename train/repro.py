@@ -323,7 +323,7 @@ def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tup
 
 @click.command(name="repro", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--budget", type=click.Choice(sorted(BUDGETS)), default=None,
-              help="smoke: seconds, checks the harness; full: about 9 minutes on a quiet 2-core CPU. "
+              help="smoke: seconds, checks the harness; full: about 10 minutes on a quiet 2-core CPU. "
                    "Default: the budget --out already holds, else full.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/repro"), show_default=True)
 @click.option("--claims", default=None, help="Comma-separated subset (ablation, refine, uncertainty, solvers, edge, "
