@@ -30,7 +30,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
              "ce_decay": False},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
-                "lr_decay_every", "ce_weight", "energy_reg", "generator_only")
+                "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -152,9 +152,8 @@ def run(opts: dict[str, Any]) -> Any:
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
         energy_width=o.get("energy_width"), backbone_weights=None if ckpt else o.get("backbone_weights"),
     )
+    # ce_decay is read from ScribbleOptions in scribble mode (its default there is constant λ).
     settings = CoopSettings(**{k: o[k] for k in SETTING_KEYS if o.get(k) is not None})
-    if not scribble and o.get("ce_decay") is not None:  # scribble mode reads it from ScribbleOptions
-        settings.ce_decay = bool(o["ce_decay"])
     loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
                        progress=o["progress"], max_steps=o.get("max_steps"),
                        **{k: o[k] for k in ("checkpoint_every", "grid_every") if o.get(k) is not None})
