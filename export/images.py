@@ -13,7 +13,7 @@ from salkit.kernels.errors import SalkitError
 
 def image_files(directory: str | Path) -> list[Path]:
     """Images of ``directory``, or of its ``img``/``images`` sub-folder (a dataset root)."""
-    from salkit.runtime.images import list_images
+    from salkit.base.images import list_images
 
     root = Path(directory)
     for sub in ("img", "images", "Imgs"):
@@ -25,7 +25,7 @@ def image_files(directory: str | Path) -> list[Path]:
 def load_images(directory: str | Path, size: int, mean: Sequence[float], std: Sequence[float],
                 limit: int) -> torch.Tensor:
     """Up to ``limit`` images as a normalised ``(N, 3, S, S)`` float32 batch."""
-    from salkit.runtime.images import decode_image, preprocess
+    from salkit.base.images import decode_image, preprocess
 
     files = image_files(directory)[:limit]
     if not files:

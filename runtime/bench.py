@@ -56,7 +56,7 @@ def timings(call: Callable[[], Any], warmup: int, repeat: int) -> dict[str, floa
 
 def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: int = 0) -> np.ndarray:
     """A normalised (B, 3, S, S) batch: the given images (cycled) or smooth synthetic pictures."""
-    from salkit.runtime.images import decode_image, preprocess
+    from salkit.base.images import decode_image, preprocess
 
     if images:
         pictures = [decode_image(images[i % len(images)]) for i in range(batch)]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from salkit.kernels.atomic import atomic_path
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import format_paths, is_image_path, list_images
+from salkit.base.images import format_paths, is_image_path, list_images
 
 T = TypeVar("T")
 ENTROPY_MAX = math.log(2.0)  # binary entropy in nats peaks at ln 2: uncertainty PNGs are scaled by it

@@ -65,7 +65,7 @@ def bench(
     """
     from salkit.kernels.atomic import atomic_write_text
     from salkit.runtime.bench import format_record, run_bench
-    from salkit.runtime.images import list_images
+    from salkit.base.images import list_images
 
     images = list_images(images_dir) if images_dir else None
     record = run_bench(

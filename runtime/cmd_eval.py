@@ -22,7 +22,7 @@ def eval_command(pred_dir: str, gt_dir: str, json_path: str | None, plot_path: s
     Predictions are resized to their ground truth's size. Nothing is written unless every pair
     was read and scored.
     """
-    from salkit.runtime.evaluate import evaluate_dirs, format_table, write_reports
+    from salkit.base.metrics import evaluate_dirs, format_table, write_reports
 
     results = evaluate_dirs(pred_dir, gt_dir, minmax=not no_minmax)
     write_reports(results, json_path=json_path, plot_path=plot_path)

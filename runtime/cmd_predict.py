@@ -51,7 +51,7 @@ def predict(
     import numpy as np
 
     from salkit.runtime.cli_common import ENTROPY_MAX, Failures, check_out_dir, chunks, input_files, progress, write_grid
-    from salkit.runtime.images import decode_image, save_png_map
+    from salkit.base.images import decode_image, save_png_map
     from salkit.runtime.predictor import Predictor
 
     files = input_files(source, limit)

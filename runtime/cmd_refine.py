@@ -32,7 +32,7 @@ def refine(
     each image's size. Unreadable pairs are reported and skipped (exit code 1) unless --strict.
     """
     from salkit.runtime.cli_common import Failures, check_out_dir, chunks, progress
-    from salkit.runtime.images import decode_image, pair_by_stem, read_mask, save_png_map
+    from salkit.base.images import decode_image, pair_by_stem, read_mask, save_png_map
     from salkit.runtime.predictor import Predictor
 
     pairs = pair_by_stem(images_dir, maps_dir, what_a="image folder", what_b="map folder")

@@ -2,7 +2,7 @@
 
 Accepted, alone or in a list (mixed freely):
 
-* file paths (``str`` / ``Path``) — decoded by :func:`salkit.runtime.images.decode_image`;
+* file paths (``str`` / ``Path``) — decoded by :func:`salkit.base.images.decode_image`;
 * PIL images of any mode — converted to RGB;
 * uint8 arrays ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped);
 * float arrays ``(3, H, W)`` or batches ``(B, 3, H, W)``, already normalised with the bundle's
@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import _high_depth_to_uint8, decode_image, preprocess
+from salkit.base.images import _high_depth_to_uint8, decode_image, preprocess
 
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 

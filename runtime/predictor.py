@@ -28,7 +28,7 @@ from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends import create_runner, device_for, resolve_backend
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
-from salkit.runtime.images import check_map, resize_map
+from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
 from salkit.runtime.loops import LOGIT_EPS, CoopLoop, CoopRunners, check_steps
 from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
@@ -241,7 +241,7 @@ class Predictor:
         for i, item in enumerate(map_items):
             item = to_numpy(item, i)
             if isinstance(item, (str, Path)):
-                from salkit.runtime.images import read_mask
+                from salkit.base.images import read_mask
 
                 item = read_mask(item)
             values = check_map(item, name=f"map {i}")

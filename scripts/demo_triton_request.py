@@ -22,7 +22,7 @@ import tritonclient.http as triton
 from PIL import Image
 
 from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
-from salkit.runtime.images import decode_image, to_uint8_map
+from salkit.base.images import decode_image, to_uint8_map
 
 MODELS = ("saliency", "qefpn")  # what a coop or a QE-FPN bundle serves
 

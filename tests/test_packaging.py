@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"train": "salkit.train", "export": "salkit.export", "runtime": "salkit.runtime", "kernels": "salkit.kernels"}
+FOLDERS = {"train": "salkit.train", "export": "salkit.export", "runtime": "salkit.runtime", "kernels": "salkit.kernels", "base": "salkit.base"}
 
 
 def _pyproject() -> dict:

@@ -16,8 +16,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD, decode_gray, decode_image
-from salkit.train.data.layout import duts_samples
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD, decode_gray, decode_image
+from salkit.base.layout import duts_samples
 
 
 class SaliencyPairs(Dataset):

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop_langevin import Chain
 from salkit.train.coop_scribble_langevin import infer_latent_observed, recover_saliency
 from salkit.train.engine.logs import save_grid

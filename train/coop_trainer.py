@@ -38,7 +38,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop_baselines import generator_only_step
 from salkit.train.coop_langevin import revise_latent, revise_saliency
 from salkit.train.coop_scribble import ScribbleOptions, scribble_step

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.engine.trainer import Trainer
 from salkit.train.qefpn_loss import qefpn_loss
 

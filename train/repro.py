@@ -264,7 +264,7 @@ def write_grids(out: Path, ctx: Any, results: dict[str, Any], maps: dict[str, An
     import numpy as np
     import torch
 
-    from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+    from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
     from salkit.train import repro_runs as rr
     from salkit.train.engine.logs import save_grid
 

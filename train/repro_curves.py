@@ -21,7 +21,7 @@ WIDTH = 760
 def curve_results(maps: Mapping[str, np.ndarray], masks: np.ndarray) -> dict[str, dict[str, Any]]:
     """Per label, ``evaluate_arrays`` of its probability maps (B,S,S) against boolean masks (B,S,S)
     (scalars and the 256-threshold ``curves``)."""
-    from salkit.runtime.evaluate import evaluate_arrays
+    from salkit.base.metrics import evaluate_arrays
 
     return {label: evaluate_arrays([m.astype(np.float32) for m in values], list(masks)) for label, values in maps.items()}
 
@@ -31,7 +31,7 @@ def curves_png(results: Mapping[str, Mapping[str, Any]], caption: str = "") -> b
     and stored with a 256-colour palette (line plots lose nothing visible; the file shrinks ~3×)."""
     from PIL import Image
 
-    from salkit.runtime.evaluate import render_curves_png
+    from salkit.base.metrics import render_curves_png
 
     rows = []
     for label, result in results.items():

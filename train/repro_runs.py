@@ -126,7 +126,7 @@ def load_test(test_dir: Path, size: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def metrics(maps: np.ndarray, masks: np.ndarray, keys: tuple[str, ...]) -> dict[str, float]:
     """PySODMetrics scores (via ``evaluate_arrays``) of probability maps (B,S,S) against masks."""
-    from salkit.runtime.evaluate import evaluate_arrays
+    from salkit.base.metrics import evaluate_arrays
 
     results = evaluate_arrays([m.astype(np.float32) for m in maps], list(masks))
     return {k: float(results[k]) for k in keys}

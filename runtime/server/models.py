@@ -7,7 +7,7 @@ A coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle serves ``qefpn
 * ``UINT8 [B, H, W, 3]``: RGB pixels of B images of one size. The server resizes them to the
   bundle's input size and normalises them; maps come back at ``H × W``.
 * ``FP32 [B, 3, S, S]``: already resized to the bundle's S and normalised with its mean/std
-  (what ``salkit.runtime.images.preprocess`` returns); maps come back at ``S × S``.
+  (what ``salkit.base.images.preprocess`` returns); maps come back at ``S × S``.
 
 ``saliency`` outputs ``SALIENCY`` FP32 ``[B, 1, H, W]`` (probabilities) and ``UNCERTAINTY`` FP32
 ``[B, 3, H, W]``: channels predictive, aleatoric, epistemic entropy (nats). Request parameters:
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.runtime import images
+from salkit.base import images
 from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 

@@ -21,7 +21,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from salkit.runtime import images
+from salkit.base import images
 from salkit.runtime.server.models import UNCERTAINTY_CHANNELS, ServedModel
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 

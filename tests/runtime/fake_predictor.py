@@ -43,7 +43,7 @@ def expected_saliency(x: np.ndarray, samples: int, steps: int) -> np.ndarray:
 
 def expected_uint8_saliency(img: np.ndarray, samples: int = 2, steps: int = 3) -> np.ndarray:
     """Expected SALIENCY for a UINT8 (B,H,W,3) batch: preprocess → closed form → resize back to H×W."""
-    from salkit.runtime import images
+    from salkit.base import images
 
     manifest = make_manifest()
     x = images.preprocess(list(img), SIZE, manifest.mean, manifest.std)

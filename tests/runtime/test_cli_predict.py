@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from salkit.runtime.cli import main
-from salkit.runtime.images import read_mask
+from salkit.base.images import read_mask
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 

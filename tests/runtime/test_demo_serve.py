@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.runtime.images import decode_image, to_uint8_map
+from salkit.base.images import decode_image, to_uint8_map
 from salkit.runtime.predictor import Predictor
 from tests.runtime.server_helpers import ROOT
 

@@ -16,9 +16,9 @@ from PIL import Image
 from scipy import ndimage
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime import evaluate as ev
+from salkit.base import metrics as ev
 from salkit.runtime.cmd_eval import eval_command
-from salkit.runtime.evaluate import SCALARS, evaluate_arrays, evaluate_dirs
+from salkit.base.metrics import SCALARS, evaluate_arrays, evaluate_dirs
 
 
 def _pairs(n: int = 5, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -16,7 +16,7 @@ from PIL import Image
 
 from salkit.kernels.errors import SalkitError
 from salkit.runtime import Prediction, Predictor
-from salkit.runtime.images import preprocess, resize_map
+from salkit.base.images import preprocess, resize_map
 from salkit.runtime.inputs import to_batch
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.runtime import images
+from salkit.base import images
 from salkit.runtime.batching import BatchingPredictor
 from salkit.runtime.predictor import Predictor
 from salkit.runtime.server.app import create_app

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime import images
+from salkit.base import images
 from salkit.runtime.server.app import create_app
 from tests.runtime.fake_predictor import SIZE, FakePredictor, entropy, expected_refine, expected_saliency, expected_uint8_saliency, make_manifest
 from tests.runtime.server_helpers import AUTH, TOKEN, binary_request, decode_response, json_tensor, make_client, wait_ready

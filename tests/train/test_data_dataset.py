@@ -12,7 +12,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.data.dataset import SaliencyDataset
 
 torch.set_num_threads(1)

@@ -164,7 +164,7 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
     import py_sod_metrics as sod
     from PIL import Image
 
-    from salkit.runtime.evaluate import render_curves_png
+    from salkit.base.metrics import render_curves_png
     from salkit.train.repro_curves import WIDTH, curve_results, curves_png
 
     rng = np.random.default_rng(0)

@@ -32,7 +32,7 @@ def synth(out: str, n: int, size: int, seed: int, force: bool) -> None:
 @report_user_errors
 def check(root: str) -> None:
     """Validate a dataset tree: pairing, sizes, mask and scribble values, scribble/mask agreement."""
-    from salkit.train.data.layout import check_dataset
+    from salkit.base.layout import check_dataset
 
     report = check_dataset(root)
     labels = [name for name in ("masks", "scribbles") if report[name]]

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.train.data.layout import check_dataset, duts_samples, image_folder, read_scribble, scribble_samples
+from salkit.base.layout import check_dataset, duts_samples, image_folder, read_scribble, scribble_samples
 
 
 @pytest.fixture()

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import decode_gray, decode_image, format_paths, list_images, pair_by_stem
+from salkit.base.images import decode_gray, decode_image, format_paths, list_images, pair_by_stem
 
 IMAGE_DIRS = ("img", "image", "images", "Imgs", "DUTS-TR-Image", "DUTS-TE-Image")
 MASK_DIRS = ("gt", "GT", "mask", "masks", "DUTS-TR-Mask", "DUTS-TE-Mask")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import (
+from salkit.base.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     decode_gray,

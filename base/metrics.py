@@ -26,7 +26,7 @@ import numpy as np
 
 from salkit.kernels.atomic import atomic_write_bytes
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.images import check_map, decode_gray, pair_by_stem, resize_map
+from salkit.base.images import check_map, decode_gray, pair_by_stem, resize_map
 
 F_BETA2 = 0.3
 SCALARS = (
