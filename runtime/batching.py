@@ -10,7 +10,7 @@ locking of its own.
 
 Callers use :meth:`DynamicBatcher.submit` (a :class:`concurrent.futures.Future`, for threads) or
 :meth:`DynamicBatcher.submit_async` (awaitable, for asyncio); cancelling either before the batch
-starts drops the request. :class:`BatchingPredictor` wraps a ``Predictor`` with the same
+starts drops the request. :class:`~salkit.runtime.batching_predictor.BatchingPredictor` wraps a ``Predictor`` with the same
 tensor-level signature. No torch here.
 """
 
@@ -343,11 +343,3 @@ class DynamicBatcher:
         self.batch_sizes[stats.size] += 1
         self._hook(self._on_batch, stats)
 
-
-def __getattr__(name: str) -> Any:
-    # BatchingPredictor lives in its own module; keep salkit.runtime.batching.BatchingPredictor working.
-    if name == "BatchingPredictor":
-        from salkit.runtime.batching_predictor import BatchingPredictor
-
-        return BatchingPredictor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from salkit.base import images
-from salkit.runtime.batching import BatchingPredictor
+from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.predictor import Predictor
 from salkit.runtime.server.app import create_app
 from salkit.runtime.server.cmd_serve import serve
