@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +18,11 @@ import onnx
 import torch
 
 from salkit.export import graphs_coop
+from salkit.export.batch_profile import BatchProfile
 from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
 from salkit.export.graphs import GraphDef
 from salkit.export.onnx_io import OPSET, export_module, io_specs
-from salkit.kernels.atomic import atomic_directory
+from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import REQUIRED_GRAPHS, GraphSpec, Manifest, TensorSpec, sha256_file
 
@@ -33,26 +33,6 @@ DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on
 CALIB_IMAGES = 32  # images int8 calibration reads at most
 
 Progress = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchProfile:
-    min: int = 1
-    opt: int = 8
-    max: int = 16
-
-    @classmethod
-    def parse(cls, spec: str) -> "BatchProfile":
-        match = re.fullmatch(r"\s*(\d+):(\d+):(\d+)\s*", spec or "")
-        if not match:
-            raise SalkitError(f"invalid batch spec {spec!r}: expected MIN:OPT:MAX, e.g. 1:8:16")
-        lo, opt, hi = (int(v) for v in match.groups())
-        if not 1 <= lo <= opt <= hi:
-            raise SalkitError(f"invalid batch spec {spec!r}: need 1 ≤ MIN ≤ OPT ≤ MAX")
-        return cls(lo, opt, hi)
-
-    def as_dict(self) -> dict[str, int]:
-        return {"min": self.min, "opt": self.opt, "max": self.max}
 
 
 @dataclasses.dataclass
@@ -233,15 +213,6 @@ def _int8_scheme(options: ExportOptions) -> str:
         raise SalkitError("--int8-scheme cpu (uint8 activations) cannot be built into TensorRT engines; "
                           "use --int8-scheme tensorrt or --no-engine")
     return scheme
-
-
-def make_readable(directory: Path) -> None:
-    """Give the tree the permissions of a normal mkdir/open under the umask: the temporary
-    directory and files (mkdtemp/mkstemp) are private, a bundle is meant to be served by others."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in (directory, *directory.rglob("*")):
-        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _engines(manifest: Manifest, directory: Path, options: ExportOptions, progress: Progress) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
          no_engine: bool, triton_repo: Path | None, triton_graph_backend: str, triton_sys_path: tuple[Path, ...],
          force: bool, exporter: str) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
-    from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
+    from salkit.export.batch_profile import BatchProfile
+    from salkit.export.bundle_writer import ExportOptions, export_bundle
 
     profile = BatchProfile.parse(batch)  # bad specs fail before the checkpoint is even read
     if calib is not None and not calib.exists():

@@ -10,13 +10,11 @@ nodes), never from builder precision flags. Without TensorRT or a CUDA device no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from salkit.export.batch_profile import BatchProfile
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
-
-if TYPE_CHECKING:
-    from salkit.export.bundle_writer import BatchProfile
 
 TIMING_CACHE = "timing.cache"
 WORKSPACE_BYTES = 2 << 30
@@ -48,7 +46,7 @@ def _network_flags(trt: Any) -> int:
     return flags
 
 
-def build_engine(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, batch: "BatchProfile",
+def build_engine(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, batch: BatchProfile,
                  timing_cache: bytes) -> bytes:
     """Build and write one engine; returns the updated timing cache."""
     builder = trt.Builder(logger)
@@ -76,7 +74,7 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, batch:
     return bytes(config.get_timing_cache().serialize())
 
 
-def build_engines(manifest: Manifest, directory: Path, batch: "BatchProfile",
+def build_engines(manifest: Manifest, directory: Path, batch: BatchProfile,
                   progress: Callable[[str], None]) -> dict[str, dict[str, str]]:
     """One ``<graph>.plan`` per graph in ``directory``; returns the manifest's engine file table."""
     import tensorrt as trt

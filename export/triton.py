@@ -26,7 +26,7 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from salkit.kernels.atomic import atomic_directory
+from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, TensorSpec
 
@@ -157,7 +157,5 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
         _copy_kernels(version)
         (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix), extra))
         names.append(entry)
-        from salkit.export.bundle_writer import make_readable
-
         make_readable(tmp)
     return names

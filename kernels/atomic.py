@@ -108,3 +108,14 @@ def atomic_directory(path: str | os.PathLike[str], *, force: bool = False) -> It
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def make_readable(directory: Path) -> None:
+    """Give a finished tree the permissions of a normal mkdir/open under the umask.
+
+    Temporary files and directories (mkstemp/mkdtemp, also inside libraries) are private; a
+    bundle or a Triton repository is meant to be read by others (a server in a container).
+    """
+    umask = _umask()
+    for path in (directory, *directory.rglob("*")):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)

@@ -11,7 +11,8 @@ import torch
 from click.testing import CliRunner
 
 from salkit.export import checks
-from salkit.export.bundle_writer import BatchProfile, ExportOptions, export_bundle
+from salkit.export.batch_profile import BatchProfile
+from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.cli import main
 from salkit.kernels.errors import SalkitError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salkit.export.bundle_writer import BatchProfile
+from salkit.export.batch_profile import BatchProfile
 from salkit.export.engines_trt import build_engine, engine_unavailable_reason
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
