@@ -14,19 +14,21 @@ The log's ``energy_gap`` is 0 for these runs (no energy update).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-if TYPE_CHECKING:
-    from salkit.train.coop_trainer import CoopTrainer
+from salkit.train.coop_trainer import CoopTrainer, mask_to_logits
 
 MODES = ("deterministic", "latent")
 
 
-def generator_only_step(trainer: CoopTrainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    from salkit.train.coop_trainer import mask_to_logits
+class GeneratorOnlyTrainer(CoopTrainer):
+    """``CoopTrainer`` whose step trains the generator alone (``settings.generator_only`` in MODES)."""
 
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        return generator_only_step(self, batch)
+
+
+def generator_only_step(trainer: CoopTrainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     s = trainer.settings
     x, mask = batch["image"], batch["mask"]
     generator = trainer.model.generator

@@ -126,8 +126,9 @@ def run(opts: dict[str, Any]) -> Any:
     """Train with resolved CLI options; returns the finished trainer (its model, step, out)."""
     import torch
 
+    from salkit.train.coop_baselines import GeneratorOnlyTrainer
     from salkit.train.coop_data import SaliencyPairs
-    from salkit.train.coop_scribble import ScribbleOptions
+    from salkit.train.coop_scribble import ScribbleOptions, ScribbleTrainer
     from salkit.train.coop_scribble_data import ScribblePairs
     from salkit.train.coop_trainer import CoopSettings, CoopTrainer
     from salkit.train.engine.trainer import LoopOptions
@@ -157,7 +158,12 @@ def run(opts: dict[str, Any]) -> Any:
     loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
                        progress=o["progress"], max_steps=o.get("max_steps"),
                        **{k: o[k] for k in ("checkpoint_every", "grid_every") if o.get(k) is not None})
-    trainer = CoopTrainer(model, dataset, loop, settings, scribble)
+    if scribble is not None:
+        trainer: CoopTrainer = ScribbleTrainer(model, dataset, loop, settings, scribble)
+    elif settings.generator_only is not None:
+        trainer = GeneratorOnlyTrainer(model, dataset, loop, settings)
+    else:
+        trainer = CoopTrainer(model, dataset, loop, settings)
     # Saved so that a resume without options continues with the same ones (paths as strings).
     trainer.config["cli"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()
                              if k not in ("resume", "progress", "max_steps", "threads", "out", "data")}

@@ -1,4 +1,5 @@
-"""Algorithm 2 — cooperative learning while recovering — as the scribble mode of ``CoopTrainer``.
+"""Algorithm 2 — cooperative learning while recovering — as ``ScribbleTrainer``, a ``CoopTrainer``
+whose step is the one below.
 
 A scribble Y′ labels a few pixels (1 = foreground, 2 = background, 0 = unknown; O = the labelled
 ones). Per step, for a batch (X, Y′):
@@ -37,7 +38,7 @@ image | scribble (white fg, black bg, grey unknown) | Ỹ′ | hidden gt.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +46,8 @@ import torch
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop_langevin import Chain
 from salkit.train.coop_scribble_langevin import infer_latent_observed, recover_saliency
+from salkit.train.coop_trainer import CoopSettings, CoopTrainer, mask_to_logits
 from salkit.train.engine.logs import save_grid
-
-if TYPE_CHECKING:
-    from salkit.train.coop_trainer import CoopTrainer
 
 SCRIBBLE_UNKNOWN, SCRIBBLE_FG, SCRIBBLE_BG = 0, 1, 2
 
@@ -59,6 +58,20 @@ class ScribbleOptions:
     ce_decay: bool = False  # False: λ stays at ce_weight (measured better here); True: Algorithm 1's decay to 0
 
 
+class ScribbleTrainer(CoopTrainer):
+    """``CoopTrainer`` on (image, scribble) batches: Algorithm 2's step, everything else shared."""
+
+    supervision = "scribble"
+
+    def __init__(self, model: Any, dataset: Any, options: Any, settings: CoopSettings,
+                 scribble: ScribbleOptions | None = None) -> None:
+        super().__init__(model, dataset, options, settings)
+        self.scribble = scribble or ScribbleOptions()
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        return scribble_step(self, batch)
+
+
 def scribble_targets(scribble: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """scribble (B,1,S,S) int in {0,1,2} → (observed O, labels) as float {0,1} maps of the same shape."""
     observed = (scribble != SCRIBBLE_UNKNOWN).float()
@@ -66,9 +79,7 @@ def scribble_targets(scribble: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return observed, labels
 
 
-def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dict[str, float]:
-    from salkit.train.coop_trainer import mask_to_logits
-
+def scribble_step(trainer: ScribbleTrainer, batch: dict[str, torch.Tensor]) -> dict[str, float]:
     s = trainer.settings
     x = batch["image"]
     observed, labels = scribble_targets(batch["scribble"])
@@ -93,7 +104,7 @@ def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dic
     h_tilde = trainer._revise_latent(feats, y_tilde, h_hat)
 
     gap = trainer._update_energy(x, y_rec, y_tilde, weights=annotated)
-    constant = None if trainer.scribble is None or trainer.scribble.ce_decay else s.ce_weight
+    constant = None if trainer.scribble.ce_decay else s.ce_weight
     regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed, ce_weight=constant)
 
     scribble_map = _scribble_picture(batch["scribble"])
@@ -106,13 +117,13 @@ def scribble_step(trainer: "CoopTrainer", batch: dict[str, torch.Tensor]) -> dic
     return scalars
 
 
-def _checked(trainer: "CoopTrainer", name: str, chain: Chain) -> torch.Tensor:
+def _checked(trainer: ScribbleTrainer, name: str, chain: Chain) -> torch.Tensor:
     if chain.bad_step is not None:
         trainer.flag_divergence(f"the Langevin chain on {name} turned NaN/inf at Langevin step {chain.bad_step}")
     return chain.value
 
 
-def _recover(trainer: "CoopTrainer", y: torch.Tensor, x: torch.Tensor, observed: torch.Tensor,
+def _recover(trainer: ScribbleTrainer, y: torch.Tensor, x: torch.Tensor, observed: torch.Tensor,
              target: torch.Tensor) -> torch.Tensor:
     s, energy = trainer.settings, trainer.model.energy
     energy.eval()  # as for Algorithm 1's chain on Y: per-image chains, running statistics untouched
@@ -150,9 +161,9 @@ def _scribble_picture(scribble: torch.Tensor) -> torch.Tensor:
     return picture
 
 
-def _maybe_dump(trainer: "CoopTrainer", x: torch.Tensor, scribble_map: torch.Tensor, recovered: torch.Tensor,
+def _maybe_dump(trainer: ScribbleTrainer, x: torch.Tensor, scribble_map: torch.Tensor, recovered: torch.Tensor,
                 gt: torch.Tensor | None) -> None:
-    every = trainer.scribble.dump_recovered if trainer.scribble is not None else 0
+    every = trainer.scribble.dump_recovered
     step = trainer.step + 1  # the engine counts this step after train_step returns
     if not every or step % every or not trainer.dist.is_main:
         return

@@ -25,9 +25,9 @@ The generator's BN lives only in the encoder, which runs once per step in train 
 Langevin uses ``torch.autograd.grad`` with respect to Y or h only; optimisers zero gradients
 (``set_to_none``) right before their own backward pass, so no Langevin gradient reaches an update.
 
-Scribble mode (``scribble=ScribbleOptions(...)``): the same trainer runs Algorithm 2, learning
-while recovering from partial labels; its step lives in ``coop_scribble.py`` and reuses the
-chains and updates below (docs/weak-supervision.md).
+Two subclasses replace only the step and reuse the chains and updates below:
+``coop_scribble.ScribbleTrainer`` (Algorithm 2, learning while recovering from partial labels,
+docs/weak-supervision.md) and ``coop_baselines.GeneratorOnlyTrainer`` (Table 2's baselines).
 """
 
 from __future__ import annotations
@@ -39,9 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-from salkit.train.coop_baselines import generator_only_step
 from salkit.train.coop_langevin import revise_latent, revise_saliency
-from salkit.train.coop_scribble import ScribbleOptions, scribble_step
 from salkit.train.engine.trainer import Trainer
 
 MASK_EPS = 1e-4
@@ -80,13 +78,11 @@ def mask_to_logits(mask: torch.Tensor) -> torch.Tensor:
 class CoopTrainer(Trainer):
     model_name = "coop"
     model_kind = "coop"
+    supervision = "full"  # recorded in the checkpoint's train_config; "scribble" for ScribbleTrainer
 
-    def __init__(
-        self, model: Any, dataset: Any, options: Any, settings: CoopSettings, scribble: ScribbleOptions | None = None
-    ) -> None:
-        super().__init__(model, dataset, options, {"coop": settings.__dict__, "supervision": "scribble" if scribble else "full"})
+    def __init__(self, model: Any, dataset: Any, options: Any, settings: CoopSettings) -> None:
+        super().__init__(model, dataset, options, {"coop": settings.__dict__, "supervision": self.supervision})
         self.settings = settings
-        self.scribble = scribble  # None: full supervision (Algorithm 1); else Algorithm 2 from scribbles
         self._last: dict[str, torch.Tensor] = {}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -105,10 +101,6 @@ class CoopTrainer(Trainer):
         self.energy_dp = self.ddp(self.model.energy)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        if self.scribble is not None:
-            return scribble_step(self, batch)
-        if self.settings.generator_only is not None:
-            return generator_only_step(self, batch)
         s = self.settings
         x, mask = batch["image"], batch["mask"]
         generator, energy = self.model.generator, self.model.energy

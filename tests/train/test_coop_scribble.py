@@ -154,12 +154,13 @@ def test_recovery_metrics_against_direct_formulas() -> None:
 
 
 def _trainer(tmp_path, scribble: bool = True) -> CoopTrainer:
-    from salkit.train.coop_scribble import ScribbleOptions
+    from salkit.train.coop_scribble import ScribbleOptions, ScribbleTrainer
 
     torch.manual_seed(0)
     m = create_model("coop", preset="tiny")
-    trainer = CoopTrainer(m, [0], LoopOptions(out=str(tmp_path)), CoopSettings(langevin_steps=2),
-                          ScribbleOptions() if scribble else None)
+    options, settings = LoopOptions(out=str(tmp_path)), CoopSettings(langevin_steps=2)
+    trainer = (ScribbleTrainer(m, [0], options, settings, ScribbleOptions()) if scribble
+               else CoopTrainer(m, [0], options, settings))
     trainer.optimizers = trainer.build_optimizers()
     trainer.setup()
     return trainer
