@@ -145,7 +145,7 @@ def coop_settings(model: nn.Module, train_config: dict) -> dict:
     return {
         "latent_dim": int(model.latent_dim),
         # Paper defaults (K = 5, δ = 0.4) unless the checkpoint's training recorded its own.
-        "langevin_step": float(pick("energy_step", "langevin_step", default=0.4)),
+        "langevin_step": float(pick("energy_step", default=0.4)),
         "langevin_steps": int(pick("langevin_steps", default=5)),
         "samples": int(pick("samples", default=10)),
         "map_space": "logit",

@@ -94,7 +94,7 @@ class Predictor:
                 iterations=int(q["broyden_iterations"]),
                 memory=int(q["broyden_memory"]) if q.get("broyden_memory") else None,
                 tol=float(q.get("broyden_tol", 1e-3)),
-                stop_mode=str(q.get("broyden_stop_mode", q.get("stop_mode", "rel"))),
+                stop_mode=str(q.get("stop_mode", "rel")),
             )
 
     @classmethod

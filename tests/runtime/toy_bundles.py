@@ -183,7 +183,7 @@ def build_qefpn_bundle(directory: Path, model: ToyQefpn, *, iterations: int = 12
     manifest = Manifest(
         model_kind="qefpn", model_name="toy_qefpn", input_size=SIZE, mean=MEAN, std=STD, precision="fp32",
         batch={"min": 1, "opt": 4, "max": 8}, graphs=graphs,
-        qefpn={"state_dim": STATE, "broyden_iterations": iterations, "broyden_memory": memory, "broyden_tol": tol, "broyden_stop_mode": "rel"},
+        qefpn={"state_dim": STATE, "broyden_iterations": iterations, "broyden_memory": memory, "broyden_tol": tol, "stop_mode": "rel"},
     )
     manifest.write(directory)
     return manifest
