@@ -5,19 +5,13 @@ Written against TensorRT's documented Python API (10.x): ``Runtime.deserialize_c
 ``get_tensor_profile_shape``, ``context.set_input_shape``, ``context.set_tensor_address`` and
 ``context.execute_async_v3`` on a non-default stream. CUDA memory and streams come from
 cuda-python (``cuda.bindings.runtime``: ``cudaMalloc``, ``cudaMallocHost``, ``cudaMemcpyAsync``,
-``cudaStreamCreate``), what NVIDIA's samples use since TensorRT 10.13, or from pycuda where that
-is what the host has.
+``cudaStreamCreate``), what NVIDIA's samples use since TensorRT 10.13 (``salkit[trt]``).
 
 Buffers: with a CUDA device (CuPy present) the loop's buffers are device arrays and a binding
-points TensorRT straight at them. With the host device the runner stages: pinned host buffers
-are what the loop sees, and each run copies them to its own device buffers and back on its
-stream (correct, but a copy per engine call).
-
-CUDA graphs (``cuda_graph=True``): a binding's first run is plain; the second is captured
-(``cudaStreamBeginCapture`` … ``cudaStreamEndCapture``, ``cudaGraphInstantiate``) and every later
-run is one ``cudaGraphLaunch``. A graph fixes shapes and addresses, which a binding already does.
-If capture fails (some engines enqueue work that cannot be captured) the runner logs it and stays
-with plain enqueue for that binding.
+points TensorRT straight at them; the loop's own math runs on CuPy's stream, so a run waits for
+the device before it enqueues and for its stream after (the loop reads the outputs next). With
+the host device the runner stages: pinned host buffers are what the loop sees, and each run
+copies them to its own device buffers and back on its stream (correct, but a copy per engine call).
 
 Everything GPU-related is imported when a runner loads; importing this module needs nothing.
 """
@@ -25,7 +19,6 @@ Everything GPU-related is imported when a runner loads; importing this module ne
 from __future__ import annotations
 
 import ctypes
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -35,28 +28,20 @@ from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends.base import Array, Device, Runner
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec, sha256_file
 
-log = logging.getLogger(__name__)
-
 
 class _CudaRuntime:
-    """The few CUDA runtime calls the runner needs, through cuda-python or pycuda."""
+    """The few CUDA runtime calls the runner needs, through cuda-python."""
 
     def __init__(self) -> None:
         try:
-            try:
-                from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6 layout
-            except ImportError:
-                from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
-            self.cudart, self.flavour = cudart, "cuda-python"
-            self.owned: list[tuple[str, int]] = []  # (kind, pointer) to free on close
+            from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6 layout
         except ImportError:
             try:
-                import pycuda.autoinit  # noqa: F401  (creates the context)
-                import pycuda.driver as pycuda_driver
+                from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
             except ImportError:
-                raise SalkitError("the tensorrt backend needs cuda-python (pip install cuda-python) or pycuda") from None
-            self.cudart, self.flavour = pycuda_driver, "pycuda"
-            self._pycuda_keep: dict[int, Any] = {}
+                raise SalkitError("the tensorrt backend needs cuda-python (pip install 'salkit[trt]')") from None
+        self.cudart = cudart
+        self.owned: list[tuple[str, int]] = []  # (kind, pointer) to free on close
 
     def _check(self, result: Any, what: str) -> Any:
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -65,25 +50,15 @@ class _CudaRuntime:
         return rest[0] if len(rest) == 1 else rest
 
     def stream(self) -> int:
-        if self.flavour == "pycuda":
-            stream = self.cudart.Stream()
-            self._pycuda_keep[stream.handle] = stream
-            return int(stream.handle)
         return int(self._check(self.cudart.cudaStreamCreate(), "cudaStreamCreate"))
 
     def malloc(self, nbytes: int) -> int:
-        if self.flavour == "pycuda":
-            allocation = self.cudart.mem_alloc(max(nbytes, 1))
-            self._pycuda_keep[int(allocation)] = allocation
-            return int(allocation)
         ptr = int(self._check(self.cudart.cudaMalloc(max(nbytes, 1)), "cudaMalloc"))
         self.owned.append(("device", ptr))
         return ptr
 
     def pinned(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A page-locked host array (fast, asynchronous copies)."""
-        if self.flavour == "pycuda":
-            return self.cudart.pagelocked_empty(shape, dtype)
         nbytes = max(int(np.prod(shape)) * dtype.itemsize, 1)
         ptr = int(self._check(self.cudart.cudaMallocHost(nbytes), "cudaMallocHost"))
         self.owned.append(("host", ptr))
@@ -91,54 +66,22 @@ class _CudaRuntime:
         return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
     def copy(self, dst: int, src: int, nbytes: int, to_device: bool, stream: int) -> None:
-        if self.flavour == "pycuda":
-            fn = self.cudart.memcpy_htod_async if to_device else self.cudart.memcpy_dtoh_async
-            stream_obj = self._pycuda_keep[stream]
-            host = (ctypes.c_byte * nbytes).from_address(src if to_device else dst)
-            fn(dst, host, stream_obj) if to_device else fn(host, src, stream_obj)
-            return
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice if to_device else self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check(self.cudart.cudaMemcpyAsync(dst, src, nbytes, kind, stream), "cudaMemcpyAsync")
 
     def synchronize(self, stream: int) -> None:
-        if self.flavour == "pycuda":
-            self._pycuda_keep[stream].synchronize()
-        else:
-            self._check(self.cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        self._check(self.cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
 
     def free_all(self) -> None:
-        """Release what malloc / pinned handed out (pycuda frees its objects when dropped)."""
-        if self.flavour == "pycuda":
-            self._pycuda_keep.clear()
-            return
+        """Release what malloc / pinned handed out."""
         for kind, ptr in reversed(self.owned):
             (self.cudart.cudaFree if kind == "device" else self.cudart.cudaFreeHost)(ptr)
         self.owned.clear()
-
-    def capture(self, stream: int, enqueue: Any) -> Any:
-        """Capture ``enqueue()`` on ``stream`` into an instantiated CUDA graph (None if impossible)."""
-        if self.flavour == "pycuda":
-            return None
-        rt = self.cudart
-        self._check(rt.cudaStreamBeginCapture(stream, rt.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture")
-        try:
-            ok = enqueue()
-        finally:
-            graph = self._check(rt.cudaStreamEndCapture(stream), "cudaStreamEndCapture")
-        if not ok:
-            return None
-        return self._check(rt.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
-
-    def launch(self, graph_exec: Any, stream: int) -> None:
-        self._check(self.cudart.cudaGraphLaunch(graph_exec, stream), "cudaGraphLaunch")
 
 
 class _Binding:
     def __init__(self, shapes: dict[str, tuple[int, ...]], addresses: dict[str, int], staged: list[tuple[np.ndarray, int, bool]]) -> None:
         self.shapes, self.addresses, self.staged = shapes, addresses, staged
-        self.runs = 0
-        self.graph: Any = None
-        self.graph_failed = False
         self.keep: list[Any] = []  # device buffers owned by this binding
 
 
@@ -153,14 +96,13 @@ class TrtRunner(Runner):
         graph: str | None = None,
         device: Device | None = None,
         threads: int | None = None,  # accepted for a uniform signature; TensorRT has no CPU threads knob
-        cuda_graph: bool = False,
         sha256: str | None = None,
     ) -> None:
         super().__init__(path, spec, graph=graph)
         from salkit.runtime.backends.base import HOST
 
         self.device = device or HOST
-        self.cuda_graph, self.sha256 = cuda_graph, sha256
+        self.sha256 = sha256
         self.engine: Any = None
         self.context: Any = None
 
@@ -178,7 +120,7 @@ class TrtRunner(Runner):
         if self.engine is None:
             raise SalkitError(f"TensorRT cannot deserialize {self.path} (built by another TensorRT version or for another GPU?)")
         self.context = self.engine.create_execution_context()
-        self.stream = int(getattr(self.device, "stream_ptr", 0)) or self.cuda.stream()
+        self.stream = self.cuda.stream()
 
     def _describe(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         trt, engine = self.trt, self.engine
@@ -233,31 +175,14 @@ class TrtRunner(Runner):
         for host, device_ptr, is_input in binding.staged:
             if is_input:
                 self.cuda.copy(device_ptr, int(host.ctypes.data), host.nbytes, True, self.stream)
-        if binding.graph is not None:
-            self.cuda.launch(binding.graph, self.stream)
-        elif self.cuda_graph and binding.runs >= 1 and not binding.graph_failed:
-            try:
-                binding.graph = self.cuda.capture(self.stream, lambda: self._enqueue(binding))
-            except SalkitError as err:
-                log.info("CUDA graph capture failed for %s (%s); using plain enqueue", self.graph, err)
-                binding.graph = None
-            if binding.graph is None:
-                binding.graph_failed = True
-                self._plain(binding)
-            else:
-                self.cuda.launch(binding.graph, self.stream)
-        else:
-            self._plain(binding)
-        binding.runs += 1
+        if not binding.staged:
+            self.device.synchronize()  # the loop wrote the inputs on the device's own stream
+        if not self._enqueue(binding):
+            raise SalkitError(f"TensorRT execute_async_v3 failed for graph {self.graph!r}")
         for host, device_ptr, is_input in binding.staged:
             if not is_input:
                 self.cuda.copy(int(host.ctypes.data), device_ptr, host.nbytes, False, self.stream)
-        if binding.staged:
-            self.cuda.synchronize(self.stream)  # host buffers are read right after run()
-
-    def _plain(self, binding: _Binding) -> None:
-        if not self._enqueue(binding):
-            raise SalkitError(f"TensorRT execute_async_v3 failed for graph {self.graph!r}")
+        self.cuda.synchronize(self.stream)  # the loop reads the outputs right after run()
 
     def _close(self) -> None:
         self.cuda.synchronize(self.stream)
