@@ -22,7 +22,7 @@ bench: $(STAMP)
 
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)
-	$(PY) -m salkit.train.repro $(REPRO_ARGS)
+	$(PY) -m experiments.repro $(REPRO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -13,8 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.train import repro_runs as rr
-from salkit.train.repro_verdict import Check, auroc
+from experiments import repro_runs as rr
+from experiments.repro_verdict import Check, auroc
 
 SCORES = ("mae", "s_measure", "mean_e", "max_f")
 

@@ -1,4 +1,4 @@
-"""`python -m salkit.train.repro` (`make repro`): train and evaluate on the synthetic set, several
+"""`python -m experiments.repro` (`make repro`): train and evaluate on the synthetic set, several
 seeds, and report whether each of the papers' claims reproduces.
 
 Per claim and seed the harness trains what it needs through the trainers' own entry points
@@ -28,7 +28,7 @@ import click
 
 from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
 from salkit.kernels.errors import SalkitError, report_user_errors
-from salkit.train.repro_runs import BUDGETS, Budget
+from experiments.repro_runs import BUDGETS, Budget
 
 # Claims whose measurement trains the first seed's QE-FPN (quasi solver, Sobel edge loss) run.
 QEFPN_CLAIMS = frozenset({"refine", "solvers", "edge", "operators", "residuals"})
@@ -63,9 +63,9 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
     """Run (or resume) the selected claims (all by default) and write the reports; returns the results."""
     import torch
 
-    from salkit.train import repro_runs as rr
-    from salkit.train.repro_claims import CLAIMS, Context
-    from salkit.train.repro_verdict import check_verdict, claim_verdict, summarise_rows
+    from experiments import repro_runs as rr
+    from experiments.repro_claims import CLAIMS, Context
+    from experiments.repro_verdict import check_verdict, claim_verdict, summarise_rows
 
     known = [c.key for c in CLAIMS]
     for key in claims or []:
@@ -142,7 +142,7 @@ def repro_command(budget: str, out: Path) -> str:
     """The command that measures every claim of a budget into ``out`` (what ``--claims`` calls add up to)."""
     import shlex
 
-    return shlex.join(["python", "-m", "salkit.train.repro", "--budget", budget, "--out", str(out)])
+    return shlex.join(["python", "-m", "experiments.repro", "--budget", budget, "--out", str(out)])
 
 
 def resolve_budget(out: Path, name: str | None) -> Budget:
@@ -156,12 +156,12 @@ def resolve_budget(out: Path, name: str | None) -> Budget:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    from salkit.train.repro_verdict import markdown_claim
+    from experiments.repro_verdict import markdown_claim
 
     s = results["sizes"]
     lines = [
         f"# Reproduction on the synthetic set (budget `{results['budget']}`)", "",
-        f"Command: `python -m salkit.train.repro --budget {results['budget']}` (`make repro`). "
+        f"Command: `python -m experiments.repro --budget {results['budget']}` (`make repro`). "
         f"Seeds {', '.join(map(str, s['seeds']))}; mean ± std (ddof 1) over seeds; no tuning per seed.", "",
         f"Sizes: {s['size']}² images, {s['n_train']} training / {s['n_test']} test scenes; cooperative model "
         f"`tiny`, {s['coop_epochs']} epochs, batch {s['coop_batch']}; QE-FPN `tiny`, {s['qefpn_epochs']} epochs, "
@@ -237,7 +237,7 @@ def plot_residuals(results: dict[str, Any]) -> bytes | None:
 def first_seed_maps(ctx: Any, results: dict[str, Any]) -> dict[str, Any]:
     """The first seed's maps (B,S,S) on the whole test set, for the models the measured claims
     trained (a picture never trains a model): ``generator``, ``coop``, ``entropy``, ``qefpn``."""
-    from salkit.train import repro_runs as rr
+    from experiments import repro_runs as rr
 
     seed = ctx.budget.seeds[0]
     measured = {k for k, c in results["claims"].items() if c["verdict"] not in ("not run", "skipped")}
@@ -251,7 +251,7 @@ def first_seed_maps(ctx: Any, results: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_curves(out: Path, ctx: Any, maps: dict[str, Any]) -> None:
-    from salkit.train.repro_curves import curve_results, curves_png
+    from experiments.repro_curves import curve_results, curves_png
 
     labels = {"generator": "generator Ŷ", "coop": "cooperative Ỹ", "qefpn": "QE-FPN"}
     chosen = {label: maps[key] for key, label in labels.items() if key in maps}
@@ -265,7 +265,7 @@ def write_grids(out: Path, ctx: Any, results: dict[str, Any], maps: dict[str, An
     import torch
 
     from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-    from salkit.train import repro_runs as rr
+    from experiments import repro_runs as rr
     from salkit.train.engine.logs import save_grid
 
     seed = ctx.budget.seeds[0]
@@ -302,7 +302,7 @@ def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
 def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path, benches: list[dict[str, Any]],
                    command: str) -> bool:
     """Rewrite the README's generated results section from the published report; whether it changed."""
-    from salkit.train import repro_readme
+    from experiments import repro_readme
 
     pictures = {name: repro_readme.relative_link(docs / "img" / f"repro_{file}", readme)
                 for name, file in PICTURES.items() if (out / file).is_file()}
@@ -314,7 +314,7 @@ def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path,
 def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tuple[Path, ...]) -> str:
     import shlex
 
-    words = ["python", "-m", "salkit.train.repro", "--budget", budget, "--out", str(out), "--publish", str(docs),
+    words = ["python", "-m", "experiments.repro", "--budget", budget, "--out", str(out), "--publish", str(docs),
              "--readme", str(readme)]
     for path in bench:
         words += ["--bench", str(path)]
@@ -344,7 +344,7 @@ def main(budget: str | None, out: Path, claims: str | None, threads: int, publis
     Claims already measured into --out are read from its cache, so publishing a finished run
     (--publish, --readme) trains nothing.
     """
-    from salkit.train import repro_readme
+    from experiments import repro_readme
 
     if threads < 1:
         raise SalkitError(f"--threads must be >= 1, got {threads}")

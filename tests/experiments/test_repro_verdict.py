@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from salkit.train.repro_verdict import Check, auroc, check_verdict, claim_verdict, markdown_claim, summarise_rows
+from experiments.repro_verdict import Check, auroc, check_verdict, claim_verdict, markdown_claim, summarise_rows
 
 
 def _seeds(a_values: list[float], b_values: list[float], metric: str = "s_measure") -> list[dict]:

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from salkit.kernels.errors import SalkitError
-from salkit.train import repro, repro_runs
-from salkit.train.repro_claims import CLAIMS
-from salkit.train.repro_runs import BUDGETS
+from experiments import repro, repro_runs
+from experiments.repro_claims import CLAIMS
+from experiments.repro_runs import BUDGETS
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_pictures_are_written(smoke: tuple[Path, dict[str, Any]]) -> None:
             assert im.size == (panels * size, BUDGETS["smoke"].n_test * size)
     assert (out / "residuals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(out / "curves.png") as im:  # generator Ŷ, cooperative Ỹ, QE-FPN: one row each
-        from salkit.train.repro_curves import WIDTH
+        from experiments.repro_curves import WIDTH
 
         assert im.width == WIDTH and im.height > 2.5 * im.width * 420 / 1000
 
@@ -161,7 +161,7 @@ def test_publishing_a_cached_run_writes_the_readme_section_without_training(
     assert result.exit_code == 0, result.output
     text = readme.read_text()
     assert text.startswith("# x\n\n## Results\n\n<!-- results:begin -->\n") and text.endswith("<!-- results:end -->\n\n## Next\n")
-    assert f"`python -m salkit.train.repro --budget smoke --out {out}`" in text
+    assert f"`python -m experiments.repro --budget smoke --out {out}`" in text
     assert "`sal-runtime bench --engine b --batch 1`" in text
     for c in first["claims"].values():
         assert f"| {c['title']} | {c['verdict']} |" in text
@@ -172,7 +172,7 @@ def test_publishing_a_cached_run_writes_the_readme_section_without_training(
 
 
 def test_claims_never_measured_are_listed_as_not_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from salkit.train import repro_claims
+    from experiments import repro_claims
 
     # Only the cheap uncertainty claim, with the cooperative run's outputs replaced by fixed maps.
     rng = np.random.default_rng(0)

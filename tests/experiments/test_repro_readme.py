@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from salkit.kernels.errors import SalkitError
-from salkit.train import repro_readme
-from salkit.train.repro_verdict import Check, check_verdict, claim_verdict, summarise_rows
+from experiments import repro_readme
+from experiments.repro_verdict import Check, check_verdict, claim_verdict, summarise_rows
 
 README = """# project
 
@@ -41,7 +41,7 @@ PER_SEED = [  # s_measure of rows A and B, mae of A and B, per seed
 def synthetic_results() -> dict[str, Any]:
     checks = [check_verdict(Check("mae", "A", "B"), PER_SEED), check_verdict(Check("s_measure", "A", "B"), PER_SEED)]
     return {
-        "budget": "smoke", "command": "python -m salkit.train.repro --budget smoke --out runs/demo",
+        "budget": "smoke", "command": "python -m experiments.repro --budget smoke --out runs/demo",
         "sizes": {"size": 32, "n_train": 4, "n_test": 3, "seeds": [1, 2, 3]},
         "machine": {"platform": "Linux-test-x86_64", "cpus": 7, "torch": "9.9", "threads": 3},
         "claims": {
@@ -72,7 +72,7 @@ def synthetic_bench() -> dict[str, Any]:
 
 def _section(tmp_path: Path, pictures: dict[str, str] | None = None) -> str:
     return repro_readme.render_section(
-        synthetic_results(), [synthetic_bench()], command="python -m salkit.train.repro --readme README.md",
+        synthetic_results(), [synthetic_bench()], command="python -m experiments.repro --readme README.md",
         pictures=pictures if pictures is not None else {"curves": "docs/img/repro_curves.png"},
         results_link="docs/results.md")
 
@@ -92,7 +92,7 @@ def test_section_holds_the_numbers_commands_machines_and_pictures(tmp_path: Path
     assert f"| Demo: A beats B | partly | A mae {mae_a.mean():.4f} ± {mae_a.std(ddof=1):.4f} vs B " \
            f"{mae_b.mean():.4f} ± {mae_b.std(ddof=1):.4f}; checks: 1 yes, 1 mixed, 0 no |" in body
     assert "| Never measured | not run | — |" in body
-    assert "`python -m salkit.train.repro --budget smoke --out runs/demo`" in body
+    assert "`python -m experiments.repro --budget smoke --out runs/demo`" in body
     assert "Linux-test-x86_64, 7 CPUs, torch 9.9 (3 threads)" in body
     # Bench: one row per path; speedup vs torch's best batch (5 img/s), fraction of the 80 GFLOP/s peak.
     assert "| coop (fp32, ort-cpu) | 8 | split | 12.00 | 2.5 | 37.5% | 2.40× |" in body
@@ -144,7 +144,7 @@ def test_bench_records_are_checked(tmp_path: Path) -> None:
 def test_cli_checks_the_readme_before_training(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from salkit.train import repro
+    from experiments import repro
 
     readme = tmp_path / "README.md"
     readme.write_text("# no markers\n")
@@ -165,7 +165,7 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
     from PIL import Image
 
     from salkit.base.metrics import render_curves_png
-    from salkit.train.repro_curves import WIDTH, curve_results, curves_png
+    from experiments.repro_curves import WIDTH, curve_results, curves_png
 
     rng = np.random.default_rng(0)
     masks = np.zeros((3, 24, 24), dtype=bool)
@@ -195,7 +195,7 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
 
 
 def test_small_means_keep_their_significant_digits() -> None:
-    from salkit.train.repro_verdict import format_stat
+    from experiments.repro_verdict import format_stat
 
     assert format_stat({"mean": 0.25251, "std": 0.0248}, 4) == "0.2525 ± 0.0248"
     assert format_stat({"mean": 1.234e-4, "std": 5.6e-5}, 3) == "0.000123 ± 5.6e-05"
@@ -203,7 +203,7 @@ def test_small_means_keep_their_significant_digits() -> None:
 
 
 def test_a_publishing_call_reports_the_measuring_calls_wall_time() -> None:
-    from salkit.train.repro import _wall_time
+    from experiments.repro import _wall_time
 
     assert "last call that trained and measured into `<out>` 551 s" in _wall_time({"seconds": 0.1, "machine": {"measuring_call_seconds": 550.7}})
     assert "last call" not in _wall_time({"seconds": 550.7, "machine": {"measuring_call_seconds": 550.7}})
