@@ -43,19 +43,11 @@ from typing import Any, Callable
 
 import numpy as np
 
+from salkit.kernels._namespace import namespace_of
 from salkit.kernels.errors import SalkitError
 
 Array = Any  # numpy.ndarray or torch.Tensor
 _EPS = 1e-9
-
-
-def _namespace(z: Array) -> types.ModuleType:
-    """numpy for numpy arrays, torch for torch tensors (imported only then)."""
-    if type(z).__module__.split(".")[0] == "torch":
-        import torch
-
-        return torch
-    return np
 
 
 def _zeros(xp: types.ModuleType, shape: tuple[int, ...], like: Array) -> Array:
@@ -153,7 +145,7 @@ def broyden(
     memory = max_iter if memory is None else memory
     if memory < 1:
         raise SalkitError(f"memory must be >= 1, got {memory}")
-    xp = _namespace(z0)
+    xp = namespace_of(z0)
     fixed = fixed_iterations or tol <= 0
     batch, dim = z0.shape
 
