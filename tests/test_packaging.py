@@ -1,4 +1,5 @@
-"""Packaging rules: the four folders import as salkit.*, the runtime needs no torch, CLIs start."""
+"""Packaging and layering rules: the five folders import as salkit.*, each layer imports only what
+the layering allows (kernels, base and runtime never torch), no import cycles, CLIs start."""
 
 from __future__ import annotations
 
@@ -9,8 +10,23 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"train": "salkit.train", "export": "salkit.export", "runtime": "salkit.runtime", "kernels": "salkit.kernels", "base": "salkit.base"}
+from tests.import_graph import FOLDERS, ROOT, cycles, import_graph
+
+# The layering (docs/architecture.md): what each layer may import of salkit besides itself.
+# kernels: numerical primitives, copied as-is into Triton repositories; base: the torch-free
+# conventions (images, dataset layouts, metrics) every stage shares; train and runtime stand
+# side by side on those two and never import each other; export turns train's checkpoints into
+# runtime's bundles, so it reads the bundle format and may run graphs through the backends.
+# experiments/ (the reproduction harness) is not a layer: it may import anything.
+MAY_IMPORT = {
+    "salkit.kernels": (),
+    "salkit.base": ("salkit.kernels",),
+    "salkit.train": ("salkit.kernels", "salkit.base"),
+    "salkit.runtime": ("salkit.kernels", "salkit.base"),
+    "salkit.export": ("salkit.kernels", "salkit.base", "salkit.train", "salkit.runtime.bundle", "salkit.runtime.backends"),
+}
+TORCH_FREE = ("salkit.kernels", "salkit.base", "salkit.runtime")
+TORCH = ("torch", "torchvision")
 
 
 def _pyproject() -> dict:
@@ -27,7 +43,7 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
     assert on_disk == listed, f"unlisted: {on_disk - listed}, listed but absent: {listed - on_disk}"
 
 
-def test_package_dir_maps_the_four_folders() -> None:
+def test_package_dir_maps_the_five_folders() -> None:
     mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
     assert {v: k for k, v in mapping.items()} == FOLDERS
 
@@ -40,9 +56,9 @@ def guarded(name, *args, **kwargs):
         raise ModuleNotFoundError("No module named 'torch' (blocked by test)")
     return real_import(name, *args, **kwargs)
 builtins.__import__ = guarded
-import salkit.runtime, salkit.kernels
+import salkit.runtime, salkit.kernels, salkit.base
 failed = []
-for pkg in (salkit.runtime, salkit.kernels):
+for pkg in (salkit.runtime, salkit.kernels, salkit.base):
     for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
         try:
             importlib.import_module(info.name)
@@ -58,10 +74,57 @@ print("ok")
 """
 
 
-def test_runtime_and_kernels_import_without_torch() -> None:
+def test_runtime_kernels_and_base_import_without_torch() -> None:
     result = subprocess.run([sys.executable, "-c", _NO_TORCH], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def _layer(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def _within(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_every_layer_imports_only_what_the_layering_allows() -> None:
+    modules = import_graph()
+    assert {_layer(m) for m in modules} == set(MAY_IMPORT)
+    broken = []
+    for module in modules.values():
+        layer = _layer(module.name)
+        allowed = (layer, *MAY_IMPORT[layer])
+        for target, line in sorted(module.salkit.items()):
+            if not _within(target, allowed):
+                broken.append(f"{module.path.relative_to(ROOT)}:{line} imports {target}")
+    assert not broken, "imports against the layering (see MAY_IMPORT):\n" + "\n".join(broken)
+
+
+def test_torch_free_layers_never_import_torch_even_lazily() -> None:
+    offending = [f"{m.path.relative_to(ROOT)}:{m.external[name]} imports {name}"
+                 for m in import_graph().values() if _within(m.name, TORCH_FREE)
+                 for name in TORCH if name in m.external]
+    assert not offending, offending
+
+
+def test_no_import_cycles_between_salkit_modules() -> None:
+    found = cycles(import_graph())
+    assert not found, "import cycles: " + "; ".join(" ↔ ".join(c) for c in found)
+
+
+def test_the_import_graph_sees_lazy_and_type_checking_imports(tmp_path: Path) -> None:
+    for folder in FOLDERS:
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "__init__.py").write_text("")
+    (tmp_path / "runtime" / "a.py").write_text("def f():\n    from salkit.runtime import b\n    import torch\n")
+    (tmp_path / "runtime" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from salkit.runtime.a import f\n")
+    (tmp_path / "base" / "c.py").write_text("from ..train import d\n")
+    (tmp_path / "train" / "d.py").write_text("")
+    modules = import_graph(tmp_path)
+    assert modules["salkit.runtime.a"].salkit == {"salkit.runtime.b": 2} and "torch" in modules["salkit.runtime.a"].external
+    assert modules["salkit.base.c"].salkit == {"salkit.train.d": 1}
+    assert cycles(modules) == [["salkit.runtime.a", "salkit.runtime.b"]]
 
 
 @pytest.mark.parametrize("script", ["train-coop", "train-qefpn", "export-trt", "sal-runtime", "sal-data"])
