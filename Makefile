@@ -5,8 +5,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.salkit-installed
+# The Triton server the live Triton test talks to, in a venv of its own (scripts/triton_env.sh).
+TRITON_ENV ?= .triton-env
 
-.PHONY: demo test bench clean-demo repro
+.PHONY: demo test test-fast bench clean-demo repro triton-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +26,20 @@ bench: $(STAMP)
 repro: $(STAMP)
 	$(PY) -m experiments.repro $(REPRO_ARGS)
 
-test: $(STAMP)
+# Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
+# `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).
+# `gpu` tests are selected and skip themselves on a machine without an NVIDIA GPU.
+test: $(STAMP) $(TRITON_ENV)/.ready
+	SALKIT_TRITON_ENV="$(abspath $(TRITON_ENV))" $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+
+# The quick loop while working: no slow tests.
+test-fast: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+triton-env: $(TRITON_ENV)/.ready
+
+$(TRITON_ENV)/.ready: scripts/triton_env.sh
+	PYTHON=$(PYTHON) bash scripts/triton_env.sh $(TRITON_ENV)
 
 clean-demo:
 	rm -rf demo_out

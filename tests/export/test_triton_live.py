@@ -1,10 +1,10 @@
 """A real Triton Inference Server serves the repository written with ``--triton-graph-backend python``.
 
 The server is the one inside the ``nvidia-pytriton`` wheel (Python backend only, runs on a CPU).
-It is installed once, with the stub's environment (numpy < 2 and onnxruntime), into
-``~/.cache/salkit-triton`` (``$XDG_CACHE_HOME`` respected); the wheel is not a salkit dependency
-because it pins numpy < 2 for the whole environment. A failing install fails the test; a server
-binary that cannot run on this platform skips it with the reason. Everything listens on 127.0.0.1.
+``make triton-env`` installs it, with its stub's environment (numpy < 2, onnxruntime), into a venv
+of its own (``.triton-env``, or ``$SALKIT_TRITON_ENV``); ``make test`` does that first. Without it,
+or where its server binary cannot run, the test is skipped with the reason. The wheel is not a
+salkit dependency because it pins numpy < 2. Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -28,27 +27,17 @@ from salkit.export.triton import write_triton_repo
 from salkit.runtime.bundle import load_bundle
 
 PYTRITON = "nvidia-pytriton==0.7.0"
-STUB_PACKAGES = ["numpy<2", "onnxruntime"]
 READY_TIMEOUT_S = 120.0
-CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "salkit-triton" / "pytriton-0.7.0"
+ENV = Path(os.environ.get("SALKIT_TRITON_ENV") or Path(__file__).resolve().parents[2] / ".triton-env")
 
 
-def _pip_target(target: Path, packages: list[str], *flags: str) -> Path:
-    """``pip install --target`` once; the directory appears only when the install is complete."""
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    command = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--target", str(tmp), *flags, *packages]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    if result.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        pytest.fail(f"{' '.join(command)} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-    try:
-        tmp.rename(target)
-    except OSError:  # another test process finished the same install first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+def _installed_site() -> Path:
+    """The site-packages of the ``make triton-env`` venv, or a skip that says how to get it."""
+    sites = sorted(ENV.glob("lib/python3.*/site-packages"))
+    if not (ENV / ".ready").exists() or len(sites) != 1:
+        pytest.skip(f"no Triton server environment at {ENV}: run `make triton-env` (installs {PYTRITON} "
+                    "and its stub's numpy<2 + onnxruntime there; SALKIT_TRITON_ENV points elsewhere)")
+    return sites[0]
 
 
 def _free_port() -> int:
@@ -101,26 +90,32 @@ class Server:
         self._log_file.close()
 
 
-def _runnable_stub(server_root: Path, env: dict) -> Path:
-    """The Python stub whose libpython this machine has (the stub embeds the system's libpython)."""
+def _runnable_stub(server_root: Path, env: dict, version: str) -> Path:
+    """The Python stub for the environment's Python ``version`` (``3.11``), if this machine has its
+    libpython (the stub embeds the system's libpython)."""
     reasons = []
-    for stub in sorted((server_root / "python_backend_stubs").glob("*/triton_python_backend_stub")):
+    for stub in sorted((server_root / "python_backend_stubs").glob(f"{version}/triton_python_backend_stub")):
         result = subprocess.run(["ldd", str(stub)], capture_output=True, text=True, env=env, timeout=30)
         missing = [line.strip() for line in result.stdout.splitlines() if "not found" in line]
         if result.returncode == 0 and not missing:
             return stub
         reasons.append(f"{stub.parent.name}: {'; '.join(missing) or result.stderr.strip()}")
-    pytest.skip(f"no Python backend stub of {PYTRITON} can load here ({', '.join(reasons)})")
+    pytest.skip(f"no Python {version} backend stub of {PYTRITON} can load here ({', '.join(reasons) or 'none shipped'})")
+
+
+@pytest.fixture(scope="session")
+def triton_site() -> Path:
+    """Requested first (and session-scoped like the bundle), so a missing server skips before the export."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
+        pytest.skip(f"{PYTRITON} ships tritonserver for Linux x86_64/aarch64 only, not {sys.platform} {platform.machine()}")
+    return _installed_site()
 
 
 @pytest.fixture(scope="module")
-def triton(tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
-    if sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"):
-        pytest.skip(f"{PYTRITON} ships tritonserver for Linux x86_64/aarch64 only, not {sys.platform} {platform.machine()}")
-    server_pkg = _pip_target(CACHE / "server", [PYTRITON], "--no-deps")
-    stub_env = _pip_target(CACHE / f"stub-env-py{sys.version_info.major}{sys.version_info.minor}", STUB_PACKAGES)
-    root = server_pkg / "pytriton" / "tritonserver"
-    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(server_pkg / "nvidia_pytriton.libs"),
+def triton(triton_site: Path, tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
+    site = triton_site
+    root = site / "pytriton" / "tritonserver"
+    env = {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(filter(None, [str(site / "nvidia_pytriton.libs"),
                                                                          os.environ.get("LD_LIBRARY_PATH")]))}
     binary = root / "bin" / "tritonserver"
     try:
@@ -132,10 +127,11 @@ def triton(tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
     work = tmp_path_factory.mktemp("triton_live")
     backends = work / "backends"
     shutil.copytree(root / "backends", backends)
-    shutil.copy2(_runnable_stub(root, env), backends / "python" / "triton_python_backend_stub")
+    version = site.parent.name.removeprefix("python")  # lib/python3.11/site-packages → 3.11
+    shutil.copy2(_runnable_stub(root, env, version), backends / "python" / "triton_python_backend_stub")
     repo = work / "repo"
     write_triton_repo(load_bundle(tiny_coop_bundle), tiny_coop_bundle, repo, graph_backend="python",
-                      extra_sys_path=[str(stub_env)])
+                      extra_sys_path=[str(site)])
     server = Server(binary, backends, repo, env, work / "tritonserver.log")
     try:
         yield server
@@ -143,7 +139,7 @@ def triton(tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory):
         server.stop()
 
 
-def test_live_triton_saliency_equals_the_predictor(triton: Server, tiny_coop_bundle: Path) -> None:
+def test_live_triton_saliency_equals_the_predictor(triton_site: Path, triton: Server, tiny_coop_bundle: Path) -> None:
     import tritonclient.http as httpclient
 
     from salkit.runtime import Predictor
