@@ -17,6 +17,7 @@ from typing import Any, Callable
 import onnx
 import torch
 
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.export import graphs_coop
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
@@ -27,8 +28,6 @@ from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import REQUIRED_GRAPHS, GraphSpec, Manifest, TensorSpec, sha256_file
 
 PRECISIONS = ("fp32", "fp16", "int8")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on
 CALIB_IMAGES = 32  # images int8 calibration reads at most
 

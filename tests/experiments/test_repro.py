@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from salkit.kernels.errors import SalkitError
 from experiments import repro, repro_runs
 from experiments.repro_claims import CLAIMS
 from experiments.repro_runs import BUDGETS
+from salkit.kernels.errors import SalkitError
+
+# The smoke budget trains every claim for three seeds: about 10 minutes on two busy cores.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from salkit.kernels.errors import SalkitError
 from experiments import repro_readme
 from experiments.repro_verdict import Check, check_verdict, claim_verdict, summarise_rows
+from salkit.kernels.errors import SalkitError
 
 README = """# project
 
