@@ -25,6 +25,11 @@ MAY_IMPORT = {
     "salkit.runtime": ("salkit.kernels", "salkit.base"),
     "salkit.export": ("salkit.kernels", "salkit.base", "salkit.train", "salkit.runtime.bundle", "salkit.runtime.backends"),
 }
+# Imports against the layering that are still to go, each removed with the change that fixes it.
+# An entry that no longer occurs fails the test too, so this list only shrinks.
+KNOWN_VIOLATIONS = {
+    ("salkit.runtime.bench", "salkit.train.bench_torch"),  # --compare-torch: torch to come in from the train side
+}
 TORCH_FREE = ("salkit.kernels", "salkit.base", "salkit.runtime")
 TORCH = ("torch", "torchvision")
 
@@ -91,14 +96,17 @@ def _within(module: str, prefixes: tuple[str, ...]) -> bool:
 def test_every_layer_imports_only_what_the_layering_allows() -> None:
     modules = import_graph()
     assert {_layer(m) for m in modules} == set(MAY_IMPORT)
-    broken = []
+    broken, known = [], set()
     for module in modules.values():
         layer = _layer(module.name)
         allowed = (layer, *MAY_IMPORT[layer])
         for target, line in sorted(module.salkit.items()):
-            if not _within(target, allowed):
+            if (module.name, target) in KNOWN_VIOLATIONS:
+                known.add((module.name, target))
+            elif not _within(target, allowed):
                 broken.append(f"{module.path.relative_to(ROOT)}:{line} imports {target}")
     assert not broken, "imports against the layering (see MAY_IMPORT):\n" + "\n".join(broken)
+    assert known == KNOWN_VIOLATIONS, f"fixed, remove from KNOWN_VIOLATIONS: {sorted(KNOWN_VIOLATIONS - known)}"
 
 
 def test_torch_free_layers_never_import_torch_even_lazily() -> None:
