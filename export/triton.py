@@ -93,6 +93,8 @@ def loop_settings(manifest: Manifest, prefix: str) -> dict:
     settings: dict = {"kind": manifest.model_kind, "prefix": prefix}
     if manifest.model_kind == "coop":
         settings.update({k: manifest.coop[k] for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
+        if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
+            settings["logit_eps"] = manifest.coop["logit_eps"]
         settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
     else:
         settings.update({k: manifest.qefpn[k] for k in ("broyden_iterations", "broyden_memory", "broyden_tol", "stop_mode")})
