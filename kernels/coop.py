@@ -120,16 +120,8 @@ class BufferOps:
         return sigmoid_into(self.xp, y, self.out)
 
 
-def refine(
-    maps: Array,
-    energy_grad: Callable[[Array], Array],
-    *,
-    steps: int,
-    step_size: float,
-    noise: Any = None,
-    eps: float = LOGIT_EPS,
-    ops: Any = ARRAY_OPS,
-) -> Array:
+def refine(maps: Array, energy_grad: Callable[[Array], Array], *, steps: int, step_size: float, noise: Any = None,
+           eps: float = LOGIT_EPS, ops: Any = ARRAY_OPS) -> Array:
     """Probability maps (B, 1, S, S) → logit → K Langevin steps → probabilities (B, 1, S, S).
 
     ``noise``: None (the noise-free descent of prediction time), ``(K, B, 1, S, S)`` standard
@@ -140,18 +132,9 @@ def refine(
     return ops.sigmoid(y)
 
 
-def predict(
-    sample_probs: Callable[[Array], Array],
-    latents: Array,
-    energy_grad: Callable[[Array], Array],
-    *,
-    steps: int,
-    step_size: float,
-    noise: Any = None,
-    eps: float = LOGIT_EPS,
-    uncertainty: bool = True,
-    ops: Any = ARRAY_OPS,
-) -> dict[str, Array]:
+def predict(sample_probs: Callable[[Array], Array], latents: Array, energy_grad: Callable[[Array], Array], *, steps: int,
+            step_size: float, noise: Any = None, eps: float = LOGIT_EPS, uncertainty: bool = True,
+            ops: Any = ARRAY_OPS) -> dict[str, Array]:
     """Keys: "saliency" (B, 1, S, S), "generator" (the sample mean, B, 1, S, S) and, with
     ``uncertainty``, "predictive", "aleatoric", "epistemic" (B, 1, S, S) in nats."""
     probs = sample_probs(latents)  # (N, B, 1, S, S)

@@ -52,34 +52,17 @@ def masked_latent_grad(
     return pullback - h.detach()
 
 
-def infer_latent_observed(
-    decode: Decode,
-    feats: list[torch.Tensor],
-    target: torch.Tensor,
-    observed: torch.Tensor,
-    h: torch.Tensor,
-    steps: int,
-    step_size: float,
-    sigma: float,
-    noise: bool = True,
-) -> Chain:
+def infer_latent_observed(decode: Decode, feats: list[torch.Tensor], target: torch.Tensor, observed: torch.Tensor,
+                          h: torch.Tensor, steps: int, step_size: float, sigma: float, noise: bool = True) -> Chain:
     """h′: K Langevin steps on −log p(Y′, h | X) from ``h`` (B,d), seeing Y′ only where ``observed``."""
     feats = [f.detach() for f in feats]
     # ∂/∂h of the negative log joint
     return run_chain(lambda v: -masked_latent_grad(decode, feats, target, observed, v, sigma), h, steps, step_size, noise)
 
 
-def recover_saliency(
-    energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    y: torch.Tensor,
-    x: torch.Tensor,
-    observed: torch.Tensor,
-    target: torch.Tensor,
-    steps: int,
-    step_size: float,
-    noise: bool = True,
-    noises: torch.Tensor | None = None,
-) -> Chain:
+def recover_saliency(energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor, x: torch.Tensor,
+                     observed: torch.Tensor, target: torch.Tensor, steps: int, step_size: float, noise: bool = True,
+                     noises: torch.Tensor | None = None) -> Chain:
     """Ỹ′: K Langevin steps on U(·, X) from logits ``y`` (B,1,S,S) with the observed pixels held at ``target``."""
     keep = observed > 0
     target = target.detach()
