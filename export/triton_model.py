@@ -11,27 +11,16 @@
 # nothing else of salkit. Latents and noise follow kernels.coop.random_inputs, sal-runtime's seed
 # convention: numpy.random.default_rng(seed) draws float32 latents (N, B, d), then, when noise is
 # on, the Langevin noise (K, B, 1, S, S). Same bundle, seed and inputs: same answer as sal-runtime.
-# EXTRA_SYS_PATH (config.pbtxt parameter, os.pathsep-separated) names directories put on sys.path
-# before numpy is imported: the Python stub ignores PYTHONPATH.
+# EXTRA_SYS_PATH (config.pbtxt parameter): see _salkit_prelude.py (export/triton_prelude.py).
 from __future__ import annotations
 
-import os
-import re
 import sys
 from pathlib import Path
 
-_EXTRA_PATH = re.compile(r'key:\s*"EXTRA_SYS_PATH"\s*value:\s*\{\s*string_value:\s*"([^"]*)"')
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _salkit_prelude.py sits next to this file
+from _salkit_prelude import extend_sys_path, model_config  # noqa: E402
 
-
-def _extend_sys_path() -> None:
-    config = Path(__file__).resolve().parents[1] / "config.pbtxt"
-    match = _EXTRA_PATH.search(config.read_text()) if config.exists() else None
-    for entry in reversed(match.group(1).split(os.pathsep) if match else []):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-
-
-_extend_sys_path()
+extend_sys_path(__file__)
 
 import json  # noqa: E402
 
@@ -44,8 +33,7 @@ from salkit.kernels.broyden import solve_fixed  # noqa: E402
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        config, params = model_config(args)
         self.settings = json.loads(params["salkit_settings"])
         self.kind = self.settings["kind"]
         self.prefix = self.settings["prefix"]

@@ -94,7 +94,7 @@ def test_python_graph_backend_configs_parse_and_carry_the_sys_path(tiny_coop_bun
         assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
         assert config.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
         _assert_graph_io(config, manifest.graphs[graph], pb2)
-        assert (path.parent / "1" / "model.py").exists()
+        assert (path.parent / "1" / "model.py").exists() and (path.parent / "1" / "_salkit_prelude.py").exists()
         assert sha256_file(path.parent / "1" / "model.onnx") == manifest.graphs[graph].sha256
     entry = _parse(repo / "saliency" / "config.pbtxt")
     assert entry.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
