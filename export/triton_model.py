@@ -77,9 +77,9 @@ class TritonPythonModel:
         feats = self._call("encoder", {"image": x}, s["feature_names"])  # once per image
 
         def sample_probs(h: np.ndarray) -> np.ndarray:
-            # Features (B, ...) repeated sample-major → (N·B, ...), the order of h (N, B, d) → (N·B, d).
+            # Features (B, ...) → (N, B, ...) → (N·B, ...): sample-major rows, the order of h (N, B, d) → (N·B, d).
             feeds = {name: np.broadcast_to(f, (n, *f.shape)).reshape(n * b, *f.shape[1:]) for name, f in zip(s["feature_names"], feats)}
-            feeds["latent"] = h.reshape(n * b, -1)
+            feeds["latent"] = h.reshape(n * b, -1)  # (N, B, d) → (N·B, d)
             (logits,) = self._call("latent_decoder", feeds, ["logits"])  # (N·B, 1, S, S)
             return coop.ARRAY_OPS.sigmoid(logits).reshape(n, b, *logits.shape[1:])  # (N·B, 1, S, S) → (N, B, 1, S, S)
 

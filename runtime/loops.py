@@ -72,7 +72,7 @@ class _CoopWorkspace:
             self.runners.encoder.run(self.encode)
             for name, feat in self.feats.items():
                 # (B, …) broadcast into (N·B, …) viewed as (N, B, …): sample-major rows, the latents' order
-                xp.copyto(self.feats_rep[name].reshape(samples, *feat.shape), feat[None])
+                xp.copyto(self.feats_rep[name].reshape(samples, *feat.shape), feat[None])  # (1, B, …) → (N, B, …)
             self.runners.latent_decoder.run(self.decode)
         else:
             xp.copyto(self.x_rep.reshape(samples, *self.x.shape), self.x[None])  # (N·B,3,S,S) viewed as (N,B,3,S,S)
