@@ -3,7 +3,8 @@
 Layout::
 
     DIR/<prefix><graph>/config.pbtxt, 1/model.plan | 1/model.onnx   one model per bundle graph
-    DIR/<entry>/config.pbtxt, 1/model.py, 1/salkit/kernels/*.py       the loop (Python backend, BLS)
+    DIR/<entry>/config.pbtxt, 1/model.py, 1/_salkit_prelude.py,
+                1/salkit/kernels/*.py                                 the loop (Python backend, BLS)
 
 ``<prefix>`` is ``coop_`` / ``qefpn_``; ``<entry>`` is ``saliency`` (coop) or ``qefpn`` (QE-FPN),
 the model names ``sal-runtime serve`` exposes. Graph models use TensorRT plans when the bundle
@@ -93,6 +94,8 @@ def loop_settings(manifest: Manifest, prefix: str) -> dict:
     settings: dict = {"kind": manifest.model_kind, "prefix": prefix}
     if manifest.model_kind == "coop":
         settings.update({k: manifest.coop[k] for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
+        if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
+            settings["logit_eps"] = manifest.coop["logit_eps"]
         settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
     else:
         settings.update({k: manifest.qefpn[k] for k in ("broyden_iterations", "broyden_memory", "broyden_tol", "stop_mode")})
@@ -135,6 +138,7 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
                 "python": "python"}[graph_backend]
     kind = instance_kind or ("KIND_GPU" if engines else "KIND_CPU")
     graph_model = resources.files("salkit.export").joinpath("triton_graph_model.py").read_text()
+    prelude = resources.files("salkit.export").joinpath("triton_prelude.py").read_text()
     prefix = f"{manifest.model_kind}_"
     names = []
     with atomic_directory(repo, force=force) as tmp:
@@ -148,12 +152,14 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
                 shutil.copyfile(bundle_dir / spec.file, version / "model.onnx")
             if platform == "python":
                 (version / "model.py").write_text(graph_model)
+                (version / "_salkit_prelude.py").write_text(prelude)
             (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind, extra))
             names.append(name)
         entry = ENTRY_MODEL[manifest.model_kind]
         version = tmp / entry / "1"
         version.mkdir(parents=True)
         (version / "model.py").write_text(resources.files("salkit.export").joinpath("triton_model.py").read_text())
+        (version / "_salkit_prelude.py").write_text(prelude)
         _copy_kernels(version)
         (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix), extra))
         names.append(entry)

@@ -8,25 +8,13 @@
 # ORT_THREADS — intra-op threads per instance (0 = ONNX Runtime's default).
 from __future__ import annotations
 
-import os
-import re
 import sys
 from pathlib import Path
 
-_EXTRA_PATH = re.compile(r'key:\s*"EXTRA_SYS_PATH"\s*value:\s*\{\s*string_value:\s*"([^"]*)"')
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _salkit_prelude.py sits next to this file
+from _salkit_prelude import extend_sys_path, model_config  # noqa: E402
 
-
-def _extend_sys_path() -> None:
-    config = Path(__file__).resolve().parents[1] / "config.pbtxt"
-    match = _EXTRA_PATH.search(config.read_text()) if config.exists() else None
-    for entry in reversed(match.group(1).split(os.pathsep) if match else []):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-
-
-_extend_sys_path()
-
-import json  # noqa: E402
+extend_sys_path(__file__)
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
@@ -36,8 +24,7 @@ class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
 
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        config, params = model_config(args)
         self.inputs = [spec["name"] for spec in config["input"]]
         self.outputs = [spec["name"] for spec in config["output"]]
         options = ort.SessionOptions()

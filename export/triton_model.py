@@ -5,50 +5,35 @@
 # and UNCERTAINTY [B, 3, S, S] (predictive, aleatoric, epistemic entropy, nats); qefpn: SALIENCY,
 # ITERATIONS [B], RESIDUAL [B]. Request parameters: samples, steps, noise, seed (coop); steps (qefpn).
 # Each graph of the bundle is a model of this repository (name: <prefix><graph>), called with BLS.
-# Latents and noise: numpy.random.default_rng(seed) draws latents (N, B, d) first, then per
-# Langevin step one standard normal (N·B, 1, S, S) when noise is on.
-# The numerical kernels (Langevin step, entropy, Broyden) come from the salkit.kernels copy that
-# sits next to this file (numpy only), so the Triton host needs numpy and nothing of salkit.
-# EXTRA_SYS_PATH (config.pbtxt parameter, os.pathsep-separated) names directories put on sys.path
-# before numpy is imported: the Python stub ignores PYTHONPATH.
+# The algorithms are salkit.kernels' (cooperative predict: kernels/coop.py; the fixed-iteration
+# Broyden solve: kernels/broyden.py), the same functions sal-runtime runs, from the copy of
+# salkit.kernels that sits next to this file (numpy only): the Triton host needs numpy and
+# nothing else of salkit. Latents and noise follow kernels.coop.random_inputs, sal-runtime's seed
+# convention: numpy.random.default_rng(seed) draws float32 latents (N, B, d), then, when noise is
+# on, the Langevin noise (K, B, 1, S, S). Same bundle, seed and inputs: same answer as sal-runtime.
+# EXTRA_SYS_PATH (config.pbtxt parameter): see _salkit_prelude.py (export/triton_prelude.py).
 from __future__ import annotations
 
-import os
-import re
 import sys
 from pathlib import Path
 
-_EXTRA_PATH = re.compile(r'key:\s*"EXTRA_SYS_PATH"\s*value:\s*\{\s*string_value:\s*"([^"]*)"')
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _salkit_prelude.py sits next to this file
+from _salkit_prelude import extend_sys_path, model_config  # noqa: E402
 
-
-def _extend_sys_path() -> None:
-    config = Path(__file__).resolve().parents[1] / "config.pbtxt"
-    match = _EXTRA_PATH.search(config.read_text()) if config.exists() else None
-    for entry in reversed(match.group(1).split(os.pathsep) if match else []):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-
-
-_extend_sys_path()
+extend_sys_path(__file__)
 
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from salkit.kernels.broyden import broyden  # noqa: E402
-from salkit.kernels.entropy import uncertainty_maps  # noqa: E402
-from salkit.kernels.langevin import langevin_step  # noqa: E402
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+from salkit.kernels import coop  # noqa: E402
+from salkit.kernels.broyden import solve_fixed  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        config, params = model_config(args)
         self.settings = json.loads(params["salkit_settings"])
         self.kind = self.settings["kind"]
         self.prefix = self.settings["prefix"]
@@ -86,24 +71,25 @@ class TritonPythonModel:
         s = self.settings
         n = int(params.get("samples", s["samples"]))
         steps = int(params.get("steps", s["langevin_steps"]))
-        noise = bool(params.get("noise", False))
-        rng = np.random.default_rng(params.get("seed"))
         b = x.shape[0]
-        feats = self._call("encoder", {"image": x}, s["feature_names"])
-        latents = rng.standard_normal((n, b, s["latent_dim"])).astype(np.float32)
-        # One encoder pass for all samples: features (B, ...) repeated sample-major → (N·B, ...).
-        feeds = {name: np.broadcast_to(f, (n, *f.shape)).reshape(n * b, *f.shape[1:]) for name, f in zip(s["feature_names"], feats)}
-        feeds["latent"] = latents.reshape(n * b, -1)
-        (y,) = self._call("latent_decoder", feeds, ["logits"])  # (N·B, 1, S, S)
-        x_rep = np.broadcast_to(x, (n, *x.shape)).reshape(n * b, *x.shape[1:])
-        for _ in range(steps):
-            (grad,) = self._call("energy_grad", {"saliency": y, "image": x_rep}, ["grad"])
-            kick = rng.standard_normal(y.shape).astype(np.float32) if noise else None
-            y = langevin_step(y, grad, s["langevin_step"], kick).astype(np.float32)
-        probs = _sigmoid(y).reshape(n, b, *y.shape[1:])  # (N·B,1,S,S) → (N,B,1,S,S)
-        maps = uncertainty_maps(probs)
-        uncertainty = np.concatenate([maps["predictive"], maps["aleatoric"], maps["epistemic"]], axis=1)
-        return {"SALIENCY": probs.mean(axis=0).astype(np.float32), "UNCERTAINTY": uncertainty.astype(np.float32)}
+        latents, noise = coop.random_inputs(params.get("seed"), samples=n, batch=b, latent_dim=s["latent_dim"], steps=steps,
+                                            size=x.shape[2], noise=bool(params.get("noise", False)))
+        feats = self._call("encoder", {"image": x}, s["feature_names"])  # once per image
+
+        def sample_probs(h: np.ndarray) -> np.ndarray:
+            # Features (B, ...) → (N, B, ...) → (N·B, ...): sample-major rows, the order of h (N, B, d) → (N·B, d).
+            feeds = {name: np.broadcast_to(f, (n, *f.shape)).reshape(n * b, *f.shape[1:]) for name, f in zip(s["feature_names"], feats)}
+            feeds["latent"] = h.reshape(n * b, -1)  # (N, B, d) → (N·B, d)
+            (logits,) = self._call("latent_decoder", feeds, ["logits"])  # (N·B, 1, S, S)
+            return coop.ARRAY_OPS.sigmoid(logits).reshape(n, b, *logits.shape[1:])  # (N·B, 1, S, S) → (N, B, 1, S, S)
+
+        def energy_grad(y: np.ndarray) -> np.ndarray:
+            return self._call("energy_grad", {"saliency": y, "image": x}, ["grad"])[0]  # (B, 1, S, S)
+
+        out = coop.predict(sample_probs, latents, energy_grad, steps=steps, step_size=s["langevin_step"], noise=noise,
+                           eps=s.get("logit_eps", coop.LOGIT_EPS))
+        uncertainty = np.concatenate([out["predictive"], out["aleatoric"], out["epistemic"]], axis=1)  # 3 × (B,1,S,S) → (B,3,S,S)
+        return {"SALIENCY": out["saliency"].astype(np.float32), "UNCERTAINTY": uncertainty.astype(np.float32)}
 
     def _qefpn(self, x: np.ndarray, params: dict) -> dict:
         s = self.settings
@@ -111,15 +97,10 @@ class TritonPythonModel:
         (injection,) = self._call("encoder", {"image": x}, ["injection"])
 
         def f(z: np.ndarray) -> np.ndarray:
-            return self._call("f", {"z": z, "injection": injection}, ["f_z"])[0].astype(np.float64)
+            return self._call("f", {"z": z, "injection": injection}, ["f_z"])[0]
 
-        z, stats = broyden(f, np.zeros(injection.shape, np.float64), max_iter=iterations, tol=s["broyden_tol"],
-                           memory=s["broyden_memory"], stop_mode=s["stop_mode"])
+        z, stats = solve_fixed(f, np.zeros(injection.shape, np.float32), iterations, tol=s["broyden_tol"],
+                               memory=s["broyden_memory"], stop_mode=s["stop_mode"])
         (logits,) = self._call("decoder", {"z": z}, ["logits"])
-        residual = np.asarray(stats.get("residual", np.zeros(x.shape[0])), np.float32).reshape(-1)
-        count = np.asarray(stats.get("iterations", np.full(x.shape[0], iterations)), np.float32).reshape(-1)
-        if residual.size == 1:
-            residual = np.full(x.shape[0], residual[0], np.float32)
-        if count.size == 1:
-            count = np.full(x.shape[0], count[0], np.float32)
-        return {"SALIENCY": _sigmoid(logits).astype(np.float32), "ITERATIONS": count, "RESIDUAL": residual}
+        return {"SALIENCY": coop.ARRAY_OPS.sigmoid(logits).astype(np.float32),
+                "ITERATIONS": np.asarray(stats["iterations"], np.float32), "RESIDUAL": np.asarray(stats["residual"], np.float32)}

@@ -220,3 +220,24 @@ def broyden(
         "f_evals": f_evals,
     }
     return lowest_z, stats
+
+
+def solve_fixed(
+    f: Callable[[Array], Array],
+    z0: Array,
+    iterations: int,
+    *,
+    memory: int | None = None,
+    tol: float = 1e-3,
+    stop_mode: str = "rel",
+) -> tuple[Array, dict[str, Array]]:
+    """The serving solve (``runtime/loops_qefpn.py`` and the Triton model): exactly ``iterations``
+    Broyden steps from ``z0`` (B, D), whatever the residuals, so its cost does not depend on the
+    data (a fixed loop is what a CUDA graph or a Triton model can capture).
+
+    Returns the lowest-residual iterate and, per sample, ``iterations`` (B,): the first step whose
+    residual (``stop_mode``) met ``tol``, ``iterations`` if none did; ``residual`` (B,): the relative
+    residual ‖f(z) − z‖ / ‖z‖ of the returned iterate. Arrays stay in z0's library and precision.
+    """
+    z, stats = broyden(f, z0, max_iter=iterations, tol=tol, memory=memory, stop_mode=stop_mode, fixed_iterations=True)
+    return z, {"iterations": stats["iterations"], "residual": stats["residual"]}

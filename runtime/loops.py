@@ -1,22 +1,19 @@
-"""Cooperative predict and refine, written once against the runner interface.
+"""Cooperative predict and refine over a bundle's runners: ``salkit.kernels.coop`` with runner callables.
 
-For a batch of B images, N latent samples and K Langevin steps (``predict``)::
+The algorithm itself (sample → mean → logit → K Langevin steps → sigmoid, and refine) is
+``salkit.kernels.coop``, shared with the Triton model and the torch references. This module
+supplies its two callables on the runners' device:
 
-    feats      = encoder(x)                                   once per image
-    logits_n   = latent_decoder(feats repeated N times, h)    one call on N·B rows
-    p          = mean_n sigmoid(logits_n)                     (B, 1, S, S)
-    y_0        = logit(clip(p, eps, 1 − eps))                 Langevin runs in logit space
-    y_{k+1}    = y_k − δ²/2 · ∂U/∂y(y_k, x) (+ δ·ξ_k)         K steps, energy_grad graph
-    saliency   = sigmoid(y_K)
-
-and uncertainty maps from the N sample probabilities (``salkit.kernels.entropy``). ``refine``
-starts from another model's probability maps instead of the generator's. ``path="whole"`` runs
-the ``generator`` graph N times over (the authors' way) and must agree with the split path.
+    sample_probs(latents)  encoder once per image, its features repeated into (N·B, …) rows, the
+                           latent_decoder once on all N·B rows, sigmoid → (N, B, 1, S, S);
+                           ``path="whole"`` runs the ``generator`` graph on N·B rows instead
+                           (the authors' way; it agrees with the split path to 1e-5)
+    energy_grad(y)         the ``energy_grad`` graph on the batch's B rows
 
 Every buffer of a batch shape is allocated once on the runners' device and bound once
-(:class:`_CoopWorkspace`); the Langevin steps ping-pong between two saliency buffers and write
-with ``out=`` so no step allocates. On a GPU device the batch is uploaded once and the results
-downloaded once.
+(:class:`_CoopWorkspace`); the algorithm's elementwise steps write into them
+(``kernels.coop.BufferOps``), the Langevin iterates ping-pong between two buffers, and no step
+allocates. On a GPU device the batch is uploaded once and the results downloaded once.
 """
 
 from __future__ import annotations
@@ -26,40 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.entropy import uncertainty_maps
+from salkit.kernels import coop
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends.base import Array, Device, Runner
-
-LOGIT_EPS = 1e-6  # probabilities are clipped to [eps, 1 − eps] before the logit
-
-
-def sigmoid_into(xp: Any, logits: Array, out: Array) -> None:
-    """out = 1 / (1 + exp(−logits)), in place (out may be logits)."""
-    xp.negative(logits, out=out)
-    xp.exp(out, out=out)
-    out += 1.0
-    xp.reciprocal(out, out=out)
-
-
-def logit_into(xp: Any, probs: Array, out: Array, tmp: Array, eps: float = LOGIT_EPS) -> None:
-    """out = log(p / (1 − p)) with p clipped to [eps, 1 − eps]; tmp is scratch of the same shape."""
-    xp.clip(probs, eps, 1.0 - eps, out=out)
-    xp.subtract(1.0, out, out=tmp)
-    xp.divide(out, tmp, out=out)
-    xp.log(out, out=out)
-
-
-def langevin_into(y: Array, grad: Array, step: float, out: Array, scaled_noise: Array | None = None) -> None:
-    """``out = y − step²/2·grad (+ scaled_noise)`` without temporaries; ``scaled_noise = step·ξ``.
-
-    Bit-identical to ``salkit.kernels.langevin.langevin_step(y, grad, step, ξ)`` (``y + (−c)·g``
-    rounds exactly as ``y − c·g``); a test checks it.
-    """
-    out[...] = grad
-    out *= -(0.5 * step * step)
-    out += y
-    if scaled_noise is not None:
-        out += scaled_noise
 
 
 @dataclasses.dataclass
@@ -68,15 +34,15 @@ class CoopRunners:
     latent_decoder: Runner
     energy_grad: Runner
     generator: Runner | None = None  # only for the whole-generator path
-    langevin_step: Runner | None = None  # the fused update graph, used on GPU devices
 
 
 class _CoopWorkspace:
-    """All buffers and bindings for one (batch, samples) shape; built once, reused per call."""
+    """All buffers, bindings and callables for one (batch, samples, path); built once, reused per call."""
 
     def __init__(self, runners: CoopRunners, device: Device, batch: int, samples: int, size: int, latent_dim: int, path: str) -> None:
-        xp, empty = device.xp, device.empty
+        empty = device.empty
         rows = samples * batch
+        self.device, self.runners, self.path, self.shape = device, runners, path, (batch, samples)
         self.x = empty((batch, 3, size, size))
         self.latent = empty((rows, latent_dim))
         self.logits = empty((rows, 1, size, size))
@@ -91,30 +57,49 @@ class _CoopWorkspace:
                 raise SalkitError("the whole-generator path needs the bundle's 'generator' graph")
             self.x_rep = empty((rows, 3, size, size))
             self.decode = runners.generator.bind({"image": self.x_rep, "latent": self.latent}, {"logits": self.logits})
-        self.probs = self.logits  # sigmoid is applied in place: logits are not needed afterwards
-        map_shape = (batch, 1, size, size)
-        self.y = (empty(map_shape), empty(map_shape))  # ping-pong saliency buffers (logits)
-        self.grad = empty(map_shape)
-        self.scratch = empty(map_shape)
-        self.grad_bind = tuple(runners.energy_grad.bind({"saliency": y, "image": self.x}, {"grad": self.grad}) for y in self.y)
-        self.fused = None
-        if runners.langevin_step is not None:
-            self.noise_step = empty(map_shape)
-            xp.multiply(self.noise_step, 0.0, out=self.noise_step)
-            self.fused = tuple(
-                runners.langevin_step.bind(
-                    {"saliency": self.y[i], "image": self.x, "noise": self.noise_step}, {"saliency_next": self.y[1 - i]}
-                )
-                for i in (0, 1)
-            )
-        self.noise: Array | None = None  # (K, B, 1, S, S), allocated at first noisy call
-        self.shape = (batch, samples)
+        self.probs = self.logits  # sigmoid is applied in place: the logits are not needed afterwards
+        self.ops = coop.BufferOps(device.xp, empty, (batch, 1, size, size))
+        self.grad = empty((batch, 1, size, size))
+        # energy_grad reads whichever ping-pong buffer holds the current iterate: one binding each.
+        self.grad_bind = tuple(runners.energy_grad.bind({"saliency": y, "image": self.x}, {"grad": self.grad}) for y in self.ops.y)
+        self.noise: Array | None = None  # (K, B, 1, S, S), allocated at the first noisy call
+
+    def sample_probs(self, latents: np.ndarray) -> Array:
+        """Host latents (N, B, d) → device probabilities (N, B, 1, S, S) (a view of ``self.probs``)."""
+        device, xp, (batch, samples) = self.device, self.device.xp, self.shape
+        device.upload(np.ascontiguousarray(latents.reshape(samples * batch, -1), dtype=np.float32), self.latent)  # (N,B,d) → (N·B,d)
+        if self.path == "split":
+            self.runners.encoder.run(self.encode)
+            for name, feat in self.feats.items():
+                # (B, …) broadcast into (N·B, …) viewed as (N, B, …): sample-major rows, the latents' order
+                xp.copyto(self.feats_rep[name].reshape(samples, *feat.shape), feat[None])  # (1, B, …) → (N, B, …)
+            self.runners.latent_decoder.run(self.decode)
+        else:
+            xp.copyto(self.x_rep.reshape(samples, *self.x.shape), self.x[None])  # (N·B,3,S,S) viewed as (N,B,3,S,S)
+            self.runners.generator.run(self.decode)
+        coop.sigmoid_into(xp, self.logits, self.probs)
+        return self.probs.reshape(samples, batch, *self.probs.shape[1:])  # (N·B,1,S,S) → (N,B,1,S,S)
+
+    def energy_grad(self, y: Array) -> Array:
+        """∂U/∂y (B, 1, S, S) for the iterate y, one of ``ops.y``."""
+        self.runners.energy_grad.run(self.grad_bind[0 if y is self.ops.y[0] else 1])
+        return self.grad
+
+    def upload_noise(self, noise: np.ndarray | None, steps: int) -> Array | None:
+        """Host noise (K, B, 1, S, S) → the device buffer (a view of its first K steps)."""
+        if noise is None:
+            return None
+        if self.noise is None or self.noise.shape[0] < steps:
+            self.noise = self.device.empty((steps, *self.grad.shape))
+        self.device.upload(np.ascontiguousarray(noise, dtype=np.float32), self.noise[:steps])
+        return self.noise[:steps]
 
 
 class CoopLoop:
     """Cooperative predict / refine over one bundle's runners (all on one device)."""
 
-    def __init__(self, runners: CoopRunners, device: Device, *, size: int, latent_dim: int, step_size: float, logit_eps: float = LOGIT_EPS) -> None:
+    def __init__(self, runners: CoopRunners, device: Device, *, size: int, latent_dim: int, step_size: float,
+                 logit_eps: float = coop.LOGIT_EPS) -> None:
         self.runners, self.device = runners, device
         self.size, self.latent_dim, self.step_size, self.logit_eps = size, latent_dim, float(step_size), logit_eps
         self._workspaces: dict[tuple[int, int, str], _CoopWorkspace] = {}
@@ -125,48 +110,10 @@ class CoopLoop:
             self._workspaces[key] = _CoopWorkspace(self.runners, self.device, batch, samples, self.size, self.latent_dim, path)
         return self._workspaces[key]
 
-    # -- the pieces -------------------------------------------------------------------------
-    def _sample_probs(self, ws: _CoopWorkspace, latents: np.ndarray, path: str) -> Array:
-        """N sample probability maps, device (N, B, 1, S, S)."""
-        xp, (batch, samples) = self.device.xp, ws.shape
-        self.device.upload(np.ascontiguousarray(latents.reshape(samples * batch, self.latent_dim)), ws.latent)  # (N,B,d) → (N·B,d)
-        if path == "split":
-            self.runners.encoder.run(ws.encode)
-            for name, feat in ws.feats.items():
-                # (B, …) broadcast into (N, B, …): sample-major rows, matching the latents' order
-                xp.copyto(ws.feats_rep[name].reshape(samples, *feat.shape), feat[None])
-            self.runners.latent_decoder.run(ws.decode)
-        else:
-            xp.copyto(ws.x_rep.reshape(samples, *ws.x.shape), ws.x[None])  # (N·B,3,S,S) as (N,B,3,S,S)
-            self.runners.generator.run(ws.decode)
-        sigmoid_into(xp, ws.logits, ws.probs)
-        return ws.probs.reshape(samples, batch, 1, self.size, self.size)  # (N·B,1,S,S) → (N,B,1,S,S)
+    def _download(self, arrays: dict[str, Array]) -> dict[str, np.ndarray]:
+        self.device.synchronize()
+        return {k: np.asarray(self.device.download(v), dtype=np.float32) for k, v in arrays.items()}
 
-    def _langevin(self, ws: _CoopWorkspace, steps: int, noise: np.ndarray | None) -> Array:
-        """K steps from ws.y[0]; returns the buffer holding y_K."""
-        if noise is not None:
-            if ws.noise is None or ws.noise.shape[0] < steps:
-                ws.noise = self.device.empty((steps, *ws.y[0].shape))
-            self.device.upload(np.ascontiguousarray(noise, dtype=np.float32), ws.noise[:steps])
-            if ws.fused is None:
-                ws.noise[:steps] *= np.float32(self.step_size)  # the update adds δ·ξ: scale once, not per step
-        current = 0
-        for k in range(steps):
-            nxt = 1 - current
-            step_noise = None if noise is None else ws.noise[k]
-            if ws.fused is not None:
-                if step_noise is not None:
-                    self.device.xp.copyto(ws.noise_step, step_noise)
-                self.runners.langevin_step.run(ws.fused[current])
-                if step_noise is not None:
-                    ws.noise_step[...] = 0.0
-            else:
-                self.runners.energy_grad.run(ws.grad_bind[current])
-                langevin_into(ws.y[current], ws.grad, self.step_size, ws.y[nxt], step_noise)
-            current = nxt
-        return ws.y[current]
-
-    # -- the two entry points ---------------------------------------------------------------
     def predict(
         self,
         x: np.ndarray,
@@ -177,38 +124,28 @@ class CoopLoop:
         uncertainty: bool = True,
         path: str = "split",
     ) -> dict[str, np.ndarray]:
-        """x (B,3,S,S) normalised, latents (N,B,d), noise (K,B,1,S,S) or None → host arrays."""
+        """x (B,3,S,S) normalised, latents (N,B,d), noise (K,B,1,S,S) or None → host arrays:
+        "saliency" and, with ``uncertainty``, "predictive", "aleatoric", "epistemic" (B,1,S,S)."""
         if path not in ("split", "whole"):
             raise SalkitError(f"path must be 'split' or 'whole', got {path!r}")
         batch, samples = x.shape[0], latents.shape[0]
         if latents.shape != (samples, batch, self.latent_dim):
             raise SalkitError(f"latents must have shape (N, {batch}, {self.latent_dim}), got {latents.shape}")
         ws = self.workspace(batch, samples, path)
-        xp = self.device.xp
         self.device.upload(np.ascontiguousarray(x, dtype=np.float32), ws.x)
-        probs = self._sample_probs(ws, latents, path)  # (N, B, 1, S, S)
-        xp.mean(probs, axis=0, out=ws.scratch)
-        logit_into(xp, ws.scratch, ws.y[0], ws.grad, self.logit_eps)
-        final = self._langevin(ws, steps, noise)
-        sigmoid_into(xp, final, ws.scratch)
-        out = {"saliency": ws.scratch}
-        if uncertainty:
-            out.update(uncertainty_maps(probs))
-        self.device.synchronize()
-        return {k: np.asarray(self.device.download(v), dtype=np.float32) for k, v in out.items()}
+        out = coop.predict(ws.sample_probs, latents, ws.energy_grad, steps=steps, step_size=self.step_size,
+                           noise=ws.upload_noise(noise, steps), eps=self.logit_eps, uncertainty=uncertainty, ops=ws.ops)
+        del out["generator"]
+        return self._download(out)
 
     def refine(self, x: np.ndarray, maps: np.ndarray, *, steps: int, noise: np.ndarray | None = None) -> np.ndarray:
         """x (B,3,S,S), maps (B,1,S,S) probabilities → refined probabilities (B,1,S,S), host."""
-        batch = x.shape[0]
-        ws = self.workspace(batch, 1, "split")
-        xp = self.device.xp
+        ws = self.workspace(x.shape[0], 1, "split")
         self.device.upload(np.ascontiguousarray(x, dtype=np.float32), ws.x)
-        self.device.upload(np.ascontiguousarray(maps, dtype=np.float32), ws.scratch)
-        logit_into(xp, ws.scratch, ws.y[0], ws.grad, self.logit_eps)
-        final = self._langevin(ws, steps, noise)
-        sigmoid_into(xp, final, ws.scratch)
-        self.device.synchronize()
-        return np.asarray(self.device.download(ws.scratch), dtype=np.float32)
+        self.device.upload(np.ascontiguousarray(maps, dtype=np.float32), ws.ops.mean_map)
+        refined = coop.refine(ws.ops.mean_map, ws.energy_grad, steps=steps, step_size=self.step_size,
+                              noise=ws.upload_noise(noise, steps), eps=self.logit_eps, ops=ws.ops)
+        return self._download({"saliency": refined})["saliency"]
 
 
 def check_steps(name: str, value: Any, low: int) -> int:

@@ -10,7 +10,8 @@ The solve always runs T iterations so its cost does not depend on the data (a fi
 a CUDA graph or a Triton model can capture); per sample it reports ``iterations`` (the first step
 whose residual met the bundle's tolerance, T if none did) and ``residual`` (the relative residual
 ‖f(z) − z‖ / ‖z‖ of the returned, lowest-residual iterate). The Broyden update itself is
-``salkit.kernels.broyden.broyden``; ``f`` reads and writes buffers bound once per batch shape.
+``salkit.kernels.broyden.solve_fixed`` (the Triton model runs the same); ``f`` reads and writes
+buffers bound once per batch shape.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from typing import Iterator
 
 import numpy as np
 
-from salkit.kernels.broyden import broyden
+from salkit.kernels.broyden import solve_fixed
+from salkit.kernels.coop import sigmoid_into
 from salkit.runtime.backends.base import Array, Device, Runner
-from salkit.runtime.loops import sigmoid_into
 
 
 @dataclasses.dataclass
@@ -88,8 +89,7 @@ class QefpnLoop:
 
         z0 = np.zeros((batch, self.state_dim), dtype=np.float32)
         with _single_threaded_blas(device.is_host):
-            z, stats = broyden(f, z0, max_iter=steps, tol=self.tol, memory=self.memory, stop_mode=self.stop_mode,
-                               fixed_iterations=True)
+            z, stats = solve_fixed(f, z0, steps, tol=self.tol, memory=self.memory, stop_mode=self.stop_mode)
         device.upload(np.ascontiguousarray(z, dtype=np.float32), ws.z)
         self.runners.decoder.run(ws.decode)
         sigmoid_into(device.xp, ws.logits, ws.logits)

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends import create_runner, device_for, resolve_backend
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
-from salkit.runtime.loops import LOGIT_EPS, CoopLoop, CoopRunners, check_steps
+from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
 from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
 
 
@@ -76,7 +77,6 @@ class Predictor:
                     latent_decoder=self._runner("latent_decoder"),
                     energy_grad=self._runner("energy_grad"),
                     generator=None,  # loaded on first use of the whole-generator path
-                    langevin_step=self._runner("langevin_step") if ("langevin_step" in manifest.graphs and not self.device.is_host) else None,
                 ),
                 self.device,
                 size=manifest.input_size,
@@ -172,15 +172,16 @@ class Predictor:
             if self.kind == "qefpn":
                 parts = [self._qefpn.predict(x[s], iterations=k) for s in self._chunks(x.shape[0])]
                 return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-            rng = np.random.default_rng(seed)
             latent_dim = self._coop.latent_dim
-            if latents is None:
-                latents = rng.standard_normal((n, x.shape[0], latent_dim), dtype=np.float32)
+            if latents is None or (noise and noise_values is None):
+                # The seed convention of kernels.coop.random_inputs, shared with the Triton model.
+                drawn, kicks = random_inputs(seed, samples=n, batch=x.shape[0], latent_dim=latent_dim, steps=k,
+                                             size=x.shape[2], noise=noise and noise_values is None)
+                latents = drawn if latents is None else latents
+                noise_values = kicks if noise_values is None else noise_values
             latents = np.asarray(latents, dtype=np.float32)
             if latents.ndim != 3 or latents.shape[1:] != (x.shape[0], latent_dim) or latents.shape[0] < 1:
                 raise SalkitError(f"latents must have shape (N, {x.shape[0]}, {latent_dim}), got {latents.shape}")
-            if noise and noise_values is None:
-                noise_values = rng.standard_normal((k, x.shape[0], 1, *x.shape[2:]), dtype=np.float32)
             if noise_values is not None and noise_values.shape != (k, x.shape[0], 1, *x.shape[2:]):
                 raise SalkitError(f"noise_values must have shape {(k, x.shape[0], 1, *x.shape[2:])}, got {noise_values.shape}")
             if path == "whole" and self._coop.runners.generator is None:

@@ -3,8 +3,10 @@
 Cooperative predict the authors' way: the **whole generator once per latent sample** (N passes,
 encoder included each time), the mean probability, then K Langevin steps whose energy gradient
 comes from autograd — what their test script and the paper's inference do, without this
-project's shared-encoder split. QE-FPN: the model's own solve with the runtime's fixed number of
-Broyden iterations, under ``no_grad``. It lives in salkit.train because it needs torch; the runtime imports it only for --compare-torch.
+project's shared-encoder split. The algorithm is ``salkit.kernels.coop.predict`` (the runtime's),
+with those callables. QE-FPN: the model's own solve with the runtime's fixed number of Broyden
+iterations, under ``no_grad``. It lives in salkit.train because it needs torch; the runtime imports
+it only for --compare-torch.
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.kernels.errors import SalkitError
-
-EPS = 1e-6
 
 
 def load_torch_model(ckpt: str | Path, threads: int | None) -> Any:
@@ -35,19 +35,15 @@ def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callab
     """A callable (x (B,3,S,S), latents (N,B,d)) → saliency (B,1,S,S), the authors' way."""
     import torch
 
-    from salkit.kernels.langevin import langevin_step
+    from salkit.kernels import coop
+    from salkit.train.coop_langevin import energy_gradient
+    from salkit.train.coop_predictor import sample_probs_fn
 
     def run(x_np: np.ndarray, latents: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(x_np)
-        with torch.no_grad():
-            probs = [torch.sigmoid(model.generator(x, torch.from_numpy(latents[n]))) for n in range(samples)]
-            mean = torch.stack(probs).mean(0).clamp(EPS, 1 - EPS)
-            y = torch.log(mean / (1 - mean))
-        for _ in range(steps):
-            y = y.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(model.energy(y, x).sum(), y)
-            y = langevin_step(y.detach(), grad, step_size)
-        return torch.sigmoid(y).detach().numpy()
+        out = coop.predict(sample_probs_fn(model, x, "whole"), torch.from_numpy(latents[:samples]), energy_gradient(model.energy, x),
+                           steps=steps, step_size=step_size, uncertainty=False)
+        return out["saliency"].numpy()
 
     return run
 

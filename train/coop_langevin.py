@@ -1,10 +1,15 @@
-"""Torch Langevin revisions of the cooperative model (Eq. 2 on Y, Eq. 7 on h), batched.
+"""The training side's Langevin chain (torch) and the cooperative model's two chains on it.
 
-Both take gradients with ``torch.autograd.grad`` with respect to the chain variable only, so
-they never write into any parameter's ``.grad``. A batch of B chains runs as one pass; the
-chains are independent as long as the networks treat samples independently (the energy runs
-with batch-norm in eval mode during Langevin, the generator's decoder has no batch norm).
-The update itself is ``salkit.kernels.langevin.langevin_step``, the same kernel the runtime uses.
+``run_chain`` is the one chain every trainer uses (Algorithm 1's chains on Y and h, the scribble
+recovery chains of Algorithm 2, the latent-variable baseline): ``salkit.kernels.langevin``'s
+``langevin_chain`` — the loop the runtime's and the Triton model's descent also run — with fresh
+noise per step (or given noises), a NaN/inf watch and an optional projection after every step.
+
+Gradients are taken with ``torch.autograd.grad`` with respect to the chain variable only
+(``gradient``), so nothing is ever written into a parameter's ``.grad``. A batch of B chains
+runs as one pass; the chains are independent as long as the networks treat samples
+independently (the energy runs with batch-norm in eval mode during Langevin, the generator's
+decoder has no batch norm).
 """
 
 from __future__ import annotations
@@ -14,13 +19,61 @@ from typing import Callable
 
 import torch
 
-from salkit.kernels.langevin import langevin_step
+from salkit.kernels.langevin import langevin_chain
+
+Grad = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class Chain:
     value: torch.Tensor  # the revised variable, detached
     bad_step: int | None  # first step (1-based) whose result was NaN/inf, if any
+
+
+def gradient(scalar: Callable[[torch.Tensor], torch.Tensor]) -> Grad:
+    """v ↦ ∂ scalar(v) / ∂v by autograd, detached (a sum over the batch gives each row its own
+    gradient when the rows are independent)."""
+
+    def grad(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(scalar(v), v)
+        return g
+
+    return grad
+
+
+def energy_gradient(energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor) -> Grad:
+    """y ↦ ∂U(y, x)/∂y for logits y (B,1,S,S) and images x (B,3,S,S)."""
+    x = x.detach()
+    return gradient(lambda y: energy(y, x).sum())
+
+
+def run_chain(
+    grad: Grad,
+    start: torch.Tensor,
+    steps: int,
+    step_size: float,
+    noise: bool = True,
+    noises: torch.Tensor | None = None,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> Chain:
+    """K Langevin steps from ``start`` (detached); ``noises`` (K, *start.shape) fixes the noise,
+    else ``noise`` draws a fresh standard normal per step. ``project`` (if any) is applied to the
+    start and after every step; ``bad_step`` is the first step whose update was NaN/inf."""
+    y = start.detach()
+    if project is not None:
+        y = project(y)
+    source = noises if noises is not None else ((lambda k: torch.randn_like(y)) if noise else None)
+    bad: list[int] = []
+
+    def after_step(k: int, value: torch.Tensor) -> torch.Tensor:
+        if not bad and not bool(torch.isfinite(value).all()):
+            bad.append(k + 1)
+        return value if project is None else project(value)
+
+    y = langevin_chain(grad, y, steps, step_size, source, after_step=after_step)
+    return Chain(y, bad[0] if bad else None)
 
 
 def revise_saliency(
@@ -32,20 +85,8 @@ def revise_saliency(
     noise: bool = True,
     noises: torch.Tensor | None = None,
 ) -> Chain:
-    """K Langevin steps on U(Y, X) from logits ``y`` (B,1,S,S); ``noises`` (K,B,1,S,S) fixes the noise."""
-    x = x.detach()
-    y = y.detach()
-    bad = None
-    for k in range(steps):
-        y.requires_grad_(True)
-        with torch.enable_grad():
-            # Sum over the batch: each chain's gradient is ∂U_b/∂y_b since samples are independent.
-            (grad,) = torch.autograd.grad(energy(y, x).sum(), y)
-        noise_k = noises[k] if noises is not None else (torch.randn_like(y) if noise else None)
-        y = langevin_step(y.detach(), grad, step_size, noise_k)
-        if bad is None and not bool(torch.isfinite(y).all()):
-            bad = k + 1
-    return Chain(y, bad)
+    """Eq. 2: K Langevin steps on U(Y, X) from logits ``y`` (B,1,S,S); ``noises`` (K,B,1,S,S) fixes the noise."""
+    return run_chain(energy_gradient(energy, x), y, steps, step_size, noise, noises)
 
 
 def revise_latent(
@@ -58,7 +99,7 @@ def revise_latent(
     sigma: float,
     noise: bool = True,
 ) -> Chain:
-    """K Langevin steps on −log p(Ỹ, h | X) = ‖Ỹ − G(X, h)‖²/(2σ²) + ‖h‖²/2 + const (Eq. 7).
+    """Eq. 7: K Langevin steps on −log p(Ỹ, h | X) = ‖Ỹ − G(X, h)‖²/(2σ²) + ‖h‖²/2 + const.
 
     ``feats`` are the encoder features of X (detached: the encoder does not depend on h), so each
     step runs only the latent-conditioned decoder. The squared error is summed over pixels —
@@ -66,16 +107,5 @@ def revise_latent(
     """
     feats = [f.detach() for f in feats]
     target = target.detach()
-    h = h.detach()
-    bad = None
-    for k in range(steps):
-        h.requires_grad_(True)
-        with torch.enable_grad():
-            residual = target - decode(feats, h)  # (B,1,S,S)
-            nll = residual.pow(2).sum() / (2.0 * sigma * sigma)
-            (grad_nll,) = torch.autograd.grad(nll, h)
-        grad = grad_nll + h.detach()  # the N(0, I) prior's gradient
-        h = langevin_step(h.detach(), grad, step_size, torch.randn_like(h) if noise else None)
-        if bad is None and not bool(torch.isfinite(h).all()):
-            bad = k + 1
-    return Chain(h, bad)
+    nll = gradient(lambda v: (target - decode(feats, v)).pow(2).sum() / (2.0 * sigma * sigma))
+    return run_chain(lambda v: nll(v) + v.detach(), h, steps, step_size, noise)  # + the N(0, I) prior's gradient

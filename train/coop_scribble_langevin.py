@@ -28,8 +28,7 @@ from typing import Callable
 
 import torch
 
-from salkit.kernels.langevin import langevin_step
-from salkit.train.coop_langevin import Chain, revise_saliency
+from salkit.train.coop_langevin import Chain, energy_gradient, run_chain
 
 Decode = Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]
 
@@ -53,49 +52,19 @@ def masked_latent_grad(
     return pullback - h.detach()
 
 
-def infer_latent_observed(
-    decode: Decode,
-    feats: list[torch.Tensor],
-    target: torch.Tensor,
-    observed: torch.Tensor,
-    h: torch.Tensor,
-    steps: int,
-    step_size: float,
-    sigma: float,
-    noise: bool = True,
-) -> Chain:
+def infer_latent_observed(decode: Decode, feats: list[torch.Tensor], target: torch.Tensor, observed: torch.Tensor,
+                          h: torch.Tensor, steps: int, step_size: float, sigma: float, noise: bool = True) -> Chain:
     """h′: K Langevin steps on −log p(Y′, h | X) from ``h`` (B,d), seeing Y′ only where ``observed``."""
     feats = [f.detach() for f in feats]
-    h = h.detach()
-    bad = None
-    for k in range(steps):
-        grad = -masked_latent_grad(decode, feats, target, observed, h, sigma)  # ∂/∂h of the negative log joint
-        h = langevin_step(h, grad, step_size, torch.randn_like(h) if noise else None)
-        if bad is None and not bool(torch.isfinite(h).all()):
-            bad = k + 1
-    return Chain(h, bad)
+    # ∂/∂h of the negative log joint
+    return run_chain(lambda v: -masked_latent_grad(decode, feats, target, observed, v, sigma), h, steps, step_size, noise)
 
 
-def recover_saliency(
-    energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    y: torch.Tensor,
-    x: torch.Tensor,
-    observed: torch.Tensor,
-    target: torch.Tensor,
-    steps: int,
-    step_size: float,
-    noise: bool = True,
-    noises: torch.Tensor | None = None,
-) -> Chain:
+def recover_saliency(energy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], y: torch.Tensor, x: torch.Tensor,
+                     observed: torch.Tensor, target: torch.Tensor, steps: int, step_size: float, noise: bool = True,
+                     noises: torch.Tensor | None = None) -> Chain:
     """Ỹ′: K Langevin steps on U(·, X) from logits ``y`` (B,1,S,S) with the observed pixels held at ``target``."""
     keep = observed > 0
     target = target.detach()
-    y = torch.where(keep, target, y.detach())
-    bad = None
-    for k in range(steps):
-        step_noise = noises[k : k + 1] if noises is not None else None  # (1,B,1,S,S)
-        chain = revise_saliency(energy, y, x, 1, step_size, noise, step_noise)
-        y = torch.where(keep, target, chain.value)
-        if bad is None and chain.bad_step is not None:
-            bad = k + 1
-    return Chain(y, bad)
+    return run_chain(energy_gradient(energy, x), y, steps, step_size, noise, noises,
+                     project=lambda v: torch.where(keep, target, v))

@@ -18,6 +18,7 @@ from google.protobuf import json_format, text_format
 from salkit.export.triton import write_triton_repo
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
+from tests.coop_reference import cooperative_reference
 from tests.export import fake_triton
 
 torch.set_num_threads(2)
@@ -93,7 +94,7 @@ def test_python_graph_backend_configs_parse_and_carry_the_sys_path(tiny_coop_bun
         assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
         assert config.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
         _assert_graph_io(config, manifest.graphs[graph], pb2)
-        assert (path.parent / "1" / "model.py").exists()
+        assert (path.parent / "1" / "model.py").exists() and (path.parent / "1" / "_salkit_prelude.py").exists()
         assert sha256_file(path.parent / "1" / "model.onnx") == manifest.graphs[graph].sha256
     entry = _parse(repo / "saliency" / "config.pbtxt")
     assert entry.parameters["EXTRA_SYS_PATH"].string_value.split(os.pathsep) == extra
@@ -157,47 +158,50 @@ def _load_loop_model(repo: Path, entry: str):
     return model, fake
 
 
-def _torch_cooperative(model, x: torch.Tensor, n: int, steps: int, delta: float, seed: int, noise: bool):
-    """The loop model's contract written with torch autograd (independent of the ONNX graphs)."""
-    from salkit.kernels.entropy import uncertainty_maps
-
-    rng = np.random.default_rng(seed)
-    b = x.shape[0]
-    latents = torch.from_numpy(rng.standard_normal((n, b, model.latent_dim)).astype(np.float32))
-    x_rep = x.repeat(n, 1, 1, 1)  # sample-major (N·B, 3, S, S)
-    with torch.no_grad():
-        y = model.generator(x_rep, latents.reshape(n * b, -1))
-    for _ in range(steps):
-        y = y.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model.energy(y, x_rep).sum(), y)
-        y = y.detach() - 0.5 * delta * delta * grad
-        if noise:
-            y = y + delta * torch.from_numpy(rng.standard_normal(tuple(y.shape)).astype(np.float32))
-    probs = torch.sigmoid(y).reshape(n, b, *y.shape[1:]).detach()
-    maps = uncertainty_maps(probs)
-    return probs.mean(0).numpy(), torch.cat([maps["predictive"], maps["aleatoric"], maps["epistemic"]], 1).numpy()
+@pytest.fixture(scope="module")
+def strong_repo(strong_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("triton_strong") / "repo"
+    write_triton_repo(load_bundle(strong_coop_bundle), strong_coop_bundle, repo)
+    return repo
 
 
 @pytest.mark.parametrize("noise", [False, True])
-def test_loop_model_over_bls_equals_torch(coop_repo: Path, tiny_coop_bundle: Path, tiny_coop_checkpoint: Path,
-                                          noise: bool) -> None:
+def test_loop_model_over_bls_equals_the_predictor_under_a_strong_energy(strong_repo: Path, strong_coop_bundle: Path,
+                                                                         strong_coop_checkpoint: Path, noise: bool) -> None:
+    """Same bundle, seed and inputs: the Triton model's answer is sal-runtime's (kernels.coop, the
+    seed convention of kernels.coop.random_inputs), on an energy whose descent moves the maps."""
+    from salkit.runtime.predictor import Predictor
     from salkit.train.engine.checkpoint import build_model, load_checkpoint
 
-    loop, fake = _load_loop_model(coop_repo, "saliency")
+    loop, fake = _load_loop_model(strong_repo, "saliency")
     x = np.random.default_rng(7).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    params = {"samples": 3, "steps": 2, "seed": 11, "noise": noise}
+    n, k, seed = 3, 5, 11
     fake.calls.clear()
-    (response,) = loop.execute([fake_triton.Request({"IMAGE": x}, params)])
+    (response,) = loop.execute([fake_triton.Request({"IMAGE": x}, {"samples": n, "steps": k, "seed": seed, "noise": noise})])
     assert not response.has_error(), response.error().message()
     out = {t.name(): t.as_numpy() for t in response.output_tensors}
-    # One encoder pass for the batch, one batched decoder call for all samples, one grad call per step.
-    assert fake.calls == [("coop_encoder", 2), ("coop_latent_decoder", 6), ("coop_energy_grad", 6), ("coop_energy_grad", 6)]
-    model = build_model(load_checkpoint(tiny_coop_checkpoint)).eval()
-    delta = load_bundle(tiny_coop_bundle).coop["langevin_step"]
-    saliency, uncertainty = _torch_cooperative(model, torch.from_numpy(x), 3, 2, delta, 11, noise)
+    # One encoder pass for the batch, one decoder call for all N·B samples, then the descent on the
+    # mean map: one energy_grad call on B rows per step.
+    assert fake.calls == [("coop_encoder", 2), ("coop_latent_decoder", 2 * n)] + [("coop_energy_grad", 2)] * k
+    with Predictor.from_bundle(strong_coop_bundle, backend="ort-cpu", threads=2) as predictor:
+        expected = predictor.predict_tensor(x, samples=n, steps=k, seed=seed, noise=noise)
+        start = predictor.predict_tensor(x, samples=n, steps=0, seed=seed, uncertainty=False)["saliency"]
+    assert np.abs(expected["saliency"] - start).mean() >= 0.05  # the energy moves the maps
     assert out["SALIENCY"].shape == (2, 1, 64, 64) and out["UNCERTAINTY"].shape == (2, 3, 64, 64)
-    assert np.abs(out["SALIENCY"] - saliency).max() <= 1e-4
-    assert np.abs(out["UNCERTAINTY"] - uncertainty).max() <= 1e-3
+    assert np.abs(out["SALIENCY"] - expected["saliency"]).max() <= 1e-4
+    stacked = np.concatenate([expected[key] for key in ("predictive", "aleatoric", "epistemic")], axis=1)
+    assert np.abs(out["UNCERTAINTY"] - stacked).max() <= 1e-4
+    if noise:
+        return
+    # Independent of the ONNX graphs: torch autograd on the checkpoint, same latents.
+    model = build_model(load_checkpoint(strong_coop_checkpoint)).eval()
+    latents = np.random.default_rng(seed).standard_normal((n, 2, model.latent_dim), dtype=np.float32)
+    delta = load_bundle(strong_coop_bundle).coop["langevin_step"]
+    reference, _ = cooperative_reference(model.generator, model.energy, x, latents, k, delta)
+    assert np.abs(out["SALIENCY"] - reference).max() <= 1e-4
+    # What a descent per sample, averaged afterwards, would give: far from the answer (the test tells them apart).
+    per_sample = np.mean([cooperative_reference(model.generator, model.energy, x, latents[i : i + 1], k, delta)[0] for i in range(n)], 0)
+    assert np.abs(per_sample - reference).max() > 1e-2
 
 
 def test_loop_model_reports_a_failing_graph_as_a_request_error(coop_repo: Path, tmp_path: Path) -> None:
@@ -233,6 +237,14 @@ def test_qefpn_repository_and_loop(tiny_qefpn_bundle: Path, tiny_qefpn_checkpoin
         expected = torch.sigmoid(build_model(load_checkpoint(tiny_qefpn_checkpoint)).eval()(torch.from_numpy(x))).numpy()
     assert out["ITERATIONS"].shape == (2,) and out["RESIDUAL"].shape == (2,)
     assert np.abs(out["SALIENCY"] - expected).max() <= 2e-2
+    # The runtime's solve (kernels.broyden.solve_fixed, T iterations in float32): the same answer.
+    from salkit.runtime.predictor import Predictor
+
+    with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:
+        ours = predictor.predict_tensor(x)
+    assert np.abs(out["SALIENCY"] - ours["saliency"]).max() <= 1e-4
+    assert np.array_equal(out["ITERATIONS"], ours["iterations"])
+    np.testing.assert_allclose(out["RESIDUAL"], ours["residual"], rtol=1e-3, atol=1e-6)
 
 
 def test_cli_passes_the_triton_graph_backend_and_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

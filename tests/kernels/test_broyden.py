@@ -7,7 +7,7 @@ import pytest
 import scipy.optimize
 import torch
 
-from salkit.kernels.broyden import broyden
+from salkit.kernels.broyden import broyden, solve_fixed
 from salkit.kernels.errors import SalkitError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -178,3 +178,20 @@ def test_bad_inputs_raise_user_errors() -> None:
         broyden(tanh_system, np.zeros((B, D)), stop_mode="max")
     with pytest.raises(SalkitError, match="memory"):
         broyden(tanh_system, np.zeros((B, D)), memory=0)
+
+
+def test_solve_fixed_runs_exactly_t_steps_and_reports_per_sample() -> None:
+    calls = []
+
+    def f(z):
+        calls.append(1)
+        return tanh_system(z).astype(np.float32)  # a float32 graph, as served
+
+    z0 = np.zeros((B, D), dtype=np.float32)
+    z, stats = solve_fixed(f, z0, 12, memory=8, tol=1e-4, stop_mode="rel")
+    assert len(calls) == 13  # f(z0) and one per step, even after every sample met tol
+    assert z.dtype == np.float32 and set(stats) == {"iterations", "residual"}
+    assert stats["iterations"].shape == (B,) and (stats["iterations"] < 12).all()
+    rel = np.linalg.norm(tanh_system(z) - z, axis=1) / (np.linalg.norm(z, axis=1) + 1e-9)
+    np.testing.assert_allclose(stats["residual"], rel, rtol=0, atol=1e-5)
+    assert (rel < 1e-4).all()

@@ -11,34 +11,17 @@ import torch
 
 from salkit.kernels.broyden import broyden
 from salkit.kernels.entropy import uncertainty_maps
-from salkit.kernels.langevin import langevin_step
-from salkit.runtime.backends import create_runner
-from salkit.runtime.backends.base import HOST
-from salkit.runtime.loops import CoopLoop, CoopRunners, langevin_into
 from salkit.runtime.predictor import Predictor
+from tests.coop_reference import cooperative_reference
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 torch.set_num_threads(1)
 STEP = 0.4
-EPS = 1e-6
 
 
 def torch_coop_reference(model, x, latents, steps, noise=None, start=None):  # type: ignore[no-untyped-def]
     """The authors' way: the whole generator once per latent sample; the energy gradient by autograd."""
-    x = torch.from_numpy(x)
-    with torch.no_grad():
-        if start is None:
-            probs = torch.stack([torch.sigmoid(model.generator(x, torch.from_numpy(h))) for h in latents])  # (N,B,1,S,S)
-            mean = probs.mean(0)
-        else:
-            probs, mean = None, torch.from_numpy(start)
-        p = mean.clamp(EPS, 1 - EPS)
-        y = torch.log(p / (1 - p))
-    for k in range(steps):
-        y = y.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model.energy(y, x).sum(), y)
-        y = langevin_step(y.detach(), grad, STEP, None if noise is None else torch.from_numpy(noise[k]))
-    return torch.sigmoid(y).detach().numpy(), probs
+    return cooperative_reference(model.generator, model.energy, x, latents, steps, STEP, noise, start)
 
 
 @pytest.fixture(scope="module")
@@ -91,29 +74,6 @@ def test_refine_matches_torch_reference(toy_coop, coop_predictor) -> None:  # ty
     assert np.isfinite(refined).all()
     assert np.abs(refined - expected).max() <= 1e-4
     assert np.abs(refined - maps).max() > 1e-3
-
-
-def test_fused_langevin_graph_equals_energy_grad_loop(toy_coop) -> None:  # type: ignore[no-untyped-def]
-    m = toy_coop.manifest
-    runners = {g: create_runner("ort-cpu", m, g, threads=1).load() for g in ("encoder", "latent_decoder", "energy_grad", "langevin_step")}
-    kwargs = dict(size=32, latent_dim=3, step_size=STEP)
-    plain = CoopLoop(CoopRunners(runners["encoder"], runners["latent_decoder"], runners["energy_grad"]), HOST, **kwargs)
-    fused = CoopLoop(CoopRunners(runners["encoder"], runners["latent_decoder"], runners["energy_grad"], langevin_step=runners["langevin_step"]), HOST, **kwargs)
-    x, latents, noise = _inputs(batch=2, samples=3, steps=3, seed=4)
-    for n in (None, noise):
-        a = plain.predict(x, latents, steps=3, noise=n)
-        b = fused.predict(x, latents, steps=3, noise=n)
-        assert np.abs(a["saliency"] - b["saliency"]).max() <= 1e-5
-
-
-def test_langevin_into_is_bit_identical_to_the_kernel() -> None:
-    rng = np.random.default_rng(5)
-    y, g, xi = (rng.standard_normal((2, 1, 8, 8), dtype=np.float32) for _ in range(3))
-    out = np.empty_like(y)
-    langevin_into(y, g, 0.37, out)
-    assert np.array_equal(out, langevin_step(y, g, 0.37))
-    langevin_into(y, g, 0.37, out, scaled_noise=np.float32(0.37) * xi)
-    assert np.array_equal(out, langevin_step(y, g, 0.37, xi))
 
 
 def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_predictor) -> None:  # type: ignore[no-untyped-def]

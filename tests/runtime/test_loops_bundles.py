@@ -16,19 +16,28 @@ def _x(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, 3, size, size), dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def coop(tiny_coop_bundle, tiny_coop_checkpoint):  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=["tiny", "strong"])
+def coop(request):  # type: ignore[no-untyped-def]
+    """The tiny checkpoint, and the same with an energy whose descent moves the maps by ≥ 0.05."""
     from salkit.train.coop_predictor import load_coop
 
-    with Predictor.from_bundle(tiny_coop_bundle, backend="ort-cpu", threads=2) as predictor:
-        yield predictor, load_coop(tiny_coop_checkpoint)
+    bundle = request.getfixturevalue(f"{request.param}_coop_bundle")
+    checkpoint = request.getfixturevalue(f"{request.param}_coop_checkpoint")
+    with Predictor.from_bundle(bundle, backend="ort-cpu", threads=2) as predictor:
+        yield predictor, load_coop(checkpoint), request.param == "strong"
+
+
+def _moved(predictor, x, latents, steps) -> float:  # type: ignore[no-untyped-def]
+    """Mean |descended − starting map|: how much the energy moves the maps."""
+    start = predictor.predict_tensor(x, latents=latents, steps=0, uncertainty=False)["saliency"]
+    return float(np.abs(predictor.predict_tensor(x, latents=latents, steps=steps, uncertainty=False)["saliency"] - start).mean())
 
 
 @pytest.mark.parametrize("with_noise", [False, True])
 def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -> None:  # type: ignore[no-untyped-def]
     from salkit.train.coop_predictor import predict_tensor
 
-    predictor, model = coop
+    predictor, model, strong = coop
     m = predictor.manifest
     size, d = m.input_size, m.coop["latent_dim"]
     n, k, step = 4, 3, float(m.coop["langevin_step"])
@@ -43,12 +52,14 @@ def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -
         assert np.abs(ours[key] - ref[key].numpy()).max() <= 1e-4, key
     whole = predictor.predict_tensor(x, latents=latents, steps=k, noise_values=noise, path="whole")
     assert np.abs(whole["saliency"] - ours["saliency"]).max() <= 1e-5
+    if strong:
+        assert _moved(predictor, x, latents, k) >= 0.05
 
 
 def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-untyped-def]
     from salkit.train.coop_predictor import refine_tensor
 
-    predictor, model = coop
+    predictor, model, _ = coop
     size = predictor.manifest.input_size
     x = _x(size, seed=2)
     maps = np.random.default_rng(3).uniform(0, 1, (2, 1, size, size)).astype(np.float32)
@@ -92,19 +103,25 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
         assert entry["speedup_vs_torch"] == pytest.approx(entry["images_per_s"] / best)
 
 
-def test_torch_eager_baselines_compute_what_the_runtime_computes(coop, tiny_coop_checkpoint, tiny_qefpn_bundle,
-                                                                 tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
-    """The bench's torch side does the same work as the runtime: same maps from the same inputs."""
+def test_torch_eager_baseline_computes_what_the_runtime_computes(coop) -> None:  # type: ignore[no-untyped-def]
+    """The bench's torch side (whole generator N times, autograd gradient) does the same work as the
+    runtime: same maps from the same inputs, also where the energy moves them."""
     from salkit.train import bench_torch
 
-    predictor, _ = coop
+    predictor, model, strong = coop
     m = predictor.manifest
     x = _x(m.input_size)
     latents = np.random.default_rng(3).standard_normal((3, 2, int(m.coop["latent_dim"])), dtype=np.float32)
-    model = bench_torch.load_torch_model(tiny_coop_checkpoint, None)
-    eager = bench_torch.coop_eager(model, 3, 2, float(m.coop["langevin_step"]))(x, latents)
-    ours = predictor.predict_tensor(x, latents=latents, steps=2, uncertainty=False)["saliency"]
+    k = int(m.coop["langevin_steps"])
+    eager = bench_torch.coop_eager(model, 3, k, float(m.coop["langevin_step"]))(x, latents)
+    ours = predictor.predict_tensor(x, latents=latents, steps=k, uncertainty=False)["saliency"]
     np.testing.assert_allclose(eager, ours, atol=1e-4)
+    if strong:
+        assert _moved(predictor, x, latents, k) >= 0.05
+
+
+def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    from salkit.train import bench_torch
 
     with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as qefpn:
         t = 4

@@ -82,15 +82,6 @@ class ToyEnergyGrad(nn.Module):
         return (self.energy.w(image) + 2.0 * self.energy.b * s) * s * (1.0 - s)
 
 
-class ToyLangevinStep(nn.Module):
-    def __init__(self, grad: ToyEnergyGrad, step: float) -> None:
-        super().__init__()
-        self.grad, self.step = grad, step
-
-    def forward(self, saliency: torch.Tensor, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return saliency - 0.5 * self.step * self.step * self.grad(saliency, image) + self.step * noise
-
-
 class ToyCoop(nn.Module):
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
@@ -144,7 +135,7 @@ def _graph(directory: Path, name: str, module: nn.Module, args: tuple, ins: list
     )
 
 
-def build_coop_bundle(directory: Path, model: ToyCoop, *, step: float = 0.4, steps: int = 3, samples: int = 4, fused: bool = True) -> Manifest:
+def build_coop_bundle(directory: Path, model: ToyCoop, *, step: float = 0.4, steps: int = 3, samples: int = 4) -> Manifest:
     directory.mkdir(parents=True, exist_ok=True)
     x = torch.randn(2, 3, SIZE, SIZE)
     h = torch.randn(2, LATENT)
@@ -158,10 +149,6 @@ def build_coop_bundle(directory: Path, model: ToyCoop, *, step: float = 0.4, ste
         "energy": _graph(directory, "energy", model.energy, (y, x), ["saliency", "image"], ["energy"]),
         "energy_grad": _graph(directory, "energy_grad", grad, (y, x), ["saliency", "image"], ["grad"]),
     }
-    if fused:
-        graphs["langevin_step"] = _graph(
-            directory, "langevin_step", ToyLangevinStep(grad, step), (y, x, torch.randn_like(y)), ["saliency", "image", "noise"], ["saliency_next"]
-        )
     manifest = Manifest(
         model_kind="coop", model_name="toy_coop", input_size=SIZE, mean=MEAN, std=STD, precision="fp32",
         batch={"min": 1, "opt": 4, "max": 8}, graphs=graphs,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from salkit.kernels.entropy import uncertainty_maps
 from salkit.kernels.errors import SalkitError
-from salkit.kernels.langevin import langevin_step
 from salkit.train.coop_predictor import load_coop, predict, predict_tensor, refine_tensor
+from tests.coop_reference import cooperative_reference
 
 torch.set_num_threads(2)
 
@@ -33,16 +34,9 @@ def test_pipeline_against_a_step_by_step_reference(model) -> None:
     torch.manual_seed(3)
     x, latents, noise = torch.randn(2, 3, 64, 64), torch.randn(3, 2, 8), torch.randn(2, 2, 1, 64, 64)
     out = predict_tensor(model, x, latents, steps=2, step_size=0.4, noise=noise)
-    # Reference: per-sample whole-generator passes, explicit autograd gradients, the numpy kernel.
-    with torch.no_grad():
-        probs = torch.stack([torch.sigmoid(model.generator(x, latents[n])) for n in range(3)])
-    mean = probs.mean(0).clamp(1e-6, 1 - 1e-6)
-    y = torch.log(mean / (1 - mean))
-    for k in range(2):
-        y = y.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(model.energy(y, x).sum(), y)
-        y = torch.from_numpy(langevin_step(y.detach().numpy(), grad.numpy(), 0.4, noise[k].numpy()))
-    torch.testing.assert_close(out["saliency"], torch.sigmoid(y), atol=1e-5, rtol=0)
+    # Reference: per-sample whole-generator passes, explicit autograd gradients (tests/coop_reference.py).
+    expected, probs = cooperative_reference(model.generator, model.energy, x, latents, 2, 0.4, noise)
+    torch.testing.assert_close(out["saliency"], torch.from_numpy(expected), atol=1e-5, rtol=0)
     torch.testing.assert_close(out["generator"], probs.mean(0), atol=1e-6, rtol=0)
     ref = uncertainty_maps(probs.numpy())
     for key in ("predictive", "aleatoric", "epistemic"):
@@ -66,6 +60,10 @@ def test_predict_draws_seeded_latents_and_bad_shapes_are_refused(model) -> None:
     a = predict(model, x, samples=3, steps=1, seed=7)
     b = predict(model, x, samples=3, steps=1, seed=7)
     torch.testing.assert_close(a["saliency"], b["saliency"], atol=0, rtol=0)
+    # sal-runtime's seed convention: default_rng(seed) float32 latents (N, B, d)
+    latents = np.random.default_rng(7).standard_normal((3, 2, 8), dtype=np.float32)
+    same = predict_tensor(model, x, torch.from_numpy(latents), steps=1, step_size=0.4)
+    torch.testing.assert_close(a["saliency"], same["saliency"], atol=0, rtol=0)
     with pytest.raises(SalkitError, match="latents"):
         predict_tensor(model, x, torch.randn(3, 1, 8), steps=1, step_size=0.4)
     with pytest.raises(SalkitError, match="noise"):
