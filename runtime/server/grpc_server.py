@@ -75,6 +75,7 @@ def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
         async def call(self: "InferenceServicer", request: Any, context: aio.ServicerContext) -> Any:
             start = time.perf_counter()
             code = grpc.StatusCode.OK
+            self.state.metrics.grpc_in_flight.inc()
             try:
                 if not public and not self.authorised(context):
                     code, message = grpc.StatusCode.UNAUTHENTICATED, TOKEN_HINT
@@ -88,6 +89,7 @@ def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
                         code, message = _status(err)
                 await context.abort(code, _one_line(message))
             finally:
+                self.state.metrics.grpc_in_flight.dec()
                 self.observe(method.__name__, code, time.perf_counter() - start)
 
         return call

@@ -9,8 +9,8 @@ Exposed at ``GET /metrics``:
 * ``salkit_batch_duration_seconds`` — time inside the backend per call;
 * ``salkit_queue_depth`` — rows waiting for the batcher;
 * ``salkit_http_requests_in_flight``;
-* ``salkit_grpc_requests_total{method, code}`` and ``salkit_grpc_request_duration_seconds{method}``
-  — the same for gRPC calls (method: ``ModelInfer``, …; code: ``OK``, ``INVALID_ARGUMENT``, …;
+* ``salkit_grpc_requests_total{method, code}``, ``salkit_grpc_request_duration_seconds{method}``
+  and ``salkit_grpc_requests_in_flight`` — the same for gRPC calls (method: ``ModelInfer``, …; code: ``OK``, ``INVALID_ARGUMENT``, …;
   calls refused by gRPC itself, e.g. over the size cap, never reach the servicer and are not counted).
 """
 
@@ -42,6 +42,7 @@ class ServerMetrics:
         self.grpc_requests = Counter(
             "salkit_grpc_requests", "gRPC calls by method and status code", ["method", "code"], registry=self.registry
         )
+        self.grpc_in_flight = Gauge("salkit_grpc_requests_in_flight", "gRPC calls being served", registry=self.registry)
         self.grpc_latency = Histogram(
             "salkit_grpc_request_duration_seconds", "gRPC call latency", ["method"], buckets=_LATENCY_BUCKETS, registry=self.registry
         )
