@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.salkit-installed
 
-.PHONY: demo test bench clean-demo repro
+.PHONY: demo test bench loadtest clean-demo repro
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 # The performance record at 352² (sal-runtime bench against torch eager), in runs/bench/*.json.
 bench: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/bench.sh
+
+# locust against a local `sal-runtime serve` with real photographs: runs/loadtest/loadtest.{json,csv}
+# (LOADTEST_ARGS="--duration 30 --users 8"; LOADTEST_BUNDLE=DIR to load another bundle).
+loadtest: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/loadtest.sh $(LOADTEST_ARGS)
 
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)
