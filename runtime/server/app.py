@@ -309,12 +309,14 @@ def create_app(
             listener = GrpcListener(servicer, host=grpc_host, port=grpc_port, max_receive_bytes=max_body_bytes)
             try:
                 await listener.start()
-            except SalkitError as err:
-                if on_fatal is not None:
-                    on_fatal(err)
-                raise
-            app.state.salkit_grpc = listener
-        state.start()
+                app.state.salkit_grpc = listener
+            except SalkitError as err:  # e.g. the port is taken
+                if on_fatal is None:
+                    raise
+                on_fatal(err)  # the runner stops the server and reports it: one line, exit 2
+                listener = None
+        if listener is not None or grpc_port is None:
+            state.start()
         try:
             yield
         finally:

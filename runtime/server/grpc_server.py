@@ -190,10 +190,10 @@ class GrpcListener:
         address = _address(self.host, self.requested_port)
         try:
             port = self.server.add_insecure_port(address)
-        except RuntimeError as err:
-            raise SalkitError(f"cannot listen for gRPC on {address}: {err} (is the port taken? pick another --grpc-port)") from None
+        except RuntimeError:
+            port = 0
         if not port:
-            raise SalkitError(f"cannot listen for gRPC on {address} (is the port taken? pick another --grpc-port)")
+            raise SalkitError(f"cannot listen for gRPC on {address}: the port is taken or the address is not this machine's (pick another --grpc-port)")
         await self.server.start()
         self.port = port
         log.info("gRPC (KServe v2) on %s", _address(self.host, port))

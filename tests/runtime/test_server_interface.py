@@ -207,3 +207,27 @@ def test_grpc_and_http_clients_get_identical_maps(toy_coop) -> None:  # noqa: AN
     np.testing.assert_allclose(results[0].as_numpy("SALIENCY")[:, 0], np.stack(want), atol=1e-5)
     counts = [int(s["model_stats"][0]["inference_stats"]["success"]["count"]) for s in (grpc_stats, http_stats)]
     assert counts == [2, 2]  # one request per protocol, both in the same statistics
+
+
+def test_cli_refuses_grpc_ports_it_cannot_use(toy_coop) -> None:  # noqa: ANN001, F811
+    import socket
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from salkit.runtime.server.cmd_serve import serve
+
+    for extra, message in [(["--port", "8000", "--grpc-port", "8000"], "is the HTTP --port too"),
+                           (["--grpc-port", "0"], "--grpc-port 0 is out of range")]:  # fmt: skip
+        result = CliRunner().invoke(serve, ["--engine", str(toy_coop.path), *extra])
+        output = result.stderr if hasattr(result, "stderr") else result.output
+        assert result.exit_code == 2 and output.startswith("error: ") and message in output, output
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        http_port = port + 1 if port < 65535 else port - 1
+        args = [SAL_RUNTIME, "serve", "--engine", str(toy_coop.path), "--port", str(http_port), "--grpc-port", str(port), "--log-level", "warning"]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen for gRPC on 127.0.0.1:{port}")
