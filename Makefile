@@ -8,7 +8,7 @@ STAMP := $(VENV)/.salkit-installed
 # The Triton server the live Triton test talks to, in a venv of its own (scripts/triton_env.sh).
 TRITON_ENV ?= .triton-env
 
-.PHONY: demo test test-fast bench clean-demo repro triton-env
+.PHONY: demo test test-fast bench loadtest clean-demo repro triton-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 # The performance record at 352² (sal-runtime bench against torch eager), in runs/bench/*.json.
 bench: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/bench.sh
+
+# locust against a local `sal-runtime serve` with real photographs: runs/loadtest/loadtest.{json,csv}
+# (LOADTEST_ARGS="--duration 30 --users 8"; LOADTEST_BUNDLE=DIR to load another bundle).
+loadtest: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/loadtest.sh $(LOADTEST_ARGS)
 
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)

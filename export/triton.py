@@ -30,6 +30,7 @@ from pathlib import Path
 from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, TensorSpec
+from salkit.runtime.server import model_config
 
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
          "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
@@ -38,18 +39,32 @@ GRAPH_BACKENDS = ("auto", "onnxruntime", "python")
 QUEUE_DELAY_US = 500
 
 
-def _tensor(spec: TensorSpec) -> str:
+def _tensor(spec: TensorSpec) -> dict:
+    """A graph tensor as a Triton config entry (the form salkit.runtime.server.model_config uses)."""
     if spec.dtype not in TYPES:
         raise SalkitError(f"tensor {spec.name!r} has dtype {spec.dtype} that Triton configs cannot express")
     if len(spec.shape) == 1:
         # A (B,) tensor has no dims beyond the batch; Triton wants non-empty dims: [ 1 ] reshaped to [ ].
-        return f'  {{ name: "{spec.name}" data_type: {TYPES[spec.dtype]} dims: [ 1 ] reshape: {{ shape: [ ] }} }}'
-    dims = ", ".join(str(d) for d in spec.shape[1:])  # the batch axis is implicit (max_batch_size > 0)
-    return f'  {{ name: "{spec.name}" data_type: {TYPES[spec.dtype]} dims: [ {dims} ] }}'
+        return {"name": spec.name, "data_type": TYPES[spec.dtype], "dims": [1], "reshape": {"shape": []}}
+    return {"name": spec.name, "data_type": TYPES[spec.dtype], "dims": list(spec.shape[1:])}  # batch axis implicit
 
 
-def _io_block(key: str, specs: tuple[TensorSpec, ...] | list[TensorSpec]) -> str:
-    return f"{key} [\n" + ",\n".join(_tensor(s) for s in specs) + "\n]\n"
+def _render_tensor(entry: dict) -> str:
+    dims = ", ".join(str(d) for d in entry["dims"])
+    name, data_type = entry["name"], entry["data_type"]
+    text = f'  {{ name: "{name}" data_type: {data_type} dims: [ {dims} ]'
+    if "reshape" in entry:
+        shape = ", ".join(str(d) for d in entry["reshape"]["shape"])
+        text += f" reshape: {{ shape: [ {shape} ] }}"
+    return text + " }"
+
+
+def _io_block(key: str, entries: list[dict]) -> str:
+    return f"{key} [\n" + ",\n".join(_render_tensor(e) for e in entries) + "\n]\n"
+
+
+def _string_param(key: str, value: str) -> str:
+    return f"parameters: {{ key: {json.dumps(key)} value: {{ string_value: {json.dumps(value)} }} }}\n"
 
 
 def _common(max_batch: int, preferred: int, kind: str) -> str:
@@ -71,34 +86,28 @@ def graph_config(name: str, platform: str, manifest: Manifest, graph: str, insta
     head = f'backend: "python"\n' if platform == "python" else f'platform: "{platform}"\n'
     tail = _extra_path_param(extra_sys_path or []) if platform == "python" else ""
     return (f'name: "{name}"\n' + head + _common(manifest.batch["max"], manifest.batch["opt"], instance_kind)
-            + _io_block("input", spec.inputs) + _io_block("output", spec.outputs) + tail)
+            + _io_block("input", [_tensor(t) for t in spec.inputs]) + _io_block("output", [_tensor(t) for t in spec.outputs])
+            + tail)
 
 
 def entry_config(name: str, manifest: Manifest, settings: dict, extra_sys_path: list[str] | None = None) -> str:
-    s = manifest.input_size
-    image = TensorSpec("IMAGE", (-1, 3, s, s), "float32")
-    if manifest.model_kind == "coop":
-        outputs = [TensorSpec("SALIENCY", (-1, 1, s, s), "float32"), TensorSpec("UNCERTAINTY", (-1, 3, s, s), "float32")]
-    else:
-        outputs = [TensorSpec("SALIENCY", (-1, 1, s, s), "float32"), TensorSpec("ITERATIONS", (-1,), "float32"),
-                   TensorSpec("RESIDUAL", (-1,), "float32")]
-    body = _io_block("input", [image]) + _io_block("output", outputs)
+    """The loop model's config: the interface ``sal-runtime serve`` reports for ``name`` (shared
+    description in salkit.runtime.server.model_config), with the loop's wiring in its settings."""
+    inputs, outputs = model_config.tensor_configs(name, manifest.input_size)
+    body = _io_block("input", inputs) + _io_block("output", outputs)
+    params = "".join(_string_param(k, v) for k, v in model_config.shared_parameters(name, settings).items())
     # The loop itself is cheap host work around the graph models: CPU instances.
-    params = json.dumps(json.dumps(settings, sort_keys=True))  # a JSON string inside a pbtxt string
     return (f'name: "{name}"\nbackend: "python"\n' + _common(manifest.batch["max"], manifest.batch["opt"], "KIND_CPU")
-            + body + f'parameters: {{ key: "salkit_settings" value: {{ string_value: {params} }} }}\n'
-            + _extra_path_param(extra_sys_path or []))
+            + body + params + _extra_path_param(extra_sys_path or []))
 
 
 def loop_settings(manifest: Manifest, prefix: str) -> dict:
-    settings: dict = {"kind": manifest.model_kind, "prefix": prefix}
+    """The model's settings plus the loop's wiring: graph model name prefix, encoder feature names."""
+    settings: dict = {**model_config.model_settings(manifest), "prefix": prefix}
     if manifest.model_kind == "coop":
-        settings.update({k: manifest.coop[k] for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
         if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
             settings["logit_eps"] = manifest.coop["logit_eps"]
         settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
-    else:
-        settings.update({k: manifest.qefpn[k] for k in ("broyden_iterations", "broyden_memory", "broyden_tol", "stop_mode")})
     return settings
 
 

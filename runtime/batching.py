@@ -10,7 +10,9 @@ locking of its own.
 
 Callers use :meth:`DynamicBatcher.submit` (a :class:`concurrent.futures.Future`, for threads) or
 :meth:`DynamicBatcher.submit_async` (awaitable, for asyncio); cancelling either before the batch
-starts drops the request. :class:`~salkit.runtime.batching_predictor.BatchingPredictor` wraps a ``Predictor`` with the same
+starts drops the request. A future that resolves with a result carries ``future.timing``
+(:class:`RequestTiming`: its own queue wait and the backend time of the call that computed it).
+:class:`~salkit.runtime.batching_predictor.BatchingPredictor` wraps a ``Predictor`` with the same
 tensor-level signature. No torch here.
 """
 
@@ -53,6 +55,15 @@ class BatchStats:
     wait_seconds: float  # oldest request's time in the queue
     run_seconds: float  # time spent inside fn
     params: Mapping[str, Hashable]
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestTiming:
+    """One request's way through the batcher, set as ``future.timing`` before its result."""
+
+    queue_seconds: float  # from submit until its backend call (the first, when chunked) started
+    run_seconds: float  # time inside fn for the call(s) that computed it
+    batch_size: int  # rows of that call (its own rows when it ran alone in chunks)
 
 
 @dataclasses.dataclass
@@ -313,7 +324,8 @@ class DynamicBatcher:
         live = [r for r in group if r.future.set_running_or_notify_cancel()]  # drop cancelled
         if not live:
             return
-        wait = time.monotonic() - min(r.enqueued for r in live)
+        started = time.monotonic()
+        wait = started - min(r.enqueued for r in live)
         params = live[0].params
         try:
             if len(live) == 1 and live[0].rows > self.max_batch_size:
@@ -325,6 +337,7 @@ class DynamicBatcher:
                     chunks.append(outputs)
                     run += seconds
                     self._record(BatchStats(part[0].shape[0], 1, wait, seconds, params))
+                request.future.timing = RequestTiming(started - request.enqueued, run, request.rows)
                 request.future.set_result(_concat(chunks))
                 return
             arrays = [np.concatenate([r.arrays[i] for r in live]) for i in range(len(live[0].arrays))]
@@ -335,8 +348,10 @@ class DynamicBatcher:
                 if not request.future.done():
                     request.future.set_exception(err)
             return
-        self._record(BatchStats(sum(r.rows for r in live), len(live), wait, seconds, params))
+        size = sum(r.rows for r in live)
+        self._record(BatchStats(size, len(live), wait, seconds, params))
         for request, piece in zip(live, pieces):
+            request.future.timing = RequestTiming(started - request.enqueued, seconds, size)
             request.future.set_result(piece)
 
     def _record(self, stats: BatchStats) -> None:

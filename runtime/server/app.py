@@ -1,14 +1,17 @@
 """The Starlette application: KServe v2 routes, ``/predict``, ``/metrics``, load and warm-up.
 
-``create_app(load, ...)`` returns an ASGI app. On start-up it loads the predictor in a thread
-(``load()`` → ``Predictor``), warms it with one call per model and only then reports ready;
-until then ``/v2/health/ready`` and every model route answer 503. On shutdown it drains the
-batcher (requests already accepted finish) and closes the predictor.
+``create_app(load, ...)`` returns an ASGI app. On start-up it starts the gRPC listener when a
+``grpc_port`` is given (salkit.runtime.server.grpc_server, same models and batcher), loads the
+predictor in a thread (``load()`` → ``Predictor``), warms it with one call per model and only then
+reports ready; until then ``/v2/health/ready`` and every model route answer 503 (gRPC:
+UNAVAILABLE). On shutdown it stops the gRPC listener (calls in flight finish), drains the batcher
+(requests already accepted finish) and closes the predictor.
 
 Request flow of ``POST /v2/models/{model}/infer``: read the body (size-limited by the guard,
 gzip/deflate ``Content-Encoding`` inflated up to the same limit) → parse the v2 request (JSON
-and binary tensors) → validate and preprocess in a worker thread → the shared dynamic batcher →
-resize maps back → encode (JSON or binary, as the client asked).
+and binary tensors) → validate and preprocess → the shared dynamic batcher → resize maps back →
+encode (JSON or binary, as the client asked); salkit.runtime.server.pipeline, traced for the
+model's statistics. ``/config`` and ``/stats`` answer in Triton's schema (model_config, stats).
 """
 
 from __future__ import annotations
@@ -27,19 +30,22 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.batching import BatcherClosedError, QueueFullError, validate_batching
+from salkit.runtime.batching import BatcherClosedError, BatchStats, QueueFullError, validate_batching
 from salkit.runtime.batching_predictor import BatchingPredictor
+from salkit.runtime.server import model_config
 from salkit.runtime.server.guard import BodyTooLarge, Guard
 from salkit.runtime.server.metrics import ServerMetrics
 from salkit.runtime.server.models import ServedModel, models_for
+from salkit.runtime.server.pipeline import run_inference
 from salkit.runtime.server.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 from salkit.runtime.server.simple import predict_route
+from salkit.runtime.server.stats import ServerStats
 
 log = logging.getLogger("salkit.server")
 
 SERVER_NAME = "salkit"
 MODEL_VERSION = "1"
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "statistics", "parameters"]
 
 
 def _salkit_version() -> str:
@@ -68,6 +74,8 @@ class ServerState:
         self.max_batch_size, self.max_delay_ms = max_batch_size, max_delay_ms
         self.max_queue = max_queue
         self.metrics = metrics
+        self.stats = ServerStats(MODEL_VERSION)
+        self.model_version = MODEL_VERSION
         self.on_fatal = on_fatal
         self.predictor: Any = None
         self.batching: BatchingPredictor | None = None
@@ -94,10 +102,13 @@ class ServerState:
                 max_batch_size=self.max_batch_size,
                 max_delay_ms=self.max_delay_ms,
                 max_queue=self.max_queue,
-                on_batch=self.metrics.on_batch,
+                on_batch=self._on_batch,
                 on_queue_depth=self.metrics.on_queue_depth,
             )
-            self.models = models_for(self.batching)
+            models = models_for(self.batching)
+            for model in models.values():
+                self.stats.register(model.name, model.op)
+            self.models = models
         except BaseException as err:  # noqa: BLE001 — reported through /v2/health/ready and on_fatal
             self.failure = f"{type(err).__name__}: {err}" if not isinstance(err, SalkitError) else str(err)
             log.error("loading the model failed: %s", self.failure, exc_info=not isinstance(err, SalkitError))
@@ -106,6 +117,26 @@ class ServerState:
             return
         self.ready.set()
         log.info("model ready: %s (%s backend), serving %s", predictor.manifest.model_name, predictor.backend_name, ", ".join(self.models))
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        self.metrics.on_batch(stats)
+        self.stats.on_batch(stats)
+
+    def config(self, model: ServedModel) -> dict[str, Any]:
+        """The model's configuration in Triton's schema (salkit.runtime.server.model_config)."""
+        from salkit.runtime.backends import GPU_BACKENDS
+
+        backend = str(getattr(self.predictor, "backend_name", "unknown"))
+        assert self.batching is not None  # a model exists only once the batcher does
+        return model_config.model_config(
+            model.name,
+            model.manifest,
+            backend_name=backend,
+            gpu=backend in GPU_BACKENDS,
+            max_batch_size=self.max_batch_size,
+            max_delay_ms=self.max_delay_ms,
+            max_queue=self.batching.batcher.max_queue,
+        )
 
     def stop(self) -> None:
         if self._loader is not None:
@@ -126,19 +157,6 @@ class ServerState:
         if version is not None and version != MODEL_VERSION:
             raise ProtocolError(f"model {name!r} has no version {version!r} (versions: {MODEL_VERSION})", status=404)
         return self.models[name]
-
-
-# Bodies up to this size are parsed, preprocessed and encoded on the event loop (tens of µs);
-# larger ones go to a worker thread so one big image cannot stall every other connection.
-INLINE_BYTES = 64 * 1024
-
-
-async def _on_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    return fn(*args)
-
-
-async def _off_loop(fn: Callable[..., Any], *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -191,8 +209,16 @@ def create_app(
     max_queue: int | None = None,
     on_fatal: Callable[[BaseException], None] | None = None,
     metrics: ServerMetrics | None = None,
+    grpc_port: int | None = None,
+    grpc_host: str = "127.0.0.1",
+    grace_seconds: float = 30.0,
 ) -> Starlette:
-    """Build the server app; ``load`` returns a Predictor (called once, in a thread, at start-up)."""
+    """Build the server app; ``load`` returns a Predictor (called once, in a thread, at start-up).
+
+    With ``grpc_port`` (0: any free port) the lifespan also serves KServe v2 over gRPC on
+    ``grpc_host``; ``app.state.salkit_grpc`` is then the :class:`GrpcListener` (its ``port`` is the
+    bound one). ``grace_seconds``: how long gRPC calls in flight may take to finish on shutdown.
+    """
     validate_batching(max_batch_size, max_delay_ms, max_queue)
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
         raise SalkitError(f"max_body_bytes must be a positive integer, got {max_body_bytes!r}")
@@ -201,8 +227,11 @@ def create_app(
         load, max_batch_size=max_batch_size, max_delay_ms=max_delay_ms, max_queue=max_queue, metrics=metrics, on_fatal=on_fatal
     )
 
+    def server_info() -> dict[str, Any]:
+        return {"name": SERVER_NAME, "version": _salkit_version(), "extensions": EXTENSIONS}
+
     async def server_metadata(request: Request) -> Response:
-        return JSONResponse({"name": SERVER_NAME, "version": _salkit_version(), "extensions": EXTENSIONS})
+        return JSONResponse(server_info())
 
     async def live(request: Request) -> Response:
         return JSONResponse({"live": True})
@@ -220,30 +249,26 @@ def create_app(
         state.model(request.path_params["model"], request.path_params.get("version"))
         return JSONResponse({"name": request.path_params["model"], "ready": True})
 
-    async def model_config(request: Request) -> Response:
+    async def config(request: Request) -> Response:
         model = state.model(request.path_params["model"], request.path_params.get("version"))
-        meta = model.metadata()
-        return JSONResponse(
-            {
-                "name": model.name,
-                "platform": meta["platform"],
-                "max_batch_size": max_batch_size,
-                "dynamic_batching": {"max_queue_delay_microseconds": int(max_delay_ms * 1000)},
-                "input": meta["inputs"],
-                "output": meta["outputs"],
-            }
-        )
+        return JSONResponse(state.config(model))
+
+    async def statistics(request: Request) -> Response:
+        if "model" not in request.path_params:  # /v2/models/stats: every model
+            return JSONResponse(state.stats.to_json())
+        model = state.model(request.path_params["model"], request.path_params.get("version"))
+        return JSONResponse(state.stats.to_json(model.name))
 
     async def infer(request: Request) -> Response:
         model = state.model(request.path_params["model"], request.path_params.get("version"))
         body = inflate(await request.body(), request.headers.get("content-encoding"), max_body_bytes)
-        # Small requests are cheaper to handle on the loop than to hand to a thread and back.
-        offload = _off_loop if len(body) > INLINE_BYTES else _on_loop
-        parsed = await offload(parse_infer_request, body, request.headers.get(HEADER_LENGTH))
-        wanted = model.check_request(parsed)
-        prepared = await offload(model.prepare, parsed)
-        outputs = await model.infer(parsed, prepared, wanted)
-        content, header_length = await offload(encode_infer_response, model.name, MODEL_VERSION, parsed, outputs)
+        content, header_length = await run_inference(
+            model,
+            state.stats,
+            len(body),
+            lambda: parse_infer_request(body, request.headers.get(HEADER_LENGTH)),
+            lambda parsed, outputs: encode_infer_response(model.name, MODEL_VERSION, parsed, outputs),
+        )
         if header_length is None:
             return Response(content, media_type="application/json")
         return Response(content, media_type="application/octet-stream", headers={HEADER_LENGTH: str(header_length)})
@@ -251,7 +276,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         if not state.ready.is_set():
             raise ProtocolError(state.not_ready_reason(), status=503)
-        return await predict_route(request, state.models)
+        return await predict_route(request, state.models, state.stats)
 
     async def prometheus(request: Request) -> Response:
         if state.batching is not None:
@@ -261,12 +286,14 @@ def create_app(
 
     model_paths = ["/v2/models/{model}", "/v2/models/{model}/versions/{version}"]
     routes = [
+        Route("/v2/models/stats", statistics, methods=["GET"]),  # before /v2/models/{model}
         Route("/v2", server_metadata, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         *[Route(p, model_metadata, methods=["GET"]) for p in model_paths],
         *[Route(p + "/ready", model_ready, methods=["GET"]) for p in model_paths],
-        *[Route(p + "/config", model_config, methods=["GET"]) for p in model_paths],
+        *[Route(p + "/config", config, methods=["GET"]) for p in model_paths],
+        *[Route(p + "/stats", statistics, methods=["GET"]) for p in model_paths],
         *[Route(p + "/infer", infer, methods=["POST"]) for p in model_paths],
         Route("/predict", predict, methods=["POST"]),
         Route("/metrics", prometheus, methods=["GET"]),
@@ -274,10 +301,27 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        state.start()
+        listener = None
+        if grpc_port is not None:
+            from salkit.runtime.server.grpc_server import GrpcListener, InferenceServicer
+
+            servicer = InferenceServicer(state, token=token, server_metadata=server_info)
+            listener = GrpcListener(servicer, host=grpc_host, port=grpc_port, max_receive_bytes=max_body_bytes)
+            try:
+                await listener.start()
+                app.state.salkit_grpc = listener
+            except SalkitError as err:  # e.g. the port is taken
+                if on_fatal is None:
+                    raise
+                on_fatal(err)  # the runner stops the server and reports it: one line, exit 2
+                listener = None
+        if listener is not None or grpc_port is None:
+            state.start()
         try:
             yield
         finally:
+            if listener is not None:
+                await listener.stop(grace_seconds)
             await asyncio.to_thread(state.stop)
 
     async def not_found(request: Request, exc: Exception) -> Response:
@@ -298,5 +342,6 @@ def create_app(
         },
     )
     app.state.salkit = state
+    app.state.salkit_grpc = None
     app.add_middleware(Guard, metrics=metrics, max_body_bytes=max_body_bytes, token=token, routes=routes)
     return app

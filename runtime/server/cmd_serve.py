@@ -1,4 +1,5 @@
-"""``sal-runtime serve``: serve a bundle over HTTP (KServe v2, ``/predict``, ``/metrics``).
+"""``sal-runtime serve``: serve a bundle over HTTP (KServe v2, ``/predict``, ``/metrics``) and,
+with ``--grpc-port``, KServe v2 over gRPC from the same process, models and batcher.
 
 The web stack (uvicorn, Starlette) and the backends are imported inside the command, so
 ``sal-runtime --help`` works on an install without the ``serve`` extra.
@@ -34,10 +35,14 @@ def _read_token(path: Path) -> str:
     return token
 
 
-def validate_options(port: int, max_body_mb: float) -> int:
+def validate_options(port: int, max_body_mb: float, grpc_port: int | None = None) -> int:
     """Port and body limit checks; returns the body limit in bytes."""
     if not 1 <= port <= 65535:
         raise SalkitError(f"--port {port} is out of range: use 1-65535 (e.g. 8000)")
+    if grpc_port is not None and not 1 <= grpc_port <= 65535:
+        raise SalkitError(f"--grpc-port {grpc_port} is out of range: use 1-65535 (e.g. 8001)")
+    if grpc_port == port:
+        raise SalkitError(f"--grpc-port {grpc_port} is the HTTP --port too: give gRPC a port of its own (e.g. {port + 1})")
     if not math.isfinite(max_body_mb) or max_body_mb <= 0 or max_body_mb > MAX_BODY_MB_LIMIT:
         raise SalkitError(f"--max-body-mb {max_body_mb:g} must be in (0, {MAX_BODY_MB_LIMIT:g}] MiB (e.g. 32)")
     return int(max_body_mb * 2**20)
@@ -54,20 +59,22 @@ def _is_loopback(host: str) -> bool:
 
 @click.command(name="serve")
 @click.option("--engine", "bundle", required=True, type=click.Path(path_type=Path), help="Bundle directory written by export-trt.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback unless told otherwise).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind, HTTP and gRPC (loopback unless told otherwise).")
 @click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--grpc-port", default=None, type=int, help="Also serve KServe v2 over gRPC on this port (e.g. 8001).")
 @click.option("--backend", default="auto", show_default=True, help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
 @click.option("--threads", default=None, type=int, help="CPU threads for the backend (default: its own choice).")
 @click.option("--max-batch", default=8, show_default=True, type=int, help="Most rows one backend call takes.")
 @click.option("--max-delay-ms", default=5.0, show_default=True, type=float, help="How long a request may wait for batch-mates.")
-@click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Larger request bodies get 413.")
-@click.option("--token-file", default=None, type=click.Path(path_type=Path), help="Require 'Authorization: Bearer <token>' (not on health checks).")
+@click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Larger request bodies get 413 (gRPC: RESOURCE_EXHAUSTED).")
+@click.option("--token-file", default=None, type=click.Path(path_type=Path), help="Require 'Authorization: Bearer <token>' (gRPC: metadata 'authorization'); not on health checks.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @report_user_errors
 def serve(
     bundle: Path,
     host: str,
     port: int,
+    grpc_port: int | None,
     backend: str,
     threads: int | None,
     max_batch: int,
@@ -76,7 +83,8 @@ def serve(
     token_file: Path | None,
     log_level: str,
 ) -> None:
-    """Serve BUNDLE: KServe v2 (/v2/...), POST /predict for image files, Prometheus /metrics.
+    """Serve BUNDLE: KServe v2 (/v2/...; over gRPC too with --grpc-port), POST /predict for image
+    files, Prometheus /metrics.
 
     \b
     Models: coop bundles serve 'saliency' and 'refine', QE-FPN bundles 'qefpn'.
@@ -87,7 +95,7 @@ def serve(
     from salkit.runtime.batching import validate_batching
     from salkit.runtime.bundle import load_bundle
 
-    max_body_bytes = validate_options(port, max_body_mb)
+    max_body_bytes = validate_options(port, max_body_mb, grpc_port)
     validate_batching(max_batch, max_delay_ms)
     if threads is not None and threads < 1:
         raise SalkitError(f"--threads {threads} must be >= 1 (or left out)")
@@ -105,7 +113,8 @@ def serve(
             f"--max-batch {max_batch} exceeds the bundle's engine profile (max batch {engine_max}): "
             f"pass --max-batch {engine_max} or less, or re-export with a larger profile"
         )
-    click.echo(f"salkit serve: {manifest.model_kind} bundle {bundle} ({why}); http://{host}:{port}", err=True)
+    grpc_note = f", grpc {host}:{grpc_port}" if grpc_port is not None else ""
+    click.echo(f"salkit serve: {manifest.model_kind} bundle {bundle} ({why}); http://{host}:{port}{grpc_note}", err=True)
 
     def load():  # type: ignore[no-untyped-def]
         from salkit.runtime.predictor import Predictor
@@ -118,6 +127,7 @@ def serve(
         load,
         host=host,
         port=port,
+        grpc_port=grpc_port,
         max_batch_size=max_batch,
         max_delay_ms=max_delay_ms,
         max_body_bytes=max_body_bytes,

@@ -8,7 +8,10 @@ Exposed at ``GET /metrics``:
 * ``salkit_batch_size`` — rows per backend call (the dynamic batcher at work);
 * ``salkit_batch_duration_seconds`` — time inside the backend per call;
 * ``salkit_queue_depth`` — rows waiting for the batcher;
-* ``salkit_http_requests_in_flight``.
+* ``salkit_http_requests_in_flight``;
+* ``salkit_grpc_requests_total{method, code}``, ``salkit_grpc_request_duration_seconds{method}``
+  and ``salkit_grpc_requests_in_flight`` — the same for gRPC calls (method: ``ModelInfer``, …; code: ``OK``, ``INVALID_ARGUMENT``, …;
+  calls refused by gRPC itself, e.g. over the size cap, never reach the servicer and are not counted).
 """
 
 from __future__ import annotations
@@ -36,6 +39,13 @@ class ServerMetrics:
             "salkit_batch_duration_seconds", "Backend time per batched call", buckets=_LATENCY_BUCKETS, registry=self.registry
         )
         self.queue_depth = Gauge("salkit_queue_depth", "Rows waiting for the dynamic batcher", registry=self.registry)
+        self.grpc_requests = Counter(
+            "salkit_grpc_requests", "gRPC calls by method and status code", ["method", "code"], registry=self.registry
+        )
+        self.grpc_in_flight = Gauge("salkit_grpc_requests_in_flight", "gRPC calls being served", registry=self.registry)
+        self.grpc_latency = Histogram(
+            "salkit_grpc_request_duration_seconds", "gRPC call latency", ["method"], buckets=_LATENCY_BUCKETS, registry=self.registry
+        )
 
     def on_batch(self, stats: BatchStats) -> None:
         self.batch_size.observe(stats.size)
@@ -47,6 +57,10 @@ class ServerMetrics:
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route=route, method=method, status=str(status)).inc()
         self.latency.labels(route=route).observe(seconds)
+
+    def observe_grpc(self, method: str, code: str, seconds: float) -> None:
+        self.grpc_requests.labels(method=method, code=code).inc()
+        self.grpc_latency.labels(method=method).observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

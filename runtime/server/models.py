@@ -21,6 +21,7 @@ probabilities at the image's size) and returns ``MAP``; parameter ``steps``. ``q
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 from salkit.base import images
 from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
+from salkit.runtime.server.stats import RequestTrace
 
 UNCERTAINTY_CHANNELS = ("predictive", "aleatoric", "epistemic")
 MAX_SAMPLES = 64
@@ -88,10 +90,19 @@ def _resize_back(maps: np.ndarray, sizes: tuple[int, int] | None) -> np.ndarray:
     return out
 
 
+async def _batched(future: concurrent.futures.Future, trace: RequestTrace | None) -> Any:
+    """Await a batcher future; the trace learns the request's queue wait and backend time."""
+    result = await asyncio.wrap_future(future)
+    if trace is not None:
+        trace.batched(getattr(future, "timing", None))
+    return result
+
+
 class ServedModel:
     """One KServe v2 model over a shared BatchingPredictor."""
 
     name: str = ""
+    op: str = "predict"  # the BatchingPredictor operation its backend calls run
     inputs: tuple[TensorMeta, ...] = ()
     outputs: tuple[TensorMeta, ...] = ()
 
@@ -148,7 +159,9 @@ class ServedModel:
             return Prepared(np.ascontiguousarray(image, dtype=np.float32), None)
         raise ProtocolError(f"IMAGE must be UINT8 [B, H, W, 3] or FP32 [B, 3, {size}, {size}], got datatype {datatype}")
 
-    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
+    ) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -167,8 +180,10 @@ class SaliencyModel(ServedModel):
             "uncertainty": "UNCERTAINTY" in wanted,
         }
 
-    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
-        result = await self.batching.predict_tensor_async(prepared.x, **self.options(request, wanted))
+    async def infer(
+        self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
+    ) -> dict[str, np.ndarray]:
+        result = await _batched(self.batching.submit_predict(prepared.x, **self.options(request, wanted)), trace)
         out = {"SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes)}
         if "UNCERTAINTY" in wanted:
             stacked = np.concatenate([result[k] for k in UNCERTAINTY_CHANNELS], axis=1)  # 3 × (B,1,S,S) → (B,3,S,S)
@@ -184,9 +199,11 @@ class QefpnModel(SaliencyModel):
         TensorMeta("RESIDUAL", "FP32", (-1,)),
     )
 
-    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
+    ) -> dict[str, np.ndarray]:
         steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)  # Broyden iterations
-        result = await self.batching.predict_tensor_async(prepared.x, steps=steps, uncertainty=False)
+        result = await _batched(self.batching.submit_predict(prepared.x, steps=steps, uncertainty=False), trace)
         out = {
             "SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes),
             "ITERATIONS": np.asarray(result.get("iterations", np.zeros(len(prepared.x))), dtype=np.float32),
@@ -197,6 +214,7 @@ class QefpnModel(SaliencyModel):
 
 class RefineModel(ServedModel):
     name = "refine"
+    op = "refine"
     inputs = (TensorMeta("IMAGE", "UINT8", (-1, -1, -1, 3)), TensorMeta("MAP", "FP32", (-1, 1, -1, -1)))
     outputs = (TensorMeta("MAP", "FP32", (-1, 1, -1, -1)),)
 
@@ -219,9 +237,11 @@ class RefineModel(ServedModel):
         resized = _resize_back(maps, (size, size))  # (B,1,H,W) → (B,1,S,S)
         return np.clip(resized, 0.0, 1.0)
 
-    async def infer(self, request: InferRequest, prepared: Prepared, wanted: list[str]) -> dict[str, np.ndarray]:
+    async def infer(
+        self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
+    ) -> dict[str, np.ndarray]:
         steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)
-        refined = await self.batching.refine_tensor_async(prepared.x, prepared.maps, steps=steps)
+        refined = await _batched(self.batching.submit_refine(prepared.x, prepared.maps, steps=steps), trace)
         return {"MAP": await _resize_back_async(np.asarray(refined), prepared.sizes)}
 
 

@@ -1,6 +1,7 @@
 """Run the app under uvicorn with graceful shutdown and the project's exit codes.
 
-SIGTERM or SIGINT: uvicorn stops accepting connections, lets in-flight requests finish (up to
+SIGTERM or SIGINT: uvicorn stops accepting connections and the gRPC listener (``grpc_port``)
+stops accepting calls at the same moment; in-flight requests and calls on both finish (up to
 ``graceful_seconds``), then the app drains its batcher and closes the predictor; the process
 exits 0. uvicorn re-raises the captured signal once it has shut down, which would kill the
 process with the signal's default action; a no-op handler installed first turns that into a
@@ -29,6 +30,7 @@ def run_server(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    grpc_port: int | None = None,
     max_batch_size: int = 8,
     max_delay_ms: float = 5.0,
     max_body_bytes: int = 32 << 20,
@@ -56,6 +58,9 @@ def run_server(
         max_body_bytes=max_body_bytes,
         token=token,
         on_fatal=on_fatal,
+        grpc_port=grpc_port,
+        grpc_host=host,
+        grace_seconds=graceful_seconds,
     )
     config = uvicorn.Config(
         app,
@@ -68,7 +73,14 @@ def run_server(
         server_header=False,
         timeout_graceful_shutdown=int(graceful_seconds),
     )
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            listener = app.state.salkit_grpc
+            if listener is not None:  # close both listeners together; the lifespan awaits the drain
+                listener.begin_stop(graceful_seconds)
+            await super().shutdown(sockets)
+
+    server = Server(config)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s: %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):

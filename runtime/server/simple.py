@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from salkit.base import images
 from salkit.runtime.server.models import UNCERTAINTY_CHANNELS, ServedModel
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
+from salkit.runtime.server.stats import ServerStats
 
 _FORMATS = ("png", "json")
 _OUTPUTS = ("saliency", *UNCERTAINTY_CHANNELS)
@@ -65,7 +66,7 @@ def _png(map01: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-async def predict_route(request: Request, models: dict[str, ServedModel]) -> Response:
+async def predict_route(request: Request, models: dict[str, ServedModel], stats: ServerStats) -> Response:
     fmt = request.query_params.get("format", "png")
     if fmt not in _FORMATS:
         raise ProtocolError(f"format={fmt!r} is not supported (use {' or '.join(_FORMATS)})")
@@ -77,14 +78,20 @@ async def predict_route(request: Request, models: dict[str, ServedModel]) -> Res
     data, label = await _image_bytes(request)
     if not data:
         raise ProtocolError("empty body: send an image file (raw body, or multipart field 'image')")
-    rgb = await asyncio.to_thread(images.decode_image, data, name=label)
-    infer_request = InferRequest(None, params, {"IMAGE": rgb[None]}, {"IMAGE": "UINT8"}, None, False)  # (1, H, W, 3)
     names = [t.name for t in model.outputs]
     if output != "saliency" and "UNCERTAINTY" not in names:
         raise ProtocolError(f"output={output!r} needs a coop bundle; the {model.name!r} model has no uncertainty")
     wanted = names if fmt == "json" or output != "saliency" else ["SALIENCY"]
-    prepared = await asyncio.to_thread(model.prepare, infer_request)
-    result = await model.infer(infer_request, prepared, wanted)
+    with stats.trace(model.name) as trace:  # the model's statistics count /predict calls too
+        rgb = await asyncio.to_thread(images.decode_image, data, name=label)
+        infer_request = InferRequest(None, params, {"IMAGE": rgb[None]}, {"IMAGE": "UINT8"}, None, False)  # (1, H, W, 3)
+        prepared = await asyncio.to_thread(model.prepare, infer_request)
+        trace.input_done()
+        result = await model.infer(infer_request, prepared, wanted, trace)
+        return await _answer(result, model, fmt, output)
+
+
+async def _answer(result: dict[str, np.ndarray], model: ServedModel, fmt: str, output: str) -> Response:
     saliency = result["SALIENCY"][0, 0]
     if fmt == "png":
         if output == "saliency":

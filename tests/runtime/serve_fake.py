@@ -16,6 +16,8 @@ from tests.runtime.fake_predictor import FakePredictor
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grpc-port", type=int, default=None)
+    parser.add_argument("--max-body-bytes", type=int, default=32 << 20)
     parser.add_argument("--kind", default="coop")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds per backend call")
     parser.add_argument("--per-row", type=float, default=0.0, help="extra seconds per row")
@@ -28,6 +30,8 @@ def main() -> int:
         # The warm-up (predict + refine for coop, predict for qefpn) runs without the simulated delay.
         lambda: FakePredictor(args.kind, delay=args.delay, per_row=args.per_row, size=args.size, free_calls=2 if args.kind == "coop" else 1),
         port=args.port,
+        grpc_port=args.grpc_port,
+        max_body_bytes=args.max_body_bytes,
         max_batch_size=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         token=args.token,

@@ -126,3 +126,52 @@ def live_server(command: list[str], *, ready_timeout: float = 60.0, env: dict | 
                 proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@contextlib.contextmanager
+def live_server_grpc(command: list[str], **kwargs: Any) -> Iterator[tuple[subprocess.Popen, str, str]]:
+    """live_server with ``--grpc-port M`` too; yields (proc, http url, gRPC address host:port)."""
+    grpc_port = free_port()
+    with live_server([*command, "--grpc-port", str(grpc_port)], **kwargs) as (proc, url):
+        yield proc, url, f"127.0.0.1:{grpc_port}"
+
+
+GRPC_AUTH = (("authorization", f"Bearer {TOKEN}"),)
+TYPED_FIELD = {"UINT8": "uint_contents", "FP32": "fp32_contents", "INT32": "int_contents", "FP64": "fp64_contents"}
+
+
+def grpc_infer_request(
+    inputs: list[tuple[str, np.ndarray, str]],
+    *,
+    model: str = "saliency",
+    raw: bool = True,
+    parameters: dict | None = None,
+    outputs: list[str] | None = None,
+    version: str = "",
+):  # noqa: ANN201 — a service_pb2.ModelInferRequest
+    """A v2 gRPC request built by hand: raw_input_contents, or typed contents when ``raw`` is False."""
+    from tritonclient.grpc import service_pb2
+
+    message = service_pb2.ModelInferRequest(model_name=model, model_version=version)
+    for name, array, datatype in inputs:
+        tensor = message.inputs.add(name=name, datatype=datatype, shape=list(array.shape))
+        if raw:
+            message.raw_input_contents.append(np.ascontiguousarray(array).tobytes())
+        else:
+            getattr(tensor.contents, TYPED_FIELD[datatype]).extend(array.reshape(-1).tolist())
+    for key, value in (parameters or {}).items():
+        field = {bool: "bool_param", int: "int64_param", float: "double_param", str: "string_param"}[type(value)]
+        setattr(message.parameters[key], field, value)
+    for name in outputs or []:
+        message.outputs.add(name=name)
+    return message
+
+
+def grpc_outputs(response: Any) -> dict[str, np.ndarray]:
+    """A ModelInferResponse's raw outputs as name → array, decoded here, not by the server's code."""
+    dtypes = {"FP32": np.float32, "FP64": np.float64, "UINT8": np.uint8}
+    assert len(response.raw_output_contents) == len(response.outputs)
+    return {
+        out.name: np.frombuffer(raw, dtype=dtypes[out.datatype]).reshape(list(out.shape))
+        for out, raw in zip(response.outputs, response.raw_output_contents)
+    }

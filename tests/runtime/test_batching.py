@@ -113,6 +113,29 @@ def test_exclusive_request_runs_alone_and_large_request_is_chunked() -> None:
     assert fn.sizes == [1, 2, 1, 4, 4, 2]
 
 
+def test_each_future_carries_its_queue_wait_and_backend_time() -> None:
+    fn = Recorder()
+    fn.gate.clear()
+    hold = 0.2
+    with DynamicBatcher(fn, max_batch_size=4, max_delay_ms=0) as batcher:
+        blocker = batcher.submit([np.zeros((1, 1))])
+        assert fn.entered.wait(5)
+        pair = [batcher.submit([np.ones((1, 1))]) for _ in range(2)]
+        chunked = batcher.submit([np.zeros((6, 1))])  # runs alone in two calls
+        start = time.monotonic()
+        while time.monotonic() - start < hold:  # the blocker's call is held inside fn
+            time.sleep(0.01)
+        fn.gate.set()
+        for f in (blocker, *pair, chunked):
+            f.result(5)
+    first, (a, b), big = blocker.timing, [f.timing for f in pair], chunked.timing
+    assert first.batch_size == 1 and first.run_seconds >= hold and first.queue_seconds < hold
+    assert a.batch_size == b.batch_size == 2 and a.run_seconds == b.run_seconds  # one call, shared
+    assert a.queue_seconds >= hold and b.queue_seconds >= hold  # they waited behind the held call
+    assert big.batch_size == 6 and big.queue_seconds >= a.queue_seconds and big.run_seconds > 0
+    assert fn.sizes == [1, 2, 4, 2]
+
+
 def test_lone_request_waits_at_most_about_max_delay() -> None:
     fn = Recorder()
     with DynamicBatcher(fn, max_batch_size=8, max_delay_ms=150) as batcher:

@@ -1,0 +1,108 @@
+"""Model configuration in Triton's schema (``GET /v2/models/{m}/config``, gRPC ModelConfig).
+
+The interface part — inputs, outputs and the salkit parameters — is one description shared with
+the Triton model repository that ``export-trt --triton-repo`` writes (salkit.export.triton renders
+the same dicts as ``config.pbtxt``), so a client built from either config works on both servers.
+
+Triton's config gives every input one datatype. The configs describe the layout both servers
+take: ``IMAGE`` FP32 ``[3, S, S]`` after the implicit batch axis (resized and normalised with the
+bundle's mean/std), maps at S × S. ``sal-runtime serve`` also takes ``IMAGE`` as UINT8
+``[B, H, W, 3]`` RGB pixels (maps then come back at H × W); its model metadata lists that layout.
+
+Parameters (``string_value`` entries): ``salkit_settings`` — the bundle's loop settings as JSON
+(coop: latent_dim, langevin_step, langevin_steps, samples; QE-FPN: broyden_iterations,
+broyden_memory, broyden_tol, stop_mode); ``salkit_request_parameters`` — JSON name → datatype of
+the request parameters the model reads. ``sal-runtime serve`` adds ``salkit_backend`` (the runtime
+backend it runs on); the Triton repository adds to ``salkit_settings`` the wiring of its loop
+model (``prefix``, ``feature_names``). The dicts follow Triton's JSON form (numbers for int64),
+so ``google.protobuf.json_format.ParseDict`` turns them into ``model_config_pb2.ModelConfig``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from salkit.runtime.bundle import Manifest
+
+# Each model's tensors in the shared layout: (name, channels); maps are channels × S × S, and
+# channels None is one value per row, which Triton writes as dims [1] reshaped to [].
+TENSORS: dict[str, tuple[tuple[tuple[str, int | None], ...], tuple[tuple[str, int | None], ...]]] = {
+    "saliency": ((("IMAGE", 3),), (("SALIENCY", 1), ("UNCERTAINTY", 3))),
+    "qefpn": ((("IMAGE", 3),), (("SALIENCY", 1), ("ITERATIONS", None), ("RESIDUAL", None))),
+    "refine": ((("IMAGE", 3), ("MAP", 1)), (("MAP", 1),)),
+}
+
+REQUEST_PARAMETERS: dict[str, dict[str, str]] = {
+    "saliency": {"samples": "INT64", "steps": "INT64", "noise": "BOOL", "seed": "INT64"},
+    "qefpn": {"steps": "INT64"},
+    "refine": {"steps": "INT64"},
+}
+
+TRITON_TYPES = {
+    "BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32", "UINT64": "TYPE_UINT64",
+    "INT8": "TYPE_INT8", "INT16": "TYPE_INT16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64",
+    "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64", "BYTES": "TYPE_STRING",
+}  # fmt: skip
+
+
+def _tensor(name: str, channels: int | None, size: int) -> dict[str, Any]:
+    if channels is None:
+        return {"name": name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}}
+    return {"name": name, "data_type": "TYPE_FP32", "dims": [channels, size, size]}
+
+
+def tensor_configs(model_name: str, size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Triton ``input`` and ``output`` entries of a model for a bundle of input size ``size``."""
+    inputs, outputs = TENSORS[model_name]
+    return [_tensor(n, c, size) for n, c in inputs], [_tensor(n, c, size) for n, c in outputs]
+
+
+def model_settings(manifest: Manifest) -> dict[str, Any]:
+    """The bundle's loop settings the models run with (JSON-ready)."""
+    settings: dict[str, Any] = {"kind": manifest.model_kind}
+    if manifest.model_kind == "coop":
+        settings.update({k: manifest.coop.get(k) for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
+    else:
+        q = manifest.qefpn
+        settings.update({k: q.get(k) for k in ("broyden_iterations", "broyden_memory", "broyden_tol")})
+        settings["stop_mode"] = q.get("stop_mode", q.get("broyden_stop_mode", "rel"))
+    return settings
+
+
+def shared_parameters(model_name: str, settings: dict[str, Any]) -> dict[str, str]:
+    """The ``parameters`` both configs carry, as name → string value."""
+    return {
+        "salkit_settings": json.dumps(settings, sort_keys=True),
+        "salkit_request_parameters": json.dumps(REQUEST_PARAMETERS[model_name], sort_keys=True),
+    }
+
+
+def model_config(
+    model_name: str,
+    manifest: Manifest,
+    *,
+    backend_name: str,
+    gpu: bool,
+    max_batch_size: int,
+    max_delay_ms: float,
+    max_queue: int,
+) -> dict[str, Any]:
+    """What ``sal-runtime serve`` reports for one of its models (Triton's JSON form)."""
+    inputs, outputs = tensor_configs(model_name, manifest.input_size)
+    parameters = {**shared_parameters(model_name, model_settings(manifest)), "salkit_backend": backend_name}
+    return {
+        "name": model_name,
+        "platform": f"salkit_{manifest.model_kind}",
+        "backend": "salkit",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": max_batch_size,
+        "input": inputs,
+        "output": outputs,
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": round(max_delay_ms * 1000),
+            "default_queue_policy": {"max_queue_size": max_queue},  # rows, the batcher's unit
+        },
+        "instance_group": [{"name": model_name, "kind": "KIND_GPU" if gpu else "KIND_CPU", "count": 1}],
+        "parameters": {key: {"string_value": value} for key, value in parameters.items()},
+    }
