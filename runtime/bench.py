@@ -87,6 +87,7 @@ def run_bench(
     batches: Sequence[int],
     *,
     backend: str = "auto",
+    precision: str = "auto",
     threads: int | None = None,
     samples: int | None = None,
     steps: int | None = None,
@@ -119,13 +120,13 @@ def run_bench(
     # Torch first, and released before the runtime loads: holding both at batch 8 and 352² does
     # not fit in memory on a 24 GiB machine.
     torch_per_batch = _measure_torch(compare_torch, kind, n, k, m, inputs, warmup, repeat, progress) if compare_torch else {}
-    with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
+    with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
         progress("measuring the fp32 GEMM peak")
         rates = gemm_rates(gemm_size)
         peak = max(rates.values())
         flops = flops_per_image(predictor, n, k + 1 if kind == "qefpn" else k)
         record: dict[str, Any] = {
-            "bundle": str(bundle), "backend": predictor.backend_name, "precision": m.precision,
+            "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision, "plan_reason": predictor.backend_reason,
             "machine": {"cpus": os.cpu_count(), "gemm_peak_gflops": peak, "gemm_rates_gflops": rates},
             "settings": {"samples": n if kind == "coop" else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},

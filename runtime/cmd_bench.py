@@ -8,9 +8,7 @@ import platform
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
-
-BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
-
+from salkit.runtime.cli_common import plan_options
 
 def command_line(ctx: click.Context) -> str:
     """The options given on the command line, in the command's order: the record says how it was made."""
@@ -51,13 +49,12 @@ def _batches(text: str) -> list[int]:
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed calls per batch size and path.")
 @click.option("--images", "images_dir", type=click.Path(), help="Use these images instead of synthetic ones.")
 @click.option("--gemm-size", type=int, default=1536, show_default=True, help="Matrix side of the fp32 GEMM peak measurement.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@plan_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the record as JSON (stable keys).")
 @report_user_errors
 def bench(
     bundle: str, ckpt: str | None, fp32_bundle: str | None, batch_text: str, samples: int | None, steps: int | None,
-    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, threads: int | None, json_path: str | None,
+    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, precision: str, threads: int | None, json_path: str | None,
 ) -> None:
     """Time predict per batch size (p50/p99, images/s), both cooperative paths, and the roofline.
 
@@ -69,7 +66,7 @@ def bench(
 
     images = list_images(images_dir) if images_dir else None
     record = run_bench(
-        bundle, _batches(batch_text), backend=backend, threads=threads, samples=samples, steps=steps, warmup=warmup,
+        bundle, _batches(batch_text), backend=backend, precision=precision, threads=threads, samples=samples, steps=steps, warmup=warmup,
         repeat=repeat, compare_torch=ckpt, fp32_bundle=fp32_bundle, images=images, gemm_size=gemm_size,
         progress=lambda message: click.echo(message, err=True),
     )
