@@ -45,7 +45,7 @@ def plan_name(backend: str, precision: str) -> str:
 def _record(manifest: Manifest, key: str) -> Any:
     """A manifest field the precision export adds: an attribute, or (older writers) under ``extra``."""
     value = getattr(manifest, key, None)
-    if value is None:
+    if not value:  # absent, or the writer's empty default
         value = manifest.extra.get(key)
     return value
 
