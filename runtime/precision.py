@@ -20,7 +20,10 @@ GPU ones    fp32 only (a TensorRT engine carries the precision it was built with
 
 fp32 plans are always allowed. Another plan is *allowed* when the CPU runs it natively
 (:mod:`salkit.runtime.cpu`), the bundle has the artefacts it needs and the precision gate did
-not reject it; ``auto`` additionally wants the gate to have passed it.
+not reject it; ``auto`` additionally wants the gate to have passed it. An int8 gate entry may
+say ``"int8_vnni": bool`` (the kind of int8 unit it was judged on): on AVX2 without VNNI the
+u8·s8 products are summed in int16 and saturate for full-range activations, so a verdict from
+the other kind of CPU does not carry over and the plan is not used.
 """
 
 from __future__ import annotations
@@ -92,6 +95,12 @@ def unusable(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo, *, 
         passed, reason = gate_verdict(manifest, plan_name(backend, precision))
         if passed is False:
             return f"the precision gate rejected {plan_name(backend, precision)}" + (f": {reason}" if reason else "")
+        judged_vnni = gate_records(manifest).get(plan_name(backend, precision), {}).get("int8_vnni")
+        if precision == "int8" and passed and judged_vnni is not None and bool(judged_vnni) != cpu.int8_vnni:
+            # Without VNNI, u8·s8 pairs are summed in int16 and saturate (AVX2's vpmaddubsw): the
+            # maps the gate saw on one kind of int8 unit say nothing about the other.
+            return (f"the precision gate judged int8 on a CPU {'with' if judged_vnni else 'without'} VNNI, "
+                    f"this one ({cpu.model}) has {'it' if cpu.int8_vnni else 'none'}")
     return ""
 
 
