@@ -151,13 +151,20 @@ def _probed(manifest: Manifest, candidates: list[str], threads: int | None, cpu:
         return cached["choice"], "cached probe: " + _times(times)
     probe = probe or probe_predict
     times: dict[str, float] = {}
+    failed: dict[str, str] = {}
     for name in candidates:
         b, p = name.split(":")
-        times[name] = float(probe(manifest, b, p, threads))
-    chosen = min(candidates, key=lambda n: times[n])
-    _write_cache(key, {"choice": chosen, "candidates": sorted(candidates), "seconds": times, "cpu": cpu.model,
-                       "bundle": str(manifest.root), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    return chosen, "probe: " + _times(times)
+        try:
+            times[name] = float(probe(manifest, b, p, threads))
+        except SalkitError as err:  # e.g. a backend that is installed but cannot compile a graph: not a choice
+            failed[name] = str(err)
+    if not times:
+        raise SalkitError(f"no plan could run bundle {manifest.root}: " + "; ".join(f"{n}: {w}" for n, w in failed.items()))
+    chosen = min(times, key=lambda n: times[n])
+    if not failed:  # a failure may be passing (memory, a busy device): measure again next time
+        _write_cache(key, {"choice": chosen, "candidates": sorted(candidates), "seconds": times, "cpu": cpu.model,
+                           "bundle": str(manifest.root), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return chosen, "probe: " + _times(times) + "".join(f"; {n} failed: {w}" for n, w in failed.items())
 
 
 def _times(times: dict[str, float]) -> str:

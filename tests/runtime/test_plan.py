@@ -185,3 +185,15 @@ def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypa
     if len(probe.calls) > 1:  # openvino installed: two fp32 candidates were measured
         assert plan.name == "openvino:fp32"
     assert (Path(toy_coop.path) / MANIFEST_NAME).is_file()
+
+
+def test_a_plan_that_fails_in_the_probe_is_passed_over(toy_coop) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("openvino")  # two CPU backends, so the probe runs
+    def probe(manifest, backend, precision, threads):  # type: ignore[no-untyped-def]
+        if backend == "openvino":
+            raise SalkitError("graph 'encoder': OpenVINO cannot compile encoder.onnx")
+        return 1.0
+
+    plan = choose_plan(load_bundle(toy_coop.path), "auto", "fp32", threads=1, probe=probe)
+    assert plan.name == "ort-cpu:fp32" and "openvino:fp32 failed: graph 'encoder'" in plan.reason
+    assert not cache_path().exists()  # not cached: the next start measures again
