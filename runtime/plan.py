@@ -78,8 +78,9 @@ def choose_plan(
         raise SalkitError(f"unknown backend {backend!r}; choose one of {', '.join(CHOICES)}")
     if precision not in PRECISION_CHOICES:
         raise SalkitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
-    cpu = cpu or cpu_info()
     reasons = availability(manifest)
+    ask = backend in ("auto", "openvino") and not reasons.get("openvino")
+    cpu = cpu or cpu_info(ask_openvino=ask)  # OpenVINO's own view of bf16 where it may run
     if backend != "auto" and reasons[backend]:
         raise SalkitError(f"backend {backend} is not usable here: {reasons[backend]}")
     if backend == "auto":

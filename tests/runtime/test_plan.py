@@ -44,7 +44,7 @@ def pretend_cpu(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     def use(text: str) -> None:
         path = tmp_path / "cpuinfo"
         path.write_text(text)
-        monkeypatch.setattr(plan_module, "cpu_info", lambda: cpu_info(cpuinfo=str(path)))
+        monkeypatch.setattr(plan_module, "cpu_info", lambda **_: cpu_info(cpuinfo=str(path)))
 
     return use
 
