@@ -66,25 +66,40 @@ def _copy(x: Array) -> Array:
     return x.copy() if isinstance(x, np.ndarray) else x.clone()
 
 
+def _dot(a: Array, b: Array, xp: types.ModuleType) -> Array:
+    """Row dot products: (B, D)·(B, D) -> (B,); numpy's einsum makes no (B, D) temporary."""
+    if xp is np:
+        return np.einsum("bd,bd->b", a, b)
+    return (a * b).sum(-1)
+
+
 def _norm(x: Array, xp: types.ModuleType) -> Array:
     """Row norms: (B, D) -> (B,)."""
-    return xp.sqrt((x * x).sum(-1))
+    return xp.sqrt(_dot(x, x, xp))
 
 
 def _finite_or_zero(x: Array, xp: types.ModuleType) -> Array:
+    """x with non-finite entries zeroed. One reduction decides: almost always nothing is to be zeroed,
+    and the elementwise test (three (B, D) temporaries) is then skipped."""
+    if bool(xp.isfinite(x.sum())):
+        return x
     return xp.where(xp.isfinite(x), x, xp.zeros_like(x))
 
 
 def _inv_jacobian_times(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
     """(−I + U Vᵀ) x.  us, vts: (B, M, D) rows u_m, v_m; x: (B, D) -> (B, D)."""
     vt_x = vts @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): v_m · x
-    return -x + (vt_x[:, :, 0][:, None, :] @ us)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): −x + Σ_m (v_m·x) u_m
+    out = (vt_x[:, :, 0][:, None, :] @ us)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): Σ_m (v_m·x) u_m
+    out -= x
+    return out
 
 
 def _times_inv_jacobian(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
     """xᵀ (−I + U Vᵀ), returned as a (B, D) row.  us, vts: (B, M, D); x: (B, D)."""
     u_x = us @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): u_m · x
-    return -x + (u_x[:, :, 0][:, None, :] @ vts)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): −x + Σ_m (u_m·x) v_m
+    out = (u_x[:, :, 0][:, None, :] @ vts)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): Σ_m (u_m·x) v_m
+    out -= x
+    return out
 
 
 def _residuals(z: Array, gz: Array, xp: types.ModuleType) -> tuple[Array, Array]:
@@ -186,7 +201,7 @@ def broyden(
         abs_trace.append(abs_res)
         rel_trace.append(rel_res)
         better = key(abs_res, rel_res) < key(lowest_abs, lowest_rel)  # (B,); NaN is never better
-        lowest_z = xp.where(better[:, None], z, lowest_z)
+        lowest_z[better] = z[better]  # in place: only the rows that improved are copied
         lowest_abs = xp.where(better, abs_res, lowest_abs)
         lowest_rel = xp.where(better, rel_res, lowest_rel)
         lowest_step = xp.where(better, lowest_step * 0 + nstep, lowest_step)
@@ -195,18 +210,27 @@ def broyden(
         met = met | newly_met
 
         # Sherman–Morrison: J⁻¹ ← J⁻¹ + (dz − J⁻¹dg)(dzᵀJ⁻¹) / (dzᵀJ⁻¹dg). Only the slots
-        # written so far take part: the others are zero, and the products are memory-bound in D.
+        # written so far take part: the others are zero. The products are memory-bound in D (at
+        # 352² a factor is M·D ≈ 30 × 658k floats per sample), so an iteration makes two low-rank
+        # products, not three: J⁻¹g_new once, and J⁻¹dg = J⁻¹g_new − J⁻¹g_old = J⁻¹g_new + step
+        # (step = −J⁻¹g_old); the next step is J⁻¹g_new corrected by the slot just written (and
+        # by the one it evicted), without a third product.
         used = min(nstep - 1, memory)
         vt = _times_inv_jacobian(us[:, :used], vts[:, :used], dz, xp)  # (B, D): dzᵀ J⁻¹
-        denom = (vt * dg).sum(-1)[:, None]  # (B, 1)
+        inv_g = _inv_jacobian_times(us[:, :used], vts[:, :used], gz, xp)  # (B, D): J⁻¹ g_new, old J⁻¹
+        denom = _dot(vt, dg, xp)[:, None]  # (B, 1)
+        u = dz - inv_g  # (B, D): dz − J⁻¹dg = dz − J⁻¹g_new − step, built in place
+        u -= step
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is zeroed just below
-            u = (dz - _inv_jacobian_times(us[:, :used], vts[:, :used], dg, xp)) / denom  # (B, D)
+            u /= denom
         slot = (nstep - 1) % memory
+        if nstep > memory:  # the slot's old update leaves J⁻¹: take its share out of J⁻¹ g_new
+            inv_g -= us[:, slot] * _dot(vts[:, slot], gz, xp)[:, None]
         us[:, slot] = _finite_or_zero(u, xp)
         vts[:, slot] = _finite_or_zero(vt, xp)
-        used = min(nstep, memory)
-        step = -_inv_jacobian_times(us[:, :used], vts[:, :used], gz, xp)  # (B, D)
-        step = _finite_or_zero(step, xp)
+        inv_g += us[:, slot] * _dot(vts[:, slot], gz, xp)[:, None]  # J⁻¹ g_new with the new J⁻¹
+        inv_g *= -1
+        step = _finite_or_zero(inv_g, xp)  # (B, D): −J⁻¹ g_new
 
     stats = {
         "abs_trace": abs_trace,

@@ -1,25 +1,35 @@
 """``sal-runtime bench``: the performance record of a bundle (not a timed test).
 
 For each batch size it times the runtime's predict (latency p50/p99 over ``repeat`` calls after
-``warmup``; images/s = batch / median latency, robust to a busy machine's outliers), counts the FLOPs of one call from the graphs and
-divides the achieved FLOP rate by the measured fp32 GEMM peak (``roofline_fraction``). For a
-cooperative bundle both paths are timed: ``split`` (encoder once, latent decoder on N·B rows; the
-runtime's default and the headline numbers) and ``whole`` (the generator graph N times over).
-With a checkpoint, the same inputs go through torch eager the authors' way
-(:mod:`salkit.train.bench_torch`) at every batch size; ``speedup_vs_torch`` compares with
-torch at its best batch size. With an fp32 bundle next to an int8/fp16 one, both run on the same
-inputs and latents: ``speedup_vs_fp32`` and ``mae_delta`` (mean |saliency − saliency_fp32|).
+``warmup``; images/s = batch / median latency, robust to a busy machine's outliers), counts the
+FLOPs of one call from the graphs and divides the achieved FLOP rate by the measured GEMM peak
+**of the precision the plan runs** (``roofline_fraction``; peaks for fp32, bf16 and int8 are
+recorded, see :mod:`salkit.runtime.bench_peaks`). For a cooperative bundle both paths are timed:
+``split`` (encoder once, latent decoder on N·B rows; the runtime's default and the headline
+numbers) and ``whole`` (the generator graph N times over).
+
+Baselines (:mod:`salkit.runtime.bench_baselines`, e.g. torch from ``--compare-torch``) run on
+the same inputs and latents at every batch size: ``speedup_vs_torch`` compares with torch the
+authors' way at its best batch size, ``speedup_vs_torch_best`` with torch's best CPU recipe at
+its best batch size. With an fp32 bundle next to an int8/fp16 one, both run on the same inputs:
+``speedup_vs_fp32`` and ``mae_delta``. Other plans (``--compare-plans``) are timed interleaved
+with the main one, per graph and per predict (:mod:`salkit.runtime.bench_plans`).
 
 The JSON record (stable keys)::
 
-    {"bundle", "backend", "precision", "machine": {"cpus", "gemm_peak_gflops", "gemm_peak_samples_gflops", "platform",
-                                                 "gemm_rates_gflops": {"numpy", "onnxruntime"}},
+    {"bundle", "backend", "precision", "plan", "plan_reason",
+     "machine": {"cpus", "cpu": {"model", "flags", "bf16", "int8", …}, "platform",
+                 "gemm_peak_gflops",                         # the peak of the plan's precision
+                 "gemm_peaks_gflops": {"fp32", "bf16", "int8"},  # null where no engine runs it natively
+                 "gemm_rates_gflops": {precision: {engine: GFLOP/s}}, "gemm_peak_samples_gflops"},
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
-                            "torch_images_per_s", "speedup_vs_torch", "speedup_vs_fp32", "mae_delta",
-                            "paths": {"split": {…}, "whole": {…}}}},
-     "torch": {"best_batch", "best_images_per_s", "per_batch": {"<batch>": images_per_s}},
-     "command"}
+                            "torch_images_per_s", "speedup_vs_torch",
+                            "torch_best_recipe_images_per_s", "speedup_vs_torch_best",
+                            "speedup_vs_fp32", "mae_delta", "paths": {"split": {…}, "whole": {…}}}},
+     "torch": {"label", "best_batch", "best_images_per_s", "per_batch", "max_abs_vs_runtime", …},
+     "torch_best_recipe": {… the same, "dtype", "channels_last"},
+     "plans": {"<plan>": {…}}, "command"}
 
 Values that were not measured are ``null``. ``command`` is the ``sal-runtime bench …`` line that
 made the record (the options given, as given) and ``machine.platform`` the OS it ran on; the CLI
@@ -28,30 +38,23 @@ writes both, ``run_bench``'s return has neither.
 
 from __future__ import annotations
 
+import gc
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.bench_flops import gemm_rates, graph_flops
+from salkit.runtime.bench_baselines import BaselineFactory, measure_baselines, timings
+from salkit.runtime.bench_flops import graph_flops
+from salkit.runtime.bench_peaks import best, gemm_peaks
 from salkit.runtime.bundle import Manifest, load_bundle
+from salkit.runtime.cpu import cpu_info
 from salkit.runtime.loops import check_steps
 from salkit.runtime.predictor import Predictor
 
-
-def timings(call: Callable[[], Any], warmup: int, repeat: int) -> dict[str, float]:
-    for _ in range(warmup):
-        call()
-    lat = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        call()
-        lat.append(time.perf_counter() - start)
-    ms = np.asarray(lat) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+BASELINE_KEYS = {"torch": "speedup_vs_torch", "torch_best_recipe": "speedup_vs_torch_best"}
 
 
 def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: int = 0) -> np.ndarray:
@@ -87,17 +90,21 @@ def run_bench(
     batches: Sequence[int],
     *,
     backend: str = "auto",
+    precision: str = "auto",
     threads: int | None = None,
     samples: int | None = None,
     steps: int | None = None,
     warmup: int = 1,
     repeat: int = 5,
-    compare_torch: str | Path | None = None,
+    baselines: BaselineFactory | None = None,
     fp32_bundle: str | Path | None = None,
+    compare_plans: Sequence[str] = (),
     images: Sequence[Path] | None = None,
     gemm_size: int = 1536,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
+    """``baselines``: a factory from :mod:`salkit.runtime.bench_baselines` with its source bound,
+    called as ``baselines(kind=, samples=, steps=, step_size=, bf16=, threads=)``."""
     if not batches or any(b < 1 for b in batches):
         raise SalkitError(f"--batch needs positive batch sizes, got {list(batches)}")
     if gemm_size < 64:
@@ -116,39 +123,46 @@ def run_bench(
                 np.random.default_rng(1).standard_normal((n, batch, int(m.coop.get("latent_dim", 1))), dtype=np.float32))
         for batch in batches
     }
-    # Torch first, and released before the runtime loads: holding both at batch 8 and 352² does
-    # not fit in memory on a 24 GiB machine.
-    torch_per_batch = _measure_torch(compare_torch, kind, n, k, m, inputs, warmup, repeat, progress) if compare_torch else {}
-    with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
-        progress("measuring the fp32 GEMM peak")
-        rates = gemm_rates(gemm_size)
-        peak = max(rates.values())
+    cpu = cpu_info(ask_openvino=True)
+    measured: dict[str, dict[str, Any]] = {}
+    if baselines is not None:
+        made = baselines(kind=kind, samples=n, steps=k, step_size=float(m.coop.get("langevin_step", 0.0)), bf16=cpu.bf16, threads=threads)
+        measured = measure_baselines(made, inputs, warmup, repeat, progress)
+        del made
+        gc.collect()
+    with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
+        progress(f"plan {predictor.plan}: {predictor.backend_reason}")
+        progress("measuring the GEMM peaks (fp32, bf16, int8)")
+        rates = gemm_peaks(gemm_size)
         flops = flops_per_image(predictor, n, k + 1 if kind == "qefpn" else k)
         record: dict[str, Any] = {
-            "bundle": str(bundle), "backend": predictor.backend_name, "precision": m.precision,
-            "machine": {"cpus": os.cpu_count(), "gemm_peak_gflops": peak, "gemm_rates_gflops": rates},
+            "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
+            "plan": predictor.plan, "plan_reason": predictor.backend_reason,
+            "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json()},
             "settings": {"samples": n if kind == "coop" else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},
             kind: {},
         }
-        fp32 = Predictor.from_bundle(fp32_bundle, backend=backend, threads=threads) if fp32_bundle else None
+        fp32 = Predictor.from_bundle(fp32_bundle, backend=backend, precision="fp32", threads=threads) if fp32_bundle else None
+        outputs: dict[int, np.ndarray] = {}
         try:
             for batch in batches:
                 x, latents = inputs[batch]
                 paths = ("split", "whole") if kind == "coop" else ("split",)
                 entry: dict[str, Any] = {"paths": {}}
                 for path in paths:
-                    progress(f"{kind} batch {batch}: runtime, {path} path")
+                    progress(f"{kind} batch {batch}: runtime {predictor.plan}, {path} path")
                     call = _runtime_call(predictor, x, latents, k, path)
                     t = timings(call, warmup, repeat)
                     achieved = flops[path] * batch / (t["p50_ms"] / 1e3) / 1e9
                     entry["paths"][path] = {
                         "images_per_s": batch / (t["p50_ms"] / 1e3), "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
-                        "gflop_per_image": flops[path] / 1e9, "achieved_gflops": achieved, "roofline_fraction": achieved / peak,
+                        "gflop_per_image": flops[path] / 1e9, "achieved_gflops": achieved,
                     }
-                    progress(f"  {batch / (t['p50_ms'] / 1e3):.3f} img/s, p50 {t['p50_ms']:.1f} ms, {achieved / peak:.1%} of peak")
-                entry.update({key: entry["paths"]["split"][key] for key in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction")})
-                entry.update(torch_images_per_s=None, speedup_vs_torch=None, speedup_vs_fp32=None, mae_delta=None)
+                    progress(f"  {batch / (t['p50_ms'] / 1e3):.3f} img/s, p50 {t['p50_ms']:.1f} ms, {achieved:.1f} GFLOP/s")
+                entry.update({key: entry["paths"]["split"][key] for key in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image")})
+                entry.update(torch_images_per_s=None, speedup_vs_torch=None, torch_best_recipe_images_per_s=None,
+                             speedup_vs_torch_best=None, speedup_vs_fp32=None, mae_delta=None)
                 if fp32 is not None:
                     progress(f"{kind} batch {batch}: fp32 bundle")
                     t = timings(_runtime_call(fp32, x, latents, k, "split"), warmup, repeat)
@@ -156,29 +170,45 @@ def run_bench(
                     ours = _runtime_call(predictor, x, latents, k, "split")()["saliency"]
                     theirs = _runtime_call(fp32, x, latents, k, "split")()["saliency"]
                     entry["mae_delta"] = float(np.abs(ours - theirs).mean())
+                if batch == min(batches) and measured:
+                    outputs[batch] = _runtime_call(predictor, x, latents, k, "split")()["saliency"]
                 record[kind][str(batch)] = entry
         finally:
             if fp32 is not None:
                 fp32.close()
         # A busy machine lowers a short GEMM burst more than a long run: measure again, keep the best.
-        progress("measuring the fp32 GEMM peak again")
-        rates_after = gemm_rates(gemm_size)
-        peak_after = max(rates_after.values())
-        record["machine"]["gemm_rates_gflops"] = {name: max(r, rates_after[name]) for name, r in rates.items()}
-        if peak_after > peak:
-            record["machine"]["gemm_peak_gflops"] = peak_after
-            for entry in record[kind].values():
-                for p in entry["paths"].values():
-                    p["roofline_fraction"] = p["achieved_gflops"] / peak_after
-                entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
-        record["machine"]["gemm_peak_samples_gflops"] = [peak, peak_after]
-        if torch_per_batch:
-            best = max(torch_per_batch, key=lambda b: torch_per_batch[b])
-            for batch, entry in record[kind].items():
-                entry["torch_images_per_s"] = torch_per_batch[batch]
-                entry["speedup_vs_torch"] = entry["images_per_s"] / torch_per_batch[best]
-            record["torch"] = {"best_batch": int(best), "best_images_per_s": torch_per_batch[best], "per_batch": torch_per_batch}
-        return record
+        progress("measuring the GEMM peaks again")
+        again = gemm_peaks(gemm_size)
+    _finish_peaks(record, kind, rates, again, predictor.precision)
+    for key, result in measured.items():
+        sample = result.pop("sample")
+        result["max_abs_vs_runtime"] = None if sample is None else float(np.abs(sample - outputs[min(batches)]).max())
+        record[key] = result
+        speedup = BASELINE_KEYS.get(key)
+        for batch, entry in record[kind].items():
+            entry[f"{key}_images_per_s"] = result["per_batch"][batch]
+            if speedup:
+                entry[speedup] = entry["images_per_s"] / result["best_images_per_s"]
+    if compare_plans:
+        from salkit.runtime.bench_plans import compare
+
+        record["plans"] = compare(m, [predictor.plan, *compare_plans], inputs, k, threads, warmup, repeat, progress)
+    return record
+
+
+def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, float]], again: dict[str, dict[str, float]], precision: str) -> None:
+    """Best-of-two rates per engine, the peak per precision, and each roofline fraction against the plan's."""
+    rates = {p: {e: max(r, again.get(p, {}).get(e, 0.0)) for e, r in first.get(p, {}).items()} for p in first}
+    peaks = {p: best(r) for p, r in rates.items()}
+    peak = peaks.get(precision) or peaks["fp32"]
+    machine = record["machine"]
+    machine.update(gemm_rates_gflops=rates, gemm_peaks_gflops=peaks, gemm_peak_gflops=peak,
+                   gemm_peak_precision=precision if peaks.get(precision) else "fp32",
+                   gemm_peak_samples_gflops=[best(first.get(precision) or first["fp32"]), best(again.get(precision) or again["fp32"])])
+    for entry in record[kind].values():
+        for p in entry["paths"].values():
+            p["roofline_fraction"] = p["achieved_gflops"] / peak
+        entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
 
 
 def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
@@ -187,51 +217,30 @@ def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, step
     return lambda: predictor.predict_tensor(x, latents=latents, steps=steps, uncertainty=True, path=path)
 
 
-def _measure_torch(ckpt: str | Path, kind: str, samples: int, steps: int, manifest: Manifest,
-                   inputs: dict[int, tuple[np.ndarray, np.ndarray]], warmup: int, repeat: int,
-                   progress: Callable[[str], None]) -> dict[str, float]:
-    """Torch eager images/s per batch size (the model is dropped afterwards)."""
-    import gc
-
-    run = _torch_runner(ckpt, kind, samples, steps, manifest)
-    per_batch: dict[str, float] = {}
-    for batch, (x, latents) in inputs.items():
-        progress(f"{kind} batch {batch}: torch eager")
-        t = timings(lambda: run(x, latents), min(warmup, 1), max(1, repeat // 2))
-        per_batch[str(batch)] = batch / (t["p50_ms"] / 1e3)
-        progress(f"  torch {per_batch[str(batch)]:.3f} img/s, p50 {t['p50_ms']:.1f} ms")
-    del run
-    gc.collect()
-    return per_batch
-
-
-def _torch_runner(ckpt: str | Path, kind: str, samples: int, steps: int, manifest: Any) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    from salkit.train import bench_torch  # torch lives on the training side
-
-    model = bench_torch.load_torch_model(ckpt, None)
-    if getattr(model, "kind", kind) != kind:
-        raise SalkitError(f"--compare-torch {ckpt} holds a {model.kind} model, the bundle is {kind}")
-    if kind == "coop":
-        return bench_torch.coop_eager(model, samples, steps, float(manifest.coop["langevin_step"]))
-    return bench_torch.qefpn_eager(model, steps)
-
-
 def format_record(record: dict[str, Any]) -> str:
     kind = "coop" if "coop" in record else "qefpn"
+    machine = record["machine"]
+    baselines = [key for key in BASELINE_KEYS if key in record]
     lines = [
-        f"{record['bundle']} ({kind}, {record['precision']}, backend {record['backend']}); "
-        f"fp32 GEMM peak {record['machine']['gemm_peak_gflops']:.1f} GFLOP/s on {record['machine']['cpus']} CPUs",
-        f"{'batch':>5} {'path':>6} {'img/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'GFLOP/img':>10} {'roofline':>9} {'vs torch':>9}",
+        f"{record['bundle']} ({kind}, plan {record.get('plan', record['backend'])}) on {machine.get('cpu', {}).get('model', '?')}, "
+        f"{machine['cpus']} CPUs; {machine.get('gemm_peak_precision', 'fp32')} GEMM peak {machine['gemm_peak_gflops']:.1f} GFLOP/s",
+        f"{'batch':>5} {'path':>6} {'img/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'GFLOP/img':>10} {'roofline':>9}"
+        + "".join(f" {'vs ' + key:>22}" for key in baselines),
     ]
     for batch, entry in record[kind].items():
         for path, p in entry["paths"].items():
-            vs = entry["speedup_vs_torch"]
-            torch_ratio = "" if vs is None else f"{p['images_per_s'] / record['torch']['best_images_per_s']:.2f}x"
+            ratios = "".join(f" {p['images_per_s'] / record[key]['best_images_per_s']:21.2f}x" for key in baselines)
             lines.append(f"{batch:>5} {path:>6} {p['images_per_s']:8.2f} {p['p50_ms']:9.1f} {p['p99_ms']:9.1f} "
-                         f"{p['gflop_per_image']:10.2f} {p['roofline_fraction']:9.1%} {torch_ratio:>9}")
+                         f"{p['gflop_per_image']:10.2f} {p['roofline_fraction']:9.1%}{ratios}")
         if entry["speedup_vs_fp32"] is not None:
             lines.append(f"{batch:>5} vs fp32: {entry['speedup_vs_fp32']:.2f}x faster, MAE delta {entry['mae_delta']:.5f}")
-    if "torch" in record:
-        t = record["torch"]
-        lines.append(f"torch eager (authors' way): best {t['best_images_per_s']:.2f} img/s at batch {t['best_batch']}")
+    for key in baselines:
+        t = record[key]
+        diff = "" if t.get("max_abs_vs_runtime") is None else f", maps max |Δ| vs runtime {t['max_abs_vs_runtime']:.2g}"
+        lines.append(f"{t['label']}: best {t['best_images_per_s']:.2f} img/s at batch {t['best_batch']}{diff}")
+    for plan, result in record.get("plans", {}).items():
+        for batch, entry in result.items():
+            graphs = ", ".join(f"{g} {ms:.1f}" for g, ms in entry["graphs_p50_ms"].items())
+            lines.append(f"plan {plan} batch {batch}: {entry['images_per_s']:.2f} img/s ({entry['relative_speed']:.2f}x the first plan); "
+                         f"graphs p50 ms: {graphs}")
     return "\n".join(lines)

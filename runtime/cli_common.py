@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import click
 import numpy as np
@@ -22,7 +22,26 @@ from salkit.kernels.errors import SalkitError
 from salkit.base.images import format_paths, is_image_path, list_images
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 ENTROPY_MAX = math.log(2.0)  # binary entropy in nats peaks at ln 2: uncertainty PNGs are scaled by it
+
+
+def plan_options(command: F) -> F:
+    """``--backend``, ``--precision`` and ``--threads``: the plan a command runs (salkit.runtime.plan)."""
+    from salkit.runtime.backends import CHOICES
+    from salkit.runtime.precision import PRECISION_CHOICES
+
+    options = (
+        click.option("--backend", type=click.Choice(CHOICES), default="auto", show_default=True,
+                     help="Backend; auto measures the CPU backends the bundle allows (cached) and takes the fastest."),
+        click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+                     help="fp32, bf16 (openvino, CPUs with bf16 units), int8 (the bundle's int8 graphs); auto: what the "
+                          "bundle's precision gate passed and this CPU runs natively."),
+        click.option("--threads", type=int, help="CPU threads for the backend (default: one per core)."),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def input_files(path: str | Path, limit: int | None = None) -> list[Path]:

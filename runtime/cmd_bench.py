@@ -1,16 +1,19 @@
-"""``sal-runtime bench``: latency, throughput, roofline fraction and torch / fp32 comparisons."""
+"""``sal-runtime bench``: latency, throughput, roofline fraction and torch / fp32 / plan comparisons.
+
+``--compare-torch`` reaches torch through the ``salkit.bench_baselines`` entry point (salkit[train]
+registers it), so this command, like the rest of the runtime, imports no training code.
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+from pathlib import Path
 
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
-
-BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
-
+from salkit.runtime.cli_common import plan_options
 
 def command_line(ctx: click.Context) -> str:
     """The options given on the command line, in the command's order: the record says how it was made."""
@@ -42,7 +45,8 @@ def _batches(text: str) -> list[int]:
 
 @click.command(name="bench")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="Bundle directory to measure.")
-@click.option("--compare-torch", "ckpt", type=click.Path(), help="Checkpoint of the same model: time torch eager (the authors' way).")
+@click.option("--compare-torch", "ckpt", type=click.Path(),
+              help="Checkpoint of the same model: time torch the authors' way and torch's best CPU recipe (needs salkit[train]).")
 @click.option("--fp32", "fp32_bundle", type=click.Path(), help="fp32 bundle of the same checkpoint, for an int8/fp16 --engine: speed and MAE delta.")
 @click.option("--batch", "batch_text", default="1,8", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--samples", type=int, help="Latent samples N (default: the bundle's).")
@@ -51,13 +55,14 @@ def _batches(text: str) -> list[int]:
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed calls per batch size and path.")
 @click.option("--images", "images_dir", type=click.Path(), help="Use these images instead of synthetic ones.")
 @click.option("--gemm-size", type=int, default=1536, show_default=True, help="Matrix side of the fp32 GEMM peak measurement.")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@plan_options
+@click.option("--compare-plans", "plans_text", default="", help="Also time these plans interleaved with the main one, per graph "
+              "and per predict, e.g. ort-cpu:fp32,openvino:fp32.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Write the record as JSON (stable keys).")
 @report_user_errors
 def bench(
     bundle: str, ckpt: str | None, fp32_bundle: str | None, batch_text: str, samples: int | None, steps: int | None,
-    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, threads: int | None, json_path: str | None,
+    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, precision: str, threads: int | None, plans_text: str, json_path: str | None,
 ) -> None:
     """Time predict per batch size (p50/p99, images/s), both cooperative paths, and the roofline.
 
@@ -68,9 +73,19 @@ def bench(
     from salkit.base.images import list_images
 
     images = list_images(images_dir) if images_dir else None
+    baselines = None
+    if ckpt:
+        from functools import partial
+
+        from salkit.runtime.bench_baselines import baseline_plugin
+
+        if not Path(ckpt).is_file():
+            raise SalkitError(f"--compare-torch {ckpt}: no such checkpoint file")
+        baselines = partial(baseline_plugin("torch"), ckpt)
+    plans = [p.strip() for p in plans_text.split(",") if p.strip()]
     record = run_bench(
-        bundle, _batches(batch_text), backend=backend, threads=threads, samples=samples, steps=steps, warmup=warmup,
-        repeat=repeat, compare_torch=ckpt, fp32_bundle=fp32_bundle, images=images, gemm_size=gemm_size,
+        bundle, _batches(batch_text), backend=backend, precision=precision, threads=threads, samples=samples, steps=steps, warmup=warmup,
+        repeat=repeat, baselines=baselines, fp32_bundle=fp32_bundle, compare_plans=plans, images=images, gemm_size=gemm_size,
         progress=lambda message: click.echo(message, err=True),
     )
     record["command"] = command_line(click.get_current_context())

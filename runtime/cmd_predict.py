@@ -7,9 +7,7 @@ import sys
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
-
-BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
-
+from salkit.runtime.cli_common import plan_options
 
 @click.command(name="predict")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="Bundle directory written by export-trt.")
@@ -22,8 +20,7 @@ BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
 @click.option("--steps", type=int, help="Langevin steps K, or Broyden iterations for QE-FPN (default: the bundle's).")
 @click.option("--noise", is_flag=True, help="Langevin with noise (stochastic maps) instead of the noise-free steps.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the latent samples (and noise).")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@plan_options
 @click.option("--batch-size", type=int, help="Images per engine call (default: the bundle's optimal batch).")
 @click.option("--strict", is_flag=True, help="Abort (exit 2, nothing written) on the first unreadable image.")
 @report_user_errors
@@ -39,6 +36,7 @@ def predict(
     noise: bool,
     seed: int,
     backend: str,
+    precision: str,
     threads: int | None,
     batch_size: int | None,
     strict: bool,
@@ -63,7 +61,7 @@ def predict(
                 decode_image(file)
             except SalkitError as err:
                 failures.add(file.name, err)
-    with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
+    with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
         click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
         if uncertainty and predictor.kind != "coop":
             raise SalkitError(f"--uncertainty needs a cooperative (coop) bundle; {bundle} is {predictor.kind}")

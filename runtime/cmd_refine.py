@@ -7,9 +7,7 @@ import sys
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
-
-BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
-
+from salkit.runtime.cli_common import plan_options
 
 @click.command(name="refine")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
@@ -17,13 +15,12 @@ BACKEND_CHOICES = ["auto", "tensorrt", "ort-trt", "ort-cuda", "ort-cpu"]
 @click.option("--maps", "maps_dir", required=True, type=click.Path(), help="Folder of saliency maps to refine, paired by file stem.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the refined <stem>.png maps.")
 @click.option("--steps", type=int, help="Langevin steps K (default: the bundle's).")
-@click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True)
-@click.option("--threads", type=int, help="CPU threads for ort-cpu (default: one per core).")
+@plan_options
 @click.option("--batch-size", type=int, help="Images per engine call (default: the bundle's optimal batch).")
 @click.option("--strict", is_flag=True, help="Abort (exit 2, nothing written) on the first unreadable file.")
 @report_user_errors
 def refine(
-    bundle: str, images_dir: str, maps_dir: str, out_dir: str, steps: int | None, backend: str,
+    bundle: str, images_dir: str, maps_dir: str, out_dir: str, steps: int | None, backend: str, precision: str,
     threads: int | None, batch_size: int | None, strict: bool,
 ) -> None:
     """Langevin revision of existing maps under the bundle's energy (paper §6.3).
@@ -49,7 +46,7 @@ def refine(
                 load(pair)
             except SalkitError as err:
                 failures.add(pair[0].stem, err)
-    with Predictor.from_bundle(bundle, backend=backend, threads=threads) as predictor:
+    with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
         click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
         if predictor.kind != "coop":
             raise SalkitError(f"refine needs a cooperative (coop) bundle with an energy graph; {bundle} is {predictor.kind}")

@@ -26,13 +26,14 @@ import numpy as np
 
 from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.backends import create_runner, device_for, resolve_backend
+from salkit.runtime.backends import create_runner, device_for
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
 from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
 from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
+from salkit.runtime.plan import Probe, choose_plan
 
 
 @dataclasses.dataclass
@@ -46,9 +47,24 @@ class Predictor:
     manifest: Manifest
     backend_name: str
 
-    def __init__(self, manifest: Manifest, backend: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        backend: str = "auto",
+        precision: str = "auto",
+        threads: int | None = None,
+        *,
+        check_gate: bool = True,
+        probe: Probe | None = None,
+    ) -> None:
+        """``backend``/``precision``: a name or "auto" (see salkit.runtime.plan for how auto chooses).
+
+        ``check_gate=False`` runs a plan the bundle's precision gate rejected (for the gate itself
+        and for diagnosis); ``probe`` replaces the timed probe of ``auto`` (tests).
+        """
         self.manifest = manifest
-        self.backend_name, self.backend_reason = resolve_backend(backend, manifest)
+        plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe)
+        self.backend_name, self.precision, self.backend_reason = plan.backend, plan.precision, plan.reason
         self.device = device_for(self.backend_name)
         self._lock = threading.Lock()
         self._runners: dict[str, Runner] = {}
@@ -98,12 +114,21 @@ class Predictor:
             )
 
     @classmethod
-    def from_bundle(cls, path: str | Path, backend: str = "auto", threads: int | None = None) -> "Predictor":
-        return cls(load_bundle(path), backend=backend, threads=threads)
+    def from_bundle(
+        cls, path: str | Path, backend: str = "auto", precision: str = "auto", threads: int | None = None, **options: Any
+    ) -> "Predictor":
+        return cls(load_bundle(path), backend=backend, precision=precision, threads=threads, **options)
+
+    @property
+    def plan(self) -> str:
+        """"<backend>:<precision>", e.g. "openvino:bf16"."""
+        return f"{self.backend_name}:{self.precision}"
 
     def _runner(self, graph: str) -> Runner:
         if graph not in self._runners:
-            runner = create_runner(self.backend_name, self.manifest, graph, threads=self._threads, device=self.device)
+            runner = create_runner(
+                self.backend_name, self.manifest, graph, threads=self._threads, device=self.device, precision=self.precision
+            )
             self._runners[graph] = runner.load()
         return self._runners[graph]
 
@@ -270,4 +295,4 @@ class Predictor:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Predictor({self.manifest.model_kind} {self.manifest.model_name}, backend={self.backend_name})"
+        return f"Predictor({self.manifest.model_kind} {self.manifest.model_name}, backend={self.backend_name}, precision={self.precision})"

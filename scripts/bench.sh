@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The performance record at the papers' size (352², N = 10, K = 5, ort-cpu fp32): both models at
-# their paper presets after one training step on synthetic data (speed does not depend on the
-# weights), exported, then `sal-runtime bench` against torch eager. Called by `make bench`.
+# The performance record at the papers' size (352², N = 10, K = 5): both models at their paper
+# presets after one training step on synthetic data (speed does not depend on the weights),
+# exported, then `sal-runtime bench` with the plan `auto` chooses on this CPU, against torch the
+# authors' way and torch's best CPU recipe (both through the salkit[train] bench plug-in), and the
+# CPU plans in BENCH_PLANS timed interleaved per graph and per predict. Called by `make bench`.
 set -euo pipefail
 OUT=${BENCH_OUT:-runs/bench}
 SIZE=352
 BATCHES=${BENCH_BATCHES:-1,2,4,8}
+PLANS=${BENCH_PLANS:-ort-cpu:fp32,openvino:fp32}
 mkdir -p "$OUT"
 stage() { printf '\n== %s\n' "$*"; }
 
@@ -21,5 +24,7 @@ export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force
 export-trt --ckpt "$OUT/qefpn/last.pt" --out "$OUT/bundle_qefpn" --force
 
 stage "bench → $OUT/coop.json, $OUT/qefpn.json"
-sal-runtime bench --engine "$OUT/bundle_coop" --compare-torch "$OUT/coop/last.pt" --batch "$BATCHES" --json "$OUT/coop.json"
-sal-runtime bench --engine "$OUT/bundle_qefpn" --compare-torch "$OUT/qefpn/last.pt" --batch "${BENCH_QEFPN_BATCHES:-1,8}" --json "$OUT/qefpn.json"
+sal-runtime bench --engine "$OUT/bundle_coop" --compare-torch "$OUT/coop/last.pt" --batch "$BATCHES" \
+    --compare-plans "$PLANS" --json "$OUT/coop.json"
+sal-runtime bench --engine "$OUT/bundle_qefpn" --compare-torch "$OUT/qefpn/last.pt" --batch "${BENCH_QEFPN_BATCHES:-1,8}" \
+    --compare-plans "$PLANS" --json "$OUT/qefpn.json"

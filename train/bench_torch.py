@@ -1,12 +1,23 @@
-"""The torch eager baseline of ``sal-runtime bench --compare-torch`` (imports torch when called).
+"""The torch baselines of ``sal-runtime bench --compare-torch`` (imports torch when called).
 
-Cooperative predict the authors' way: the **whole generator once per latent sample** (N passes,
-encoder included each time), the mean probability, then K Langevin steps whose energy gradient
-comes from autograd — what their test script and the paper's inference do, without this
-project's shared-encoder split. The algorithm is ``salkit.kernels.coop.predict`` (the runtime's),
-with those callables. QE-FPN: the model's own solve with the runtime's fixed number of Broyden
-iterations, under ``no_grad``. It lives in salkit.train because it needs torch; the runtime imports
-it only for --compare-torch.
+Two baselines, measured in the same run as the runtime:
+
+``torch`` — the authors' way. Cooperative predict with the **whole generator once per latent
+sample** (N passes, encoder included each time), the mean probability, then K Langevin steps
+whose energy gradient comes from autograd — what their test script and the paper's inference
+do, without this project's shared-encoder split. QE-FPN: the model's own solve with the
+runtime's fixed number of Broyden iterations, under ``no_grad``. The cooperative algorithm is
+``salkit.kernels.coop.predict`` (the runtime's), with those callables.
+
+``torch_best_recipe`` — torch's best CPU recipe: the project's split reference
+(``coop_predictor.predict_tensor``; QE-FPN's own solve) with model and input in
+``channels_last``, under ``torch.autocast("cpu", dtype=torch.bfloat16)`` where the CPU has bf16
+units (fp32 elsewhere: emulated bf16 is slower than fp32).
+
+They reach ``sal-runtime bench`` through the ``salkit.bench_baselines`` entry point (see
+pyproject.toml), :func:`torch_baselines`: the runtime never imports this package. The interface
+is plain data: a list of ``{"key", "label", "setup", …}`` whose ``setup()`` prepares the model
+and returns ``run(x (B,3,S,S), latents (N,B,d)) → saliency (B,1,S,S)`` (numpy in and out).
 """
 
 from __future__ import annotations
@@ -31,6 +42,52 @@ def load_torch_model(ckpt: str | Path, threads: int | None) -> Any:
     return build_model(load_checkpoint(ckpt)).eval()
 
 
+def torch_baselines(
+    ckpt: str | Path, *, kind: str, samples: int, steps: int, step_size: float, bf16: bool, threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """The two baselines for a checkpoint, in the order they are to be measured (setup is lazy:
+    the best recipe converts the model to channels_last, so it comes second)."""
+    model = load_torch_model(ckpt, threads)
+    if getattr(model, "kind", kind) != kind:
+        raise SalkitError(f"--compare-torch {ckpt} holds a {model.kind} model, the bundle is {kind}")
+    if kind == "coop":
+        authors = lambda: coop_eager(model, samples, steps, step_size)  # noqa: E731
+        best = lambda: coop_best_recipe(model, steps, step_size, bf16)  # noqa: E731
+    else:
+        authors = lambda: qefpn_eager(model, steps)  # noqa: E731
+        best = lambda: qefpn_best_recipe(model, steps, bf16)  # noqa: E731
+    dtype = "bfloat16" if bf16 else "float32"
+    return [
+        {"key": "torch", "label": "torch eager, the authors' way (fp32)", "setup": authors, "dtype": "float32", "channels_last": False},
+        {"key": "torch_best_recipe", "label": f"torch split reference, {dtype} autocast, channels_last" if bf16 else
+         "torch split reference, fp32, channels_last", "setup": best, "dtype": dtype, "channels_last": True},
+    ]
+
+
+def coop_best_recipe(model: Any, steps: int, step_size: float, bf16: bool) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The split reference in channels_last (bf16 autocast where the CPU has bf16 units)."""
+    import torch
+
+    from salkit.train import coop_predictor
+
+    model = model.to(memory_format=torch.channels_last)
+
+    def run(x_np: np.ndarray, latents: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(x_np).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = coop_predictor.predict_tensor(model, x, torch.from_numpy(latents), steps, step_size, uncertainty=True)
+        return out["saliency"].float().detach().numpy()
+
+    return run
+
+
+def qefpn_best_recipe(model: Any, iterations: int, bf16: bool) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+    """QE-FPN's own fixed-iteration solve in channels_last (bf16 autocast where the CPU has bf16 units)."""
+    import torch
+
+    return qefpn_eager(model.to(memory_format=torch.channels_last), iterations, channels_last=True, bf16=bf16)
+
+
 def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A callable (x (B,3,S,S), latents (N,B,d)) → saliency (B,1,S,S), the authors' way."""
     import torch
@@ -48,7 +105,9 @@ def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callab
     return run
 
 
-def qefpn_eager(model: Any, iterations: int) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
+def qefpn_eager(
+    model: Any, iterations: int, *, channels_last: bool = False, bf16: bool = False,
+) -> Callable[[np.ndarray, np.ndarray | None], np.ndarray]:
     """The model's own inject → Broyden solve → decode under ``no_grad``, with exactly
     ``iterations`` Broyden steps like the runtime's solve: with the model's early stop the torch
     side's work would depend on how soon an image's solve meets the tolerance."""
@@ -57,10 +116,12 @@ def qefpn_eager(model: Any, iterations: int) -> Callable[[np.ndarray, np.ndarray
     import torch
 
     model.solver_config = dataclasses.replace(model.solver_config, f_max_iter=iterations)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def run(x_np: np.ndarray, _latents: np.ndarray | None = None) -> np.ndarray:
-        with torch.no_grad():
-            z, _ = model.solve(model.inject(torch.from_numpy(x_np)), fixed_iterations=True)
-            return torch.sigmoid(model.decode(z)).numpy()
+        x = torch.from_numpy(x_np).contiguous(memory_format=layout)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z, _ = model.solve(model.inject(x), fixed_iterations=True)
+            return torch.sigmoid(model.decode(z)).float().numpy()
 
     return run

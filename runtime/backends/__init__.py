@@ -8,10 +8,13 @@ tensorrt    native TensorRT engines (``.plan``)              tensorrt, cuda-pyth
 ort-trt     onnxruntime-gpu, TensorRT execution provider     onnxruntime-gpu, a GPU
 ort-cuda    onnxruntime-gpu, CUDA execution provider         onnxruntime-gpu, a GPU
 ort-cpu     ONNX Runtime on the CPU (the embedded default)   onnxruntime
+openvino    OpenVINO's CPU plugin (fp32, bf16, int8 graphs)  openvino (``salkit[openvino]``)
 =========== ================================================ ==============================
 
-``auto`` takes the first available in that order and says why. Runner modules are imported
-only when a runner is created, so importing this package loads neither onnxruntime nor TensorRT.
+:func:`resolve_backend`'s ``auto`` takes the first available in that order and says why; the
+predictor's ``auto`` goes further on a CPU and measures the CPU backends and precisions the
+bundle allows (:mod:`salkit.runtime.plan`). Runner modules are imported only when a runner is
+created, so importing this package loads neither onnxruntime, OpenVINO nor TensorRT.
 """
 
 from __future__ import annotations
@@ -30,9 +33,11 @@ BACKENDS: dict[str, str] = {
     "ort-trt": "salkit.runtime.backends.ort:OrtTrtRunner",
     "ort-cuda": "salkit.runtime.backends.ort:OrtCudaRunner",
     "ort-cpu": "salkit.runtime.backends.ort:OrtRunner",
+    "openvino": "salkit.runtime.backends.openvino:OpenVinoRunner",
 }
 CHOICES = ("auto", *BACKENDS)
 GPU_BACKENDS = frozenset({"tensorrt", "ort-trt", "ort-cuda"})
+CPU_BACKENDS = ("ort-cpu", "openvino")
 
 
 def runner_class(name: str) -> type[Runner]:
@@ -71,6 +76,7 @@ def availability(manifest: Manifest | None = None) -> dict[str, str]:
     reasons["ort-trt"] = no_gpu or ("" if "TensorrtExecutionProvider" in providers else "onnxruntime has no TensorRT provider")
     reasons["ort-cuda"] = no_gpu or ("" if "CUDAExecutionProvider" in providers else "onnxruntime has no CUDA provider")
     reasons["ort-cpu"] = "" if "CPUExecutionProvider" in providers else "onnxruntime is not installed"
+    reasons["openvino"] = "" if importlib.util.find_spec("openvino") else "the openvino package is not installed (pip install 'salkit[openvino]')"
     return reasons
 
 
@@ -100,13 +106,30 @@ def device_for(backend: str) -> Device:
     return cuda_device_or_host()
 
 
-def create_runner(backend: str, manifest: Manifest, graph: str, *, threads: int | None = None, device: Device | None = None) -> Runner:
-    """A (not yet loaded) runner for one graph of a bundle."""
+def create_runner(
+    backend: str, manifest: Manifest, graph: str, *, threads: int | None = None, device: Device | None = None, precision: str = "fp32",
+) -> Runner:
+    """A (not yet loaded) runner for one graph of a bundle at ``precision``.
+
+    The precision picks the file (the bundle's ``variants[precision][graph]`` when it has one,
+    else the fp32 graph) and, for OpenVINO, the inference precision (see salkit.runtime.precision).
+    A variant file's SHA-256 is checked here against the manifest.
+    """
+    from salkit.runtime.precision import backend_precisions, graph_file, verify_file
+
     cls = runner_class(backend)
     spec = manifest.graphs.get(graph)
     if spec is None:
         raise SalkitError(f"bundle {manifest.root} has no graph {graph!r} (it has: {', '.join(sorted(manifest.graphs))})")
+    if precision not in backend_precisions(backend):
+        raise SalkitError(f"backend {backend} has no {precision!r} precision (it runs {', '.join(backend_precisions(backend))})")
     options: dict[str, Any] = {"graph": graph, "device": device}
+    if backend == "openvino":
+        options["precision"] = precision
+    if precision != "fp32":
+        path, sha = graph_file(manifest, graph, precision)
+        verify_file(path, sha, f"bundle {manifest.root}: {precision} graph {graph!r}")
+        return cls(path, spec, threads=threads, **options)
     if backend == "tensorrt":
         files = manifest.engines.get("files", {})
         if graph not in files:
@@ -116,4 +139,4 @@ def create_runner(backend: str, manifest: Manifest, graph: str, *, threads: int 
     return cls(manifest.graph_path(graph), spec, threads=threads, **options)
 
 
-__all__ = ["BACKENDS", "CHOICES", "availability", "create_runner", "device_for", "resolve_backend", "runner_class"]
+__all__ = ["BACKENDS", "CHOICES", "CPU_BACKENDS", "GPU_BACKENDS", "availability", "create_runner", "device_for", "resolve_backend", "runner_class"]

@@ -119,7 +119,8 @@ def serve(
     def load():  # type: ignore[no-untyped-def]
         from salkit.runtime.predictor import Predictor
 
-        return Predictor.from_bundle(bundle, backend=chosen, threads=threads)
+        # On a CPU the predictor's own auto measures the CPU backends and precisions the bundle allows.
+        return Predictor.from_bundle(bundle, backend=chosen if chosen in GPU_BACKENDS else backend, threads=threads)
 
     from salkit.runtime.server.run import run_server
 

@@ -101,6 +101,28 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
     for batch, entry in record["coop"].items():
         assert entry["torch_images_per_s"] == torch_rates[batch]
         assert entry["speedup_vs_torch"] == pytest.approx(entry["images_per_s"] / best)
+    recipe = record["torch_best_recipe"]
+    assert recipe["channels_last"] is True and recipe["dtype"] in ("float32", "bfloat16")
+    assert recipe["dtype"] == ("bfloat16" if record["machine"]["cpu"]["bf16"] else "float32")
+    assert recipe["best_images_per_s"] == max(recipe["per_batch"].values())
+    for batch, entry in record["coop"].items():
+        assert entry["torch_best_recipe_images_per_s"] == recipe["per_batch"][batch]
+        assert entry["speedup_vs_torch_best"] == pytest.approx(entry["images_per_s"] / recipe["best_images_per_s"])
+    # Both baselines compute the runtime's maps (same inputs and latents); fp32 here unless the CPU has bf16.
+    assert record["torch"]["max_abs_vs_runtime"] <= 1e-4
+    assert recipe["max_abs_vs_runtime"] <= (0.05 if recipe["dtype"] == "bfloat16" else 1e-4)
+    assert "torch split reference" in result.output
+
+
+def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, tiny_coop_checkpoint, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from salkit.runtime import bench_baselines
+    from salkit.runtime.cli import main
+
+    monkeypatch.setattr(bench_baselines, "entry_points", lambda group: [])
+    result = CliRunner().invoke(main, ["bench", "--engine", str(tiny_coop_bundle), "--compare-torch", str(tiny_coop_checkpoint)])
+    assert result.exit_code == 2 and "salkit[train]" in result.output
 
 
 def test_torch_eager_baseline_computes_what_the_runtime_computes(coop) -> None:  # type: ignore[no-untyped-def]
@@ -129,6 +151,24 @@ def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefp
         eager = bench_torch.qefpn_eager(bench_torch.load_torch_model(tiny_qefpn_checkpoint, None), t)(xq)
         ours = qefpn.predict_tensor(xq, steps=t)["saliency"]
         np.testing.assert_allclose(eager, ours, atol=1e-4)
+        best = bench_torch.qefpn_best_recipe(bench_torch.load_torch_model(tiny_qefpn_checkpoint, None), t, bf16=False)(xq)
+        np.testing.assert_allclose(best, ours, atol=1e-4)
+
+
+def test_torch_best_recipe_runs_in_bf16_when_asked(coop, tiny_coop_checkpoint) -> None:  # type: ignore[no-untyped-def]
+    """bf16 autocast really changes the arithmetic (the maps move, a little), channels_last does not."""
+    from salkit.train import bench_torch
+
+    predictor, _ = coop
+    m = predictor.manifest
+    x = _x(m.input_size)
+    latents = np.random.default_rng(4).standard_normal((3, 2, int(m.coop["latent_dim"])), dtype=np.float32)
+    ours = predictor.predict_tensor(x, latents=latents, steps=2)["saliency"]
+    step = float(m.coop["langevin_step"])
+    fp32 = bench_torch.coop_best_recipe(bench_torch.load_torch_model(tiny_coop_checkpoint, None), 2, step, bf16=False)(x, latents)
+    bf16 = bench_torch.coop_best_recipe(bench_torch.load_torch_model(tiny_coop_checkpoint, None), 2, step, bf16=True)(x, latents)
+    np.testing.assert_allclose(fp32, ours, atol=1e-4)
+    assert 1e-4 < np.abs(bf16 - ours).max() < 0.1
 
 
 def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_bundle) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,213 @@
+"""Choosing a plan — (backend, precision) — for a bundle on this machine, and saying why.
+
+Named backend and precision: checked (available, native on this CPU, artefacts present, not
+rejected by the precision gate) and used, or a one-line error. ``auto`` in either place:
+
+1. A visible GPU backend wins without measuring (the first available of tensorrt, ort-trt,
+   ort-cuda), at fp32.
+2. Otherwise the candidates are the available CPU backends × their precisions that are allowed:
+   fp32 always; bf16/int8 only where the CPU runs them natively and the manifest's precision
+   gate *passed* that plan (a plan the gate did not judge is not a candidate for ``auto``).
+3. One candidate: taken. Several: a short timed probe — one warm-up and one timed predict at
+   batch 1 with the bundle's defaults, per candidate — and the fastest is taken. The result is
+   cached per (bundle, CPU model, threads) in ``$XDG_CACHE_HOME/salkit/plans.json``; a cached
+   choice is reused only when the candidates are still the same (a plan the gate rejected or
+   this CPU lacks is never taken from the cache).
+
+The bundle's recorded choice (``precision_choice``, what export measured best), when it is not a
+candidate here, is named in the reason with why (e.g. ``openvino:bf16`` exported on a CPU with
+AMX, loaded on one without bf16 units).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.backends import BACKENDS, CHOICES, CPU_BACKENDS, GPU_BACKENDS, availability
+from salkit.runtime.bundle import MANIFEST_NAME, Manifest
+from salkit.runtime.cpu import CpuInfo, cpu_info
+from salkit.runtime.precision import (
+    PRECISION_CHOICES, PRECISIONS, backend_precisions, gate_verdict, plan_name, recorded_choice, unusable,
+)
+
+CACHE_VERSION = 1
+Probe = Callable[[Manifest, str, str, "int | None"], float]  # (manifest, backend, precision, threads) → seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    backend: str
+    precision: str
+    reason: str  # one line, for the user
+
+    @property
+    def name(self) -> str:
+        return plan_name(self.backend, self.precision)
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "salkit" / "plans.json"
+
+
+def bundle_digest(manifest: Manifest) -> str:
+    """SHA-256 of the manifest file (it holds every graph's and variant's hash): the bundle's identity."""
+    if manifest.root is not None and (manifest.root / MANIFEST_NAME).is_file():
+        return hashlib.sha256((manifest.root / MANIFEST_NAME).read_bytes()).hexdigest()
+    return hashlib.sha256(json.dumps(manifest.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def choose_plan(
+    manifest: Manifest,
+    backend: str = "auto",
+    precision: str = "auto",
+    threads: int | None = None,
+    *,
+    check_gate: bool = True,
+    probe: Probe | None = None,
+    cpu: CpuInfo | None = None,
+) -> Plan:
+    if backend not in CHOICES:
+        raise SalkitError(f"unknown backend {backend!r}; choose one of {', '.join(CHOICES)}")
+    if precision not in PRECISION_CHOICES:
+        raise SalkitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    reasons = availability(manifest)
+    ask = backend in ("auto", "openvino") and not reasons.get("openvino")
+    cpu = cpu or cpu_info(ask_openvino=ask)  # OpenVINO's own view of bf16 where it may run
+    if backend != "auto" and reasons[backend]:
+        raise SalkitError(f"backend {backend} is not usable here: {reasons[backend]}")
+    if backend == "auto":
+        gpu = next((b for b in BACKENDS if b in GPU_BACKENDS and not reasons[b]), None)
+        if gpu is not None:
+            return _named(manifest, gpu, "fp32" if precision == "auto" else precision, cpu, check_gate, f"auto chose {gpu} (a GPU)")
+    if backend != "auto" and precision != "auto":
+        return _named(manifest, backend, precision, cpu, check_gate, "requested")
+
+    backends = [backend] if backend != "auto" else [b for b in CPU_BACKENDS if not reasons[b]]
+    if not backends:
+        raise SalkitError("no backend is usable: " + "; ".join(f"{b}: {r}" for b, r in reasons.items()))
+    precisions = [precision] if precision != "auto" else list(PRECISIONS)
+    candidates, skipped = [], []
+    for b in backends:
+        for p in precisions:
+            if p not in backend_precisions(b):
+                continue
+            why = unusable(manifest, b, p, cpu, check_gate=check_gate)
+            if not why and p != "fp32" and check_gate and gate_verdict(manifest, plan_name(b, p))[0] is None:
+                why = "not judged by the export's precision gate"
+            if why:
+                skipped.append((plan_name(b, p), why))
+            else:
+                candidates.append(plan_name(b, p))
+    if not candidates:
+        raise SalkitError(f"no usable plan for bundle {manifest.root}: {_grouped(skipped)}")
+    notes = _recorded_choice_note(manifest, candidates, skipped)
+    if len(candidates) == 1:
+        chosen, how = candidates[0], "the only allowed plan"
+    else:
+        chosen, how = _probed(manifest, candidates, threads, cpu, probe)
+    backend_name, precision_name = chosen.split(":")
+    tail = "; not candidates: " + _grouped(skipped) if skipped else ""
+    return Plan(backend_name, precision_name, f"auto chose {chosen} ({how}){tail}{notes}")
+
+
+def _grouped(skipped: list[tuple[str, str]]) -> str:
+    """"a, b (why); c (why)": plans skipped for the same reason share it."""
+    by_reason: dict[str, list[str]] = {}
+    for name, why in skipped:
+        by_reason.setdefault(why, []).append(name)
+    return "; ".join(f"{', '.join(names)} ({why})" for why, names in by_reason.items())
+
+
+def _named(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo, check_gate: bool, how: str) -> Plan:
+    why = unusable(manifest, backend, precision, cpu, check_gate=check_gate)
+    if why:
+        raise SalkitError(f"plan {plan_name(backend, precision)} cannot run bundle {manifest.root} here: {why}")
+    return Plan(backend, precision, f"plan {plan_name(backend, precision)} ({how})")
+
+
+def _recorded_choice_note(manifest: Manifest, candidates: list[str], skipped: list[tuple[str, str]]) -> str:
+    choice = recorded_choice(manifest)
+    if not choice or choice in candidates:
+        return ""
+    why = dict(skipped).get(choice)
+    if why is None:
+        backend = choice.split(":")[0]
+        why = availability(manifest).get(backend) or "not a plan of the requested backend/precision"
+    return f"; the bundle's recorded choice {choice} is not used here: {why}"
+
+
+def _probed(manifest: Manifest, candidates: list[str], threads: int | None, cpu: CpuInfo, probe: Probe | None) -> tuple[str, str]:
+    key = f"{bundle_digest(manifest)}|{cpu.model}|threads={threads or 'all'}"
+    cached = _read_cache().get(key)
+    if isinstance(cached, dict) and sorted(cached.get("candidates", [])) == sorted(candidates) and cached.get("choice") in candidates:
+        times = cached.get("seconds", {})
+        return cached["choice"], "cached probe: " + _times(times)
+    probe = probe or probe_predict
+    times: dict[str, float] = {}
+    failed: dict[str, str] = {}
+    for name in candidates:
+        b, p = name.split(":")
+        try:
+            times[name] = float(probe(manifest, b, p, threads))
+        except SalkitError as err:  # e.g. a backend that is installed but cannot compile a graph: not a choice
+            failed[name] = str(err)
+    if not times:
+        raise SalkitError(f"no plan could run bundle {manifest.root}: " + "; ".join(f"{n}: {w}" for n, w in failed.items()))
+    chosen = min(times, key=lambda n: times[n])
+    if not failed:  # a failure may be passing (memory, a busy device): measure again next time
+        _write_cache(key, {"choice": chosen, "candidates": sorted(candidates), "seconds": times, "cpu": cpu.model,
+                           "bundle": str(manifest.root), "when": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    return chosen, "probe: " + _times(times) + "".join(f"; {n} failed: {w}" for n, w in failed.items())
+
+
+def _times(times: dict[str, float]) -> str:
+    return ", ".join(f"{n} {1e3 * t:.0f} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1]))
+
+
+def probe_predict(manifest: Manifest, backend: str, precision: str, threads: int | None) -> float:
+    """Seconds of one predict at batch 1 with the bundle's defaults, after one warm-up call."""
+    import numpy as np
+
+    from salkit.runtime.predictor import Predictor
+
+    size = manifest.input_size
+    grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    x = np.broadcast_to(np.stack([grid[None, :] * grid[:, None]] * 3)[None], (1, 3, size, size)).copy()  # (1, 3, S, S)
+    with Predictor(manifest, backend=backend, precision=precision, threads=threads) as predictor:
+        predictor.predict_tensor(x, seed=0)
+        start = time.perf_counter()
+        predictor.predict_tensor(x, seed=0)
+        return time.perf_counter() - start
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(cache_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("plans"), dict):
+        return {}
+    return data["plans"]
+
+
+def _write_cache(key: str, entry: dict) -> None:
+    """Best effort: a cache that cannot be written only means the next start probes again."""
+    from salkit.kernels.atomic import atomic_write_text
+
+    plans = _read_cache()
+    plans[key] = entry
+    try:
+        atomic_write_text(cache_path(), json.dumps({"version": CACHE_VERSION, "plans": plans}, indent=1, sort_keys=True) + "\n")
+    except (SalkitError, OSError):
+        pass
+
+
+__all__ = ["Plan", "bundle_digest", "cache_path", "choose_plan", "probe_predict"]
