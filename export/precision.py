@@ -40,7 +40,6 @@ CANDIDATE_GRAPHS = {"coop": ("encoder", "latent_decoder", "energy_grad"),
                     "qefpn": ("encoder", "decoder", "f")}
 ARTEFACT_PRECISIONS = ("fp16", "int8")
 INT8_SCHEMES = ("tensorrt", "cpu", "cpu7")
-CALIB_BATCHES_IN_MEMORY = 8  # calibration outputs kept at once (activations of a 352² ResNet are large)
 
 
 def _strip_unused_opsets(model: onnx.ModelProto) -> None:
@@ -122,8 +121,7 @@ def to_int8(src: Path, dst: Path, feeds: Sequence[dict[str, np.ndarray]], scheme
         quantize_static(str(prepared), str(Path(work) / "q.onnx"), Reader(), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True, reduce_range=scheme == "cpu7",
-                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True,
-                                       "CalibMaxIntermediateOutputs": CALIB_BATCHES_IN_MEMORY})
+                        extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
         model = onnx.load(str(Path(work) / "q.onnx"))
     _strip_unused_opsets(model)
     onnx.save_model(model, str(dst))

@@ -97,3 +97,25 @@ def test_choice_without_artefacts_and_malformed_fields_are_refused(tmp_path: Pat
         load_bundle(bad)
     with pytest.raises(SalkitError, match="not of the form"):
         split_plan("int8")
+
+
+def test_runtime_cli_names_the_missing_artefact_of_the_recorded_choice(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from salkit.runtime.cli import main
+
+    root = _write_bundle(tmp_path / "b")
+    obj = json.loads((root / "manifest.json").read_text())
+    obj["variants"] = {"int8": {"encoder": _variant(root, "int8", "encoder")}}
+    obj["precision_choice"] = {"plan": "ort-cpu:int8", "cpu": "x"}
+    (root / "manifest.json").write_text(json.dumps(obj))
+    (root / "encoder.int8.onnx").unlink()
+    (tmp_path / "in").mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "in" / "a.png")
+    result = CliRunner().invoke(main, ["predict", "--engine", str(root), "--input", str(tmp_path / "in"),
+                                       "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "encoder.int8.onnx is missing (the recorded precision choice ort-cpu:int8 needs it)" in result.output
+    assert not (tmp_path / "out").exists()
