@@ -27,9 +27,10 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
 @click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
               help="Also write a Triton Inference Server model repository here.")
-@click.option("--triton-graph-backend", "triton_graph_backend", type=click.Choice(["auto", "onnxruntime", "python"]),
-              default="auto", show_default=True, help="Triton graph models: auto = tensorrt_plan with engines, else "
-              "onnxruntime_onnx; python = ONNX Runtime inside Python-backend models (Python-only Triton builds).")
+@click.option("--triton-graph-backend", "triton_graph_backend",
+              type=click.Choice(["auto", "onnxruntime", "openvino", "python"]), default="auto", show_default=True,
+              help="Triton graph models: auto = tensorrt_plan with engines, else onnxruntime_onnx; openvino = Triton's "
+              "OpenVINO backend; python = ONNX Runtime inside Python-backend models (Python-only Triton builds).")
 @click.option("--triton-sys-path", "triton_sys_path", multiple=True, type=click.Path(path_type=Path),
               help="Directory with numpy (<2) and onnxruntime for the Triton Python stub (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / Triton repository.")
