@@ -155,3 +155,21 @@ def test_calibration_files_follow_the_training_split(tmp_path: Path, synthetic_d
     (root / "test.txt").write_text("\n".join(stems[:2]) + "\n")
     files, source = calibration_files(root)
     assert [f.stem for f in files] == stems[5:1:-1] and "train.txt: 4 of 4 ids" in source
+
+
+def test_qefpn_auto_judges_the_maps_and_the_residual(tmp_path: Path, tiny_qefpn_checkpoint: Path,
+                                                     synthetic_dataset: Path, monkeypatch) -> None:
+    _fast_timers(monkeypatch)
+    out = tmp_path / "qefpn"
+    export_bundle(ExportOptions(ckpt=tiny_qefpn_checkpoint, out=out, calib=synthetic_dataset, build_engines=False))
+    manifest = load_bundle(out)
+    verdict = manifest.precision_gate["ort-cpu:int8"]
+    if not verdict["reason"].endswith("no graph left in int8"):  # the last judgement: maps and residual
+        assert verdict["residual_limit"] >= 2 * verdict["residual_fp32"] - 1e-12
+        assert verdict["passed"] == (verdict["saliency_max_abs"] <= 0.05 and verdict["saliency_mean_abs"] <= 0.003
+                                     and verdict["residual"] <= verdict["residual_limit"])
+    for dropped in verdict["dropped"].values():  # timed as paying, so only the gate drops graphs
+        assert "fails the gate" in dropped
+    assert set(manifest.variants.get("int8", {})) <= {"encoder", "decoder", "f"}
+    if manifest.variants:
+        assert manifest.chosen_plan() == ("ort-cpu", "int8") and verdict["passed"]
