@@ -156,12 +156,24 @@ class PrecisionJob:
         t32, tq = self.graph_timer([fp32, reduced], feeds)
         return t32, tq
 
-    def write(self, precision: str, names: tuple[str, ...]) -> list[str]:
-        present = [n for n in names if n in self.manifest.graphs]
-        for name in present:
+    def write(self, precision: str, names: tuple[str, ...], failed: dict[str, str] | None = None) -> list[str]:
+        """Write the artefacts of ``names``; with ``failed``, a graph the converter cannot handle is
+        recorded there and left in float32 (auto), else its failure ends the export (forced)."""
+        written = []
+        for name in (n for n in names if n in self.manifest.graphs):
             self.progress(f"{precision}: {name}")
-            write_variant(self.manifest, self._graph(name), self.directory, precision, self.int8_scheme)
-        return present
+            try:
+                write_variant(self.manifest, self._graph(name), self.directory, precision, self.int8_scheme)
+            except Exception as err:  # the quantizer raises what it likes (ValueError, RuntimeError, …)
+                line = f"{precision} conversion failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                if failed is None:
+                    raise SalkitError(f"graph {name!r}: {line}") from None
+                failed[name] = line
+                drop_variant(self.manifest, self.directory, precision, name)
+                (self.directory / f"{name}.{precision}.onnx").unlink(missing_ok=True)
+                continue
+            written.append(name)
+        return written
 
     def keep_paying(self, precision: str, names: list[str]) -> dict[str, str]:
         """Drop the artefacts that run no faster than float32; returns graph → why dropped."""
@@ -241,8 +253,9 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
     if job.calib is None:
         gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": "no --calib photographs to calibrate and gate int8 on"}
     else:
-        names = job.write("int8", CANDIDATE_GRAPHS[manifest.model_kind])
-        dropped = job.keep_paying("int8", names)
+        failed: dict[str, str] = {}
+        names = job.write("int8", CANDIDATE_GRAPHS[manifest.model_kind], failed)
+        dropped = {**failed, **job.keep_paying("int8", names)}
         verdict = job.judge(plan_name("ort-cpu", "int8"), prune=True)
         verdict["dropped"] = {**dropped, **verdict.get("dropped", {})}
         gate[plan_name("ort-cpu", "int8")] = verdict
