@@ -30,7 +30,7 @@ def _image_folder(root: Path) -> Path:
 
 def calibration_files(directory: str | Path) -> tuple[list[Path], str]:
     """(image files in order, a description of where they came from)."""
-    from salkit.runtime.images import is_image_path, list_images
+    from salkit.base.images import is_image_path, list_images
 
     root = Path(directory)
     if not root.is_dir():
@@ -68,7 +68,7 @@ def load_calibration(directory: str | Path, size: int, mean: Sequence[float], st
                      calibration: int, held: int) -> CalibrationImages:
     """Decode up to ``calibration + held`` readable images; unreadable ones are skipped and listed,
     a folder with none readable is refused."""
-    from salkit.runtime.images import decode_image, preprocess
+    from salkit.base.images import decode_image, preprocess
 
     files, source = calibration_files(directory)
     decoded, unreadable = [], []
