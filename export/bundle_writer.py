@@ -1,7 +1,8 @@
 """Checkpoint → bundle, all or nothing.
 
 Every graph is exported into a temporary directory, checked (:mod:`salkit.export.checks`),
-optionally converted to fp16/int8 and built into TensorRT engines; the manifest is written last
+given the lower-precision artefacts that pass the precision gate (:mod:`salkit.export.precision_auto`)
+and built into TensorRT engines; the manifest is written last
 and the directory is renamed into place only then (``atomic_directory``): a failed export never
 leaves a half bundle, and ``--force`` replaces an old bundle only after the new one is complete.
 """
@@ -27,9 +28,10 @@ from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import REQUIRED_GRAPHS, GraphSpec, Manifest, TensorSpec, sha256_file
 
-PRECISIONS = ("fp32", "fp16", "int8")
-DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on
-CALIB_IMAGES = 32  # images int8 calibration reads at most
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # salkit.export.precision_auto.PRECISION_CHOICES
+DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on (fp32 only)
+CALIB_IMAGES = 16  # training-split photographs int8 is calibrated (and each graph checked) on
+GATE_IMAGES = 8  # further training-split photographs the precision gate judges the final maps on
 
 Progress = Callable[[str], None]
 
@@ -40,13 +42,13 @@ class ExportOptions:
     out: Path
     size: int | None = None
     batch: BatchProfile = BatchProfile()
-    precision: str = "fp32"
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8 (see salkit.export.precision_auto)
     calib: Path | None = None
     build_engines: bool = True
     triton_repo: Path | None = None
     force: bool = False
     exporter: str = "torchscript"
-    int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "auto" (see salkit.export.precision)
+    int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "cpu7" | "auto" (see salkit.export.precision)
     triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton)
     triton_sys_path: tuple[str, ...] = ()
 
@@ -131,10 +133,16 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     """Run the whole export; returns the manifest of the bundle now at ``options.out``."""
     if options.precision not in PRECISIONS:
         raise SalkitError(f"unknown precision {options.precision!r} (choose from {', '.join(PRECISIONS)})")
-    if options.int8_scheme not in ("auto", "tensorrt", "cpu"):
-        raise SalkitError(f"unknown int8 scheme {options.int8_scheme!r} (choose from auto, tensorrt, cpu)")
-    if options.precision == "int8" and options.calib is None:
-        raise SalkitError("--precision int8 needs --calib DIR (images to calibrate the quantization on)")
+    if options.int8_scheme not in ("auto", "tensorrt", "cpu", "cpu7"):
+        raise SalkitError(f"unknown int8 scheme {options.int8_scheme!r} (choose from auto, tensorrt, cpu, cpu7)")
+    if options.precision in ("fp16", "bf16", "int8") and options.calib is None:
+        what = "calibrate the quantization and gate it on" if options.precision == "int8" else "gate it on"
+        raise SalkitError(f"--precision {options.precision} needs --calib DIR (photographs to {what})")
+    from salkit.export.precision_auto import unsupported_reason
+
+    unsupported = unsupported_reason(options.precision)
+    if unsupported:
+        raise SalkitError(f"--precision {options.precision}: {unsupported}")
     _check_output(options.out, options.force)
     if options.triton_repo is not None:
         _check_output(options.triton_repo, options.force, "Triton repository")
@@ -144,17 +152,19 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     kind, train_config = ckpt["model"]["kind"], dict(ckpt.get("train_config") or {})
     size = _resolve_size(model, kind, options.size, options.ckpt)
     mean, std = _normalisation(train_config)
-    data = None
+    data, calib = None, None
     if options.calib is not None:
-        from salkit.export.images import load_images
+        from salkit.export.precision_calib import load_calibration
 
-        limit = CALIB_IMAGES if options.precision == "int8" else DATA_CHECK_IMAGES
-        data = load_images(options.calib, size, mean, std, limit)
+        reduced = options.precision != "fp32"
+        calib = load_calibration(options.calib, size, mean, std, CALIB_IMAGES if reduced else DATA_CHECK_IMAGES,
+                                 GATE_IMAGES if reduced else 0)
+        data = torch.from_numpy(calib.calibration)
     graphs = _graph_defs(kind, model, size, data)
 
     manifest = Manifest(
         model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
-        precision=options.precision, batch=options.batch.as_dict(), graphs={},
+        precision="fp32", batch=options.batch.as_dict(), graphs={},
         versions=_versions(ckpt, options.exporter),
         extra={"checkpoint": {"file": options.ckpt.name, "sha256": sha256_file(options.ckpt),
                               "step": int(ckpt.get("step", 0)), "epoch": int(ckpt.get("epoch", 0)),
@@ -180,11 +190,12 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             progress(f"checking {graph.name} (onnx.checker, TensorRT ops, ONNX Runtime vs torch)")
             validation = validate_graph(graph, path)
             manifest.graphs[graph.name] = _graph_spec(path, onnx_model, validation)
-        if options.precision != "fp32":
-            from salkit.export.precision import convert_bundle_graphs
+        from salkit.export.precision_auto import PrecisionJob, apply_precision
 
-            progress(f"converting graphs to {options.precision}")
-            convert_bundle_graphs(manifest, graphs, tmp, options.precision, progress, _int8_scheme(options))
+        scheme = _int8_scheme(options)
+        apply_precision(PrecisionJob(manifest, graphs, tmp, calib, scheme, progress), options.precision)
+        if "int8" in manifest.variants:  # uint8 activations (cpu schemes) have no TensorRT Q/DQ form
+            manifest.extra.update(int8_scheme=scheme, tensorrt_importable=scheme == "tensorrt")
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
         make_readable(tmp)
@@ -201,14 +212,16 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
 
 
 def _int8_scheme(options: ExportOptions) -> str:
-    """``auto``: TensorRT's symmetric scheme when engines are built here, else the fast CPU one."""
+    """``auto``: TensorRT's symmetric scheme when engines are built here, else the CPU one
+    (7-bit weights where the CPU has no int8 dot product, see salkit.export.precision)."""
     from salkit.export.engines_trt import engine_unavailable_reason
+    from salkit.export.precision_cpu import cpu_info
 
     building = options.build_engines and not engine_unavailable_reason()
     scheme = options.int8_scheme
     if scheme == "auto":
-        return "tensorrt" if building else "cpu"
-    if scheme == "cpu" and building and options.precision == "int8":
+        return "tensorrt" if building else ("cpu" if cpu_info().int8_dot else "cpu7")
+    if scheme in ("cpu", "cpu7") and building and options.precision == "int8":
         raise SalkitError("--int8-scheme cpu (uint8 activations) cannot be built into TensorRT engines; "
                           "use --int8-scheme tensorrt or --no-engine")
     return scheme
@@ -224,5 +237,7 @@ def _engines(manifest: Manifest, directory: Path, options: ExportOptions, progre
         progress(f"TensorRT engines not built: {reason}")
         return {"status": "not built", "reason": reason, "files": {}}
     progress("building TensorRT engines")
-    files = build_engines(manifest, directory, options.batch, progress)
+    chosen = manifest.chosen_plan()
+    graphs = manifest.at_precision(chosen[1]) if chosen else manifest  # engines of the chosen artefacts
+    files = build_engines(graphs, directory, options.batch, progress)
     return {"status": "built", "reason": "", "files": files}

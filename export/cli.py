@@ -15,18 +15,22 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--size", type=int, default=None, help="Input side S; must be the checkpoint's training size (the default).")
 @click.option("--batch", "batch", default="1:8:16", show_default=True,
               help="Engine optimisation profile MIN:OPT:MAX over the batch axis.")
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
-@click.option("--int8-scheme", "int8_scheme", type=click.Choice(["auto", "tensorrt", "cpu"]), default="auto",
-              show_default=True, help="int8 activations: symmetric int8 for TensorRT, or uint8 for fast "
-              "ONNX Runtime CPU kernels; auto = tensorrt when engines are built here.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16", "int8"]), default="auto",
+              show_default=True, help="auto: fp32 graphs plus the lower-precision artefacts that pass the precision "
+              "gate on this CPU, the fastest plan recorded; a named one is forced (refused if it fails the gate).")
+@click.option("--int8-scheme", "int8_scheme", type=click.Choice(["auto", "tensorrt", "cpu", "cpu7"]), default="auto",
+              show_default=True, help="int8 activations: symmetric int8 for TensorRT, uint8 for ONNX Runtime CPU "
+              "kernels (cpu7: with 7-bit weights, for CPUs without VNNI); auto = tensorrt when engines are built here.")
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
-              help="Images (or a dataset root with img/) to check graphs on and to calibrate int8 with.")
+              help="Photographs (a folder, or a dataset root with img/; with train.txt only those ids) to check "
+              "graphs on, calibrate int8 with and gate reduced precision on.")
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
 @click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
               help="Also write a Triton Inference Server model repository here.")
-@click.option("--triton-graph-backend", "triton_graph_backend", type=click.Choice(["auto", "onnxruntime", "python"]),
-              default="auto", show_default=True, help="Triton graph models: auto = tensorrt_plan with engines, else "
-              "onnxruntime_onnx; python = ONNX Runtime inside Python-backend models (Python-only Triton builds).")
+@click.option("--triton-graph-backend", "triton_graph_backend",
+              type=click.Choice(["auto", "onnxruntime", "openvino", "python"]), default="auto", show_default=True,
+              help="Triton graph models: auto = tensorrt_plan with engines, else onnxruntime_onnx; openvino = Triton's "
+              "OpenVINO backend; python = ONNX Runtime inside Python-backend models (Python-only Triton builds).")
 @click.option("--triton-sys-path", "triton_sys_path", multiple=True, type=click.Path(path_type=Path),
               help="Directory with numpy (<2) and onnxruntime for the Triton Python stub (repeatable).")
 @click.option("--force", is_flag=True, help="Replace an existing bundle / Triton repository.")
@@ -50,5 +54,7 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")
+    choice = manifest.precision_choice
     click.echo(f"{out}: {manifest.model_kind} bundle, {len(manifest.graphs)} graphs, worst relative error "
-               f"{worst:.2e}, engines {engines}")
+               f"{worst:.2e}, engines {engines}, precision {choice.get('plan', 'ort-cpu:fp32')} "
+               f"({choice.get('reason', '')})")

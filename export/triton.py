@@ -13,6 +13,11 @@ CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
 bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
 
+Graph models carry the artefacts of the bundle's recorded precision choice (``precision_choice``:
+the int8 ONNX of a graph the gate passed in int8, the float32 graph otherwise).
+``graph_backend="openvino"`` writes them for Triton's OpenVINO backend (``backend: "openvino"``,
+``model.onnx``, one latency stream; ``HINT_BF16`` when the choice is an OpenVINO bf16 plan).
+
 ``graph_backend="python"`` writes each graph as a Python-backend model instead (``1/model.py``
 running ``1/model.onnx`` with ONNX Runtime, CPU instances), for Triton builds that carry only the
 Python backend. ``extra_sys_path`` becomes an ``EXTRA_SYS_PATH`` parameter of every Python-backend
@@ -35,7 +40,7 @@ from salkit.runtime.server import model_config
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
          "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
 ENTRY_MODEL = {"coop": "saliency", "qefpn": "qefpn"}
-GRAPH_BACKENDS = ("auto", "onnxruntime", "python")
+GRAPH_BACKENDS = ("auto", "onnxruntime", "openvino", "python")
 QUEUE_DELAY_US = 500
 
 
@@ -79,12 +84,26 @@ def _extra_path_param(extra_sys_path: list[str]) -> str:
     return f'parameters: {{ key: "EXTRA_SYS_PATH" value: {{ string_value: "{os.pathsep.join(extra_sys_path)}" }} }}\n'
 
 
+def _param(key: str, value: str) -> str:
+    return f'parameters: {{ key: "{key}" value: {{ string_value: "{value}" }} }}\n'
+
+
+def _openvino_params(precision: str) -> str:
+    """One stream with the latency hint: the loop sends one batch at a time to each graph."""
+    return _param("NUM_STREAMS", "1") + _param("PERFORMANCE_HINT", "LATENCY") + (
+        _param("HINT_BF16", "YES") if precision == "bf16" else "")
+
+
 def graph_config(name: str, platform: str, manifest: Manifest, graph: str, instance_kind: str,
-                 extra_sys_path: list[str] | None = None) -> str:
-    """``platform`` is a Triton platform (onnxruntime_onnx, tensorrt_plan) or "python" (backend)."""
+                 extra_sys_path: list[str] | None = None, precision: str = "fp32") -> str:
+    """``platform`` is a Triton platform (onnxruntime_onnx, tensorrt_plan) or a backend: "python"
+    or "openvino" (``precision`` then picks its compile hint)."""
     spec = manifest.graphs[graph]
-    head = f'backend: "python"\n' if platform == "python" else f'platform: "{platform}"\n'
-    tail = _extra_path_param(extra_sys_path or []) if platform == "python" else ""
+    if platform in ("python", "openvino"):
+        head = f'backend: "{platform}"\n' + ('default_model_filename: "model.onnx"\n' if platform == "openvino" else "")
+    else:
+        head = f'platform: "{platform}"\n'
+    tail = {"python": _extra_path_param(extra_sys_path or []), "openvino": _openvino_params(precision)}.get(platform, "")
     return (f'name: "{name}"\n' + head + _common(manifest.batch["max"], manifest.batch["opt"], instance_kind)
             + _io_block("input", [_tensor(t) for t in spec.inputs]) + _io_block("output", [_tensor(t) for t in spec.outputs])
             + tail)
@@ -136,33 +155,37 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
     """Write the repository atomically; returns the model names.
 
     graph_backend: "auto" (TensorRT plans if the bundle has engines, else ONNX Runtime),
-    "onnxruntime" (ONNX graphs on Triton's onnxruntime backend) or "python" (ONNX graphs run by
-    ONNX Runtime inside Python-backend models).
+    "onnxruntime" (ONNX graphs on Triton's onnxruntime backend), "openvino" (ONNX graphs on
+    Triton's OpenVINO backend) or "python" (ONNX graphs run by ONNX Runtime inside Python-backend
+    models).
     """
     if graph_backend not in GRAPH_BACKENDS:
         raise SalkitError(f"unknown Triton graph backend {graph_backend!r} (choose from {', '.join(GRAPH_BACKENDS)})")
     extra = _checked_sys_path(extra_sys_path)
     engines = manifest.engines.get("status") == "built" and graph_backend == "auto"
     platform = {"auto": "tensorrt_plan" if engines else "onnxruntime_onnx", "onnxruntime": "onnxruntime_onnx",
-                "python": "python"}[graph_backend]
+                "openvino": "openvino", "python": "python"}[graph_backend]
+    chosen = manifest.chosen_plan()
+    precision = chosen[1] if chosen else manifest.precision
+    artefacts = manifest.at_precision(precision)  # the chosen artefacts (float32 graphs for bf16)
     kind = instance_kind or ("KIND_GPU" if engines else "KIND_CPU")
     graph_model = resources.files("salkit.export").joinpath("triton_graph_model.py").read_text()
     prelude = resources.files("salkit.export").joinpath("triton_prelude.py").read_text()
     prefix = f"{manifest.model_kind}_"
     names = []
     with atomic_directory(repo, force=force) as tmp:
-        for graph, spec in manifest.graphs.items():
+        for graph in manifest.graphs:
             name = prefix + graph
             version = tmp / name / "1"
             version.mkdir(parents=True)
             if engines:
                 shutil.copyfile(bundle_dir / manifest.engines["files"][graph]["file"], version / "model.plan")
             else:
-                shutil.copyfile(bundle_dir / spec.file, version / "model.onnx")
+                shutil.copyfile(bundle_dir / artefacts.graphs[graph].file, version / "model.onnx")
             if platform == "python":
                 (version / "model.py").write_text(graph_model)
                 (version / "_salkit_prelude.py").write_text(prelude)
-            (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind, extra))
+            (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind, extra, precision))
             names.append(name)
         entry = ENTRY_MODEL[manifest.model_kind]
         version = tmp / entry / "1"

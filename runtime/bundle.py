@@ -5,6 +5,17 @@ when built). This module owns the manifest schema: export builds a :class:`Manif
 :meth:`Manifest.write`; the runtime calls :func:`load_bundle`, which refuses a bundle whose
 format version, file hashes or graph I/O do not match, with a message naming what is wrong.
 No torch here: a serving host reads bundles without PyTorch.
+
+Precision (docs/export.md, "Precision"). ``graphs`` are the float32 reference graphs, always
+present. Lower-precision ONNX artefacts sit beside them in ``variants`` (precision → graph →
+``{"file", "sha256", "validation"}``); a graph a precision leaves alone has no entry there and
+runs its float32 graph in that precision's plan. A *plan* is ``"<backend>:<precision>"``
+(``"ort-cpu:int8"``, ``"openvino:bf16"``); bf16 is a compile hint with no artefact of its own.
+``precision_gate`` holds each candidate plan's verdict on the final maps
+(``{"passed", "saliency_mean_abs", "saliency_max_abs", "entropy_mean_abs", "reason", …}``) and
+``precision_choice`` the plan export measured fastest among those that passed, with the CPU it was
+measured on (``{"plan", "cpu", "reason", "seconds"}``). Manifests written before these fields
+load as float32 only.
 """
 
 from __future__ import annotations
@@ -20,6 +31,9 @@ from salkit.kernels.errors import SalkitError
 BUNDLE_FORMAT = "salkit-bundle"
 BUNDLE_FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+REFERENCE_PRECISION = "fp32"
+ARTEFACT_PRECISIONS = ("fp16", "int8")  # precisions stored as ONNX files of their own
+HINT_PRECISIONS = ("bf16",)  # precisions a backend compiles the float32 graphs to
 DYNAMIC = -1  # marks the dynamic (batch) axis in a TensorSpec shape
 
 # Graph names and their I/O names are part of the format: runtime loops address them by name.
@@ -73,7 +87,7 @@ class Manifest:
     input_size: int  # square side the graphs take
     mean: tuple[float, float, float]  # normalisation applied to RGB in [0, 1]
     std: tuple[float, float, float]
-    precision: str  # "fp32" | "fp16" | "int8"
+    precision: str  # of the ``graphs`` files: "fp32" (older bundles could hold fp16/int8 graphs there)
     batch: dict[str, int]  # {"min": 1, "opt": 8, "max": 16}: the engines' optimisation profile
     graphs: dict[str, GraphSpec]
     # coop: latent_dim, langevin_step (δ), langevin_steps (default K), samples (default N),
@@ -85,6 +99,12 @@ class Manifest:
     engines: dict[str, Any] = dataclasses.field(default_factory=lambda: {"status": "not built", "reason": "", "files": {}})
     versions: dict[str, str] = dataclasses.field(default_factory=dict)
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # precision → graph → {"file", "sha256", "validation"}: lower-precision artefacts beside ``graphs``.
+    variants: dict[str, dict[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    # plan "<backend>:<precision>" → {"passed": bool, "saliency_mean_abs", …, "reason"}
+    precision_gate: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # {"plan": "<backend>:<precision>", "cpu": CPU model, "reason": str, "seconds": {plan: s}}; {} = fp32
+    precision_choice: dict[str, Any] = dataclasses.field(default_factory=dict)
     root: Path | None = None
 
     def graph_path(self, name: str) -> Path:
@@ -93,6 +113,48 @@ class Manifest:
         if name not in self.graphs:
             raise SalkitError(f"bundle {self.root} has no graph {name!r} (it has: {', '.join(sorted(self.graphs))})")
         return self.root / self.graphs[name].file
+
+    # -- precision ---------------------------------------------------------------------------
+    def precisions(self) -> list[str]:
+        """Precisions with artefacts in this bundle: the reference first, then the variants."""
+        return [self.precision, *sorted(p for p in self.variants if p != self.precision)]
+
+    def graph_spec(self, name: str, precision: str = REFERENCE_PRECISION) -> GraphSpec:
+        """The spec of graph ``name`` in ``precision``: its variant if it has one, else the
+        reference graph (graphs a precision leaves alone, and hint precisions such as bf16)."""
+        if name not in self.graphs:
+            raise SalkitError(f"bundle {self.root} has no graph {name!r} (it has: {', '.join(sorted(self.graphs))})")
+        reference = self.graphs[name]
+        if precision == self.precision or precision in HINT_PRECISIONS:
+            return reference
+        if precision not in self.variants:
+            have = ", ".join(self.precisions())
+            raise SalkitError(f"bundle {self.root} has no {precision} artefacts (it has: {have})")
+        variant = self.variants[precision].get(name)
+        if variant is None:
+            return reference
+        return dataclasses.replace(reference, file=str(variant["file"]), sha256=str(variant["sha256"]),
+                                   validation={k: float(v) for k, v in variant.get("validation", {}).items()})
+
+    def at_precision(self, precision: str, reference_graphs: tuple[str, ...] = ()) -> "Manifest":
+        """A copy whose ``graphs`` are the ``precision`` artefacts, except ``reference_graphs``
+        (kept float32: how the precision gate finds which graph is to blame)."""
+        graphs = {name: spec if name in reference_graphs else self.graph_spec(name, precision)
+                  for name, spec in self.graphs.items()}
+        return dataclasses.replace(self, graphs=graphs)
+
+    def gate_passed(self, plan: str) -> bool:
+        """Whether ``plan`` may be used: the reference precision always; others only when the
+        precision gate recorded a pass for exactly this plan."""
+        _, precision = split_plan(plan)
+        if precision == self.precision:
+            return True
+        return bool(self.precision_gate.get(plan, {}).get("passed", False))
+
+    def chosen_plan(self) -> tuple[str, str] | None:
+        """(backend, precision) export measured fastest here, or None (bundles before the choice)."""
+        plan = self.precision_choice.get("plan")
+        return split_plan(plan) if plan else None
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -106,6 +168,18 @@ class Manifest:
         path = Path(directory) / MANIFEST_NAME
         atomic_write_text(path, json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
         return path
+
+
+def plan_name(backend: str, precision: str) -> str:
+    return f"{backend}:{precision}"
+
+
+def split_plan(plan: str) -> tuple[str, str]:
+    """"ort-cpu:int8" → ("ort-cpu", "int8")."""
+    backend, sep, precision = str(plan).rpartition(":")
+    if not sep or not backend or not precision:
+        raise SalkitError(f"precision plan {plan!r} is not of the form <backend>:<precision>, e.g. ort-cpu:int8")
+    return backend, precision
 
 
 def sha256_file(path: str | Path) -> str:
@@ -140,7 +214,14 @@ def _parse(obj: dict[str, Any], where: Path) -> Manifest:
             engines=dict(obj.get("engines", {})),
             versions=dict(obj.get("versions", {})),
             extra=dict(obj.get("extra", {})),
+            variants={str(p): {str(g): dict(v) for g, v in graphs.items()} for p, graphs in obj.get("variants", {}).items()},
+            precision_gate={str(plan): dict(v) for plan, v in obj.get("precision_gate", {}).items()},
+            precision_choice=dict(obj.get("precision_choice", {})),
         )
+        for precision, graphs in manifest.variants.items():
+            for name, variant in graphs.items():
+                if name not in manifest.graphs or not {"file", "sha256"} <= set(variant):
+                    raise KeyError(f"variants.{precision}.{name} needs a graph of the bundle, a file and a sha256")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise SalkitError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from None
     if manifest.model_kind not in REQUIRED_GRAPHS:
@@ -148,7 +229,27 @@ def _parse(obj: dict[str, Any], where: Path) -> Manifest:
     missing = [g for g in REQUIRED_GRAPHS[manifest.model_kind] if g not in manifest.graphs]
     if missing:
         raise SalkitError(f"{where}: {manifest.model_kind} bundle lacks graphs {missing}")
+    chosen = manifest.chosen_plan()
+    if chosen is not None:
+        precision = chosen[1]
+        known = precision in (manifest.precision, *HINT_PRECISIONS) or precision in manifest.variants
+        if not known:
+            raise SalkitError(f"{where}: the recorded precision choice {manifest.precision_choice['plan']} has no "
+                              f"{precision} artefacts in the bundle (it has: {', '.join(manifest.precisions())})")
     return manifest
+
+
+def _check_file(root: Path, file: str, sha256: str, what: str, verify_hash: bool, note: str = "") -> None:
+    path = root / file
+    if not path.is_file():
+        raise SalkitError(f"bundle {root}: {what} file {file} is missing{note}")
+    if verify_hash:
+        actual = sha256_file(path)
+        if actual != sha256:
+            raise SalkitError(
+                f"bundle {root}: {file} has SHA-256 {actual[:12]}…, manifest says "
+                f"{sha256[:12]}… (file changed or truncated; re-export)"
+            )
 
 
 def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Manifest:
@@ -168,14 +269,11 @@ def load_bundle(path: str | Path, *, verify_hashes: bool = True) -> Manifest:
     manifest = _parse(obj, manifest_path)
     manifest.root = root
     for name, graph in manifest.graphs.items():
-        file = root / graph.file
-        if not file.is_file():
-            raise SalkitError(f"bundle {root}: graph {name!r} file {graph.file} is missing")
-        if verify_hashes:
-            actual = sha256_file(file)
-            if actual != graph.sha256:
-                raise SalkitError(
-                    f"bundle {root}: {graph.file} has SHA-256 {actual[:12]}…, manifest says "
-                    f"{graph.sha256[:12]}… (file changed or truncated; re-export)"
-                )
+        _check_file(root, graph.file, graph.sha256, f"graph {name!r}", verify_hashes)
+    chosen = manifest.chosen_plan()
+    for precision, graphs in manifest.variants.items():
+        note = f" (the recorded precision choice {manifest.precision_choice['plan']} needs it)" if chosen and chosen[1] == precision else ""
+        for name, variant in graphs.items():
+            _check_file(root, str(variant["file"]), str(variant["sha256"]), f"{precision} artefact of graph {name!r}",
+                        verify_hashes, note)
     return manifest

@@ -156,3 +156,27 @@ def test_graph_with_an_operator_tensorrt_lacks_is_rejected_at_export(tmp_path: P
 def test_export_options_reject_unknown_precision(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
     with pytest.raises(SalkitError, match="bf8"):
         export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=tmp_path / "b", precision="bf8"))
+
+
+def test_bf16_where_the_cpu_has_no_native_bf16(tmp_path: Path, untrained_coop_checkpoint: Path, synthetic_dataset: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from salkit.export import precision_auto
+    from salkit.export.precision_cpu import CpuInfo
+
+    monkeypatch.setattr(precision_auto, "cpu_info", lambda: CpuInfo("Test CPU 9000", frozenset({"avx2", "fma"})))
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--precision", "bf16",
+                            "--calib", synthetic_dataset), "--precision bf16", "not supported natively on Test CPU 9000")
+    assert not (tmp_path / "b").exists()
+
+
+def test_calibration_folder_without_readable_images(tmp_path: Path, untrained_coop_checkpoint: Path) -> None:
+    broken = tmp_path / "photos" / "img"
+    broken.mkdir(parents=True)
+    (broken / "a.jpg").write_bytes(b"not a jpeg")
+    (broken / "b.png").write_bytes(b"")
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--calib", tmp_path / "photos"),
+                       "has no readable images", "2 failed to decode")
+    assert not (tmp_path / "b").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--calib", empty), "holds no images")

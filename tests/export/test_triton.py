@@ -269,3 +269,34 @@ def test_cli_passes_the_triton_graph_backend_and_sys_path(tmp_path: Path, monkey
     assert default.exit_code == 2 and seen["options"].triton_graph_backend == "auto" and seen["options"].triton_sys_path == ()
     bad = CliRunner().invoke(main, [*args[:6], "--triton-graph-backend", "tensorrt"])
     assert bad.exit_code == 2 and "tensorrt" in bad.output
+
+
+def test_graph_models_carry_the_recorded_precision_choice(untrained_coop_checkpoint: Path, tmp_path: Path) -> None:
+    """An int8 choice puts the int8 artefacts into the graph models; openvino configs parse and
+    carry the bf16 hint only for a bf16 choice (which compiles the float32 graphs)."""
+    import onnx
+
+    from salkit.export.bundle_writer import ExportOptions, export_bundle
+
+    bundle = tmp_path / "bundle"
+    export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=bundle, precision="fp32", build_engines=False))
+    manifest = load_bundle(bundle)
+    stand_in = onnx.load(str(bundle / "encoder.onnx"))
+    stand_in.doc_string = "int8 stand-in"  # other bytes, same graph
+    onnx.save_model(stand_in, str(bundle / "encoder.int8.onnx"))
+    manifest.variants = {"int8": {"encoder": {"file": "encoder.int8.onnx", "sha256": sha256_file(bundle / "encoder.int8.onnx")}}}
+    manifest.precision_gate = {"ort-cpu:int8": {"passed": True}}
+    manifest.precision_choice = {"plan": "ort-cpu:int8", "cpu": "test"}
+    write_triton_repo(manifest, bundle, tmp_path / "r_int8", graph_backend="openvino")
+    manifest.precision_choice = {"plan": "openvino:bf16", "cpu": "test"}
+    write_triton_repo(manifest, bundle, tmp_path / "r_bf16", graph_backend="openvino")
+    model = lambda repo, graph: tmp_path / repo / f"coop_{graph}" / "1" / "model.onnx"  # noqa: E731
+    assert sha256_file(model("r_int8", "encoder")) == manifest.variants["int8"]["encoder"]["sha256"]
+    assert sha256_file(model("r_int8", "latent_decoder")) == manifest.graphs["latent_decoder"].sha256
+    assert sha256_file(model("r_bf16", "encoder")) == manifest.graphs["encoder"].sha256
+    for repo, hint in (("r_int8", False), ("r_bf16", True)):
+        config = _parse(tmp_path / repo / "coop_encoder" / "config.pbtxt")
+        assert config.backend == "openvino" and config.default_model_filename == "model.onnx"
+        assert config.parameters["PERFORMANCE_HINT"].string_value == "LATENCY"
+        assert ("HINT_BF16" in config.parameters) is hint
+        _assert_graph_io(config, manifest.graphs["encoder"], _model_config_pb2())

@@ -1,0 +1,161 @@
+"""The precision gate judges final maps, names the graph to blame, and ``auto`` keeps only what passed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from salkit.export import precision_auto
+from salkit.export.bundle_writer import ExportOptions, export_bundle
+from salkit.export.precision_gate import SALIENCY_MAX_ABS, Gate, compare, failures
+from salkit.kernels.errors import SalkitError
+from salkit.runtime.bundle import load_bundle, sha256_file
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tmp_path_factory: pytest.TempPathFactory, untrained_coop_checkpoint: Path,
+                synthetic_dataset: Path) -> Path:
+    out = tmp_path_factory.mktemp("gate") / "fp32"
+    export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=out, precision="fp32", calib=synthetic_dataset,
+                                build_engines=False))
+    return out
+
+
+def _held(manifest, synthetic_dataset: Path, n: int = 3) -> np.ndarray:
+    from salkit.export.precision_calib import load_calibration
+
+    return load_calibration(synthetic_dataset, manifest.input_size, manifest.mean, manifest.std, 4, n).held
+
+
+def _corrupted_copy(src: Path, dst: Path, scale: float) -> None:
+    """The graph with every weight of rank ≥ 2 multiplied by ``scale`` (a broken quantisation)."""
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        if len(init.dims) >= 2:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(scale), init.name))
+    onnx.save_model(model, str(dst))
+
+
+def test_gate_refuses_a_corrupted_graph_and_names_it(tmp_path: Path, fp32_bundle: Path, synthetic_dataset: Path) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(fp32_bundle, bundle)
+    manifest = load_bundle(bundle)
+    # encoder: an exact copy of the fp32 graph (harmless); latent_decoder: weights off by 60 %.
+    shutil.copyfile(bundle / "encoder.onnx", bundle / "encoder.int8.onnx")
+    _corrupted_copy(bundle / "latent_decoder.onnx", bundle / "latent_decoder.int8.onnx", 1.6)
+    manifest.variants = {"int8": {g: {"file": f"{g}.int8.onnx", "sha256": sha256_file(bundle / f"{g}.int8.onnx")}
+                                  for g in ("encoder", "latent_decoder")}}
+    gate = Gate(manifest, _held(manifest, synthetic_dataset))
+    verdict = gate.judge("ort-cpu:int8")
+    assert verdict["passed"] is False and verdict["culprit"] == "latent_decoder"
+    assert verdict["saliency_max_abs"] > SALIENCY_MAX_ABS
+    assert "graph latent_decoder is to blame" in verdict["reason"] and "the maps pass" in verdict["reason"]
+    assert verdict["culprit_back_in_fp32"]["saliency_max_abs"] == 0.0  # the encoder copy is exact
+    # The same plan with only the exact copy passes.
+    del manifest.variants["int8"]["latent_decoder"]
+    assert gate.judge("ort-cpu:int8")["passed"] is True
+
+
+def test_compare_bounds_against_a_numpy_reference() -> None:
+    rng = np.random.default_rng(0)
+    ref = {k: rng.random((2, 1, 8, 8)) for k in ("saliency", "predictive", "aleatoric", "epistemic")}
+    got = {k: v.copy() for k, v in ref.items()}
+    got["saliency"][0, 0, 0, 0] += 0.04  # max 0.04 ≤ 0.05, mean 0.04/128 ≤ 0.003
+    got["epistemic"] += 0.011  # mean 0.011 > 0.01
+    metrics = compare("coop", ref, got)
+    assert metrics["saliency_max_abs"] == pytest.approx(0.04) and metrics["saliency_mean_abs"] == pytest.approx(0.04 / 128)
+    assert [f[0] for f in failures(metrics)] == ["entropy mean |Δ|"]
+    got["saliency"][:] = np.nan
+    assert "saliency max |Δ|" in [f[0] for f in failures(compare("coop", ref, got))]
+    q_ref = {"saliency": ref["saliency"], "residual": np.array([1e-3, 2e-3])}
+    q_got = {"saliency": ref["saliency"], "residual": np.array([1e-3, 5e-3])}
+    assert [f[0] for f in failures(compare("qefpn", q_ref, q_got, broyden_tol=1e-3))] == ["final residual"]
+
+
+class _StandIns:
+    """Fast stand-ins for the gate's predictor and the timers: a plan whose int8 latent_decoder is
+    used is wrong (saliency + 0.2) and every int8 plan is timed fastest."""
+
+    def __init__(self, wrong: tuple[str, ...]) -> None:
+        self.wrong, self.judged = wrong, []
+
+    def run(self, manifest, backend, precision, x):
+        files = {name: spec.file for name, spec in manifest.graphs.items()}
+        self.judged.append(sorted(n for n, f in files.items() if ".int8." in f))
+        error = sum(0.2 for n in self.wrong if ".int8." in files[n])
+        sal = np.full((x.shape[0], 1, 4, 4), 0.5 + error)
+        return {"saliency": sal, "predictive": sal, "aleatoric": sal, "epistemic": sal}
+
+    @staticmethod
+    def graph_timer(paths, feeds):
+        return [1.0 if ".int8." not in p.name else 0.5 for p in paths]
+
+    @staticmethod
+    def plan_timer(plans, x):
+        return [1.0 if precision == "fp32" else 0.5 for _, _, precision in plans]
+
+
+def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wrong: tuple[str, ...]):
+    fakes = _StandIns(wrong)
+    monkeypatch.setattr(precision_auto, "run_with_predictor", fakes.run)
+    monkeypatch.setattr(precision_auto, "time_graphs", fakes.graph_timer)
+    monkeypatch.setattr(precision_auto, "time_plans", fakes.plan_timer)
+    out = tmp_path / "auto"
+    export_bundle(ExportOptions(ckpt=checkpoint, out=out, calib=calib, build_engines=False))  # precision auto
+    return load_bundle(out), fakes
+
+
+def test_auto_drops_the_blamed_graph_and_records_only_passing_plans(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                                    synthetic_dataset: Path, monkeypatch) -> None:
+    from salkit.export import precision
+
+    real_to_int8 = precision.to_int8
+
+    def quantizer_failing_on_energy_grad(src, dst, feeds, scheme="tensorrt"):
+        if Path(src).name == "energy_grad.onnx":
+            raise ValueError("operands could not be broadcast together")
+        return real_to_int8(src, dst, feeds, scheme)
+
+    monkeypatch.setattr(precision, "to_int8", quantizer_failing_on_energy_grad)
+    manifest, fakes = _auto_export(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, ("latent_decoder",))
+    verdict = manifest.precision_gate["ort-cpu:int8"]
+    assert verdict["passed"] is True and verdict["graphs"] == ["encoder"]
+    assert "latent_decoder" in verdict["dropped"] and "graph latent_decoder is to blame" in verdict["dropped"]["latent_decoder"]
+    assert verdict["dropped"]["energy_grad"] == "int8 conversion failed: ValueError: operands could not be broadcast together"
+    assert sorted(manifest.variants["int8"]) == ["encoder"] and not (manifest.root / "energy_grad.int8.onnx").exists()
+    assert not (manifest.root / "latent_decoder.int8.onnx").exists()
+    assert manifest.chosen_plan() == ("ort-cpu", "int8") and manifest.precision_choice["seconds"]["ort-cpu:int8"] == 0.5
+    assert manifest.precision_choice["cpu"] and "fastest plan" in manifest.precision_choice["reason"]
+    assert manifest.graphs["encoder"].file == "encoder.onnx"  # the fp32 reference stays
+    for name, entry in manifest.variants["int8"].items():  # the element-wise record is kept
+        assert {"data_max_rel_err", "random_max_rel_err", "seconds_fp32", "seconds_int8"} <= set(entry["validation"])
+        model = onnx.load(str(manifest.root / entry["file"]))
+        assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
+    assert fakes.judged[1] == ["encoder", "latent_decoder"]  # judged whole first (after the fp32 reference)
+
+
+def test_auto_never_chooses_a_rejected_plan(tmp_path: Path, untrained_coop_checkpoint: Path, synthetic_dataset: Path,
+                                            monkeypatch) -> None:
+    wrong = ("encoder", "latent_decoder", "energy_grad")
+    manifest, _ = _auto_export(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, wrong)
+    assert manifest.precision_gate["ort-cpu:int8"]["passed"] is False
+    assert manifest.variants == {} and not list(manifest.root.glob("*.int8.onnx"))
+    assert manifest.chosen_plan() == ("ort-cpu", "fp32")
+    assert not manifest.gate_passed("ort-cpu:int8")
+
+
+def test_forced_int8_that_fails_the_gate_is_refused_and_nothing_written(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                                        synthetic_dataset: Path, monkeypatch) -> None:
+    fakes = _StandIns(("latent_decoder",))
+    monkeypatch.setattr(precision_auto, "run_with_predictor", fakes.run)
+    out = tmp_path / "int8"
+    with pytest.raises(SalkitError, match=r"--precision int8 refused: ort-cpu:int8 fails the gate: saliency .*graph "
+                                          r"latent_decoder is to blame"):
+        export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=out, precision="int8", calib=synthetic_dataset,
+                                    build_engines=False))
+    assert not out.exists() and not list(tmp_path.iterdir())
