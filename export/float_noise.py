@@ -25,8 +25,9 @@ from torch.overrides import TorchFunctionMode
 from salkit.export.grad_check import FLOAT32_UNIT_ROUNDOFF
 
 RUNS = 3
-# √n for the reductions in these graphs (n ≲ 1000 terms per output), with room for blocked sums.
-# Measured on a 512-term cancelling matmul: torch float32's error was 5.7× this module's estimate.
+# √1024: a sum of up to ~1000 terms rounded at every addition (blocked and pairwise sums, as
+# oneDNN's and MLAS's kernels accumulate, stay below that). Measured on a 512-term cancelling
+# matmul: torch float32's error was 5.7× this module's estimate.
 ACCUMULATION_FACTOR = 32.0
 
 

@@ -2,7 +2,8 @@
 
 ``encoder`` runs once per image and ``latent_decoder`` once per latent sample, so N samples share
 one backbone pass; ``generator`` is the two in one call. ``energy_grad`` is the explicit
-vector–Jacobian module of :mod:`salkit.export.vjp`, checked against autograd of ``energy``.
+vector–Jacobian module of :mod:`salkit.export.vjp`, checked against float64 autograd of ``energy``
+and finite differences of the exported ``energy`` graph (:mod:`salkit.export.grad_check`).
 """
 
 from __future__ import annotations

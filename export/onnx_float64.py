@@ -43,7 +43,8 @@ def _gemm(node: onnx.NodeProto, x: torch.Tensor, w: torch.Tensor, c: torch.Tenso
 def _reduce_sum(node: onnx.NodeProto, x: torch.Tensor, axes: torch.Tensor | None = None) -> torch.Tensor:
     a = _attrs(node)
     if axes is None or axes.numel() == 0:
-        return x if a.get("noop_with_empty_axes", 0) else x.sum().reshape([1] * x.dim() if a.get("keepdims", 1) else [])
+        keep = [1] * x.dim() if a.get("keepdims", 1) else []  # all axes reduced: (1, …, 1) or a scalar
+        return x if a.get("noop_with_empty_axes", 0) else x.sum().reshape(keep)
     return x.sum(dim=[int(i) for i in axes.tolist()], keepdim=bool(a.get("keepdims", 1)))
 
 
