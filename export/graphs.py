@@ -9,8 +9,19 @@ from typing import Callable
 
 import torch
 
+from salkit.export.vjp import EnergyStructure
+
 # batch size → example inputs (same order as input_names)
 InputFactory = Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]
+
+
+@dataclasses.dataclass
+class GradientOf:
+    """Marks a graph whose output is the gradient of another exported graph's scalar output
+    (per sample) with respect to its first input; both graphs take the same inputs."""
+
+    energy_graph: str  # that graph's name; the export writes it as <name>.onnx beside this one
+    structure: EnergyStructure  # its layout, whose ReLU masks make the gradient ill-conditioned
 
 
 @dataclasses.dataclass
@@ -26,6 +37,8 @@ class GraphDef:
     data_inputs: tuple[torch.Tensor, ...] | None = None
     # Relative tolerance (max abs error / max |reference|) for fp32 graphs.
     tolerance: float = 1e-4
+    # Set on gradient graphs, which are judged by salkit.export.grad_check's rules instead.
+    gradient_of: GradientOf | None = None
 
     def run_reference(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fn = self.reference or self.module

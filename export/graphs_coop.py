@@ -2,7 +2,8 @@
 
 ``encoder`` runs once per image and ``latent_decoder`` once per latent sample, so N samples share
 one backbone pass; ``generator`` is the two in one call. ``energy_grad`` is the explicit
-vector–Jacobian module of :mod:`salkit.export.vjp`, checked against autograd of ``energy``.
+vector–Jacobian module of :mod:`salkit.export.vjp`, checked against float64 autograd of ``energy``
+and finite differences of the exported ``energy`` graph (:mod:`salkit.export.grad_check`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from salkit.export.graphs import GraphDef
+from salkit.export.graphs import GradientOf, GraphDef
 from salkit.export.vjp import EnergyGrad, EnergyStructure
 from salkit.kernels.errors import SalkitError
 
@@ -97,6 +98,7 @@ def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = 
     def feats(b: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
         return tuple(torch.randn(b, *shape, generator=g) for shape in feat_shapes)
 
+    structure = energy_structure(energy)
     graphs = [
         GraphDef("encoder", _Encoder(generator), ("image",), feat_names, lambda b, g: (image(b, g),)),
         GraphDef("latent_decoder", _LatentDecoder(generator), (*feat_names, "latent"), ("logits",),
@@ -104,9 +106,9 @@ def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = 
         GraphDef("generator", _Generator(generator), ("image", "latent"), ("logits",),
                  lambda b, g: (image(b, g), latent(b, g))),
         GraphDef("energy", energy, ("saliency", "image"), ("energy",), lambda b, g: (saliency(b, g), image(b, g))),
-        GraphDef("energy_grad", EnergyGrad(energy_structure(energy), IMAGE_CHANNELS, size).eval(),
+        GraphDef("energy_grad", EnergyGrad(structure, IMAGE_CHANNELS, size).eval(),
                  ("saliency", "image"), ("grad",), lambda b, g: (saliency(b, g), image(b, g)),
-                 reference=energy_autograd(energy)),
+                 reference=energy_autograd(energy), gradient_of=GradientOf("energy", structure)),
     ]
     if data_images is not None:
         _attach_data_inputs(graphs, generator, latent_dim, data_images)

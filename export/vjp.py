@@ -44,7 +44,7 @@ class EnergyStructure:
     reduction: Callable[[torch.Tensor], torch.Tensor] = lambda v: v.flatten(1).sum(1)
 
 
-def _fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
+def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
     weight = conv.weight.detach().clone()
     bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=weight.dtype)
     if bn is None:
@@ -68,7 +68,7 @@ class _ConvStage(nn.Module):
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise SalkitError(f"{conv}: only zero padding with explicit sizes has an exported gradient")
-        weight, bias = _fold_bn(conv, bn)
+        weight, bias = fold_bn(conv, bn)
         self.register_buffer("weight", weight)
         self.register_buffer("bias", bias)
         # The transposed conv only has to produce the channels whose gradient is wanted.
@@ -113,7 +113,7 @@ def _activation_slope(module: nn.Module) -> float | None:
     return None
 
 
-def _split_body(layers: Sequence[nn.Module]) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d | None, float | None]], list[nn.Module]]:
+def split_body(layers: Sequence[nn.Module]) -> tuple[list[tuple[nn.Conv2d, nn.BatchNorm2d | None, float | None]], list[nn.Module]]:
     """Group layers into (conv, bn, slope) stages up to the last activation; the rest is the tail."""
     layers = [m for m in layers if not isinstance(m, _PASSTHROUGH)]
     last_act = max((i for i, m in enumerate(layers) if _activation_slope(m) is not None), default=-1)
@@ -138,7 +138,7 @@ class EnergyGrad(nn.Module):
 
     def __init__(self, structure: EnergyStructure, image_channels: int, size: int) -> None:
         super().__init__()
-        body, tail_layers = _split_body(structure.layers)
+        body, tail_layers = split_body(structure.layers)
         if not body:
             raise SalkitError("energy net has no nonlinearity: nothing to export as a gradient graph")
         self.saliency_first = structure.saliency_first
