@@ -109,7 +109,10 @@ class Gate:
         """The verdict recorded in ``manifest.precision_gate[plan]``."""
         backend, precision = split_plan(plan)
         reduced = sorted(self.manifest.variants.get(precision, {}))
-        metrics = self._measure(backend, precision)
+        try:
+            metrics = self._measure(backend, precision)
+        except SalkitError as err:  # e.g. a backend that cannot compile a quantised graph: not usable
+            return {"passed": False, "graphs": reduced, "reason": f"{plan} cannot run here: {str(err).splitlines()[0]}"}
         verdict: dict[str, Any] = {**metrics, "passed": False, "images": int(self.images.shape[0]),
                                    "graphs": reduced, "reason": ""}
         fails = failures(metrics)
