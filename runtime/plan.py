@@ -150,7 +150,8 @@ def _probed(manifest: Manifest, candidates: list[str], threads: int | None, cpu:
     if isinstance(cached, dict) and sorted(cached.get("candidates", [])) == sorted(candidates) and cached.get("choice") in candidates:
         times = cached.get("seconds", {})
         return cached["choice"], "cached probe: " + _times(times)
-    probe = probe or probe_predict
+    if probe is None:
+        raise SalkitError("choosing among several plans needs a probe (Predictor passes its own)")
     times: dict[str, float] = {}
     failed: dict[str, str] = {}
     for name in candidates:
@@ -170,22 +171,6 @@ def _probed(manifest: Manifest, candidates: list[str], threads: int | None, cpu:
 
 def _times(times: dict[str, float]) -> str:
     return ", ".join(f"{n} {1e3 * t:.0f} ms" for n, t in sorted(times.items(), key=lambda kv: kv[1]))
-
-
-def probe_predict(manifest: Manifest, backend: str, precision: str, threads: int | None) -> float:
-    """Seconds of one predict at batch 1 with the bundle's defaults, after one warm-up call."""
-    import numpy as np
-
-    from salkit.runtime.predictor import Predictor
-
-    size = manifest.input_size
-    grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
-    x = np.broadcast_to(np.stack([grid[None, :] * grid[:, None]] * 3)[None], (1, 3, size, size)).copy()  # (1, 3, S, S)
-    with Predictor(manifest, backend=backend, precision=precision, threads=threads) as predictor:
-        predictor.predict_tensor(x, seed=0)
-        start = time.perf_counter()
-        predictor.predict_tensor(x, seed=0)
-        return time.perf_counter() - start
 
 
 def _read_cache() -> dict:
@@ -210,4 +195,4 @@ def _write_cache(key: str, entry: dict) -> None:
         pass
 
 
-__all__ = ["Plan", "bundle_digest", "cache_path", "choose_plan", "probe_predict"]
+__all__ = ["Plan", "bundle_digest", "cache_path", "choose_plan"]

@@ -46,11 +46,8 @@ def plan_name(backend: str, precision: str) -> str:
 
 
 def _record(manifest: Manifest, key: str) -> Any:
-    """A manifest field the precision export adds: an attribute, or (older writers) under ``extra``."""
-    value = getattr(manifest, key, None)
-    if not value:  # absent, or the writer's empty default
-        value = manifest.extra.get(key)
-    return value
+    """A manifest field the precision export writes (runtime/bundle.py owns the schema)."""
+    return getattr(manifest, key, None)
 
 
 def variants(manifest: Manifest) -> dict[str, dict[str, dict[str, str]]]:
@@ -62,8 +59,8 @@ def gate_records(manifest: Manifest) -> dict[str, dict[str, Any]]:
 
 
 def recorded_choice(manifest: Manifest) -> str | None:
-    choice = _record(manifest, "precision_choice")
-    return str(choice) if choice else None
+    choice = _record(manifest, "precision_choice") or {}
+    return str(choice["plan"]) if choice.get("plan") else None
 
 
 def backend_precisions(backend: str) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ class Predictor:
         and for diagnosis); ``probe`` replaces the timed probe of ``auto`` (tests).
         """
         self.manifest = manifest
-        plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe)
+        plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe or probe_predict)
         self.backend_name, self.precision, self.backend_reason = plan.backend, plan.precision, plan.reason
         self.device = device_for(self.backend_name)
         self._lock = threading.Lock()
@@ -296,3 +297,15 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor({self.manifest.model_kind} {self.manifest.model_name}, backend={self.backend_name}, precision={self.precision})"
+
+
+def probe_predict(manifest: Manifest, backend: str, precision: str, threads: int | None) -> float:
+    """Seconds of one predict at batch 1 with the bundle's defaults, after one warm-up call."""
+    size = manifest.input_size
+    grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    x = np.broadcast_to(np.stack([grid[None, :] * grid[:, None]] * 3)[None], (1, 3, size, size)).copy()  # (1, 3, S, S)
+    with Predictor(manifest, backend=backend, precision=precision, threads=threads) as predictor:
+        predictor.predict_tensor(x, seed=0)
+        start = time.perf_counter()
+        predictor.predict_tensor(x, seed=0)
+        return time.perf_counter() - start

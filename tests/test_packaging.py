@@ -23,13 +23,12 @@ MAY_IMPORT = {
     "salkit.base": ("salkit.kernels",),
     "salkit.train": ("salkit.kernels", "salkit.base"),
     "salkit.runtime": ("salkit.kernels", "salkit.base"),
-    "salkit.export": ("salkit.kernels", "salkit.base", "salkit.train", "salkit.runtime.bundle", "salkit.runtime.backends",
-                      "salkit.runtime.server.model_config"),  # one description of the served interface
+    # export checks what it writes with the runtime itself (the precision gate runs Predictor)
+    "salkit.export": ("salkit.kernels", "salkit.base", "salkit.train", "salkit.runtime"),
 }
 # Imports against the layering that are still to go, each removed with the change that fixes it.
 # An entry that no longer occurs fails the test too, so this list only shrinks.
-KNOWN_VIOLATIONS = {
-}
+KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 TORCH_FREE = ("salkit.kernels", "salkit.base", "salkit.runtime")
 TORCH = ("torch", "torchvision")
 

@@ -155,11 +155,12 @@ def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefp
         np.testing.assert_allclose(best, ours, atol=1e-4)
 
 
-def test_torch_best_recipe_runs_in_bf16_when_asked(coop, tiny_coop_checkpoint) -> None:  # type: ignore[no-untyped-def]
+def test_torch_best_recipe_runs_in_bf16_when_asked(coop, request) -> None:  # type: ignore[no-untyped-def]
     """bf16 autocast really changes the arithmetic (the maps move, a little), channels_last does not."""
     from salkit.train import bench_torch
 
-    predictor, _ = coop
+    predictor, _, strong = coop
+    tiny_coop_checkpoint = request.getfixturevalue("strong_coop_checkpoint" if strong else "tiny_coop_checkpoint")
     m = predictor.manifest
     x = _x(m.input_size)
     latents = np.random.default_rng(4).standard_normal((3, 2, int(m.coop["latent_dim"])), dtype=np.float32)

@@ -52,9 +52,8 @@ def with_precision_records(
             shutil.copyfile(file, out / name)
             variants.setdefault(precision, {})[graph] = {"file": name, "sha256": sha256_file(out / name)}
     manifest = json.loads((out / MANIFEST_NAME).read_text())
-    records = {"variants": variants, "precision_gate": gate or {}, "precision_choice": choice}
+    records = {"variants": variants, "precision_gate": gate or {}, "precision_choice": {"plan": choice} if choice else {}}
     manifest.update(records)
-    manifest.setdefault("extra", {}).update(records)
     (out / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return out
 
