@@ -4,6 +4,7 @@ Presets set the model and the training defaults; explicit options override them,
 left out keep the preset's value (or, with ``--resume``, the value the checkpoint was trained
 with). Multi-process: ``torchrun --nproc-per-node N $(which train-coop) …``.
 ``--scribble`` trains from ``scribble/`` instead of ``gt/`` (Algorithm 2, docs/weak-supervision.md).
+``--split train`` reads only the ids of ``DATA/train.txt`` (PASCAL-S's layout, docs/data-and-eval.md).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.command(name="train-coop")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="DUTS-layout dataset (img/ + gt/; with --scribble img/ + scribble/).")
+@click.option("--split", default=None,
+              help="Train on the ids a split file lists: a name N for DATA/N.txt (PASCAL-S: train) or a file path "
+                   "[every pair in DATA].")
+@click.option("--crop", type=float, default=None,
+              help="Augmentation: random crops covering this fraction (or more) of each side, besides the flip; "
+                   "1 = flip only [1].")
 @click.option("--scribble", is_flag=True, default=None,
               help="Learn from scribbles while recovering the missing labels (Algorithm 2); gt/, if present, "
                    "only measures the recovery.")
@@ -109,6 +116,8 @@ def _validate(o: dict[str, Any]) -> None:
                 "lr_decay"):
         _positive(key, o.get(key))
     _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
+    if o.get("crop") is not None and not 0 < o["crop"] <= 1:
+        raise SalkitError(f"--crop must lie in (0, 1], got {o['crop']}")
     _positive("energy_reg", o.get("energy_reg"), allow_zero=True)
     _positive("grid_every", o.get("grid_every"), allow_zero=True)
     _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
@@ -126,10 +135,9 @@ def run(opts: dict[str, Any]) -> Any:
     """Train with resolved CLI options; returns the finished trainer (its model, step, out)."""
     import torch
 
-    from salkit.train.coop_data import SaliencyPairs
     from salkit.train.coop_scribble import ScribbleOptions
-    from salkit.train.coop_scribble_data import ScribblePairs
     from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.data.dataset import SaliencyDataset
     from salkit.train.engine.trainer import LoopOptions
     from salkit.train.models.registry import create_model
 
@@ -142,11 +150,11 @@ def run(opts: dict[str, Any]) -> Any:
         raise SalkitError(f"--data {data} does not exist or is not a directory")
     scribble = ScribbleOptions(dump_recovered=o.get("dump_recovered") or 0,
                                ce_decay=bool(o.get("ce_decay"))) if o.get("scribble") else None
-    dataset = ScribblePairs(data, o["size"]) if scribble else SaliencyPairs(data, o["size"])
-    if scribble and dataset.skipped and int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"skipped {len(dataset.skipped)} image(s) whose scribble has no annotated pixel at size "
-                   f"{o['size']}: {', '.join(p.name for p in dataset.skipped[:5])}{' …' if len(dataset.skipped) > 5 else ''}",
-                   err=True)
+    crop = float(o.get("crop") or 1.0)
+    dataset = SaliencyDataset(data, o["size"], labels="scribble" if scribble else "mask", split=o.get("split"),
+                              augment=True, scale=(crop, 1.0))
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(dataset.describe(), err=True)
     torch.manual_seed(o["seed"])
     model = create_model(
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
