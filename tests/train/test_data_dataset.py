@@ -102,8 +102,8 @@ def test_errors_name_the_files(synthetic_dataset: Path, tmp_path: Path) -> None:
     (data / "img" / "synth_00007.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(SalkitError, match="synth_00007.jpg"):
         lazy[7]
-    (data / "gt" / "synth_00006.png").unlink()
-    (data / "img" / "synth_00006.jpg").unlink()
+    for sub, suffix in (("gt", "png"), ("img", "jpg"), ("scribble", "png")):
+        (data / sub / f"synth_00006.{suffix}").unlink()
     with pytest.raises(SalkitError, match="synth_00007.jpg"):
         SaliencyDataset(data, 32, check_sizes=False)
     shutil.rmtree(data / "gt")
