@@ -202,8 +202,8 @@ def read_scribble(path: Path) -> np.ndarray:
     return values
 
 
-def check_dataset(root: str | os.PathLike[str]) -> dict[str, object]:
-    """Validate a dataset tree fully (decodes every file); returns counts, raises on the first problem.
+def check_dataset(root: str | os.PathLike[str], split: str | os.PathLike[str] | None = None) -> dict[str, object]:
+    """Validate a dataset tree (or one split of it) fully (decodes every file); returns counts, raises on the first problem.
 
     Checks pairing and sizes, that masks are binary (0/255, or 0/1), that scribbles use {0, 1, 2},
     and, where both exist, that foreground scribbles lie inside the mask and background ones outside.
@@ -213,7 +213,10 @@ def check_dataset(root: str | os.PathLike[str]) -> dict[str, object]:
     has_scribbles = find_subdir(base, SCRIBBLE_DIRS, "scribble", required=False) is not None
     if not has_masks and not has_scribbles:
         raise SalkitError(f"dataset {base} has neither a mask folder ({', '.join(MASK_DIRS)}) nor a scribble folder ({', '.join(SCRIBBLE_DIRS)})")
-    samples = scribble_samples(base) if has_scribbles else duts_samples(base)
+    if split is not None:
+        samples = split_samples(base, split, scribbles=has_scribbles)
+    else:
+        samples = scribble_samples(base) if has_scribbles else duts_samples(base)
     soft_masks: list[Path] = []
     scribble_pixels = 0
     total_pixels = 0
