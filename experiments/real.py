@@ -115,7 +115,7 @@ def cpu_model() -> str:
 
 # ---------------------------------------------------------------- 1. data
 def stage_data(run: Run) -> dict[str, Any]:
-    from salkit.train.data.layout import split_samples
+    from salkit.base.layout import split_samples
     from salkit.train.data.scribbles import link_split
 
     train = split_samples(run.data, run.train_split)  # SalkitError names the file and the problem
@@ -212,7 +212,7 @@ def _gx_maps(run: Run, photos: list[np.ndarray]) -> list[np.ndarray]:
     """G(X) with h = 0 at the model's size (torch), resized back to each photo's size."""
     import torch
 
-    from salkit.runtime.images import preprocess, resize_map
+    from salkit.base.images import preprocess, resize_map
     from salkit.train.coop_predictor import load_coop
 
     model = load_coop(run.out / "gx" / "last.pt")
@@ -226,7 +226,7 @@ def _gx_maps(run: Run, photos: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def stage_maps(run: Run) -> dict[str, Any]:
-    from salkit.runtime.images import decode_image, list_images, resize_map, save_png_map
+    from salkit.base.images import decode_image, list_images, resize_map, save_png_map
     from salkit.runtime.inputs import to_batch
     from salkit.runtime.predictor import Predictor
 
@@ -260,7 +260,7 @@ def stage_maps(run: Run) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- 5. eval
 def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
-    from salkit.runtime.evaluate import SCALARS, evaluate_dirs
+    from salkit.base.metrics import SCALARS, evaluate_dirs
 
     rows = {}
     for row, folder in MAP_FOLDERS.items():
@@ -287,7 +287,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- 6. picture
 def stage_picture(run: Run, count: int = 6) -> dict[str, Any]:
     from salkit.runtime.cli_common import write_grid
-    from salkit.runtime.images import decode_gray, decode_image, list_images, read_mask
+    from salkit.base.images import decode_gray, decode_image, list_images, read_mask
 
     paths = list_images(run.out / "test" / "img")
     chosen = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(min(count, len(paths)))]

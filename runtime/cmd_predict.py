@@ -117,7 +117,7 @@ def _masks_by_stem(folder: str, files: list) -> dict:  # type: ignore[type-arg]
 
     import numpy as np
 
-    from salkit.runtime.images import decode_gray, format_paths, list_images
+    from salkit.base.images import decode_gray, format_paths, list_images
 
     found = {path.stem: path for path in list_images(folder, what="--grid-gt folder")}
     missing = [file.name for file in files if file.stem not in found]

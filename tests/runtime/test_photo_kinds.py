@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from salkit.runtime.cli import main as sal_runtime
-from salkit.runtime.images import decode_image
+from salkit.base.images import decode_image
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_fixtures import toy_coop  # noqa: F401 — session fixture
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from salkit.kernels.errors import SalkitError
 from salkit.train.data.dataset import SaliencyDataset
-from salkit.train.data.layout import binarise_mask, check_dataset, read_split, split_samples
+from salkit.base.layout import binarise_mask, check_dataset, read_split, split_samples
 
 RNG = np.random.default_rng(3)
 

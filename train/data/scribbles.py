@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from salkit.kernels.atomic import atomic_directory
-from salkit.train.data.layout import read_mask_bool, read_split, split_samples
+from salkit.base.layout import read_mask_bool, read_split, split_samples
 from salkit.train.data.strokes import erode, strokes
 
 SCRIBBLE_FG, SCRIBBLE_BG = 1, 2
