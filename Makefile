@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.salkit-installed
 
-.PHONY: demo test bench clean-demo repro
+.PHONY: demo test bench clean-demo repro real
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ bench: $(STAMP)
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)
 	$(PY) -m salkit.train.repro $(REPRO_ARGS)
+
+# Train, export and judge on the real photographs of PASCAL-S (≤ 60 min on 2 cores; resumes where it stopped).
+REAL_OUT ?= runs/real
+REAL_DATA ?= ../shared/data/pascal-s
+real: $(STAMP)
+	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(REAL_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

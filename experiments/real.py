@@ -129,7 +129,7 @@ def _command(run: Run, name: str, job: dict[str, Any], threads: int) -> list[str
     cmd = [str(BIN / job["cli"]), "--data", str(run.data), "--split", run.train_split, "--out", str(out),
            "--epochs", str(job["epochs"]), "--batch-size", str(job["batch"]), "--checkpoint-every",
            str(run.checkpoint_every), "--grid-every", "0", *job["args"]]
-    cmd += ["--threads", str(threads)] if job["cli"] == "train-coop" else ["--no-progress"]
+    cmd += ["--no-progress", *(["--threads", str(threads)] if job["cli"] == "train-coop" else [])]
     if (out / "last.pt").is_file():
         cmd += ["--resume", str(out / "last.pt")]
     elif out.exists():
@@ -174,11 +174,17 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
     workers = [threading.Thread(target=lane, args=(queue,), daemon=True) for queue in lanes]
     for worker in workers:
         worker.start()
+    shown = ""
     try:
         while any(worker.is_alive() for worker in workers):
-            time.sleep(1.0 if run.recipe == "smoke" else 15.0)
-            parts = [f"{n} {_last_step(run.out / n)}/{totals[n]}" for n in ("coop", "gx", "qefpn")]
-            run.echo("      steps: " + " | ".join(parts))
+            for _ in range(30):  # a progress line at most every 30 s, and only when a step count moved
+                time.sleep(1.0)
+                if not any(worker.is_alive() for worker in workers):
+                    break
+            line = " | ".join(f"{n} {_last_step(run.out / n)}/{totals[n]}" for n in ("coop", "gx", "qefpn"))
+            if line != shown:
+                run.echo(f"      steps: {line}  ({time.strftime('%H:%M:%S')})")
+                shown = line
     except KeyboardInterrupt:
         for proc in procs.values():
             if proc.poll() is None:
@@ -290,7 +296,8 @@ def stage_picture(run: Run, count: int = 6) -> dict[str, Any]:
     from salkit.base.images import decode_gray, decode_image, list_images, read_mask
 
     paths = list_images(run.out / "test" / "img")
-    chosen = [paths[round(i * (len(paths) - 1) / max(1, count - 1))] for i in range(min(count, len(paths)))]
+    shown = min(count, len(paths))
+    chosen = [paths[round(i * (len(paths) - 1) / max(1, shown - 1))] for i in range(shown)]  # spread evenly, by name
     rows = []
     for path in chosen:
         gt = decode_gray(run.out / "test" / "gt" / f"{path.stem}.png") > 128
