@@ -147,8 +147,8 @@ def _last_step(out: Path) -> int:
 
 def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
     jobs = RECIPES[run.recipe]
-    names = [n for n in ("coop", "gx", "qefpn") if not (run.out / n / "finished").is_file()]
-    lanes = [names[i :: run.lanes] for i in range(min(run.lanes, len(names)))]
+    order = ["coop", "gx", "qefpn"]  # lane i runs order[i::lanes]: the long coop training has a lane of its own
+    lanes = [[n for n in order[i :: run.lanes] if not (run.out / n / "finished").is_file()] for i in range(run.lanes)]
     threads = max(1, (os.cpu_count() or 1) // max(1, len(lanes)))
     totals = {n: job["epochs"] * math.ceil(train_ids / job["batch"]) for n, job in jobs.items()}
     failures: list[str] = []
@@ -164,12 +164,14 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
             with open(log, "a") as handle:
                 procs[name] = subprocess.Popen(_command(run, name, jobs[name], threads), stdout=handle,
                                                stderr=subprocess.STDOUT, env=env)
-                code = procs[name].wait()
+                _, status, usage = os.wait4(procs[name].pid, 0)  # the job's own CPU time, not the lanes' sum
+                procs[name].returncode = code = os.waitstatus_to_exitcode(status)
             if code != 0:
                 tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
                 failures.append(f"training {name} failed (exit {code}): {tail[0]} — see {log}")
                 return
-            (run.out / name / "finished").write_text("")
+            cpu = round(usage.ru_utime + usage.ru_stime, 1)
+            atomic_write_text(run.out / name / "finished", json.dumps({"cpu_s": cpu}) + "\n")
 
     workers = [threading.Thread(target=lane, args=(queue,), daemon=True) for queue in lanes]
     for worker in workers:
@@ -192,7 +194,10 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
         raise
     if failures:
         raise SalkitError("; ".join(failures))
-    return {"steps": totals, "recipe": {n: jobs[n] for n in jobs}, "lanes": len(lanes), "threads": threads}
+    cpu = {n: json.loads((run.out / n / "finished").read_text() or "{}").get("cpu_s") for n in jobs}
+    lane_cpu = [round(sum(cpu[n] or 0.0 for n in order[i :: run.lanes]), 1) for i in range(run.lanes)]
+    return {"steps": totals, "recipe": {n: jobs[n] for n in jobs}, "lanes": run.lanes, "threads": threads,
+            "job_cpu_s": cpu, "lane_cpu_s": lane_cpu}
 
 
 # ---------------------------------------------------------------- 3. export
@@ -284,6 +289,12 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         "train": timings.get("train", {}).get("recipe"),
         "timing": {"stages_wall_s": {k: v.get("wall_s") for k, v in timings.items()},
                    "stages_cpu_s": {k: v.get("cpu_s") for k, v in timings.items()},
+                   "train_job_cpu_s": timings.get("train", {}).get("job_cpu_s"),
+                   # What the stages take on an otherwise idle machine, from CPU seconds: the trainings'
+                   # busiest lane plus every other stage's whole CPU time (an upper bound for those).
+                   "cpu_bound_wall_min": round((max(timings.get("train", {}).get("lane_cpu_s") or [0.0])
+                                                + sum(float(v.get("cpu_s") or 0.0) for k, v in timings.items()
+                                                      if k != "train")) / 60.0, 1),
                    "cpu": cpu_model(), "cores": os.cpu_count()},
     }
     atomic_write_text(run.out / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
