@@ -66,6 +66,9 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--size", type=int, default=None, help="Training image size S (multiple of 32).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="Start from this coop checkpoint's weights (same architecture; e.g. pre-trained on procedural "
+                   "scenes), with fresh optimisers and schedule.")
 @click.option("--seed", type=int, default=None, help="Seed for weights, data order and noise [0].")
 @click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50", "tiny"]), default=None)
 @click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
@@ -127,6 +130,8 @@ def _validate(o: dict[str, Any]) -> None:
         raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
+    if o.get("init") is not None and o.get("resume") is not None:
+        raise SalkitError("--init starts a new run from weights; --resume continues one: pass one of them")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
         raise SalkitError(f"--backbone-weights {o['backbone_weights']} does not exist")
 
@@ -160,6 +165,8 @@ def run(opts: dict[str, Any]) -> Any:
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
         energy_width=o.get("energy_width"), backbone_weights=None if ckpt else o.get("backbone_weights"),
     )
+    if o.get("init") is not None and ckpt is None:
+        _load_init_weights(model, o["init"])
     # ce_decay is read from ScribbleOptions in scribble mode (its default there is constant λ).
     settings = CoopSettings(**{k: o[k] for k in SETTING_KEYS if o.get(k) is not None})
     loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
@@ -168,7 +175,7 @@ def run(opts: dict[str, Any]) -> Any:
     trainer = CoopTrainer(model, dataset, loop, settings, scribble)
     # Saved so that a resume without options continues with the same ones (paths as strings).
     trainer.config["cli"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()
-                             if k not in ("resume", "progress", "max_steps", "threads", "out", "data")}
+                             if k not in ("resume", "progress", "max_steps", "threads", "out", "data", "init")}
     try:
         path = trainer.fit(resume=o["resume"])
     finally:
@@ -176,3 +183,13 @@ def run(opts: dict[str, Any]) -> Any:
     if trainer.dist.is_main:
         click.echo(f"trained {trainer.step} steps; checkpoint {path}")
     return trainer
+
+
+def _load_init_weights(model: Any, path: Path) -> None:
+    from salkit.train.engine.checkpoint import load_checkpoint
+
+    init = load_checkpoint(path, expect_kind="coop")
+    if dict(init["model"]["config"]) != dict(model.config):
+        raise SalkitError(f"--init {path} holds a coop model of another architecture ({init['model']['config']}); "
+                          f"this run builds {model.config}")
+    model.load_state_dict(init["state_dict"])
