@@ -42,8 +42,11 @@ from typing import Any, Callable
 import click
 import numpy as np
 
-from salkit.kernels.atomic import atomic_write_text
+from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
 from salkit.kernels.errors import SalkitError, report_user_errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling module
+from real_report import markdown, publish_readme  # noqa: E402
 
 BIN = Path(sys.executable).parent
 EPISTEMIC_SCALE = math.log(2.0)  # entropy maps (nats) are shown divided by their maximum, ln 2
@@ -60,8 +63,10 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
                   "args": ["--preset", "tiny", "--size", "128", "--crop", "0.75"]},
     },
     "smoke": {
-        "coop": {"cli": "train-coop", "epochs": 1, "batch": 2, "args": ["--preset", "tiny", "--size", "32"]},
-        "gx": {"cli": "train-coop", "epochs": 1, "batch": 2,
+        "pretrain": {"cli": "train-coop", "epochs": 1, "batch": 4, "synth": {"n": 8, "size": 32, "seed": 0},
+                     "args": ["--preset", "tiny", "--size", "32", "--generator-only", "deterministic"]},
+        "coop": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain", "args": ["--preset", "tiny", "--size", "32"]},
+        "gx": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain",
                "args": ["--preset", "tiny", "--size", "32", "--generator-only", "deterministic"]},
         "qefpn": {"cli": "train-qefpn", "epochs": 1, "batch": 2, "args": ["--preset", "tiny", "--size", "32"]},
     },
@@ -126,14 +131,15 @@ def stage_data(run: Run) -> dict[str, Any]:
 # ---------------------------------------------------------------- 2. train
 def _command(run: Run, name: str, job: dict[str, Any], threads: int) -> list[str]:
     out = run.out / name
-    cmd = [str(BIN / job["cli"]), "--data", str(run.data), "--split", run.train_split, "--out", str(out),
-           "--epochs", str(job["epochs"]), "--batch-size", str(job["batch"]), "--checkpoint-every",
-           str(run.checkpoint_every), "--grid-every", "0", *job["args"]]
+    data = ["--data", str(run.out / "synth")] if job.get("synth") else ["--data", str(run.data), "--split", run.train_split]
+    cmd = [str(BIN / job["cli"]), *data, "--out", str(out), "--epochs", str(job["epochs"]), "--batch-size",
+           str(job["batch"]), "--checkpoint-every", str(run.checkpoint_every), "--grid-every", "0", *job["args"]]
     cmd += ["--no-progress", *(["--threads", str(threads)] if job["cli"] == "train-coop" else [])]
     if (out / "last.pt").is_file():
-        cmd += ["--resume", str(out / "last.pt")]
-    elif out.exists():
-        cmd += ["--force"]
+        cmd += ["--resume", str(out / "last.pt")]  # the checkpoint holds the weights: no --init again
+    else:
+        cmd += ["--force"] if out.exists() else []
+        cmd += ["--init", str(run.out / job["init"] / "last.pt")] if job.get("init") else []
     return cmd
 
 
@@ -145,12 +151,20 @@ def _last_step(out: Path) -> int:
         return 0
 
 
-def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
-    jobs = RECIPES[run.recipe]
-    order = ["coop", "gx", "qefpn"]  # lane i runs order[i::lanes]: the long coop training has a lane of its own
-    lanes = [[n for n in order[i :: run.lanes] if not (run.out / n / "finished").is_file()] for i in range(run.lanes)]
+def _synthetic_scenes(run: Run, spec: dict[str, int]) -> None:
+    """The procedural scenes a ``pretrain`` job trains on, made once (``sal-data synth``)."""
+    from salkit.train.data.synth import write_dataset
+
+    info = run.out / "synth" / "synth.json"
+    if info.is_file() and all(json.loads(info.read_text()).get(k) == v for k, v in spec.items()):
+        return
+    run.echo(f"      procedural scenes for pre-training: {spec['n']} at {spec['size']}² → {run.out / 'synth'}")
+    write_dataset(run.out / "synth", n=spec["n"], size=spec["size"], seed=spec["seed"], force=True)
+
+
+def _run_lanes(run: Run, lanes: list[list[str]], jobs: dict[str, Any], totals: dict[str, int]) -> dict[str, Any]:
+    """Each lane's jobs one after another, the lanes side by side; one progress line for all."""
     threads = max(1, (os.cpu_count() or 1) // max(1, len(lanes)))
-    totals = {n: job["epochs"] * math.ceil(train_ids / job["batch"]) for n, job in jobs.items()}
     failures: list[str] = []
     procs: dict[str, subprocess.Popen] = {}
 
@@ -173,7 +187,7 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
             cpu = round(usage.ru_utime + usage.ru_stime, 1)
             atomic_write_text(run.out / name / "finished", json.dumps({"cpu_s": cpu}) + "\n")
 
-    workers = [threading.Thread(target=lane, args=(queue,), daemon=True) for queue in lanes]
+    workers = [threading.Thread(target=lane, args=(queue,), daemon=True) for queue in lanes if queue]
     for worker in workers:
         worker.start()
     shown = ""
@@ -183,7 +197,7 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
                 time.sleep(1.0)
                 if not any(worker.is_alive() for worker in workers):
                     break
-            line = " | ".join(f"{n} {_last_step(run.out / n)}/{totals[n]}" for n in ("coop", "gx", "qefpn"))
+            line = " | ".join(f"{n} {_last_step(run.out / n)}/{totals[n]}" for n in jobs)
             if line != shown:
                 run.echo(f"      steps: {line}  ({time.strftime('%H:%M:%S')})")
                 shown = line
@@ -194,9 +208,25 @@ def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
         raise
     if failures:
         raise SalkitError("; ".join(failures))
+    return {"threads": threads}
+
+
+def stage_train(run: Run, train_ids: int) -> dict[str, Any]:
+    jobs = RECIPES[run.recipe]
+    spec = jobs.get("pretrain", {}).get("synth")
+    totals = {n: job["epochs"] * math.ceil((spec["n"] if job.get("synth") else train_ids) / job["batch"])
+              for n, job in jobs.items()}
+    unfinished = lambda names: [n for n in names if not (run.out / n / "finished").is_file()]  # noqa: E731
+    if spec and unfinished(["pretrain"]):
+        _synthetic_scenes(run, spec)
+        _run_lanes(run, [["pretrain"]], jobs, totals)  # coop and G(X) start from its weights
+    order = ["coop", "gx", "qefpn"]  # lane i runs order[i::lanes]: the long coop training has a lane of its own
+    info = _run_lanes(run, [unfinished(order[i :: run.lanes]) for i in range(run.lanes)], jobs, totals)
     cpu = {n: json.loads((run.out / n / "finished").read_text() or "{}").get("cpu_s") for n in jobs}
     lane_cpu = [round(sum(cpu[n] or 0.0 for n in order[i :: run.lanes]), 1) for i in range(run.lanes)]
-    return {"steps": totals, "recipe": {n: jobs[n] for n in jobs}, "lanes": run.lanes, "threads": threads,
+    if spec:
+        lane_cpu = [round(c + (cpu.get("pretrain") or 0.0), 1) for c in lane_cpu]  # it runs before the lanes
+    return {"steps": totals, "recipe": jobs, "lanes": run.lanes, "threads": info["threads"],
             "job_cpu_s": cpu, "lane_cpu_s": lane_cpu}
 
 
@@ -298,6 +328,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
                    "cpu": cpu_model(), "cores": os.cpu_count()},
     }
     atomic_write_text(run.out / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(run.out / "results.md", markdown(results))
     return {"results": str(run.out / "results.json")}
 
 
@@ -349,10 +380,18 @@ def real(run: Run) -> dict[str, Any]:
 @click.option("--recipe", default="default", show_default=True, type=click.Choice(sorted(RECIPES)))
 @click.option("--lanes", default=2, show_default=True, type=click.IntRange(1, 3), help="Trainings run side by side.")
 @click.option("--checkpoint-every", default=20, show_default=True, type=click.IntRange(1), help="Steps between checkpoints.")
+@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also rewrite this README's 'Real photographs' section (picture copied to docs/img/real_examples.png).")
 @report_user_errors
-def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, lanes: int, checkpoint_every: int) -> None:
+def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, lanes: int, checkpoint_every: int,
+         readme: Path | None) -> None:
     """Train, export and evaluate on real photographs; resumes where a previous call stopped."""
-    real(Run(out, data, train_split, test_split, recipe, lanes, checkpoint_every, lambda m: click.echo(m, err=True)))
+    results = real(Run(out, data, train_split, test_split, recipe, lanes, checkpoint_every, lambda m: click.echo(m, err=True)))
+    if readme is not None:
+        picture = readme.resolve().parent / "docs" / "img" / "real_examples.png"
+        atomic_write_bytes(picture, (out / "examples.png").read_bytes())
+        publish_readme(readme, markdown(results, picture="docs/img/real_examples.png"))
+        click.echo(f"README section and {picture} written", err=True)
 
 
 if __name__ == "__main__":

@@ -55,12 +55,19 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
                 with Image.open(out / "maps" / folder / f"{stem}.png") as m:
                     assert m.size == photo.size, (folder, stem)
     assert (out / "bundle_coop" / "manifest.json").is_file() and (out / "bundle_qefpn" / "manifest.json").is_file()
+    assert (out / "pretrain" / "finished").is_file() and (out / "synth" / "synth.json").is_file()
+    assert "| coop Ỹ |" in (out / "results.md").read_text()
     with Image.open(out / "examples.png") as picture:
         assert picture.width > 6 * 160 and picture.height > 4 * 160
     # a second call resumes: every stage is marked done, nothing is trained again
-    again = CliRunner().invoke(real.main, args)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- real-photographs:begin -->\nold\n<!-- real-photographs:end -->\n\n## after\n")
+    again = CliRunner().invoke(real.main, [*args, "--readme", str(readme)])
     assert again.exit_code == 0, again.output
     assert "[2/6] train: done earlier" in again.output and "[3/6] export: done earlier" in again.output
+    text = readme.read_text()
+    assert "old" not in text and "| centred Gaussian |" in text and text.endswith("## after\n")
+    assert (tmp_path / "docs" / "img" / "real_examples.png").is_file()
 
 
 def test_bad_data_is_one_line_and_exit_2(tmp_path: Path) -> None:
