@@ -8,7 +8,7 @@ STAMP := $(VENV)/.salkit-installed
 # The Triton server the live Triton test talks to, in a venv of its own (scripts/triton_env.sh).
 TRITON_ENV ?= .triton-env
 
-.PHONY: demo test test-fast bench loadtest clean-demo repro triton-env
+.PHONY: demo test test-fast bench loadtest clean-demo repro real triton-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ loadtest: $(STAMP)
 # Reproduce the papers' claims on the synthetic set (REPRO_ARGS="--budget quick" on a busy machine).
 repro: $(STAMP)
 	$(PY) -m experiments.repro $(REPRO_ARGS)
+
+# Train, export and judge on the real photographs of PASCAL-S (≤ 60 min on 2 cores; resumes where it stopped).
+REAL_OUT ?= runs/real
+REAL_DATA ?= ../shared/data/pascal-s
+real: $(STAMP)
+	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(REAL_ARGS)
 
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).

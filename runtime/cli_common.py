@@ -107,28 +107,93 @@ def progress(total: int, desc: str) -> "object":
 
 
 def _cell(array: np.ndarray, side: int) -> np.ndarray:
-    """An RGB uint8 image or a [0, 1] map → a side×side RGB uint8 thumbnail."""
+    """An RGB uint8 image or a [0, 1] map → a side×side RGB uint8 thumbnail, aspect kept (white margins)."""
     if array.dtype != np.uint8:
         array = np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
-    return np.asarray(Image.fromarray(array).resize((side, side), Image.BILINEAR))
+    height, width = array.shape[:2]
+    scale = side / max(height, width)
+    fitted = (max(1, round(width * scale)), max(1, round(height * scale)))
+    thumb = np.asarray(Image.fromarray(np.ascontiguousarray(array)).resize(fitted, Image.BILINEAR))
+    cell = np.full((side, side, 3), 255, dtype=np.uint8)
+    top, left = (side - fitted[1]) // 2, (side - fitted[0]) // 2
+    cell[top : top + fitted[1], left : left + fitted[0]] = thumb
+    return cell
 
 
-def write_grid(path: str | Path, rows: Iterable[Sequence[np.ndarray]], side: int = 128, gap: int = 4) -> None:
-    """One row per image (image, saliency, uncertainty …), cells side×side, written atomically."""
+_FONT_FILES = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf")
+
+
+def _font(size: int) -> tuple[object, bool]:
+    """A TrueType font with Ŷ/Ỹ when one is at hand (DejaVu: the system's or matplotlib's), else PIL's default."""
+    from PIL import ImageFont
+
+    candidates = list(_FONT_FILES)
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("matplotlib")
+        if spec is not None and spec.submodule_search_locations:
+            candidates.append(str(Path(list(spec.submodule_search_locations)[0]) / "mpl-data/fonts/ttf/DejaVuSans.ttf"))
+    except (ImportError, ValueError):
+        pass
+    for candidate in candidates:
+        if Path(candidate).is_file():
+            return ImageFont.truetype(candidate, size), True
+    return ImageFont.load_default(size=size), False
+
+
+def _ascii(label: str) -> str:
+    return label.replace("Ŷ", "Y^").replace("Ỹ", "Y~")
+
+
+def write_grid(
+    path: str | Path, rows: Iterable[Sequence[np.ndarray]], side: int = 128, gap: int = 4,
+    labels: Sequence[str] | None = None,
+) -> None:
+    """One row per image (image, saliency, uncertainty …), cells side×side, written atomically.
+
+    ``labels`` name the columns in a header row above the cells (long labels wrap onto two lines).
+    """
+    from PIL import ImageDraw
+
     cells = [[_cell(a, side) for a in row] for row in rows]
     if not cells:
         raise SalkitError("nothing to put in the grid: no image was processed")
-    columns = max(len(r) for r in cells)
-    height, width = len(cells) * (side + gap) + gap, columns * (side + gap) + gap
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    for i, row in enumerate(cells):
-        for j, cell in enumerate(row):
-            top, left = gap + i * (side + gap), gap + j * (side + gap)
-            canvas[top : top + side, left : left + side] = cell
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise SalkitError(f"--grid must name a .png file, got {target}")
+    columns = max(len(r) for r in cells)
+    font_size = max(10, side // 10)
+    header = 0 if not labels else 2 * font_size + 3 * gap
+    height, width = len(cells) * (side + gap) + gap + header, columns * (side + gap) + gap
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    for i, row in enumerate(cells):
+        for j, cell in enumerate(row):
+            top, left = header + gap + i * (side + gap), gap + j * (side + gap)
+            canvas[top : top + side, left : left + side] = cell
+    picture = Image.fromarray(canvas)
+    if labels:
+        font, full = _font(font_size)
+        draw = ImageDraw.Draw(picture)
+        for j, label in enumerate(labels[:columns]):
+            text = label if full else _ascii(label)
+            lines = _wrap(draw, text, font, side)
+            for k, line in enumerate(lines[:2]):
+                line_width = draw.textlength(line, font=font)
+                x = gap + j * (side + gap) + max(0, (side - line_width) / 2)
+                draw.text((x, gap + k * (font_size + 2)), line, fill=(0, 0, 0), font=font)
     with atomic_path(target) as tmp:
-        Image.fromarray(canvas).save(tmp, format="PNG")
+        picture.save(tmp, format="PNG")
+
+
+def _wrap(draw: object, text: str, font: object, width: int) -> list[str]:
+    """Words → lines no wider than ``width`` pixels (a single long word stays whole)."""
+    lines: list[str] = []
+    for word in text.split():
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:  # type: ignore[attr-defined]
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]

@@ -14,7 +14,8 @@ from salkit.runtime.cli_common import plan_options
 @click.option("--input", "source", required=True, type=click.Path(), help="An image file or a folder of images.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for <stem>.png maps (created if absent).")
 @click.option("--uncertainty", is_flag=True, help="Also write <stem>_uncertainty.png (predictive entropy / ln 2; coop only).")
-@click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Write a side-by-side picture (image | map | uncertainty).")
+@click.option("--grid", "grid", type=click.Path(dir_okay=False), help="Write a side-by-side picture (image | map | uncertainty), columns labelled.")
+@click.option("--grid-gt", "grid_gt", type=click.Path(file_okay=False), help="Masks paired by stem: adds a ground-truth column to --grid.")
 @click.option("--limit", type=int, help="Process at most N images (sorted by name).")
 @click.option("--samples", type=int, help="Latent samples N (default: the bundle's).")
 @click.option("--steps", type=int, help="Langevin steps K, or Broyden iterations for QE-FPN (default: the bundle's).")
@@ -30,6 +31,7 @@ def predict(
     out_dir: str,
     uncertainty: bool,
     grid: str | None,
+    grid_gt: str | None,
     limit: int | None,
     samples: int | None,
     steps: int | None,
@@ -53,6 +55,9 @@ def predict(
     from salkit.runtime.predictor import Predictor
 
     files = input_files(source, limit)
+    if grid_gt and not grid:
+        raise SalkitError("--grid-gt needs --grid (the ground truth is a column of that picture)")
+    masks = _masks_by_stem(grid_gt, files) if grid_gt else {}
     out = check_out_dir(out_dir)
     failures = Failures(strict)
     if strict:  # decode everything once up front: a bad file aborts before any output exists
@@ -85,7 +90,7 @@ def predict(
                 )
                 for i, (file, image) in enumerate(decoded):
                     save_png_map(out / f"{file.stem}.png", result.saliency[i])
-                    row = [image, result.saliency[i]]
+                    row = [image, *([masks[file.stem]] if masks else []), result.saliency[i]]
                     if uncertainty and result.uncertainty is not None:
                         scaled = np.clip(result.uncertainty["predictive"][i] / ENTROPY_MAX, 0.0, 1.0)
                         save_png_map(out / f"{file.stem}_uncertainty.png", scaled)
@@ -96,8 +101,28 @@ def predict(
             bar.update(len(group))
         bar.close()
         if grid:
-            write_grid(grid, grid_rows)
+            labels = ["image", *(["ground truth"] if masks else []), "saliency", *(["uncertainty (entropy)"] if uncertainty else [])]
+            write_grid(grid, grid_rows, labels=labels)
     click.echo(f"{done} map(s) written to {out}" + (f", grid {grid}" if grid else ""), err=True)
     code = failures.summary(done)
     if code:
         sys.exit(code)
+
+
+def _masks_by_stem(folder: str, files: list) -> dict:  # type: ignore[type-arg]
+    """The ground-truth masks (binarised at > 128, as evaluation does) of the files to predict, by stem."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from salkit.base.images import decode_gray, format_paths, list_images
+
+    found = {path.stem: path for path in list_images(folder, what="--grid-gt folder")}
+    missing = [file.name for file in files if file.stem not in found]
+    if missing:
+        raise SalkitError(f"--grid-gt {Path(folder)} has no mask for {format_paths(missing)}")
+    masks = {}
+    for file in files:
+        gray = decode_gray(found[file.stem])
+        masks[file.stem] = (gray > (128 if gray.max(initial=0) > 1 else 0)).astype(np.float32)
+    return masks

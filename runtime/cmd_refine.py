@@ -38,7 +38,14 @@ def refine(
 
     def load(pair):  # type: ignore[no-untyped-def]
         image_path, map_path = pair
-        return decode_image(image_path), read_mask(map_path)
+        image, map01 = decode_image(image_path), read_mask(map_path)
+        height, width = image.shape[:2]
+        if height != width and map01.shape == (width, height):
+            raise SalkitError(
+                f"map {map_path} is {map01.shape} (H, W), its photo {image_path.name} turned by 90° (displayed "
+                f"{(height, width)}); maps must be in the photo's displayed orientation (EXIF rotation applied)"
+            )
+        return image, map01
 
     if strict:
         for pair in pairs:

@@ -2,9 +2,12 @@
 
 Accepted, alone or in a list (mixed freely):
 
-* file paths (``str`` / ``Path``) — decoded by :func:`salkit.base.images.decode_image`;
-* PIL images of any mode — converted to RGB;
-* uint8 arrays ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped);
+* file paths (``str`` / ``Path``) and encoded bytes — decoded by :func:`salkit.base.images.decode_image`
+  (any size, greyscale, CMYK, 16-bit, alpha, EXIF rotation applied);
+* PIL images of any mode — converted to RGB as files are, their EXIF orientation applied too, so
+  ``Image.open(p)`` and ``p`` give the same map (at the photo's displayed size and orientation);
+* uint8 arrays ``(H, W)``, ``(H, W, 1)``, ``(H, W, 3)`` or ``(H, W, 4)`` (alpha dropped), and
+  uint16 arrays of those shapes (16-bit pictures, scaled by 65535 as 16-bit files are);
 * float arrays ``(3, H, W)`` or batches ``(B, 3, H, W)``, already normalised with the bundle's
   mean/std (resized to S×S when H×W differs);
 * DLPack tensors (``__dlpack__``) and ``__cuda_array_interface__`` objects, read through
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from salkit.kernels.errors import SalkitError
 from salkit.base.images import _high_depth_to_uint8, decode_image, preprocess
@@ -56,6 +59,7 @@ def _rgb_from_uint8(arr: np.ndarray, index: int) -> np.ndarray:
 
 def _pil_to_rgb(img: Image.Image) -> np.ndarray:
     """Any PIL mode → RGB uint8; 16-bit / float modes are scaled by their range (as files are), not clipped."""
+    img = ImageOps.exif_transpose(img)  # a no-op (the same pixels) without an orientation tag
     if img.mode in _HIGH_DEPTH_MODES:
         return np.repeat(_high_depth_to_uint8(img)[:, :, None], 3, axis=2)
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
@@ -92,7 +96,11 @@ def to_batch(images: Any, size: int, mean: Sequence[float], std: Sequence[float]
     for index, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
             item = decode_image(item)
+        elif isinstance(item, bytes):
+            item = decode_image(item, name=f"input {index} ({len(item)} bytes)")
         item = to_numpy(item, index)
+        if isinstance(item, np.ndarray) and item.dtype == np.uint16:
+            item = np.rint(item / np.float32(257.0)).astype(np.uint8)  # 0..65535 → 0..255, as 16-bit files
         if isinstance(item, Image.Image):
             rgb = _pil_to_rgb(item)
             rows.append(preprocess([rgb], size, mean, std))

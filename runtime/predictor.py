@@ -276,6 +276,12 @@ class Predictor:
                 values = values / 255.0
             if values.min() < 0 or values.max() > 1:
                 raise SalkitError(f"map {i} must hold probabilities in [0, 1] (or uint8 0..255), got [{values.min():.4g}, {values.max():.4g}]")
+            height, width = batch.sizes[i]
+            if height != width and values.shape == (width, height):
+                raise SalkitError(
+                    f"map {i} is {values.shape} (H, W): its image turned by 90°, whose displayed size is {(height, width)}; "
+                    "maps must be in the photo's displayed orientation (EXIF rotation applied, as predict writes them)"
+                )
             resized.append(resize_map(values.astype(np.float32), (m.input_size, m.input_size)))
         stacked = np.stack(resized)[:, None]  # (B, S, S) → (B, 1, S, S)
         refined = self.refine_tensor(batch.x, np.clip(stacked, 0.0, 1.0), steps=steps)

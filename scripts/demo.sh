@@ -25,7 +25,7 @@ stage "5/7 metrics → $OUT/metrics.json, $OUT/curves.png"
 sal-runtime eval --pred "$OUT/pred" --gt "$OUT/data/test/gt" --json "$OUT/metrics.json" --plot "$OUT/curves.png"
 
 stage "6/7 picture → $OUT/grid.png"
-sal-runtime predict --engine "$OUT/bundle" --input "$OUT/data/test/img" --out "$OUT/grid_maps" --uncertainty --grid "$OUT/grid.png" --limit 8
+sal-runtime predict --engine "$OUT/bundle" --input "$OUT/data/test/img" --out "$OUT/grid_maps" --uncertainty --grid "$OUT/grid.png" --grid-gt "$OUT/data/test/gt" --limit 8
 
 stage "7/7 serve the bundle, ask it with tritonclient and curl → $OUT/serve"
 images=("$OUT"/data/test/img/*)

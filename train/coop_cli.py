@@ -4,6 +4,7 @@ Presets set the model and the training defaults; explicit options override them,
 left out keep the preset's value (or, with ``--resume``, the value the checkpoint was trained
 with). Multi-process: ``torchrun --nproc-per-node N $(which train-coop) …``.
 ``--scribble`` trains from ``scribble/`` instead of ``gt/`` (Algorithm 2, docs/weak-supervision.md).
+``--split train`` reads only the ids of ``DATA/train.txt`` (PASCAL-S's layout, docs/data-and-eval.md).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.command(name="train-coop")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="DUTS-layout dataset (img/ + gt/; with --scribble img/ + scribble/).")
+@click.option("--split", default=None,
+              help="Train on the ids a split file lists: a name N for DATA/N.txt (PASCAL-S: train) or a file path "
+                   "[every pair in DATA].")
+@click.option("--crop", type=float, default=None,
+              help="Augmentation: random crops covering this fraction (or more) of each side, besides the flip; "
+                   "1 = flip only [1].")
 @click.option("--scribble", is_flag=True, default=None,
               help="Learn from scribbles while recovering the missing labels (Algorithm 2); gt/, if present, "
                    "only measures the recovery.")
@@ -59,6 +66,9 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--size", type=int, default=None, help="Training image size S (multiple of 32).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Checkpoint to continue from.")
+@click.option("--init", "init", type=click.Path(path_type=Path), default=None,
+              help="Start from this coop checkpoint's weights (same architecture; e.g. pre-trained on procedural "
+                   "scenes), with fresh optimisers and schedule.")
 @click.option("--seed", type=int, default=None, help="Seed for weights, data order and noise [0].")
 @click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50", "tiny"]), default=None)
 @click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
@@ -109,6 +119,8 @@ def _validate(o: dict[str, Any]) -> None:
                 "lr_decay"):
         _positive(key, o.get(key))
     _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
+    if o.get("crop") is not None and not 0 < o["crop"] <= 1:
+        raise SalkitError(f"--crop must lie in (0, 1], got {o['crop']}")
     _positive("energy_reg", o.get("energy_reg"), allow_zero=True)
     _positive("grid_every", o.get("grid_every"), allow_zero=True)
     _positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
@@ -118,6 +130,8 @@ def _validate(o: dict[str, Any]) -> None:
         raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
+    if o.get("init") is not None and o.get("resume") is not None:
+        raise SalkitError("--init starts a new run from weights; --resume continues one: pass one of them")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
         raise SalkitError(f"--backbone-weights {o['backbone_weights']} does not exist")
 
@@ -127,10 +141,9 @@ def run(opts: dict[str, Any]) -> Any:
     import torch
 
     from salkit.train.coop_baselines import GeneratorOnlyTrainer
-    from salkit.train.coop_data import SaliencyPairs
     from salkit.train.coop_scribble import ScribbleOptions, ScribbleTrainer
-    from salkit.train.coop_scribble_data import ScribblePairs
     from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.data.dataset import SaliencyDataset
     from salkit.train.engine.trainer import LoopOptions
     from salkit.train.models.registry import create_model
 
@@ -143,16 +156,18 @@ def run(opts: dict[str, Any]) -> Any:
         raise SalkitError(f"--data {data} does not exist or is not a directory")
     scribble = ScribbleOptions(dump_recovered=o.get("dump_recovered") or 0,
                                ce_decay=bool(o.get("ce_decay"))) if o.get("scribble") else None
-    dataset = ScribblePairs(data, o["size"]) if scribble else SaliencyPairs(data, o["size"])
-    if scribble and dataset.skipped and int(os.environ.get("RANK", "0")) == 0:
-        click.echo(f"skipped {len(dataset.skipped)} image(s) whose scribble has no annotated pixel at size "
-                   f"{o['size']}: {', '.join(p.name for p in dataset.skipped[:5])}{' …' if len(dataset.skipped) > 5 else ''}",
-                   err=True)
+    crop = float(o.get("crop") or 1.0)
+    dataset = SaliencyDataset(data, o["size"], labels="scribble" if scribble else "mask", split=o.get("split"),
+                              augment=True, scale=(crop, 1.0))
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(dataset.describe(), err=True)
     torch.manual_seed(o["seed"])
     model = create_model(
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
         energy_width=o.get("energy_width"), backbone_weights=None if ckpt else o.get("backbone_weights"),
     )
+    if o.get("init") is not None and ckpt is None:
+        _load_init_weights(model, o["init"])
     # ce_decay is read from ScribbleOptions in scribble mode (its default there is constant λ).
     settings = CoopSettings(**{k: o[k] for k in SETTING_KEYS if o.get(k) is not None})
     loop = LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
@@ -166,7 +181,7 @@ def run(opts: dict[str, Any]) -> Any:
         trainer = CoopTrainer(model, dataset, loop, settings)
     # Saved so that a resume without options continues with the same ones (paths as strings).
     trainer.config["cli"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in o.items()
-                             if k not in ("resume", "progress", "max_steps", "threads", "out", "data")}
+                             if k not in ("resume", "progress", "max_steps", "threads", "out", "data", "init")}
     try:
         path = trainer.fit(resume=o["resume"])
     finally:
@@ -174,3 +189,13 @@ def run(opts: dict[str, Any]) -> Any:
     if trainer.dist.is_main:
         click.echo(f"trained {trainer.step} steps; checkpoint {path}")
     return trainer
+
+
+def _load_init_weights(model: Any, path: Path) -> None:
+    from salkit.train.engine.checkpoint import load_checkpoint
+
+    init = load_checkpoint(path, expect_kind="coop")
+    if dict(init["model"]["config"]) != dict(model.config):
+        raise SalkitError(f"--init {path} holds a coop model of another architecture ({init['model']['config']}); "
+                          f"this run builds {model.config}")
+    model.load_state_dict(init["state_dict"])

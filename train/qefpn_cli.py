@@ -25,6 +25,10 @@ EDGE_CHOICES = ("sobel", "prewitt", "frei-chen", "laplacian", "none")
 @click.command(name="train-qefpn", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--data", required=True, type=click.Path(file_okay=False), help="Training folder (img/ + gt/).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: last.pt, log.csv, grids/.")
+@click.option("--split", default=None,
+              help="Train on the ids a split file lists: a name N for DATA/N.txt (PASCAL-S: train) or a file path.")
+@click.option("--crop", type=float, default=0.75, show_default=True,
+              help="Augmentation: random crops covering this fraction (or more) of each side, besides the flip; 1 = flip only.")
 @click.option("--preset", type=click.Choice(sorted(TRAIN_PRESETS)), default="paper", show_default=True)
 @click.option("--solver", type=click.Choice(SOLVER_CHOICES), default=None, help="Forward solver (model default: quasi).")
 @click.option("--edge", type=click.Choice(EDGE_CHOICES), default="sobel", show_default=True, help="Edge operator of the loss.")
@@ -81,9 +85,12 @@ def run(**opts: Any) -> Path:
         f_max_iter=opts["f_max_iter"], f_tol=opts["f_tol"], b_max_iter=opts["b_max_iter"], memory=opts["memory"],
         drop_prob=opts["drop_prob"], unrolled_layers=opts["unrolled_layers"],
     )
-    dataset = SaliencyDataset(opts["data"], model.image_size, labels="mask", augment=True)
-    if len(dataset) == 0:
-        raise SalkitError(f"dataset {opts['data']} holds no image/mask pairs")
+    if not 0 < opts["crop"] <= 1:
+        raise SalkitError(f"--crop must lie in (0, 1], got {opts['crop']}")
+    dataset = SaliencyDataset(opts["data"], model.image_size, labels="mask", split=opts["split"], augment=True,
+                              scale=(opts["crop"], 1.0))
+    if not opts["no_progress"]:
+        click.echo(dataset.describe(), err=True)
     options = LoopOptions(
         out=str(out), epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=opts["seed"],
         checkpoint_every=opts["checkpoint_every"], grid_every=opts["grid_every"], num_workers=opts["workers"],

@@ -39,7 +39,8 @@ def test_predict_folder_writes_maps_at_original_size(toy_coop, folder, tmp_path)
         assert Image.open(out / f"{stem}.png").size == size[::-1]
         assert Image.open(out / f"{stem}_uncertainty.png").size == size[::-1]
     grid = Image.open(tmp_path / "grid.png")
-    assert grid.size == (3 * 132 + 4, 3 * 132 + 4)  # 3 rows (images) × 3 columns (image, map, uncertainty)
+    header = 2 * 12 + 3 * 4  # two lines of 12-pixel labels above the cells
+    assert grid.size == (3 * 132 + 4, 3 * 132 + 4 + header)  # 3 rows (images) × 3 columns (image, map, uncertainty)
     # the written map is the API's answer, quantised to 8 bits
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as p:
         first = p.predict([np.asarray(Image.open(folder / "a.png")), np.asarray(Image.open(folder / "b.png"))], seed=0)
@@ -116,3 +117,28 @@ def test_refine_folder(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-u
     (maps / "c.png").unlink()
     result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", maps, "--out", out)
     assert result.exit_code == 2 and "c.png" in result.output
+
+
+def test_grid_has_labelled_columns_and_a_ground_truth_column(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    masks = tmp_path / "gt"
+    masks.mkdir()
+    for stem, (h, w) in SIZES.items():
+        mask = np.zeros((h, w), np.uint8)
+        mask[: h // 2] = 200  # top half foreground (> 128), the rest 100 (background under > 128)
+        mask[h // 2 :] = 100
+        Image.fromarray(mask).save(masks / f"{stem}.png")
+    grid_path = tmp_path / "grid.png"
+    result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", tmp_path / "o", "--grid", grid_path,
+                  "--grid-gt", masks, "--backend", "ort-cpu", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(Image.open(grid_path).convert("L")).astype(int)
+    header = 2 * 12 + 3 * 4
+    assert grid.shape[1] == 3 * 132 + 4  # image | ground truth | saliency
+    assert (grid[:header] < 100).sum() > 50  # label text in the header row
+    top = header + 4 + 132  # second row: b.png, square, so its cells have no margins
+    gt_cell = grid[top : top + 128, 4 + 132 : 4 + 132 + 128]
+    assert gt_cell[:60].min() >= 250 and gt_cell[68:].max() <= 5  # binarised: white top half, black bottom half
+    (masks / "b.png").unlink()
+    result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", tmp_path / "o2", "--grid", grid_path,
+                  "--grid-gt", masks, "--backend", "ort-cpu", "--threads", "1")
+    assert result.exit_code == 2 and "no mask for b.png" in result.output

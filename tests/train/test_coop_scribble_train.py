@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from salkit.train.coop_cli import main
-from salkit.train.coop_scribble_data import ScribblePairs
+from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.engine.checkpoint import load_checkpoint
 
 BASE = ["--preset", "tiny", "--batch-size", "4", "--seed", "5", "--grid-every", "0", "--no-progress", "--threads", "1",
@@ -59,7 +59,7 @@ def test_images_without_annotation_are_skipped_and_counted(tmp_path: Path, data:
     blank = sorted((data / "scribble").iterdir())[1:3]
     for path in blank:
         Image.fromarray(np.zeros((64, 64), np.uint8)).save(path)
-    dataset = ScribblePairs(data, 64)
+    dataset = SaliencyDataset(data, 64, labels="scribble")
     assert len(dataset) == 6 and dataset.skipped == blank
     assert all(int((dataset[i]["scribble"] > 0).sum()) > 0 for i in range(len(dataset)))
     result = _cli("--scribble", "--data", data, "--out", tmp_path / "o", *BASE, "--max-steps", "1")

@@ -27,8 +27,10 @@ def test_item_shapes_and_types(synthetic_dataset: Path) -> None:
     assert item["scribble"].shape == (1, 32, 32) and item["scribble"].dtype == torch.int64
     assert 0 <= float(item["mask"].min()) and float(item["mask"].max()) <= 1
     assert set(item["scribble"].unique().tolist()) <= {0, 1, 2}
+    assert set(item["mask"].unique().tolist()) <= {0.0, 1.0}
     assert set(SaliencyDataset(synthetic_dataset, 32, labels="mask")[0]) == {"stem", "image", "mask"}
-    assert set(SaliencyDataset(synthetic_dataset, 32, labels="scribble")[0]) == {"stem", "image", "scribble"}
+    # scribble items carry the mask as hidden_gt (for recovery metrics), never as "mask"
+    assert set(SaliencyDataset(synthetic_dataset, 32, labels="scribble")[0]) == {"stem", "image", "scribble", "hidden_gt"}
 
 
 def test_image_is_resized_and_imagenet_normalised(synthetic_dataset: Path) -> None:
@@ -36,9 +38,9 @@ def test_image_is_resized_and_imagenet_normalised(synthetic_dataset: Path) -> No
     rgb = Image.open(synthetic_dataset / "img" / "synth_00000.jpg").convert("RGB").resize((48, 48), Image.BILINEAR)
     expected = (np.asarray(rgb, np.float32) / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)  # (S,S,3)
     np.testing.assert_allclose(item["image"].numpy().transpose(1, 2, 0), expected, atol=1e-5)
-    gt = np.asarray(Image.open(synthetic_dataset / "gt" / "synth_00000.png"), np.float32) / 255
+    gt = np.asarray(Image.open(synthetic_dataset / "gt" / "synth_00000.png"))
     resized = np.asarray(Image.fromarray(gt).resize((48, 48), Image.BILINEAR))
-    np.testing.assert_allclose(item["mask"][0].numpy(), np.clip(resized, 0, 1), atol=1e-6)
+    np.testing.assert_array_equal(item["mask"][0].numpy(), resized >= 128)
 
 
 def test_scribbles_stay_on_their_side_after_augmentation(synthetic_dataset: Path) -> None:
@@ -92,12 +94,18 @@ def test_errors_name_the_files(synthetic_dataset: Path, tmp_path: Path) -> None:
     Image.new("L", (30, 30)).save(data / "gt" / "synth_00006.png")
     with pytest.raises(SalkitError, match="synth_00006"):
         SaliencyDataset(data, 32)
-    lazy = SaliencyDataset(data, 32, check_sizes=False)
+    with pytest.raises(SalkitError, match=r"synth_00006.png is \(30, 30\)"):  # decoded up front, headers unread
+        SaliencyDataset(data, 32, check_sizes=False)
+    lazy = SaliencyDataset(data, 32, check_sizes=False, cache=False)
     with pytest.raises(SalkitError, match="synth_00006.png"):
         lazy[6]
     (data / "img" / "synth_00007.jpg").write_bytes(b"not a jpeg at all")
     with pytest.raises(SalkitError, match="synth_00007.jpg"):
         lazy[7]
+    for sub, suffix in (("gt", "png"), ("img", "jpg"), ("scribble", "png")):
+        (data / sub / f"synth_00006.{suffix}").unlink()
+    with pytest.raises(SalkitError, match="synth_00007.jpg"):
+        SaliencyDataset(data, 32, check_sizes=False)
     shutil.rmtree(data / "gt")
     with pytest.raises(SalkitError, match="no mask folder"):
         SaliencyDataset(data, 32)

@@ -29,6 +29,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from salkit.kernels.atomic import atomic_directory
 from salkit.kernels.errors import SalkitError
+from salkit.train.data.strokes import erode as _erode
+from salkit.train.data.strokes import strokes as _strokes
 
 SHAPES = ("ellipse", "polygon", "star", "blob", "crescent", "limbs", "ring", "frame")
 CUES = ("colour", "contrast", "texture")
@@ -173,60 +175,6 @@ def _salient_colour(rng: np.random.Generator, cue: str, hue: float, sat: float, 
 
 
 # ---------------------------------------------------------------- scribbles
-
-
-def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Binary erosion by a (2r+1)² square; pixels beyond the border count as inside the mask."""
-    if radius <= 0:
-        return mask
-    outside = np.pad(~mask, radius + 1).astype(np.int32)  # (S+2r+2, S+2r+2)
-    table = outside.cumsum(0).cumsum(1)  # integral image: O(S²) whatever the radius
-    k = 2 * radius + 1
-    window = table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]  # (S+1, S+1) box sums
-    return window[: mask.shape[0], : mask.shape[1]] == 0
-
-
-def _walk(
-    rng: np.random.Generator, allowed: np.ndarray, coords: tuple[np.ndarray, np.ndarray], length: float, step: float
-) -> list[tuple[float, float]]:
-    """A smooth random walk of about ``length`` pixels that stays on ``allowed`` pixels (``coords`` = its nonzero())."""
-    ys, xs = coords
-    if len(ys) == 0:
-        return []
-    start = int(rng.integers(len(ys)))
-    x, y = float(xs[start]), float(ys[start])
-    heading = rng.uniform(0, 2 * math.pi)
-    points = [(x, y)]
-    h, w = allowed.shape
-    steps, attempts = max(1, int(length / step)), 6
-    wobble = rng.normal(0, 0.35, (steps, attempts)).tolist()  # drawn up front: one RNG call, not one per step
-    turns = (rng.choice((-1.0, 1.0), (steps, attempts)) * rng.uniform(0.8, 2.2, (steps, attempts))).tolist()
-    for i in range(steps):
-        for j in range(attempts):
-            heading_try = heading + wobble[i][j]
-            nx, ny = x + step * math.cos(heading_try), y + step * math.sin(heading_try)
-            if 0 <= nx < w and 0 <= ny < h and allowed[int(ny), int(nx)]:
-                break
-            heading += turns[i][j]  # turn away from the edge
-        else:
-            break
-        heading, x, y = heading_try, nx, ny
-        points.append((x, y))
-    return points
-
-
-def _strokes(rng: np.random.Generator, allowed: np.ndarray, count: int, length: float, width: int) -> np.ndarray:
-    """Thin strokes drawn on ``allowed`` (clipped to it, so they never leave it)."""
-    canvas = Image.new("L", allowed.shape[::-1], 0)
-    draw = ImageDraw.Draw(canvas)
-    coords = np.nonzero(allowed)
-    for _ in range(count):
-        points = _walk(rng, allowed, coords, length, step=max(2.0, width))
-        if len(points) == 1:
-            draw.point(points, fill=255)
-        elif points:
-            draw.line(points, fill=255, width=width, joint="curve")
-    return (np.asarray(canvas) > 127) & allowed
 
 
 def make_scribble(rng: np.random.Generator, regions: list[np.ndarray], mask: np.ndarray) -> np.ndarray:
