@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.train.coop_energy_losses import corrupt_masks, descent_loss
 from salkit.train.coop_langevin import revise_latent, revise_saliency
 from salkit.train.engine.trainer import Trainer
 
@@ -61,6 +62,10 @@ class CoopSettings:
     generator_only: str | None = None  # Table 2's baselines (coop_baselines.MODES); None = cooperative
     langevin_noise: bool = True
     energy_reg: float = 0.0  # α·mean(U²) on the θ update; 0 = the paper (no regulariser)
+    # Not in the paper (coop_energy_losses.py): β of the BCE of U's K-step descent from Ŷ (0 = off),
+    # and degraded ground truths as extra negatives of the θ loss (and extra descent starts).
+    energy_descent: float = 0.0
+    energy_corrupt: bool = False
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -110,7 +115,7 @@ class CoopTrainer(Trainer):
             y_hat = generator.decode([f.detach() for f in feats], h_hat)
         y_tilde = self._revise_saliency(y_hat, x)
         h_tilde = self._revise_latent(feats, y_tilde, h_hat)
-        gap = self._update_energy(x, mask_to_logits(mask), y_tilde)
+        gap = self._update_energy(x, mask_to_logits(mask), y_tilde, starts=y_hat, target=mask)
         regression, ce, lam = self._update_generator(feats, h_tilde, y_tilde, mask,
                                                      ce_weight=None if s.ce_decay else s.ce_weight)
         self._last = {"image": x, "mask": mask, "y_hat": y_hat, "y_tilde": y_tilde}
@@ -137,20 +142,34 @@ class CoopTrainer(Trainer):
         return chain.value
 
     def _update_energy(
-        self, x: torch.Tensor, data: torch.Tensor, y_tilde: torch.Tensor, weights: torch.Tensor | None = None
+        self, x: torch.Tensor, data: torch.Tensor, y_tilde: torch.Tensor, weights: torch.Tensor | None = None,
+        starts: torch.Tensor | None = None, target: torch.Tensor | None = None,
     ) -> float:
         """``data``: logits of the maps U should rate as data; ``weights`` (B,) pair data and revised
-        rows (a weight-0 row drops out of both terms; None = every row, the plain means)."""
+        rows (a weight-0 row drops out of both terms; None = every row, the plain means).
+        ``starts`` (logits) / ``target`` (mask): the descent term's start maps and truth, used only
+        when ``energy_descent`` or ``energy_corrupt`` is set."""
+        s = self.settings
         optimizer = self.optimizers["energy"]
         optimizer.zero_grad(set_to_none=True)
         b = x.shape[0]
-        energies = self.energy_dp(torch.cat([data, y_tilde]), torch.cat([x, x]))  # (2B,)
+        negatives = [y_tilde]
+        if s.energy_corrupt and target is not None:
+            negatives.append(mask_to_logits(corrupt_masks(target)))
+        n = len(negatives)
+        energies = self.energy_dp(torch.cat([data, *negatives]), x.repeat(n + 1, 1, 1, 1))  # ((n+1)·B,)
         if weights is None:
             gap = energies[b:].mean() - energies[:b].mean()
         else:
             gap = (weights * (energies[b:] - energies[:b])).sum() / weights.sum().clamp(min=1.0)
         # gap = U(revised) − U(data), positive once U separates them; θ maximises it.
-        loss = -gap + self.settings.energy_reg * energies.pow(2).mean()
+        loss = -gap + s.energy_reg * energies.pow(2).mean()
+        if s.energy_descent > 0 and starts is not None and target is not None:
+            # After the train-mode pass above: it updates the BN running statistics the descent reads.
+            from_maps = torch.cat([starts, *negatives[1:]])  # Ŷ (+ the degraded truths)
+            loss = loss + s.energy_descent * descent_loss(
+                self.model.energy, from_maps, x.repeat(n, 1, 1, 1), target.repeat(n, 1, 1, 1),
+                s.langevin_steps, s.energy_step)
         loss.backward()
         optimizer.step()
         return float(gap.detach())
