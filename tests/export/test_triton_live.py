@@ -164,7 +164,8 @@ def test_live_triton_saliency_equals_the_predictor(triton: Server, strong_coop_b
     latency_ms = (time.perf_counter() - started) * 1e3
     saliency, uncertainty = result.as_numpy("SALIENCY"), result.as_numpy("UNCERTAINTY")
 
-    with Predictor.from_bundle(strong_coop_bundle, threads=2) as predictor:
+    # ort-cpu: the graph models of this repository run ONNX Runtime (auto may choose OpenVINO here)
+    with Predictor.from_bundle(strong_coop_bundle, backend="ort-cpu", threads=2) as predictor:
         expected = predictor.predict_tensor(x, samples=samples, steps=steps, seed=seed, noise=noise)
         start = predictor.predict_tensor(x, samples=samples, steps=0, seed=seed, uncertainty=False)["saliency"]
     diff = float(np.abs(saliency - expected["saliency"]).max())
