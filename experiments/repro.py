@@ -11,7 +11,7 @@ Written atomically under ``--out``: ``results.json``,
 ``results.md``, ``residuals.png``, ``examples.png`` / ``refine.png`` (image | gt | … grids) and
 ``curves.png`` (precision–recall and score-vs-threshold curves of the first seed's models).
 ``--publish`` copies the report and pictures to the docs; ``--readme`` also rewrites the README's
-generated results section (``repro_readme``), with ``--bench`` records of ``sal-runtime bench``.
+generated results section (``repro_readme``).
 """
 
 from __future__ import annotations
@@ -299,25 +299,22 @@ def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
     write_curves(out, ctx, maps)
 
 
-def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path, benches: list[dict[str, Any]],
-                   command: str) -> bool:
+def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path, command: str) -> bool:
     """Rewrite the README's generated results section from the published report; whether it changed."""
     from experiments import repro_readme
 
     pictures = {name: repro_readme.relative_link(docs / "img" / f"repro_{file}", readme)
                 for name, file in PICTURES.items() if (out / file).is_file()}
-    section = repro_readme.render_section(results, benches, command=command, pictures=pictures,
+    section = repro_readme.render_section(results, command=command, pictures=pictures,
                                           results_link=repro_readme.relative_link(docs / "results.md", readme))
     return repro_readme.write_readme(readme, section)
 
 
-def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tuple[Path, ...]) -> str:
+def publish_command(budget: str, out: Path, docs: Path, readme: Path) -> str:
     import shlex
 
     words = ["python", "-m", "experiments.repro", "--budget", budget, "--out", str(out), "--publish", str(docs),
              "--readme", str(readme)]
-    for path in bench:
-        words += ["--bench", str(path)]
     return shlex.join(words)
 
 
@@ -334,11 +331,9 @@ def publish_command(budget: str, out: Path, docs: Path, readme: Path, bench: tup
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also rewrite this README's section between <!-- results:begin --> and <!-- results:end --> "
                    "(needs --publish: the section links the published pictures).")
-@click.option("--bench", type=click.Path(dir_okay=False, path_type=Path), multiple=True,
-              help="A `sal-runtime bench --json` record for the README's speed table (repeatable; needs --readme).")
 @report_user_errors
 def main(budget: str | None, out: Path, claims: str | None, threads: int, publish_to: Path | None,
-         readme: Path | None, bench: tuple[Path, ...]) -> None:
+         readme: Path | None) -> None:
     """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts.
 
     Claims already measured into --out are read from its cache, so publishing a finished run
@@ -350,12 +345,9 @@ def main(budget: str | None, out: Path, claims: str | None, threads: int, publis
         raise SalkitError(f"--threads must be >= 1, got {threads}")
     if readme is not None and publish_to is None:
         raise SalkitError("--readme needs --publish DOCS: the README links the pictures published there")
-    if bench and readme is None:
-        raise SalkitError("--bench goes into the README's results section: give --readme too")
     # Everything the README step needs is checked before a run that takes minutes.
     if readme is not None:
         repro_readme.check_readme(readme)
-    records = [repro_readme.load_bench(path) for path in bench]
     chosen = resolve_budget(out, budget)
     import torch
 
@@ -368,8 +360,8 @@ def main(budget: str | None, out: Path, claims: str | None, threads: int, publis
         publish_docs(out, publish_to)
         click.echo(f"published to {publish_to / 'results.md'}")
     if readme is not None and publish_to is not None:
-        command = publish_command(chosen.name, out, publish_to, readme, bench)
-        changed = publish_readme(out, results, publish_to, readme, records, command)
+        command = publish_command(chosen.name, out, publish_to, readme)
+        changed = publish_readme(out, results, publish_to, readme, command)
         click.echo(f"{'rewrote' if changed else 'unchanged:'} the results section of {readme}")
 
 

@@ -1,5 +1,5 @@
-"""The README's results section, generated from the reproduction harness's ``results.json`` and
-``sal-runtime bench --json`` records, between two marker comments.
+"""The README's results section, generated from the reproduction harness's ``results.json``, between
+two marker comments (the marker helpers here also serve the speed section, experiments.bench_readme).
 
 Everything between the markers is replaced; everything outside stays byte for byte. The section
 says which command produced each table and on which machine, so a reader can tell what a number
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 from salkit.kernels.atomic import atomic_write_text
 from salkit.kernels.errors import SalkitError
@@ -30,53 +30,40 @@ PICTURE_CAPTIONS = {
 }
 
 
-def check_markers(text: str, where: str) -> tuple[int, int]:
+def check_markers(text: str, where: str, markers: tuple[str, str] = (BEGIN, END)) -> tuple[int, int]:
     """Offsets of the end of the begin marker and the start of the end marker; one line otherwise."""
-    for marker in (BEGIN, END):
+    begin, end = markers
+    for marker in markers:
         count = text.count(marker)
         if count != 1:
             raise SalkitError(f"{where} must hold the marker {marker} exactly once (found {count}); "
-                              f"put {BEGIN} and {END} where the generated results go")
-    start, stop = text.index(BEGIN) + len(BEGIN), text.index(END)
+                              f"put {begin} and {end} where the generated section goes")
+    start, stop = text.index(begin) + len(begin), text.index(end)
     if stop < start:
-        raise SalkitError(f"{where}: {END} comes before {BEGIN}")
+        raise SalkitError(f"{where}: {end} comes before {begin}")
     return start, stop
 
 
-def replace_section(text: str, section: str, where: str = "README") -> str:
-    start, stop = check_markers(text, where)
+def replace_section(text: str, section: str, where: str = "README", markers: tuple[str, str] = (BEGIN, END)) -> str:
+    start, stop = check_markers(text, where, markers)
     return text[:start] + "\n" + section.strip("\n") + "\n" + text[stop:]
 
 
-def check_readme(readme: Path) -> None:
+def check_readme(readme: Path, markers: tuple[str, str] = (BEGIN, END)) -> None:
     """Fail before any long run when the README cannot take the section."""
     if not readme.is_file():
         raise SalkitError(f"--readme {readme} is not a file")
-    check_markers(readme.read_text(encoding="utf-8"), str(readme))
+    check_markers(readme.read_text(encoding="utf-8"), str(readme), markers)
 
 
-def write_readme(readme: Path, section: str) -> bool:
+def write_readme(readme: Path, section: str, markers: tuple[str, str] = (BEGIN, END)) -> bool:
     """Replace the section atomically; returns whether the file changed (untouched when it would not)."""
     text = readme.read_text(encoding="utf-8")
-    new = replace_section(text, section, str(readme))
+    new = replace_section(text, section, str(readme), markers)
     if new == text:
         return False
     atomic_write_text(readme, new)
     return True
-
-
-def load_bench(path: Path) -> dict[str, Any]:
-    """A ``sal-runtime bench --json`` record, checked for the keys the section reads."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SalkitError(f"--bench {path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise SalkitError(f"--bench {path} is not a JSON bench record: {exc}") from None
-    kinds = [k for k in ("coop", "qefpn") if isinstance(record, dict) and isinstance(record.get(k), dict)]
-    if len(kinds) != 1 or not isinstance(record.get("machine"), dict):
-        raise SalkitError(f"--bench {path} is not a sal-runtime bench record (needs machine and coop or qefpn)")
-    return record
 
 
 def _number(value: float | None, spec: str, suffix: str = "") -> str:
@@ -117,39 +104,6 @@ def repro_lines(results: Mapping[str, Any], results_link: str) -> list[str]:
     return lines
 
 
-def bench_rows(record: Mapping[str, Any]) -> list[str]:
-    kind = "coop" if "coop" in record else "qefpn"
-    model = f"{kind} ({record.get('precision', '?')}, {record.get('backend', '?')})"
-    best_torch = (record.get("torch") or {}).get("best_images_per_s")
-    rows = []
-    for batch, entry in record[kind].items():
-        for path, p in entry["paths"].items():
-            speedup = None if best_torch is None else p["images_per_s"] / best_torch
-            rows.append(f"| {model} | {batch} | {path} | {_number(p['images_per_s'], '.2f')} | "
-                        f"{_number(p['gflop_per_image'], '.3g')} | {_number(p['roofline_fraction'], '.1%')} | "
-                        f"{_number(speedup, '.2f', '×')} |")
-    return rows
-
-
-def bench_lines(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = [
-        "**Runtime speed** (`sal-runtime bench`; fraction of peak = achieved FLOP rate ÷ the measured fp32 GEMM "
-        "peak; speedup vs torch = images/s ÷ torch eager's best batch size):", "",
-        "| model | batch | path | img/s | GFLOP/img | fraction of peak | speedup vs torch |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for record in records:
-        lines += bench_rows(record)
-    lines.append("")
-    for record in records:
-        machine = record["machine"]
-        command = record.get("command") or f"sal-runtime bench --engine {record.get('bundle')} (options not recorded)"
-        platform = machine.get("platform")
-        lines.append(f"- `{command}`  \n  Machine: {platform + ', ' if platform else ''}{machine.get('cpus')} CPUs, "
-                     f"measured fp32 GEMM peak {_number(machine.get('gemm_peak_gflops'), '.1f')} GFLOP/s")
-    return lines
-
-
 def picture_lines(pictures: Mapping[str, str]) -> list[str]:
     lines = []
     for name, caption in PICTURE_CAPTIONS.items():
@@ -158,14 +112,11 @@ def picture_lines(pictures: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def render_section(results: Mapping[str, Any], benches: Sequence[Mapping[str, Any]], *, command: str,
-                   pictures: Mapping[str, str], results_link: str) -> str:
+def render_section(results: Mapping[str, Any], *, command: str, pictures: Mapping[str, str], results_link: str) -> str:
     """The section's Markdown. ``pictures``: name → link relative to the README; ``command``: the
     call that writes this section."""
     lines = [f"<!-- Generated by `{command}`; edit the generator (experiments.repro_readme), not this text. -->", ""]
     lines += repro_lines(results, results_link) + [""]
-    if benches:
-        lines += bench_lines(benches) + [""]
     lines += picture_lines(pictures)
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -9,6 +9,11 @@ OUT=${BENCH_OUT:-runs/bench}
 SIZE=352
 BATCHES=${BENCH_BATCHES:-1,2,4,8}
 PLANS=${BENCH_PLANS:-ort-cpu:fp32,openvino:fp32}
+# Real photographs to calibrate int8 on and gate reduced precision with (PASCAL-S's train split);
+# without them `export-trt --precision auto` keeps fp32 and says so.
+CALIB=${BENCH_CALIB:-../shared/data/pascal-s}
+CALIB_ARGS=()
+[[ -f $CALIB/train.txt ]] && CALIB_ARGS=(--calib "$CALIB")
 mkdir -p "$OUT"
 stage() { printf '\n== %s\n' "$*"; }
 
@@ -20,11 +25,14 @@ train-coop --data "$OUT/data" --out "$OUT/coop" --preset paper --size "$SIZE" --
 train-qefpn --data "$OUT/data" --out "$OUT/qefpn" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1 --force
 
 stage "export → $OUT/bundle_coop, $OUT/bundle_qefpn"
-export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force
-export-trt --ckpt "$OUT/qefpn/last.pt" --out "$OUT/bundle_qefpn" --force
+export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force "${CALIB_ARGS[@]}"
+export-trt --ckpt "$OUT/qefpn/last.pt" --out "$OUT/bundle_qefpn" --force "${CALIB_ARGS[@]}"
 
 stage "bench → $OUT/coop.json, $OUT/qefpn.json"
 sal-runtime bench --engine "$OUT/bundle_coop" --compare-torch "$OUT/coop/last.pt" --batch "$BATCHES" \
     --compare-plans "$PLANS" --json "$OUT/coop.json"
 sal-runtime bench --engine "$OUT/bundle_qefpn" --compare-torch "$OUT/qefpn/last.pt" --batch "${BENCH_QEFPN_BATCHES:-1,8}" \
     --compare-plans "$PLANS" --json "$OUT/qefpn.json"
+
+stage "README speed section ← $OUT/coop.json, $OUT/qefpn.json"
+python -m experiments.bench_readme "$OUT/coop.json" "$OUT/qefpn.json" --out "$OUT/bench.md" ${BENCH_README:+--readme "$BENCH_README"}

@@ -152,20 +152,13 @@ def test_publishing_a_cached_run_writes_the_readme_section_without_training(
     monkeypatch.setattr(qefpn_cli, "run", no_training)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Results\n\n<!-- results:begin -->\n<!-- results:end -->\n\n## Next\n")
-    bench = tmp_path / "bench.json"
-    bench.write_text(json.dumps({"bundle": "b", "backend": "ort-cpu", "precision": "fp32",
-                                 "machine": {"cpus": 2, "gemm_peak_gflops": 50.0},
-                                 "qefpn": {"1": {"paths": {"split": {"images_per_s": 3.0, "gflop_per_image": 1.0,
-                                                                     "roofline_fraction": 0.06}}}},
-                                 "command": "sal-runtime bench --engine b --batch 1"}))
     # No --budget: the one the folder holds.
-    args = ["--out", str(out), "--publish", str(tmp_path / "docs"), "--readme", str(readme), "--bench", str(bench)]
+    args = ["--out", str(out), "--publish", str(tmp_path / "docs"), "--readme", str(readme)]
     result = CliRunner().invoke(repro.main, args)
     assert result.exit_code == 0, result.output
     text = readme.read_text()
     assert text.startswith("# x\n\n## Results\n\n<!-- results:begin -->\n") and text.endswith("<!-- results:end -->\n\n## Next\n")
     assert f"`python -m experiments.repro --budget smoke --out {out}`" in text
-    assert "`sal-runtime bench --engine b --batch 1`" in text
     for c in first["claims"].values():
         assert f"| {c['title']} | {c['verdict']} |" in text
     for name in ("examples", "refine", "residuals", "curves"):

@@ -1,10 +1,9 @@
-"""The README's generated results section (``repro_readme``) from a small synthetic results.json
-and bench record, and the curves picture from known maps."""
+"""The README's generated results section (``repro_readme``) from a small synthetic results.json,
+and the curves picture from known maps."""
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -54,25 +53,9 @@ def synthetic_results() -> dict[str, Any]:
     }
 
 
-def synthetic_bench() -> dict[str, Any]:
-    def path(ips: float) -> dict[str, float]:
-        return {"images_per_s": ips, "p50_ms": 1000 / ips, "p99_ms": 2000 / ips, "gflop_per_image": 2.5,
-                "achieved_gflops": 2.5 * ips, "roofline_fraction": 2.5 * ips / 80.0}
-
-    entry = {"paths": {"split": path(12.0), "whole": path(4.0)}}
-    entry.update({k: entry["paths"]["split"][k] for k in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction")})
-    entry.update(torch_images_per_s=3.0, speedup_vs_torch=12.0 / 5.0, speedup_vs_fp32=None, mae_delta=None)
-    return {"bundle": "bundles/coop", "backend": "ort-cpu", "precision": "fp32",
-            "machine": {"cpus": 7, "gemm_peak_gflops": 80.0, "gemm_peak_samples_gflops": [79.0, 80.0],
-                        "platform": "Linux-bench-box"},
-            "settings": {}, "coop": {"8": entry},
-            "torch": {"best_batch": 1, "best_images_per_s": 5.0, "per_batch": {"1": 5.0, "8": 3.0}},
-            "command": "sal-runtime bench --engine bundles/coop --batch 8 --json bench_coop.json"}
-
-
 def _section(tmp_path: Path, pictures: dict[str, str] | None = None) -> str:
     return repro_readme.render_section(
-        synthetic_results(), [synthetic_bench()], command="python -m experiments.repro --readme README.md",
+        synthetic_results(), command="python -m experiments.repro --readme README.md",
         pictures=pictures if pictures is not None else {"curves": "docs/img/repro_curves.png"},
         results_link="docs/results.md")
 
@@ -94,11 +77,6 @@ def test_section_holds_the_numbers_commands_machines_and_pictures(tmp_path: Path
     assert "| Never measured | not run | — |" in body
     assert "`python -m experiments.repro --budget smoke --out runs/demo`" in body
     assert "Linux-test-x86_64, 7 CPUs, torch 9.9 (3 threads)" in body
-    # Bench: one row per path; speedup vs torch's best batch (5 img/s), fraction of the 80 GFLOP/s peak.
-    assert "| coop (fp32, ort-cpu) | 8 | split | 12.00 | 2.5 | 37.5% | 2.40× |" in body
-    assert "| coop (fp32, ort-cpu) | 8 | whole | 4.00 | 2.5 | 12.5% | 0.80× |" in body
-    assert "`sal-runtime bench --engine bundles/coop --batch 8 --json bench_coop.json`" in body
-    assert "Linux-bench-box, 7 CPUs, measured fp32 GEMM peak 80.0 GFLOP/s" in body
     assert "![curves](docs/img/repro_curves.png)" in body and "![examples]" not in body
     assert "[docs/results.md](docs/results.md)" in body
 
@@ -130,17 +108,6 @@ def test_missing_duplicated_or_swapped_markers_leave_the_readme_untouched(tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]  # no temporary file left behind
 
 
-def test_bench_records_are_checked(tmp_path: Path) -> None:
-    good = tmp_path / "b.json"
-    good.write_text(json.dumps(synthetic_bench()))
-    assert repro_readme.load_bench(good)["command"].startswith("sal-runtime bench")
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"bundle": "x"}))
-    for path, message in ((bad, "not a sal-runtime bench record"), (tmp_path / "none.json", "no such file")):
-        with pytest.raises(SalkitError, match=message):
-            repro_readme.load_bench(path)
-
-
 def test_cli_checks_the_readme_before_training(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -151,8 +118,7 @@ def test_cli_checks_the_readme_before_training(tmp_path: Path) -> None:
     out = tmp_path / "r"
     runner = CliRunner()
     for args, message in ((["--publish", str(tmp_path / "docs"), "--readme", str(readme)], "results:begin"),
-                          (["--readme", str(readme)], "needs --publish"),
-                          (["--bench", str(tmp_path / "b.json")], "give --readme")):
+                          (["--readme", str(readme)], "needs --publish")):
         result = runner.invoke(repro.main, ["--budget", "smoke", "--out", str(out), *args])
         assert result.exit_code == 2 and message in result.output, result.output
         assert not out.exists()  # nothing trained, nothing written
