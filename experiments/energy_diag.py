@@ -52,10 +52,10 @@ def degraded_maps(masks: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def train(args: argparse.Namespace) -> None:
-    from salkit.train.coop_cli import SETTING_KEYS, TRAIN_PRESETS
-    from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.coop.cli import SETTING_KEYS, TRAIN_PRESETS
+    from salkit.train.coop.trainer import CoopSettings, CoopTrainer
+    from salkit.train.engine.registry import create_model
     from salkit.train.engine.trainer import LoopOptions
-    from salkit.train.models.registry import create_model
 
     out = RUNS / args.name
     if (out / "done").is_file():
@@ -131,7 +131,7 @@ def _batched(fn, *tensors: torch.Tensor, size: int = 32) -> torch.Tensor:  # typ
 
 
 def evaluate(args: argparse.Namespace) -> None:
-    from salkit.train.coop_predictor import load_coop, predict_tensor, refine_tensor
+    from salkit.train.coop.predictor import load_coop, predict_tensor, refine_tensor
 
     torch.set_num_threads(args.threads)
     ckpt = RUNS / args.name / "last.pt"

@@ -24,8 +24,8 @@ from typing import Iterator
 
 import torch
 
-from salkit.train.coop_langevin import revise_saliency
-from salkit.train.coop_trainer import mask_to_logits
+from salkit.train.coop.langevin import revise_saliency
+from salkit.train.coop.trainer import mask_to_logits
 
 
 @contextlib.contextmanager

@@ -254,7 +254,7 @@ def _gx_maps(run: Run, photos: list[np.ndarray]) -> list[np.ndarray]:
     import torch
 
     from salkit.base.images import preprocess, resize_map
-    from salkit.train.coop_predictor import load_coop
+    from salkit.train.coop.predictor import load_coop
 
     model = load_coop(run.out / "gx" / "last.pt")
     maps = []

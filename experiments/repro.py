@@ -36,7 +36,7 @@ QEFPN_CLAIMS = frozenset({"refine", "solvers", "edge", "operators", "residuals"}
 
 def scribble_mode_available() -> bool:
     try:
-        from salkit.train.coop_scribble import ScribbleOptions  # noqa: F401
+        from salkit.train.coop.scribble import ScribbleOptions  # noqa: F401
     except ImportError:
         return False
     return True

@@ -69,7 +69,7 @@ def _finish(run_dir: Path) -> Path:
 
 def train_coop(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, scribble: bool = False,
                generator_only: str | None = None) -> Path:
-    from salkit.train import coop_cli
+    from salkit.train.coop import cli as coop_cli
 
     run_dir = runs / f"{key}_s{seed}"
     if (run_dir / "done").is_file():
@@ -91,7 +91,7 @@ def train_coop(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, s
 
 def train_qefpn(runs: Path, key: str, seed: int, budget: Budget, data: Path, *, solver: str = "quasi",
                 edge: str = "sobel", unrolled_layers: int | None = None) -> Path:
-    from salkit.train import qefpn_cli
+    from salkit.train.qefpn import cli as qefpn_cli
 
     run_dir = runs / f"{key}_s{seed}"
     if (run_dir / "done").is_file():
@@ -140,7 +140,7 @@ def coop_outputs(ckpt: Path, images: torch.Tensor, samples: int, seed: int) -> d
     """Maps (B,S,S) of one cooperative checkpoint: ``g_h0`` = G(X, 0), ``g_h`` = G(X, h) for one
     h ~ N(0, I), ``generator`` = mean of ``samples`` samples, ``coop`` = Ỹ after the energy's
     descent from it, ``entropy`` = predictive entropy of the samples."""
-    from salkit.train.coop_predictor import load_coop, predict_tensor
+    from salkit.train.coop.predictor import load_coop, predict_tensor
 
     model = load_coop(ckpt)
     cfg = _coop_settings(ckpt)
@@ -168,7 +168,7 @@ def _coop_settings(ckpt: Path) -> dict[str, Any]:
 
 def coop_refine(ckpt: Path, images: torch.Tensor, maps: np.ndarray) -> np.ndarray:
     """Noise-free Langevin descent on the checkpoint's energy from probability maps (B,S,S)."""
-    from salkit.train.coop_predictor import load_coop, refine_tensor
+    from salkit.train.coop.predictor import load_coop, refine_tensor
 
     model = load_coop(ckpt)
     cfg = _coop_settings(ckpt)
@@ -180,7 +180,7 @@ def coop_refine(ckpt: Path, images: torch.Tensor, maps: np.ndarray) -> np.ndarra
 
 def qefpn_outputs(ckpt: Path, images: torch.Tensor) -> dict[str, np.ndarray]:
     """``saliency`` (B,S,S) and per-image relative ``residual`` ‖f(z*) − z*‖/‖z*‖ (B,)."""
-    from salkit.train.qefpn_predict import QEFPNReferencePredictor
+    from salkit.train.qefpn.predict import QEFPNReferencePredictor
 
     predictor = QEFPNReferencePredictor.from_checkpoint(ckpt)
     saliency, residual = [], []

@@ -10,7 +10,7 @@ descent) variant used at prediction time. Written with operators only, so the sa
 on numpy arrays, torch tensors and anything else with arithmetic operators.
 
 ``langevin_chain`` is the one K-step loop: the cooperative predict/refine (``kernels/coop.py``)
-and every training chain (``train/coop_langevin.py``) run it with their own gradient callable.
+and every training chain (``train/coop/langevin.py``) run it with their own gradient callable.
 """
 
 from __future__ import annotations

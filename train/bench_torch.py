@@ -10,7 +10,7 @@ runtime's fixed number of Broyden iterations, under ``no_grad``. The cooperative
 ``salkit.kernels.coop.predict`` (the runtime's), with those callables.
 
 ``torch_best_recipe`` — torch's best CPU recipe: the project's split reference
-(``coop_predictor.predict_tensor``; QE-FPN's own solve) with model and input in
+(``salkit.train.coop.predictor.predict_tensor``; QE-FPN's own solve) with model and input in
 ``channels_last``, under ``torch.autocast("cpu", dtype=torch.bfloat16)`` where the CPU has bf16
 units (fp32 elsewhere: emulated bf16 is slower than fp32).
 
@@ -68,14 +68,14 @@ def coop_best_recipe(model: Any, steps: int, step_size: float, bf16: bool) -> Ca
     """The split reference in channels_last (bf16 autocast where the CPU has bf16 units)."""
     import torch
 
-    from salkit.train import coop_predictor
+    from salkit.train.coop.predictor import predict_tensor
 
     model = model.to(memory_format=torch.channels_last)
 
     def run(x_np: np.ndarray, latents: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(x_np).contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = coop_predictor.predict_tensor(model, x, torch.from_numpy(latents), steps, step_size, uncertainty=True)
+            out = predict_tensor(model, x, torch.from_numpy(latents), steps, step_size, uncertainty=True)
         return out["saliency"].float().detach().numpy()
 
     return run
@@ -93,8 +93,8 @@ def coop_eager(model: Any, samples: int, steps: int, step_size: float) -> Callab
     import torch
 
     from salkit.kernels import coop
-    from salkit.train.coop_langevin import energy_gradient
-    from salkit.train.coop_predictor import sample_probs_fn
+    from salkit.train.coop.langevin import energy_gradient
+    from salkit.train.coop.predictor import sample_probs_fn
 
     def run(x_np: np.ndarray, latents: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(x_np)

@@ -114,7 +114,8 @@ def test_publish_copies_the_report_with_picture_links(smoke: tuple[Path, dict[st
 def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, Any]],
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     out, first = smoke
-    from salkit.train import coop_cli, qefpn_cli
+    from salkit.train.coop import cli as coop_cli
+    from salkit.train.qefpn import cli as qefpn_cli
 
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a cached or finished run was trained again")
@@ -143,7 +144,8 @@ def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, 
 def test_publishing_a_cached_run_writes_the_readme_section_without_training(
         smoke: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, first = smoke
-    from salkit.train import coop_cli, qefpn_cli
+    from salkit.train.coop import cli as coop_cli
+    from salkit.train.qefpn import cli as qefpn_cli
 
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("publishing trained a model")

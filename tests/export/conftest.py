@@ -12,7 +12,7 @@ def untrained_coop_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from salkit.train.engine.checkpoint import make_checkpoint, save_checkpoint
-    from salkit.train.models.registry import create_model
+    from salkit.train.engine.registry import create_model
 
     torch.manual_seed(0)
     model = create_model("coop", preset="tiny", image_size=64)

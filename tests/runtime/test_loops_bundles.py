@@ -19,7 +19,7 @@ def _x(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module", params=["tiny", "strong"])
 def coop(request):  # type: ignore[no-untyped-def]
     """The tiny checkpoint, and the same with an energy whose descent moves the maps by ≥ 0.05."""
-    from salkit.train.coop_predictor import load_coop
+    from salkit.train.coop.predictor import load_coop
 
     bundle = request.getfixturevalue(f"{request.param}_coop_bundle")
     checkpoint = request.getfixturevalue(f"{request.param}_coop_checkpoint")
@@ -35,7 +35,7 @@ def _moved(predictor, x, latents, steps) -> float:  # type: ignore[no-untyped-de
 
 @pytest.mark.parametrize("with_noise", [False, True])
 def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -> None:  # type: ignore[no-untyped-def]
-    from salkit.train.coop_predictor import predict_tensor
+    from salkit.train.coop.predictor import predict_tensor
 
     predictor, model, strong = coop
     m = predictor.manifest
@@ -57,7 +57,7 @@ def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -
 
 
 def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-untyped-def]
-    from salkit.train.coop_predictor import refine_tensor
+    from salkit.train.coop.predictor import refine_tensor
 
     predictor, model, _ = coop
     size = predictor.manifest.input_size
@@ -69,7 +69,7 @@ def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-unty
 
 
 def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
-    from salkit.train.qefpn_predict import QEFPNReferencePredictor
+    from salkit.train.qefpn.predict import QEFPNReferencePredictor
 
     reference = QEFPNReferencePredictor.from_checkpoint(tiny_qefpn_checkpoint)
     with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:

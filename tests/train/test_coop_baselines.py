@@ -8,10 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from salkit.train.coop_cli import main
-from salkit.train.coop_trainer import CoopTrainer, mask_to_logits
+from salkit.train.coop.cli import main
+from salkit.train.coop.trainer import CoopTrainer, mask_to_logits
 from salkit.train.engine.checkpoint import load_checkpoint
-from salkit.train.models.registry import create_model
+from salkit.train.engine.registry import create_model
 
 ARGS = ["--preset", "tiny", "--size", "64", "--batch-size", "4", "--seed", "3", "--max-steps", "2", "--grid-every", "0",
         "--no-progress", "--threads", "1"]

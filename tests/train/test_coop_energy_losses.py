@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from salkit.train.coop_energy_losses import corrupt_masks, descend_differentiably, descent_loss
-from salkit.train.coop_langevin import revise_saliency
-from salkit.train.models.coop_energy import CoopEnergy
+from salkit.train.coop.energy import CoopEnergy
+from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably, descent_loss
+from salkit.train.coop.langevin import revise_saliency
 
 
 
@@ -99,7 +99,7 @@ def test_training_on_the_descent_loss_makes_the_descent_repair_maps() -> None:
     """On scenes whose object is visible in X, a few Adam steps on ``descent_loss`` alone turn a
     random energy (whose descent leaves degraded masks as they are) into one whose K-step
     descent moves them by more than 0.005 on average and towards the truth."""
-    from salkit.train.coop_trainer import mask_to_logits
+    from salkit.train.coop.trainer import mask_to_logits
 
     torch.manual_seed(4)
     b, s = 8, 32

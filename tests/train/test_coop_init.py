@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from click.testing import CliRunner
 
-from salkit.train.coop_cli import main
+from salkit.train.coop.cli import main
 from salkit.train.engine.checkpoint import load_checkpoint
 
 BASE = ["--preset", "tiny", "--batch-size", "4", "--grid-every", "0", "--no-progress", "--threads", "1",

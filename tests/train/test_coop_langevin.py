@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from salkit.kernels.langevin import langevin_step
-from salkit.train.coop_langevin import revise_latent, revise_saliency
-from salkit.train.coop_trainer import ce_weight_at
-from salkit.train.models.registry import create_model
+from salkit.train.coop.langevin import revise_latent, revise_saliency
+from salkit.train.coop.trainer import ce_weight_at
+from salkit.train.engine.registry import create_model
 
 torch.set_num_threads(2)
 
@@ -86,7 +86,7 @@ def test_langevin_never_leaves_gradients_in_parameters(model) -> None:
 @pytest.mark.parametrize("energy_reg", [0.0, 0.05])
 def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path, energy_reg: float) -> None:
     """In a full step, each optimiser sees exactly the gradient of its own loss (autograd reference)."""
-    from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.coop.trainer import CoopSettings, CoopTrainer
     from salkit.train.engine.trainer import LoopOptions
 
     torch.manual_seed(0)
@@ -104,7 +104,7 @@ def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path,
     last = trainer._last
     # Energy loss recomputed independently from the step's revised maps.
     m.zero_grad(set_to_none=True)
-    from salkit.train.coop_trainer import mask_to_logits
+    from salkit.train.coop.trainer import mask_to_logits
 
     e = m.energy(torch.cat([mask_to_logits(batch["mask"]), last["y_tilde"]]), torch.cat([batch["image"]] * 2))
     (e[:2].mean() - e[2:].mean() + energy_reg * e.pow(2).mean()).backward()

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from salkit.kernels.errors import SalkitError
-from salkit.train.models.backbone import build_backbone
-from salkit.train.models.coop_energy import CoopEnergy
-from salkit.train.models.registry import create_model, get_entry, list_models
+from salkit.train.coop.energy import CoopEnergy
+from salkit.train.engine.backbone import build_backbone
+from salkit.train.engine.registry import create_model, get_entry, list_models
 
 torch.set_num_threads(2)
 

@@ -8,7 +8,7 @@ import torch
 
 from salkit.kernels.entropy import uncertainty_maps
 from salkit.kernels.errors import SalkitError
-from salkit.train.coop_predictor import load_coop, predict, predict_tensor, refine_tensor
+from salkit.train.coop.predictor import load_coop, predict, predict_tensor, refine_tensor
 from tests.coop_reference import cooperative_reference
 
 torch.set_num_threads(2)

@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 
 from salkit.kernels.langevin import langevin_step
-from salkit.train.coop_scribble import recovery_metrics, scribble_targets
-from salkit.train.coop_scribble_langevin import infer_latent_observed, masked_latent_grad, recover_saliency
-from salkit.train.coop_trainer import CoopSettings, CoopTrainer, mask_to_logits
+from salkit.train.coop.scribble import recovery_metrics, scribble_targets
+from salkit.train.coop.scribble_langevin import infer_latent_observed, masked_latent_grad, recover_saliency
+from salkit.train.coop.trainer import CoopSettings, CoopTrainer, mask_to_logits
+from salkit.train.engine.registry import create_model
 from salkit.train.engine.trainer import LoopOptions
-from salkit.train.models.registry import create_model
 
 torch.set_num_threads(2)
 SIGMA = 0.3
@@ -154,7 +154,7 @@ def test_recovery_metrics_against_direct_formulas() -> None:
 
 
 def _trainer(tmp_path, scribble: bool = True) -> CoopTrainer:
-    from salkit.train.coop_scribble import ScribbleOptions, ScribbleTrainer
+    from salkit.train.coop.scribble import ScribbleOptions, ScribbleTrainer
 
     torch.manual_seed(0)
     m = create_model("coop", preset="tiny")

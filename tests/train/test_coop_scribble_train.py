@@ -13,7 +13,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.train.coop_cli import main
+from salkit.train.coop.cli import main
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.engine.checkpoint import load_checkpoint
 
@@ -112,7 +112,7 @@ def test_hidden_gt_only_measures_and_resume_is_exact(tmp_path: Path, data: Path)
 
 _DDP_SCRIPT = """
 import sys, torch
-from salkit.train.coop_cli import run
+from salkit.train.coop.cli import run
 out = sys.argv[2]
 opts = dict(data=sys.argv[1], out=out, preset="tiny", batch_size=2, seed=1, grid_every=0, progress=False,
             threads=1, epochs=1, checkpoint_every=2, resume=None, scribble=True, dump_recovered=2, langevin_steps=2)
@@ -147,7 +147,7 @@ def test_two_process_ddp_in_scribble_mode_keeps_ranks_identical(tmp_path: Path, 
     for key, value in rank0.items():
         assert torch.equal(rank1[key], value), key
         assert torch.equal(ckpt["state_dict"][key], value), key
-    from salkit.train.models.registry import create_model
+    from salkit.train.engine.registry import create_model
 
     torch.manual_seed(1)
     fresh = dict(create_model("coop", preset="tiny").named_parameters())

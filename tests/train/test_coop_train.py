@@ -15,7 +15,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from salkit.train.coop_cli import main
+from salkit.train.coop.cli import main
 from salkit.train.engine.checkpoint import load_checkpoint
 
 BASE = ["--preset", "tiny", "--batch-size", "4", "--seed", "3", "--grid-every", "0", "--no-progress", "--threads", "1"]
@@ -152,7 +152,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path: Path, data: P
 
 _DDP_SCRIPT = """
 import sys, torch
-from salkit.train.coop_cli import run
+from salkit.train.coop.cli import run
 out = sys.argv[2]
 opts = dict(data=sys.argv[1], out=out, preset="tiny", batch_size=2, seed=1, grid_every=0, progress=False,
             threads=1, epochs=1, checkpoint_every=2, resume=None)
@@ -184,7 +184,7 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path: Path, data: Path
     for key, value in rank0.items():
         assert torch.equal(rank1[key], value), key
         assert torch.equal(ckpt["state_dict"][key], value), key
-    from salkit.train.models.registry import create_model
+    from salkit.train.engine.registry import create_model
 
     torch.manual_seed(1)
     fresh = dict(create_model("coop", preset="tiny").named_parameters())

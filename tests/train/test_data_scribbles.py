@@ -72,7 +72,7 @@ def test_sal_data_scribbles_links_the_source_and_trains(tmp_path: Path) -> None:
     item = SaliencyDataset(out, 32, labels="scribble", split="train")[0]
     assert set(item) == {"image", "scribble", "hidden_gt", "stem"}
 
-    from salkit.train.coop_cli import main as train_coop
+    from salkit.train.coop.cli import main as train_coop
 
     run = CliRunner().invoke(train_coop, ["--scribble", "--data", str(out), "--split", "train", "--out", str(tmp_path / "r"),
                                           "--preset", "tiny", "--size", "32", "--batch-size", "2", "--max-steps", "1",

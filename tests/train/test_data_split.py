@@ -91,7 +91,7 @@ def test_exif_rotated_photo_pairs_with_a_mask_in_display_orientation(pascal_like
 
 
 def _train_coop(*args: object):  # type: ignore[no-untyped-def]
-    from salkit.train.coop_cli import main
+    from salkit.train.coop.cli import main
 
     base = ["--preset", "tiny", "--size", "32", "--batch-size", "2", "--max-steps", "1", "--grid-every", "0",
             "--no-progress", "--threads", "1"]

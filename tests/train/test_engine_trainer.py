@@ -10,8 +10,8 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from salkit.train.engine.checkpoint import load_checkpoint
+from salkit.train.engine.registry import register_model
 from salkit.train.engine.trainer import DivergenceError, LoopOptions, Trainer
-from salkit.train.models.registry import register_model
 
 
 class Toy(nn.Module):

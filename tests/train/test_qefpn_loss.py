@@ -8,7 +8,7 @@ import scipy.ndimage
 import torch
 
 from salkit.kernels.errors import SalkitError
-from salkit.train.qefpn_loss import EDGE_CHOICES, qefpn_loss
+from salkit.train.qefpn.loss import EDGE_CHOICES, qefpn_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -13,7 +13,7 @@ import torch
 
 from salkit.export.trt_ops import check_graph
 from salkit.kernels.errors import SalkitError
-from salkit.train.models.registry import create_model, get_entry
+from salkit.train.engine.registry import create_model, get_entry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salkit.train.models.qefpn_solve import (
+from salkit.train.qefpn.solve import (
     SolverConfig,
     bernoulli_keep_mask,
     quasi_map,

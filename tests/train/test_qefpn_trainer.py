@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from salkit.kernels.broyden import broyden
 from salkit.kernels.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
-from salkit.train.qefpn_cli import main as train_qefpn
-from salkit.train.qefpn_predict import QEFPNReferencePredictor
-from salkit.train.qefpn_trainer import lr_factor
+from salkit.train.qefpn.cli import main as train_qefpn
+from salkit.train.qefpn.predict import QEFPNReferencePredictor
+from salkit.train.qefpn.trainer import lr_factor
 from tests.fixtures.qefpn_models import train_tiny_qefpn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,10 +42,10 @@ def test_resumed_run_equals_uninterrupted_run_and_warm_up_switches_solver(
     straight = train_tiny_qefpn(synthetic_dataset, tmp_path / "straight", steps=2, solver_warmup_steps=1, **SMALL)
     train_tiny_qefpn(synthetic_dataset, tmp_path / "cut", steps=1, solver_warmup_steps=1, **SMALL)  # mid-epoch 0
     # resume from the cut run's checkpoint into the same folder, as `--resume` does
-    import salkit.train.qefpn_trainer as qt
+    import salkit.train.qefpn.trainer as qt
     from salkit.train.data.dataset import SaliencyDataset
+    from salkit.train.engine.registry import create_model
     from salkit.train.engine.trainer import LoopOptions
-    from salkit.train.models.registry import create_model
 
     model = create_model("qefpn", preset="tiny", **SMALL)
     options = LoopOptions(out=str(tmp_path / "cut"), epochs=2, batch_size=4, seed=0, progress=False,

@@ -119,7 +119,7 @@ def load_checkpoint(path: str | Path, *, expect_kind: str | None = None) -> dict
 
 def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the checkpoint's module (by registry name and resolved config) with its weights."""
-    from salkit.train.models.registry import create_model
+    from salkit.train.engine.registry import create_model
 
     model_info = ckpt["model"]
     model = create_model(model_info["name"], **model_info["config"])

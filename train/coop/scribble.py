@@ -5,7 +5,7 @@ A scribble Y′ labels a few pixels (1 = foreground, 2 = background, 0 = unknown
 ones). Per step, for a batch (X, Y′):
 
 1. Recovery. h′: K Langevin steps on −log p(Y′, h | X) from a fresh h′₀ ~ N(0, I), with the
-   likelihood restricted to O (``coop_scribble_langevin``); Ŷ′ = G(X, h′); Ỹ′: K Langevin steps
+   likelihood restricted to O (``scribble_langevin``); Ŷ′ = G(X, h′); Ỹ′: K Langevin steps
    on U from Ŷ′ with the annotated pixels held at their labels. Ỹ′ is the recovered label.
 2. Algorithm 1's cooperative sampling: ĥ ~ N(0, I), Ŷ = G(X, ĥ), Ỹ by Langevin on U, h̃ by
    Langevin on −log p(Ỹ, h | X) (all pixels: Ỹ is complete).
@@ -44,9 +44,9 @@ import numpy as np
 import torch
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-from salkit.train.coop_langevin import Chain
-from salkit.train.coop_scribble_langevin import infer_latent_observed, recover_saliency
-from salkit.train.coop_trainer import CoopSettings, CoopTrainer, mask_to_logits
+from salkit.train.coop.langevin import Chain
+from salkit.train.coop.scribble_langevin import infer_latent_observed, recover_saliency
+from salkit.train.coop.trainer import CoopSettings, CoopTrainer, mask_to_logits
 from salkit.train.engine.logs import save_grid
 
 SCRIBBLE_UNKNOWN, SCRIBBLE_FG, SCRIBBLE_BG = 0, 1, 2

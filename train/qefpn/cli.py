@@ -64,9 +64,9 @@ def main(**opts: Any) -> None:
 
 def run(**opts: Any) -> Path:
     from salkit.train.data.dataset import SaliencyDataset
+    from salkit.train.engine.registry import create_model
     from salkit.train.engine.trainer import LoopOptions
-    from salkit.train.models.registry import create_model
-    from salkit.train.qefpn_trainer import QEFPNSettings, QEFPNTrainer
+    from salkit.train.qefpn.trainer import QEFPNSettings, QEFPNTrainer
 
     preset = opts["preset"]
     schedule = {k: opts.get(k) if opts.get(k) is not None else v for k, v in TRAIN_PRESETS[preset].items()}

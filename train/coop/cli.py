@@ -18,7 +18,7 @@ import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
 
-# Training defaults per preset (the model presets live in salkit.train.models.coop).
+# Training defaults per preset (the model presets live in salkit.train.coop.model).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # The paper's Algorithm 1 settings (§5): K = 5, δ_U = 0.4, δ_G = 0.1, lr_G 5e-5, lr_U 1e-3, ×0.9 / 20 epochs.
     "paper": {"epochs": 30, "batch_size": 10, "size": 352, "lr_gen": 5e-5, "lr_energy": 1e-3},
@@ -140,12 +140,12 @@ def run(opts: dict[str, Any]) -> Any:
     """Train with resolved CLI options; returns the finished trainer (its model, step, out)."""
     import torch
 
-    from salkit.train.coop_baselines import GeneratorOnlyTrainer
-    from salkit.train.coop_scribble import ScribbleOptions, ScribbleTrainer
-    from salkit.train.coop_trainer import CoopSettings, CoopTrainer
+    from salkit.train.coop.baselines import GeneratorOnlyTrainer
+    from salkit.train.coop.scribble import ScribbleOptions, ScribbleTrainer
+    from salkit.train.coop.trainer import CoopSettings, CoopTrainer
     from salkit.train.data.dataset import SaliencyDataset
+    from salkit.train.engine.registry import create_model
     from salkit.train.engine.trainer import LoopOptions
-    from salkit.train.models.registry import create_model
 
     o, ckpt = _resolve(opts)
     _validate(o)

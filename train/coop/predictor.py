@@ -23,7 +23,7 @@ import torch
 
 from salkit.kernels import coop
 from salkit.kernels.errors import SalkitError
-from salkit.train.coop_langevin import energy_gradient
+from salkit.train.coop.langevin import energy_gradient
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 
 

@@ -26,8 +26,8 @@ Langevin uses ``torch.autograd.grad`` with respect to Y or h only; optimisers ze
 (``set_to_none``) right before their own backward pass, so no Langevin gradient reaches an update.
 
 Two subclasses replace only the step and reuse the chains and updates below:
-``coop_scribble.ScribbleTrainer`` (Algorithm 2, learning while recovering from partial labels,
-docs/weak-supervision.md) and ``coop_baselines.GeneratorOnlyTrainer`` (Table 2's baselines).
+``scribble.ScribbleTrainer`` (Algorithm 2, learning while recovering from partial labels,
+docs/weak-supervision.md) and ``baselines.GeneratorOnlyTrainer`` (Table 2's baselines).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-from salkit.train.coop_energy_losses import corrupt_masks, descent_loss
-from salkit.train.coop_langevin import revise_latent, revise_saliency
+from salkit.train.coop.energy_losses import corrupt_masks, descent_loss
+from salkit.train.coop.langevin import revise_latent, revise_saliency
 from salkit.train.engine.trainer import Trainer
 
 MASK_EPS = 1e-4
@@ -59,10 +59,10 @@ class CoopSettings:
     lr_decay_every: int = 20  # epochs
     ce_weight: float = 1.0  # λ at the start; decays linearly to 0 (ce_decay) or stays
     ce_decay: bool = True  # Algorithm 1's schedule; False keeps λ = ce_weight throughout
-    generator_only: str | None = None  # Table 2's baselines (coop_baselines.MODES); None = cooperative
+    generator_only: str | None = None  # Table 2's baselines (baselines.MODES); None = cooperative
     langevin_noise: bool = True
     energy_reg: float = 0.0  # α·mean(U²) on the θ update; 0 = the paper (no regulariser)
-    # Not in the paper (coop_energy_losses.py): β of the BCE of U's K-step descent from Ŷ (0 = off),
+    # Not in the paper (energy_losses.py): β of the BCE of U's K-step descent from Ŷ (0 = off),
     # and degraded ground truths as extra negatives of the θ loss (and extra descent starts).
     energy_descent: float = 0.0
     energy_corrupt: bool = False

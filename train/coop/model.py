@@ -12,9 +12,9 @@ from typing import Any
 from torch import nn
 
 from salkit.kernels.errors import SalkitError
-from salkit.train.models.coop_energy import CoopEnergy
-from salkit.train.models.coop_generator import CoopGenerator
-from salkit.train.models.registry import register_model
+from salkit.train.coop.energy import CoopEnergy
+from salkit.train.coop.generator import CoopGenerator
+from salkit.train.engine.registry import register_model
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"backbone": "resnet50", "latent_dim": 8, "decoder_width": 64, "energy_width": 1.0, "image_size": 352},

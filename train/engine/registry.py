@@ -18,8 +18,8 @@ from typing import Any, Callable
 from salkit.kernels.errors import SalkitError
 
 MODEL_MODULES: list[str] = [
-    "salkit.train.models.coop",
-    "salkit.train.models.qefpn",
+    "salkit.train.coop.model",
+    "salkit.train.qefpn.model",
 ]
 
 

@@ -8,9 +8,9 @@ Layout (docs/architecture.md contract: ``inject``, ``f``, ``decode``):
 * ``f(z, inj)``: the weight-tied transformation. The flat state is split back into the four
   levels; each level runs an MDEQ-style residual block with its injection, then the fully
   connected cross-scale fusion (finer → coarser strided 3×3, coarser → finer 1×1 + bilinear up)
-  mixes all levels; the result is flattened again. GroupNorm only (see qefpn_blocks).
+  mixes all levels; the result is flattened again. GroupNorm only (see blocks.py).
 * ``decode(z)``: levels upsampled to stride 4, concatenated, two convs, bilinear to S×S → logits.
-* ``forward(x)`` solves for the state with the configured solver (qefpn_solve) and decodes.
+* ``forward(x)`` solves for the state with the configured solver (solve.py) and decodes.
 
 Presets: ``paper`` (resnet50, w = 64, 352²) and ``tiny`` (narrow plain backbone, w = 8, 64²).
 Explicit options override the preset; ``None`` keeps it.
@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from salkit.kernels.errors import SalkitError
-from salkit.train.models.backbone import build_backbone
-from salkit.train.models.qefpn_blocks import CrossScaleFusion, InjectedResidualBlock, PyramidDecoder
-from salkit.train.models.qefpn_solve import (
+from salkit.train.engine.backbone import build_backbone
+from salkit.train.qefpn.blocks import CrossScaleFusion, InjectedResidualBlock, PyramidDecoder
+from salkit.train.qefpn.solve import (
     SOLVERS,
     SolverConfig,
     bernoulli_keep_mask,
@@ -35,7 +35,7 @@ from salkit.train.models.qefpn_solve import (
     solve_implicit,
     solve_unrolled,
 )
-from salkit.train.models.registry import register_model
+from salkit.train.engine.registry import register_model
 
 LEVELS = 4
 _SOLVER_DEFAULTS = asdict(SolverConfig())

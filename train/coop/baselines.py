@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from salkit.train.coop_trainer import CoopTrainer, mask_to_logits
+from salkit.train.coop.trainer import CoopTrainer, mask_to_logits
 
 MODES = ("deterministic", "latent")
 

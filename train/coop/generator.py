@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salkit.train.models.backbone import build_backbone
+from salkit.train.engine.backbone import build_backbone
 
 
 class ResidualConvUnit(nn.Module):

@@ -18,7 +18,7 @@ import torch
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.engine.trainer import Trainer
-from salkit.train.qefpn_loss import qefpn_loss
+from salkit.train.qefpn.loss import qefpn_loss
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Callable
 
 import torch
 
-from salkit.train.coop_langevin import Chain, energy_gradient, run_chain
+from salkit.train.coop.langevin import Chain, energy_gradient, run_chain
 
 Decode = Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]
 

@@ -19,7 +19,7 @@ import torch
 
 from salkit.kernels.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
-from salkit.train.models.qefpn_solve import SolverConfig, solve_implicit
+from salkit.train.qefpn.solve import SolverConfig, solve_implicit
 
 
 class QEFPNReferencePredictor:
