@@ -31,7 +31,7 @@ from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
-from salkit.runtime.kinds import kind_of
+from salkit.runtime.kinds import get_kind, kind_of
 from salkit.runtime.plan import Probe, choose_plan
 
 
@@ -197,7 +197,8 @@ class Predictor:
         back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]  # noqa: E731
         saliency = [np.clip(s, 0.0, 1.0) for s in back("saliency")]
         unc = {key: back(key) for key in ("predictive", "aleatoric", "epistemic")} if "predictive" in out else None
-        stats = {key: [float(v) for v in out[key]] for key in self.runtime_kind.stats if key in out}
+        # By name, not self.runtime_kind: BatchingPredictor runs this method as its own.
+        stats = {key: [float(v) for v in out[key]] for key in get_kind(m.model_kind).stats if key in out}
         return Prediction(saliency=saliency, uncertainty=unc, stats=stats)
 
     def refine(self, images: Any, maps: Any, *, steps: int | None = None) -> list[np.ndarray]:
