@@ -8,9 +8,9 @@ Layout::
 
 ``<prefix>`` is the model kind and ``_`` (``coop_``, ``qefpn_``); ``<entry>`` is the kind's first
 served model, the name ``sal-runtime serve`` gives it (``saliency`` for coop, ``qefpn``);
-``salkit_loop.py`` is the kind's Triton loop (``salkit.export.kinds``, e.g. ``triton_coop.py``). Graph models use TensorRT plans when the bundle
-has engines (``tensorrt_plan``, GPU instances) and the ONNX graphs otherwise (``onnxruntime_onnx``,
-CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
+``salkit_loop.py`` is the kind's Triton loop (``salkit.export.kinds``, e.g. ``triton_coop.py``).
+Graph models use TensorRT plans when the bundle has engines (``tensorrt_plan``, GPU instances)
+and the ONNX graphs otherwise (``onnxruntime_onnx``, CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
 bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
 
