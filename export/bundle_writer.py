@@ -19,14 +19,13 @@ import onnx
 import torch
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-from salkit.export import graphs_coop
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
-from salkit.export.graphs import GraphDef
+from salkit.export.kinds import EXPORT_KINDS, get_export_kind
 from salkit.export.onnx_io import OPSET, export_module, io_specs
 from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.bundle import REQUIRED_GRAPHS, GraphSpec, Manifest, TensorSpec, sha256_file
+from salkit.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256_file
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # salkit.export.precision_auto.PRECISION_CHOICES
 DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on (fp32 only)
@@ -95,9 +94,9 @@ def _load_model(ckpt_path: Path) -> tuple[dict[str, Any], torch.nn.Module]:
 
     ckpt = load_checkpoint(ckpt_path)
     kind = ckpt["model"].get("kind")
-    if kind not in REQUIRED_GRAPHS:
+    if kind not in EXPORT_KINDS:
         raise SalkitError(f"checkpoint {ckpt_path} holds a model of kind {kind!r}; export knows "
-                          f"{', '.join(sorted(REQUIRED_GRAPHS))}")
+                          f"{', '.join(sorted(EXPORT_KINDS))}")
     return ckpt, build_model(ckpt).eval()
 
 
@@ -105,18 +104,8 @@ def _resolve_size(model: torch.nn.Module, kind: str, requested: int | None, ckpt
     trained = int(getattr(model, "image_size", 0) or model.config.get("image_size", 0))
     if requested is None or requested == trained:
         return trained
-    # coop: the energy net's fully connected layer fixes the side; qefpn: the state size D does.
-    why = "its energy net" if kind == "coop" else "its equilibrium state"
-    raise SalkitError(f"--size {requested} does not fit checkpoint {ckpt_path}: {why} is built for "
-                      f"{trained}×{trained} inputs")
-
-
-def _graph_defs(kind: str, model: torch.nn.Module, size: int, data: torch.Tensor | None) -> list[GraphDef]:
-    if kind == "coop":
-        return graphs_coop.coop_graphs(model, size, data)
-    from salkit.export import graphs_qefpn
-
-    return graphs_qefpn.qefpn_graphs(model, size, data)
+    raise SalkitError(f"--size {requested} does not fit checkpoint {ckpt_path}: {get_export_kind(kind).size_fixed_by} is "
+                      f"built for {trained}×{trained} inputs")
 
 
 def _tensor_specs(items: list[dict]) -> tuple[TensorSpec, ...]:
@@ -160,7 +149,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         calib = load_calibration(options.calib, size, mean, std, CALIB_IMAGES if reduced else DATA_CHECK_IMAGES,
                                  GATE_IMAGES if reduced else 0)
         data = torch.from_numpy(calib.calibration)
-    graphs = _graph_defs(kind, model, size, data)
+    graphs = get_export_kind(kind).graph_defs(model, size, data)
 
     manifest = Manifest(
         model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
@@ -173,12 +162,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
                "validated_on": {"random_batches": list(CHECK_BATCH_SIZES),
                                 "dataset_images": 0 if data is None else int(data.shape[0])}},
     )
-    if kind == "coop":
-        manifest.coop = graphs_coop.coop_settings(model, train_config)
-    else:
-        from salkit.export import graphs_qefpn
-
-        manifest.qefpn = graphs_qefpn.qefpn_settings(model, train_config)
+    get_export_kind(kind).store_settings(manifest, model, train_config)
 
     with atomic_directory(options.out, force=options.force) as tmp:
         for graph in graphs:

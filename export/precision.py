@@ -31,13 +31,9 @@ from salkit.export.onnx_io import MAX_IR_VERSION
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
 
-# Graphs quantized when a precision is forced; the automatic choice also tries the others that
-# carry the FLOPs (energy_grad, QE-FPN's f) and keeps them only where they pay and pass the gate.
-# The coop generator (the authors' whole path, N encoder passes) stays float32: the gate judges
-# the split path the runtime runs, so a reduced generator would go unjudged.
-REDUCED_GRAPHS = {"coop": ("encoder", "latent_decoder"), "qefpn": ("encoder", "decoder")}
-CANDIDATE_GRAPHS = {"coop": ("encoder", "latent_decoder", "energy_grad"),
-                    "qefpn": ("encoder", "decoder", "f")}
+# Which graphs are quantized is the model kind's (salkit.export.kinds): ExportKind.reduced_graphs
+# when a precision is forced; the automatic choice also tries candidate_graphs, the others that
+# carry the FLOPs (energy_grad, QE-FPN's f), and keeps them only where they pay and pass the gate.
 ARTEFACT_PRECISIONS = ("fp16", "int8")
 INT8_SCHEMES = ("tensorrt", "cpu", "cpu7")
 

@@ -2,7 +2,7 @@
 
 ``auto`` (the default) on the CPU it runs on:
 
-1. int8: quantize the candidate graphs (:data:`~salkit.export.precision.CANDIDATE_GRAPHS`) on the
+1. int8: quantize the candidate graphs ((the model kind's ``candidate_graphs``, :mod:`salkit.export.kinds`)) on the
    calibration photographs, keep a graph only where its int8 artefact runs faster than float32
    (a short timing of the graph alone), then gate the plan on the final maps; while it fails,
    the graph the gate blames goes back to float32 and the rest are judged again;
@@ -11,7 +11,7 @@
    when nothing passes or nothing is faster. Artefacts of plans that did not pass are deleted.
 
 A forced precision (``fp16``, ``bf16``, ``int8``) writes its artefacts for the graphs of
-:data:`~salkit.export.precision.REDUCED_GRAPHS` and must pass the gate, else the export is
+the kind's ``reduced_graphs`` and must pass the gate, else the export is
 refused; ``fp32`` writes none.
 """
 
@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.export.graphs import GraphDef
-from salkit.export.precision import ARTEFACT_PRECISIONS, CANDIDATE_GRAPHS, REDUCED_GRAPHS, drop_variant, write_variant
+from salkit.export.kinds import get_export_kind
+from salkit.export.precision import ARTEFACT_PRECISIONS, drop_variant, write_variant
 from salkit.export.precision_calib import CalibrationImages
 from salkit.export.precision_cpu import CpuInfo, cpu_info
 from salkit.export.precision_gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
@@ -139,10 +140,8 @@ class PrecisionJob:
         return next(g for g in self.graphs if g.name == name)
 
     def _rows(self, name: str) -> int:
-        """Rows a graph runs on per image: the coop loop decodes and refines N samples at once."""
-        if self.manifest.model_kind == "coop" and name != "encoder":
-            return int(self.manifest.coop.get("samples", 1) or 1)
-        return 1
+        """Rows a graph runs on per image in the runtime's loop (the kind's: coop decodes N samples at once)."""
+        return get_export_kind(self.manifest.model_kind).rows(self.manifest, name)
 
     def _speedup(self, name: str, precision: str) -> tuple[float, float]:
         """(fp32 s, reduced s) of one graph alone on a calibration input of the runtime's rows."""
@@ -235,7 +234,7 @@ def _forced(job: PrecisionJob, precision: str, choice: dict[str, Any]) -> None:
                           f"{'calibrate and ' if precision == 'int8' else ''}gate it on)")
     backend = "openvino" if precision == "bf16" else "ort-cpu"
     if precision != "bf16":
-        job.write(precision, REDUCED_GRAPHS[manifest.model_kind])
+        job.write(precision, get_export_kind(manifest.model_kind).reduced_graphs)
     plan = plan_name(backend, precision)
     verdict = job.judge(plan, prune=False)
     manifest.precision_gate[plan] = verdict
@@ -254,7 +253,7 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
         gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": "no --calib photographs to calibrate and gate int8 on"}
     else:
         failed: dict[str, str] = {}
-        names = job.write("int8", CANDIDATE_GRAPHS[manifest.model_kind], failed)
+        names = job.write("int8", get_export_kind(manifest.model_kind).candidate_graphs, failed)
         dropped = {**failed, **job.keep_paying("int8", names)}
         verdict = job.judge(plan_name("ort-cpu", "int8"), prune=True)
         verdict["dropped"] = {**dropped, **verdict.get("dropped", {})}

@@ -5,10 +5,10 @@ so the same latents; the bundle's default samples and steps; no Langevin noise) 
 float32 on ort-cpu, the reference:
 
 * saliency maps: mean |Δ| ≤ 0.003 and max |Δ| ≤ 0.05;
-* coop entropy maps (predictive, aleatoric, epistemic, in nats): mean |Δ| ≤ 0.01 each;
-* QE-FPN: the solve must converge as well as in float32: the final relative residual at most
-  twice float32's (or within the bundle's Broyden tolerance), since a quantised ``f`` re-applies
-  its error every iteration.
+* and what the model kind adds (``ExportKind.gate_metrics``): coop entropy maps (predictive,
+  aleatoric, epistemic, in nats): mean |Δ| ≤ 0.01 each; QE-FPN: the solve must converge as well
+  as in float32: the final relative residual at most twice float32's (or within the bundle's
+  Broyden tolerance), since a quantised ``f`` re-applies its error every iteration.
 
 A plan that fails is not used, and the verdict names the graph to blame: each reduced graph is
 swapped back to float32 in turn, and the one whose return brings the maps closest to float32 is
@@ -21,15 +21,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from salkit.export.kinds import get_export_kind
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
 
 SALIENCY_MEAN_ABS = 0.003
 SALIENCY_MAX_ABS = 0.05
 ENTROPY_MEAN_ABS = 0.01
-RESIDUAL_FACTOR = 2.0
 REFERENCE_PLAN = plan_name("ort-cpu", "fp32")
-ENTROPY_KEYS = ("predictive", "aleatoric", "epistemic")
 GATE_SEED = 0
 
 Outputs = dict[str, np.ndarray]
@@ -54,16 +53,11 @@ def run_with_predictor(manifest: Manifest, backend: str, precision: str, x: np.n
 
 
 def compare(kind: str, reference: Outputs, candidate: Outputs, broyden_tol: float = 0.0) -> dict[str, float]:
-    """The gate's numbers for one candidate run against the reference run."""
+    """The gate's numbers for one candidate run against the reference run: the saliency maps',
+    then the kind's own (``broyden_tol``: the bundle's tolerance, ExportKind.gate_tolerance)."""
     sal = np.abs(candidate["saliency"].astype(np.float64) - reference["saliency"])
     metrics = {"saliency_mean_abs": float(sal.mean()), "saliency_max_abs": float(sal.max())}
-    if kind == "coop":
-        per_map = [float(np.abs(candidate[k].astype(np.float64) - reference[k]).mean()) for k in ENTROPY_KEYS if k in reference]
-        metrics["entropy_mean_abs"] = max(per_map, default=0.0)
-    else:
-        metrics["residual"] = float(np.max(candidate["residual"]))
-        metrics["residual_fp32"] = float(np.max(reference["residual"]))
-        metrics["residual_limit"] = max(RESIDUAL_FACTOR * metrics["residual_fp32"], broyden_tol)
+    metrics.update(get_export_kind(kind).gate_metrics(reference, candidate, broyden_tol))
     return metrics
 
 
@@ -96,7 +90,7 @@ class Gate:
             raise SalkitError("the precision gate needs at least one held image")
         self.manifest, self.images, self.run = manifest, images, run
         self.kind = manifest.model_kind
-        self.broyden_tol = float(manifest.qefpn.get("broyden_tol", 0.0) or 0.0) if self.kind == "qefpn" else 0.0
+        self.broyden_tol = get_export_kind(self.kind).gate_tolerance(manifest)
         backend, precision = split_plan(REFERENCE_PLAN)
         self.reference = run(manifest.at_precision(manifest.precision), backend, precision, images)
 

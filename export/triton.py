@@ -3,13 +3,14 @@
 Layout::
 
     DIR/<prefix><graph>/config.pbtxt, 1/model.plan | 1/model.onnx   one model per bundle graph
-    DIR/<entry>/config.pbtxt, 1/model.py, 1/_salkit_prelude.py,
+    DIR/<entry>/config.pbtxt, 1/model.py, 1/_salkit_prelude.py, 1/salkit_loop.py,
                 1/salkit/kernels/*.py                                 the loop (Python backend, BLS)
 
-``<prefix>`` is ``coop_`` / ``qefpn_``; ``<entry>`` is ``saliency`` (coop) or ``qefpn`` (QE-FPN),
-the model names ``sal-runtime serve`` exposes. Graph models use TensorRT plans when the bundle
-has engines (``tensorrt_plan``, GPU instances) and the ONNX graphs otherwise (``onnxruntime_onnx``,
-CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
+``<prefix>`` is the model kind and ``_`` (``coop_``, ``qefpn_``); ``<entry>`` is the kind's first
+served model, the name ``sal-runtime serve`` gives it (``saliency`` for coop, ``qefpn``);
+``salkit_loop.py`` is the kind's Triton loop (``salkit.export.kinds``, e.g. ``triton_coop.py``).
+Graph models use TensorRT plans when the bundle has engines (``tensorrt_plan``, GPU instances)
+and the ONNX graphs otherwise (``onnxruntime_onnx``, CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
 bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
 
@@ -32,14 +33,15 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
+from salkit.export.kinds import get_export_kind
 from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, TensorSpec
+from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
 
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
          "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
-ENTRY_MODEL = {"coop": "saliency", "qefpn": "qefpn"}
 GRAPH_BACKENDS = ("auto", "onnxruntime", "openvino", "python")
 QUEUE_DELAY_US = 500
 
@@ -122,12 +124,8 @@ def entry_config(name: str, manifest: Manifest, settings: dict, extra_sys_path: 
 
 def loop_settings(manifest: Manifest, prefix: str) -> dict:
     """The model's settings plus the loop's wiring: graph model name prefix, encoder feature names."""
-    settings: dict = {**model_config.model_settings(manifest), "prefix": prefix}
-    if manifest.model_kind == "coop":
-        if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
-            settings["logit_eps"] = manifest.coop["logit_eps"]
-        settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
-    return settings
+    return {**model_config.model_settings(manifest), "prefix": prefix,
+            **get_export_kind(manifest.model_kind).triton_settings(manifest)}
 
 
 def _copy_kernels(target: Path) -> None:
@@ -187,10 +185,12 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
                 (version / "_salkit_prelude.py").write_text(prelude)
             (tmp / name / "config.pbtxt").write_text(graph_config(name, platform, manifest, graph, kind, extra, precision))
             names.append(name)
-        entry = ENTRY_MODEL[manifest.model_kind]
+        entry = get_kind(manifest.model_kind).served_models[0]
         version = tmp / entry / "1"
         version.mkdir(parents=True)
         (version / "model.py").write_text(resources.files("salkit.export").joinpath("triton_model.py").read_text())
+        loop = get_export_kind(manifest.model_kind).triton_loop
+        (version / "salkit_loop.py").write_text(resources.files("salkit.export.kinds").joinpath(loop).read_text())
         (version / "_salkit_prelude.py").write_text(prelude)
         _copy_kernels(version)
         (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix), extra))

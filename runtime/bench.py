@@ -51,7 +51,7 @@ from salkit.runtime.bench_flops import graph_flops
 from salkit.runtime.bench_peaks import best, gemm_peaks
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.runtime.cpu import cpu_info
-from salkit.runtime.loops import check_steps
+from salkit.runtime.kinds import KINDS, kind_of
 from salkit.runtime.predictor import Predictor
 
 BASELINE_KEYS = {"torch": "speedup_vs_torch", "torch_best_recipe": "speedup_vs_torch_best"}
@@ -76,13 +76,7 @@ def flops_per_image(predictor: Predictor, samples: int, steps: int) -> dict[str,
     """Counted FLOPs of predict for one image, per path."""
     m = predictor.manifest
     f = {name: graph_flops(m.graph_path(name)) for name in m.graphs if name != "energy"}
-    if m.model_kind == "coop":
-        langevin = steps * f["energy_grad"]
-        return {
-            "split": f["encoder"] + samples * f["latent_decoder"] + langevin,
-            "whole": samples * f["generator"] + langevin,
-        }
-    return {"split": f["encoder"] + steps * f["f"] + f["decoder"]}  # T Broyden steps (+1 f at z0)
+    return predictor.runtime_kind.flops(f, samples, steps)
 
 
 def run_bench(
@@ -112,21 +106,18 @@ def run_bench(
     if warmup < 0 or repeat < 1:
         raise SalkitError(f"--warmup must be >= 0 and --repeat >= 1, got {warmup} and {repeat}")
     m = load_bundle(bundle)
-    kind = m.model_kind
-    if kind == "coop":
-        n = check_steps("samples", m.coop.get("samples", 1) if samples is None else samples, 1)
-        k = check_steps("steps", m.coop.get("langevin_steps", 0) if steps is None else steps, 0)
-    else:
-        n, k = 1, check_steps("steps", m.qefpn.get("broyden_iterations", 0) if steps is None else steps, 0)
+    model_kind = kind_of(m)
+    kind = model_kind.name
+    n, k = model_kind.defaults(m, samples, steps)
     inputs = {
         batch: (bench_inputs(m, batch, images),
-                np.random.default_rng(1).standard_normal((n, batch, int(m.coop.get("latent_dim", 1))), dtype=np.float32))
+                np.random.default_rng(1).standard_normal((n, batch, model_kind.latent_dim(m)), dtype=np.float32))
         for batch in batches
     }
     cpu = cpu_info(ask_openvino=True)
     measured: dict[str, dict[str, Any]] = {}
     if baselines is not None:
-        made = baselines(kind=kind, samples=n, steps=k, step_size=float(m.coop.get("langevin_step", 0.0)), bf16=cpu.bf16, threads=threads)
+        made = baselines(kind=kind, samples=n, steps=k, step_size=model_kind.step_size(m), bf16=cpu.bf16, threads=threads)
         measured = measure_baselines(made, inputs, warmup, repeat, progress)
         del made
         gc.collect()
@@ -134,12 +125,12 @@ def run_bench(
         progress(f"plan {predictor.plan}: {predictor.backend_reason}")
         progress("measuring the GEMM peaks (fp32, bf16, int8)")
         rates = gemm_peaks(gemm_size)
-        flops = flops_per_image(predictor, n, k + 1 if kind == "qefpn" else k)
+        flops = flops_per_image(predictor, n, k)
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
             "plan": predictor.plan, "plan_reason": predictor.backend_reason,
             "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json()},
-            "settings": {"samples": n if kind == "coop" else None, "steps": k, "input_size": m.input_size,
+            "settings": {"samples": n if model_kind.takes_samples else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},
             kind: {},
         }
@@ -148,9 +139,8 @@ def run_bench(
         try:
             for batch in batches:
                 x, latents = inputs[batch]
-                paths = ("split", "whole") if kind == "coop" else ("split",)
                 entry: dict[str, Any] = {"paths": {}}
-                for path in paths:
+                for path in model_kind.bench_paths:
                     progress(f"{kind} batch {batch}: runtime {predictor.plan}, {path} path")
                     call = _runtime_call(predictor, x, latents, k, path)
                     t = timings(call, warmup, repeat)
@@ -212,13 +202,11 @@ def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, 
 
 
 def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
-    if predictor.kind == "qefpn":
-        return lambda: predictor.predict_tensor(x, steps=steps)
-    return lambda: predictor.predict_tensor(x, latents=latents, steps=steps, uncertainty=True, path=path)
+    return predictor.runtime_kind.bench_call(predictor, x, latents, steps, path)
 
 
 def format_record(record: dict[str, Any]) -> str:
-    kind = "coop" if "coop" in record else "qefpn"
+    kind = next(name for name in KINDS if name in record)  # the record keeps its numbers under the kind's name
     machine = record["machine"]
     baselines = [key for key in BASELINE_KEYS if key in record]
     lines = [

@@ -23,16 +23,7 @@ from salkit.runtime.predictor import Predictor
 
 def _graph_calls(predictor: Predictor, batch: int, samples: int) -> dict[str, Callable[[], None]]:
     """One bound run per graph of the split predict, on the workspace the predict built."""
-    if predictor.kind == "qefpn":
-        loop, ws = predictor._qefpn, predictor._qefpn.workspace(batch)
-        runners = loop.runners
-        return {"encoder": lambda: runners.encoder.run(ws.encode), "f": lambda: runners.f.run(ws.f),
-                "decoder": lambda: runners.decoder.run(ws.decode)}
-    loop = predictor._coop
-    ws = loop.workspace(batch, samples, "split")
-    runners = loop.runners
-    return {"encoder": lambda: runners.encoder.run(ws.encode), "latent_decoder": lambda: runners.latent_decoder.run(ws.decode),
-            "energy_grad": lambda: runners.energy_grad.run(ws.grad_bind[0])}
+    return predictor.runtime_kind.graph_calls(predictor.loop, batch, samples)
 
 
 def _timed(call: Callable[[], Any]) -> float:
@@ -57,11 +48,7 @@ def compare(
         result: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
         for batch, (x, latents) in inputs.items():
             samples = latents.shape[0]
-            calls = {
-                name: (lambda p=p: p.predict_tensor(x, steps=steps)) if p.kind == "qefpn"
-                else (lambda p=p: p.predict_tensor(x, latents=latents, steps=steps, uncertainty=True))
-                for name, p in predictors.items()
-            }
+            calls = {name: p.runtime_kind.bench_call(p, x, latents, steps, "split") for name, p in predictors.items()}
             outputs = {name: call()["saliency"] for name, call in calls.items()}  # also the first (compiling) call
             for _ in range(warmup):
                 for call in calls.values():

@@ -4,6 +4,8 @@ A bundle is a directory holding ``manifest.json`` plus the ONNX graphs (and Tens
 when built). This module owns the manifest schema: export builds a :class:`Manifest` and calls
 :meth:`Manifest.write`; the runtime calls :func:`load_bundle`, which refuses a bundle whose
 format version, file hashes or graph I/O do not match, with a message naming what is wrong.
+Whether the model kind is known and the bundle holds the graphs it needs is the kind's check
+(``salkit.runtime.kinds.kind_of``, which the Predictor, bench and serve run on loading).
 No torch here: a serving host reads bundles without PyTorch.
 
 Precision (docs/export.md, "Precision"). ``graphs`` are the float32 reference graphs, always
@@ -37,15 +39,7 @@ HINT_PRECISIONS = ("bf16",)  # precisions a backend compiles the float32 graphs 
 DYNAMIC = -1  # marks the dynamic (batch) axis in a TensorSpec shape
 
 # Graph names and their I/O names are part of the format: runtime loops address them by name.
-REQUIRED_GRAPHS: dict[str, tuple[str, ...]] = {
-    # encoder: image → feat0..featN ; latent_decoder: feat0..featN, latent → logits
-    # generator: image, latent → logits ; energy: saliency, image → energy
-    # energy_grad: saliency, image → grad   (saliency is in LOGIT space, see Manifest.coop)
-    "coop": ("generator", "encoder", "latent_decoder", "energy", "energy_grad"),
-    # encoder: image → injection (B, D) ; f: z (B, D), injection (B, D) → f_z (B, D)
-    # decoder: z (B, D) → logits (B, 1, S, S)
-    "qefpn": ("encoder", "f", "decoder"),
-}
+# Which graphs a bundle of each model kind must hold is the kind's (salkit.runtime.kinds).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +76,7 @@ class GraphSpec:
 class Manifest:
     """Parsed ``manifest.json``. ``root`` is the bundle directory (not serialised)."""
 
-    model_kind: str  # "coop" | "qefpn"
+    model_kind: str  # a registered kind (salkit.runtime.kinds): "coop" | "qefpn"
     model_name: str  # registry name of the trained model, e.g. "coop_resnet50"
     input_size: int  # square side the graphs take
     mean: tuple[float, float, float]  # normalisation applied to RGB in [0, 1]
@@ -90,6 +84,7 @@ class Manifest:
     precision: str  # of the ``graphs`` files: "fp32" (older bundles could hold fp16/int8 graphs there)
     batch: dict[str, int]  # {"min": 1, "opt": 8, "max": 16}: the engines' optimisation profile
     graphs: dict[str, GraphSpec]
+    # The kinds' loop settings, each under the kind's name (other kinds keep theirs in extra[<kind>]).
     # coop: latent_dim, langevin_step (δ), langevin_steps (default K), samples (default N),
     #       map_space ("logit": Langevin runs on logits, U sees sigmoid(Y)).
     coop: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -224,11 +219,6 @@ def _parse(obj: dict[str, Any], where: Path) -> Manifest:
                     raise KeyError(f"variants.{precision}.{name} needs a graph of the bundle, a file and a sha256")
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise SalkitError(f"{where}: malformed manifest ({type(err).__name__}: {err})") from None
-    if manifest.model_kind not in REQUIRED_GRAPHS:
-        raise SalkitError(f"{where}: unknown model kind {manifest.model_kind!r} (expected one of {sorted(REQUIRED_GRAPHS)})")
-    missing = [g for g in REQUIRED_GRAPHS[manifest.model_kind] if g not in manifest.graphs]
-    if missing:
-        raise SalkitError(f"{where}: {manifest.model_kind} bundle lacks graphs {missing}")
     chosen = manifest.chosen_plan()
     if chosen is not None:
         precision = chosen[1]

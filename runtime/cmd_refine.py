@@ -55,7 +55,7 @@ def refine(
                 failures.add(pair[0].stem, err)
     with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
         click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
-        if predictor.kind != "coop":
+        if not predictor.runtime_kind.refines:
             raise SalkitError(f"refine needs a cooperative (coop) bundle with an energy graph; {bundle} is {predictor.kind}")
         size = batch_size or int(predictor.manifest.batch.get("opt", 1) or 1)
         if size < 1:

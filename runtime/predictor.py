@@ -25,15 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends import create_runner, device_for
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
-from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
-from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
+from salkit.runtime.kinds import get_kind, kind_of
 from salkit.runtime.plan import Probe, choose_plan
 
 
@@ -64,6 +62,7 @@ class Predictor:
         and for diagnosis); ``probe`` replaces the timed probe of ``auto`` (tests).
         """
         self.manifest = manifest
+        self.runtime_kind = kind_of(manifest)  # what differs per model kind (salkit.runtime.kinds)
         plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe or probe_predict)
         self.backend_name, self.precision, self.backend_reason = plan.backend, plan.precision, plan.reason
         self.device = device_for(self.backend_name)
@@ -84,35 +83,7 @@ class Predictor:
             raise
 
     def _build_loop(self) -> None:
-        manifest = self.manifest
-        kind = manifest.model_kind
-        if kind == "coop":
-            coop = manifest.coop
-            self._coop = CoopLoop(
-                CoopRunners(
-                    encoder=self._runner("encoder"),
-                    latent_decoder=self._runner("latent_decoder"),
-                    energy_grad=self._runner("energy_grad"),
-                    generator=None,  # loaded on first use of the whole-generator path
-                ),
-                self.device,
-                size=manifest.input_size,
-                latent_dim=int(coop["latent_dim"]),
-                step_size=float(coop["langevin_step"]),
-                logit_eps=float(coop.get("logit_eps", LOGIT_EPS)),
-            )
-        else:
-            q = manifest.qefpn
-            self._qefpn = QefpnLoop(
-                QefpnRunners(self._runner("encoder"), self._runner("f"), self._runner("decoder")),
-                self.device,
-                size=manifest.input_size,
-                state_dim=int(q["state_dim"]),
-                iterations=int(q["broyden_iterations"]),
-                memory=int(q["broyden_memory"]) if q.get("broyden_memory") else None,
-                tol=float(q.get("broyden_tol", 1e-3)),
-                stop_mode=str(q.get("stop_mode", "rel")),
-            )
+        self.loop = self.runtime_kind.build_loop(self.manifest, self._runner, self.device)
 
     @classmethod
     def from_bundle(
@@ -139,13 +110,7 @@ class Predictor:
         return self.manifest.model_kind
 
     def _defaults(self, samples: int | None, steps: int | None) -> tuple[int, int]:
-        if self.kind == "qefpn":
-            t = self.manifest.qefpn.get("broyden_iterations", 0) if steps is None else steps
-            return 1, check_steps("steps (Broyden iterations)", t, 0)
-        coop = self.manifest.coop
-        n = coop.get("samples", 1) if samples is None else samples
-        k = coop.get("langevin_steps", 0) if steps is None else steps
-        return check_steps("samples", n, 1), check_steps("steps", k, 0)
+        return self.runtime_kind.defaults(self.manifest, samples, steps)
 
     def _check_tensor(self, x: Any, name: str = "x") -> np.ndarray:
         x = to_numpy(x, 0)
@@ -195,32 +160,13 @@ class Predictor:
         n, k = self._defaults(samples, steps)
         with self._lock:
             self._live()
-            if self.kind == "qefpn":
-                parts = [self._qefpn.predict(x[s], iterations=k) for s in self._chunks(x.shape[0])]
-                return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-            latent_dim = self._coop.latent_dim
-            if latents is None or (noise and noise_values is None):
-                # The seed convention of kernels.coop.random_inputs, shared with the Triton model.
-                drawn, kicks = random_inputs(seed, samples=n, batch=x.shape[0], latent_dim=latent_dim, steps=k,
-                                             size=x.shape[2], noise=noise and noise_values is None)
-                latents = drawn if latents is None else latents
-                noise_values = kicks if noise_values is None else noise_values
-            latents = np.asarray(latents, dtype=np.float32)
-            if latents.ndim != 3 or latents.shape[1:] != (x.shape[0], latent_dim) or latents.shape[0] < 1:
-                raise SalkitError(f"latents must have shape (N, {x.shape[0]}, {latent_dim}), got {latents.shape}")
-            if noise_values is not None and noise_values.shape != (k, x.shape[0], 1, *x.shape[2:]):
-                raise SalkitError(f"noise_values must have shape {(k, x.shape[0], 1, *x.shape[2:])}, got {noise_values.shape}")
-            if path == "whole" and self._coop.runners.generator is None:
-                self._coop.runners.generator = self._runner("generator")
-            parts = []
-            for s in self._chunks(x.shape[0]):
-                noise_part = None if noise_values is None else noise_values[:, s]
-                parts.append(self._coop.predict(x[s], latents[:, s], steps=k, noise=noise_part, uncertainty=uncertainty, path=path))
-            return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+            return self.runtime_kind.predict(self.loop, x, self._chunks(x.shape[0]), samples=n, steps=k, noise=noise,
+                                             uncertainty=uncertainty, seed=seed, path=path, latents=latents,
+                                             noise_values=noise_values, runner=self._runner)
 
     def refine_tensor(self, x: Any, maps: Any, *, steps: int | None = None, noise_values: np.ndarray | None = None) -> np.ndarray:
         """x (B,3,S,S), maps (B,1,S,S) probabilities in [0, 1] → refined probabilities (B,1,S,S)."""
-        if self.kind != "coop":
+        if not self.runtime_kind.refines:
             raise SalkitError(f"refine needs a cooperative (coop) bundle; {self.manifest.root} is {self.kind}")
         x = self._check_tensor(x)
         maps = to_numpy(maps, 0)
@@ -232,11 +178,7 @@ class Predictor:
         _, k = self._defaults(None, steps)
         with self._lock:
             self._live()
-            parts = [
-                self._coop.refine(x[s], maps[s].astype(np.float32), steps=k, noise=None if noise_values is None else noise_values[:, s])
-                for s in self._chunks(x.shape[0])
-            ]
-        return np.concatenate(parts)
+            return self.runtime_kind.refine(self.loop, x, maps, self._chunks(x.shape[0]), steps=k, noise_values=noise_values)
 
     # -- image level ------------------------------------------------------------------------
     def predict(
@@ -255,7 +197,8 @@ class Predictor:
         back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]  # noqa: E731
         saliency = [np.clip(s, 0.0, 1.0) for s in back("saliency")]
         unc = {key: back(key) for key in ("predictive", "aleatoric", "epistemic")} if "predictive" in out else None
-        stats = {key: [float(v) for v in out[key]] for key in ("iterations", "residual") if key in out}
+        # By name, not self.runtime_kind: BatchingPredictor runs this method as its own.
+        stats = {key: [float(v) for v in out[key]] for key in get_kind(m.model_kind).stats if key in out}
         return Prediction(saliency=saliency, uncertainty=unc, stats=stats)
 
     def refine(self, images: Any, maps: Any, *, steps: int | None = None) -> list[np.ndarray]:

@@ -188,8 +188,7 @@ def run_bench(args: argparse.Namespace, backend: str, out: Path) -> dict[str, An
                "--images", str(args.data / "img"), "--repeat", str(args.bench_repeat), "--gemm-size", "512", "--json", str(record_path)]  # fmt: skip
     subprocess.run(command, check=True, timeout=3600, stdout=subprocess.DEVNULL)
     record = json.loads(record_path.read_text())
-    kind = next(k for k in ("coop", "qefpn") if k in record)
-    entry = record[kind][str(args.max_batch)]
+    entry = record[args.kind][str(args.max_batch)]  # bench keeps its numbers under the kind's name
     return {"command": shlex.join(command), "images_per_s": entry["images_per_s"], "p50_ms": entry["p50_ms"], "p99_ms": entry["p99_ms"]}
 
 
@@ -250,7 +249,10 @@ def main() -> int:
     if not (args.bundle / "manifest.json").is_file():
         raise SystemExit(f"error: {args.bundle} is not a bundle (no manifest.json)")
     manifest = json.loads((args.bundle / "manifest.json").read_text())
-    model = "qefpn" if manifest.get("model_kind") == "qefpn" else "saliency"
+    from salkit.runtime.kinds import get_kind
+
+    args.kind = str(manifest.get("model_kind"))
+    model = get_kind(args.kind).served_models[0]  # the model sal-runtime serve answers /predict with
     photos = photographs(args.data, args.split, args.limit_images)
     args.out.mkdir(parents=True, exist_ok=True)
     listing = args.out / "images.txt"

@@ -47,21 +47,36 @@ def torch_baselines(
 ) -> list[dict[str, Any]]:
     """The two baselines for a checkpoint, in the order they are to be measured (setup is lazy:
     the best recipe converts the model to channels_last, so it comes second)."""
+    if kind not in BASELINES:
+        raise SalkitError(f"--compare-torch has no torch baselines for model kind {kind!r} (it has: {', '.join(sorted(BASELINES))})")
     model = load_torch_model(ckpt, threads)
     if getattr(model, "kind", kind) != kind:
         raise SalkitError(f"--compare-torch {ckpt} holds a {model.kind} model, the bundle is {kind}")
-    if kind == "coop":
-        authors = lambda: coop_eager(model, samples, steps, step_size)  # noqa: E731
-        best = lambda: coop_best_recipe(model, steps, step_size, bf16)  # noqa: E731
-    else:
-        authors = lambda: qefpn_eager(model, steps)  # noqa: E731
-        best = lambda: qefpn_best_recipe(model, steps, bf16)  # noqa: E731
+    authors, best = BASELINES[kind](model, samples, steps, step_size, bf16)
     dtype = "bfloat16" if bf16 else "float32"
     return [
         {"key": "torch", "label": "torch eager, the authors' way (fp32)", "setup": authors, "dtype": "float32", "channels_last": False},
         {"key": "torch_best_recipe", "label": f"torch split reference, {dtype} autocast, channels_last" if bf16 else
          "torch split reference, fp32, channels_last", "setup": best, "dtype": dtype, "channels_last": True},
     ]
+
+
+Setup = Callable[[], Callable[[np.ndarray, np.ndarray], np.ndarray]]
+
+
+def _coop_baselines(model: Any, samples: int, steps: int, step_size: float, bf16: bool) -> tuple[Setup, Setup]:
+    return lambda: coop_eager(model, samples, steps, step_size), lambda: coop_best_recipe(model, steps, step_size, bf16)
+
+
+def _qefpn_baselines(model: Any, samples: int, steps: int, step_size: float, bf16: bool) -> tuple[Setup, Setup]:
+    return lambda: qefpn_eager(model, steps), lambda: qefpn_best_recipe(model, steps, bf16)
+
+
+# Model kind → (the authors' way, the best recipe), each a lazy setup (see torch_baselines).
+BASELINES: dict[str, Callable[[Any, int, int, float, bool], tuple[Setup, Setup]]] = {
+    "coop": _coop_baselines,
+    "qefpn": _qefpn_baselines,
+}
 
 
 def coop_best_recipe(model: Any, steps: int, step_size: float, bf16: bool) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:

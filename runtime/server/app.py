@@ -32,6 +32,7 @@ from starlette.routing import Route
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.batching import BatcherClosedError, BatchStats, QueueFullError, validate_batching
 from salkit.runtime.batching_predictor import BatchingPredictor
+from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
 from salkit.runtime.server.guard import BodyTooLarge, Guard
 from salkit.runtime.server.metrics import ServerMetrics
@@ -95,7 +96,7 @@ class ServerState:
             size = predictor.manifest.input_size
             zeros = np.zeros((1, 3, size, size), dtype=np.float32)
             predictor.predict_tensor(zeros)  # warm-up: first runs allocate and compile
-            if predictor.manifest.model_kind == "coop":
+            if get_kind(predictor.manifest.model_kind).refines:
                 predictor.refine_tensor(zeros, np.full((1, 1, size, size), 0.5, dtype=np.float32))
             self.batching = BatchingPredictor(
                 predictor,

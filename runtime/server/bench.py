@@ -175,19 +175,21 @@ def bench_serving(
     ``server_command`` on a stand-in), ``input_size`` gives the square side of the requests.
     """
     from salkit.runtime.bundle import load_bundle
+    from salkit.runtime.kinds import kind_of
 
     if clients < 1 or requests_per_client < 1:
         raise SalkitError(f"clients and requests per client must be >= 1, got {clients} and {requests_per_client}")
     if bundle is not None:
         bundle = Path(bundle)
         manifest = load_bundle(bundle)
-        model, size = ("qefpn" if manifest.model_kind == "qefpn" else "saliency"), manifest.input_size
+        kind = kind_of(manifest)
+        model, size, takes_samples = kind.served_models[0], manifest.input_size, kind.takes_samples
     elif server_command is not None and input_size is not None:
-        model, size, measure_compute = "saliency", input_size, False
+        model, size, measure_compute, takes_samples = "saliency", input_size, False, True
     else:
         raise SalkitError("bench_serving needs a bundle, or a server_command and an input_size")
     options = {k: v for k, v in (("samples", samples), ("steps", steps)) if v is not None}
-    if model == "qefpn":
+    if not takes_samples:
         options.pop("samples", None)
     body, headers = _request(size, options)
     command = server_command or serve_command(bundle, backend, threads)  # type: ignore[arg-type]

@@ -94,6 +94,7 @@ def serve(
     """
     from salkit.runtime.batching import validate_batching
     from salkit.runtime.bundle import load_bundle
+    from salkit.runtime.kinds import kind_of
 
     max_body_bytes = validate_options(port, max_body_mb, grpc_port)
     validate_batching(max_batch, max_delay_ms)
@@ -103,6 +104,7 @@ def serve(
     if token is None and not _is_loopback(host):
         click.echo(f"warning: serving on {host} without --token-file: anyone who can reach it can use it", err=True)
     manifest = load_bundle(bundle)
+    kind_of(manifest)  # a kind this runtime knows, with its graphs: refused here, not in the loader thread
 
     from salkit.runtime.backends import GPU_BACKENDS, resolve_backend
 

@@ -24,6 +24,7 @@ import json
 from typing import Any
 
 from salkit.runtime.bundle import Manifest
+from salkit.runtime.kinds import get_kind
 
 # Each model's tensors in the shared layout: (name, channels); maps are channels × S × S, and
 # channels None is one value per row, which Triton writes as dims [1] reshaped to [].
@@ -60,14 +61,7 @@ def tensor_configs(model_name: str, size: int) -> tuple[list[dict[str, Any]], li
 
 def model_settings(manifest: Manifest) -> dict[str, Any]:
     """The bundle's loop settings the models run with (JSON-ready)."""
-    settings: dict[str, Any] = {"kind": manifest.model_kind}
-    if manifest.model_kind == "coop":
-        settings.update({k: manifest.coop.get(k) for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")})
-    else:
-        q = manifest.qefpn
-        settings.update({k: q.get(k) for k in ("broyden_iterations", "broyden_memory", "broyden_tol")})
-        settings["stop_mode"] = q.get("stop_mode", q.get("broyden_stop_mode", "rel"))
-    return settings
+    return {"kind": manifest.model_kind, **get_kind(manifest.model_kind).config_settings(manifest)}
 
 
 def shared_parameters(model_name: str, settings: dict[str, Any]) -> dict[str, str]:

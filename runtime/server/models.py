@@ -1,6 +1,7 @@
 """The models a server exposes for one bundle, in KServe v2 terms.
 
-A coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle serves ``qefpn``.
+Which models a bundle serves is its kind's (``RuntimeKind.served_models``, names in
+:data:`SERVED_MODELS`): a coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle ``qefpn``.
 
 ``IMAGE`` is accepted in two layouts:
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from salkit.base import images
 from salkit.runtime.batching_predictor import BatchingPredictor
+from salkit.runtime.kinds import get_kind
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 from salkit.runtime.server.stats import RequestTrace
 
@@ -245,7 +247,12 @@ class RefineModel(ServedModel):
         return {"MAP": await _resize_back_async(np.asarray(refined), prepared.sizes)}
 
 
+# The models a kind can serve, by name (RuntimeKind.served_models names them; the kind's first
+# model takes /predict). A kind whose outputs fit none of these adds its class here.
+SERVED_MODELS: dict[str, type[ServedModel]] = {cls.name: cls for cls in (SaliencyModel, QefpnModel, RefineModel)}
+
+
 def models_for(batching: BatchingPredictor) -> dict[str, ServedModel]:
-    kind = batching.manifest.model_kind
-    classes: tuple[type[ServedModel], ...] = (QefpnModel,) if kind == "qefpn" else (SaliencyModel, RefineModel)
-    return {cls.name: cls(batching) for cls in classes}
+    """The served models of the bundle's kind, its entry model first."""
+    names = get_kind(batching.manifest.model_kind).served_models
+    return {name: SERVED_MODELS[name](batching) for name in names}

@@ -74,7 +74,7 @@ async def predict_route(request: Request, models: dict[str, ServedModel], stats:
     if output not in _OUTPUTS:
         raise ProtocolError(f"output={output!r} is not one of {', '.join(_OUTPUTS)}")
     params = _query_params(request)
-    model = models.get("saliency") or models["qefpn"]
+    model = next(iter(models.values()))  # the kind's entry model (models_for puts it first)
     data, label = await _image_bytes(request)
     if not data:
         raise ProtocolError("empty body: send an image file (raw body, or multipart field 'image')")

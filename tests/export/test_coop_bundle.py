@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from salkit.export.trt_ops import check_graph
-from salkit.runtime.bundle import DYNAMIC, REQUIRED_GRAPHS, load_bundle
+from salkit.runtime.bundle import DYNAMIC, load_bundle
+from salkit.runtime.kinds import get_kind
 
 torch.set_num_threads(2)
 
@@ -30,7 +31,7 @@ def coop(tiny_coop_bundle: Path):
 
 def test_manifest_describes_every_graph(coop, tiny_coop_checkpoint: Path) -> None:
     manifest, _ = coop
-    assert manifest.model_kind == "coop" and set(REQUIRED_GRAPHS["coop"]) <= set(manifest.graphs)
+    assert manifest.model_kind == "coop" and set(get_kind("coop").graphs) <= set(manifest.graphs)
     assert manifest.input_size == 64 and manifest.precision == "fp32"
     assert manifest.coop["latent_dim"] == 8 and manifest.coop["map_space"] == "logit"
     trained = torch.load(tiny_coop_checkpoint, weights_only=False)["train_config"]["coop"]

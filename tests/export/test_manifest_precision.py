@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.bundle import REQUIRED_GRAPHS, load_bundle, sha256_file, split_plan
+from salkit.runtime.bundle import load_bundle, sha256_file, split_plan
+from salkit.runtime.kinds import get_kind
 
-GRAPHS = REQUIRED_GRAPHS["coop"]
+GRAPHS = get_kind("coop").graphs
 
 
 def _write_bundle(root: Path, **fields) -> Path:

@@ -79,7 +79,7 @@ def test_refine_matches_torch_reference(toy_coop, coop_predictor) -> None:  # ty
 def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_predictor) -> None:  # type: ignore[no-untyped-def]
     x, latents, _ = _inputs(batch=2, samples=2, seed=6)
     coop_predictor.predict_tensor(x, latents=latents, steps=2, uncertainty=False)  # builds the workspace
-    workspaces = dict(coop_predictor._coop._workspaces)
+    workspaces = dict(coop_predictor.loop._workspaces)
 
     def peak(steps: int) -> int:
         tracemalloc.start()
@@ -91,7 +91,7 @@ def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_pr
     few, many = peak(2), peak(40)
     map_bytes = 2 * 32 * 32 * 4
     assert many - few < 4 * map_bytes, (few, many)  # 38 more steps, not 38 more maps
-    assert coop_predictor._coop._workspaces == workspaces  # same buffers reused, none rebuilt
+    assert coop_predictor.loop._workspaces == workspaces  # same buffers reused, none rebuilt
 
 
 def test_qefpn_predict_matches_torch_broyden(toy_qefpn) -> None:  # type: ignore[no-untyped-def]

@@ -181,7 +181,7 @@ def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_b
     before = blas_threads()
     seen: list[set[int]] = []
     with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:
-        runner = predictor._qefpn.runners.f
+        runner = predictor.loop.runners.f
         run = runner.run
         runner.run = lambda binding: (seen.append(blas_threads()), run(binding))[1]  # type: ignore[method-assign]
         predictor.predict_tensor(_x(predictor.manifest.input_size), steps=3)

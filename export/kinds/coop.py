@@ -1,0 +1,53 @@
+"""The cooperative kind's export side: encoder / latent_decoder / generator / energy / energy_grad
+graphs (:mod:`salkit.export.graphs_coop`), the ``coop`` manifest block, and the entropy maps the
+precision gate compares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from salkit.export.graphs import GraphDef
+from salkit.export.kinds.base import ExportKind, Outputs, register_export_kind
+from salkit.runtime.bundle import Manifest
+
+ENTROPY_KEYS = ("predictive", "aleatoric", "epistemic")
+
+
+class CoopExport(ExportKind):
+    name = "coop"
+    size_fixed_by = "its energy net"  # the energy net's fully connected layer fixes the side
+    # The generator (the authors' whole path, N encoder passes) stays float32: the gate judges
+    # the split path the runtime runs, so a reduced generator would go unjudged.
+    reduced_graphs = ("encoder", "latent_decoder")
+    candidate_graphs = ("encoder", "latent_decoder", "energy_grad")
+    triton_loop = "triton_coop.py"
+
+    def graph_defs(self, model: Any, size: int, data: Any) -> list[GraphDef]:
+        from salkit.export import graphs_coop
+
+        return graphs_coop.coop_graphs(model, size, data)
+
+    def store_settings(self, manifest: Manifest, model: Any, train_config: dict[str, Any]) -> None:
+        from salkit.export import graphs_coop
+
+        manifest.coop = graphs_coop.coop_settings(model, train_config)
+
+    def rows(self, manifest: Manifest, graph: str) -> int:
+        # The loop decodes and refines N samples at once; the encoder runs once per image.
+        return 1 if graph == "encoder" else int(manifest.coop.get("samples", 1) or 1)
+
+    def gate_metrics(self, reference: Outputs, candidate: Outputs, tolerance: float) -> dict[str, float]:
+        per_map = [float(np.abs(candidate[k].astype(np.float64) - reference[k]).mean()) for k in ENTROPY_KEYS if k in reference]
+        return {"entropy_mean_abs": max(per_map, default=0.0)}
+
+    def triton_settings(self, manifest: Manifest) -> dict[str, Any]:
+        settings: dict[str, Any] = {}
+        if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
+            settings["logit_eps"] = manifest.coop["logit_eps"]
+        settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
+        return settings
+
+
+register_export_kind(CoopExport())
