@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from salkit.runtime.bench_flops import _matmul_session, gemm_peak_gflops, gemm_rates, graph_flops
+from salkit.runtime.bench_flops import _matmul_session, gemm_rates, graph_flops
 from salkit.runtime.cli import main
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
@@ -47,10 +47,14 @@ def test_graph_flops_match_torch_layer_count(toy_coop) -> None:  # type: ignore[
     assert graph_flops(toy_coop.path / "encoder.onnx") > 0
 
 
-def test_gemm_peak_is_the_best_kernel_and_the_onnxruntime_kernel_multiplies() -> None:
+def test_gemm_peak_is_the_best_kernel_and_the_onnxruntime_kernel_multiplies(monkeypatch) -> None:
+    from salkit.runtime import bench_flops
+
     rates = gemm_rates(size=256, repeats=2)
     assert set(rates) == {"numpy", "onnxruntime"} and all(0.1 < r < 1e5 for r in rates.values())
-    assert gemm_peak_gflops(size=256, repeats=2) > 0.5 * max(rates.values())  # a best-of, not a mean
+    # The peak is the best kernel's rate (two timings of a shared machine are not compared here).
+    monkeypatch.setattr(bench_flops, "gemm_rates", lambda size, repeats: {"numpy": 3.0, "onnxruntime": 7.0})
+    assert bench_flops.gemm_peak_gflops(size=256, repeats=2) == 7.0
     a, b = np.random.default_rng(0).standard_normal((2, 64, 64), dtype=np.float32)
     (product,) = _matmul_session(64).run(None, {"a": a, "b": b})  # the timed graph is a real GEMM
     np.testing.assert_allclose(product, a @ b, rtol=1e-4, atol=1e-4)
