@@ -34,5 +34,16 @@ sal-runtime bench --engine "$OUT/bundle_coop" --compare-torch "$OUT/coop/last.pt
 sal-runtime bench --engine "$OUT/bundle_qefpn" --compare-torch "$OUT/qefpn/last.pt" --batch "${BENCH_QEFPN_BATCHES:-1,8}" \
     --compare-plans "$PLANS" --json "$OUT/qefpn.json"
 
+GATES=()
+if [[ -f $CALIB/test.txt ]]; then
+    stage "the chosen precision on photographs export never saw ($CALIB, test split) → $OUT/gate_test_*.json"
+    for kind in coop qefpn; do
+        python -m experiments.gate_check --engine "$OUT/bundle_$kind" --data "$CALIB" --split test --images 24 \
+            --json "$OUT/gate_test_$kind.json" >/dev/null
+        GATES+=(--gate "$OUT/gate_test_$kind.json")
+    done
+fi
+
 stage "README speed section ← $OUT/coop.json, $OUT/qefpn.json"
-python -m experiments.bench_readme "$OUT/coop.json" "$OUT/qefpn.json" --out "$OUT/bench.md" ${BENCH_README:+--readme "$BENCH_README"}
+python -m experiments.bench_readme "$OUT/coop.json" "$OUT/qefpn.json" "${GATES[@]}" --out "$OUT/bench.md" \
+    ${BENCH_README:+--readme "$BENCH_README"}

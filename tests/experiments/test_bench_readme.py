@@ -82,3 +82,14 @@ def test_bad_records_and_readmes_are_one_line_errors(tmp_path: Path, content: st
     good.write_text(json.dumps(record("coop", {"1": 2.0}, torch={"1": 0.2}, best={"1": 1.0})))
     result = CliRunner().invoke(bench_readme.main, [str(good), "--readme", str(readme)])
     assert result.exit_code == 2 and "bench:begin" in result.output and readme.read_text() == "# no markers\n"
+
+
+def test_gate_records_are_listed_with_their_verdict() -> None:
+    coop = record("coop", {"1": 2.0}, torch={"1": 0.2}, best={"1": 1.0})
+    gate = {"kind": "coop", "plan": "openvino:int8", "split": "test", "images": 24,
+            "verdict": {"passed": True, "saliency_mean_abs": 0.00031, "saliency_max_abs": 0.0021, "entropy_mean_abs": 0.0012}}
+    text = bench_readme.render([coop], "cmd", [gate])
+    assert "- coop `openvino:int8` on 24 photographs of the test split (checked, not tuned on): saliency mean |Δ| 0.00031, " \
+           "max |Δ| 0.0021, entropy mean |Δ| 0.0012 — **within the gate**" in text
+    gate["verdict"]["passed"] = False
+    assert "**outside the gate**" in bench_readme.render([coop], "cmd", [gate])
