@@ -49,15 +49,15 @@ def test_the_recorded_plan_is_judged_on_the_other_splits_photographs(tmp_path: P
             return {"passed": False, "reason": "recorded", "saliency_mean_abs": 1.0}
 
     monkeypatch.setattr(precision_gate, "Gate", Recorder)
-    bundle = _with_plan(tiny_coop_bundle, tmp_path / "b", "ort-cpu:fp16")
+    bundle = _with_plan(tiny_coop_bundle, tmp_path / "b", "openvino:fp32")
     record = gate_check.check(bundle, root, "test", 3)
-    assert record["plan"] == "ort-cpu:fp16" and record["images"] == 3 and record["verdict"]["reason"] == "recorded"
+    assert record["plan"] == "openvino:fp32" and record["images"] == 3 and record["verdict"]["reason"] == "recorded"
     size = record_size = json.loads((bundle / "manifest.json").read_text())["input_size"]
     from salkit.runtime.bundle import load_bundle
 
     m = load_bundle(bundle)
     expected = preprocess([decode_image(root / "img" / f"{i}.jpg") for i in test_ids[:3]], size, m.mean, m.std)
-    assert seen["plan"] == "ort-cpu:fp16" and np.array_equal(seen["images"], expected) and record_size == size
+    assert seen["plan"] == "openvino:fp32" and np.array_equal(seen["images"], expected) and record_size == size
 
 
 def test_a_float32_choice_passes_as_the_reference_and_the_cli_writes_json(tmp_path: Path, tiny_coop_bundle: Path,
