@@ -40,42 +40,52 @@ def compare(
     for name in names:
         if name.count(":") != 1:
             raise SalkitError(f"--compare-plans takes backend:precision names such as ort-cpu:fp32, got {name!r}")
-    predictors: dict[str, Predictor] = {}
-    try:
-        for name in names:
-            backend, precision = name.split(":")
-            predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads)
-        result: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
-        for batch, (x, latents) in inputs.items():
-            samples = latents.shape[0]
-            calls = {name: p.runtime_kind.bench_call(p, x, latents, steps, "split") for name, p in predictors.items()}
-            outputs = {name: call()["saliency"] for name, call in calls.items()}  # also the first (compiling) call
-            for _ in range(warmup):
-                for call in calls.values():
-                    call()
-            graphs = {name: _graph_calls(p, batch, samples) for name, p in predictors.items()}
-            predict_ms: dict[str, list[float]] = {name: [] for name in names}
-            graph_ms: dict[str, dict[str, list[float]]] = {name: {g: [] for g in graphs[name]} for name in names}
-            progress(f"batch {batch}: {', '.join(names)} interleaved, {repeat} rounds")
-            for _ in range(repeat):
-                for name in names:
-                    predict_ms[name].append(_timed(calls[name]))
-                    for graph, run in graphs[name].items():
-                        graph_ms[name][graph].append(_timed(run))
-            first = names[0]
+    result: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in names}
+    for batch, (x, latents) in inputs.items():
+        # Fresh predictors per batch size, closed after it: every plan's buffers and its engine's
+        # memory arenas for one batch shape at a time (at 352² with N = 10, the latent decoder's
+        # activations for batch 8 are gigabytes per plan; holding every shape of three plans
+        # exhausted 24 GiB).
+        predictors: dict[str, Predictor] = {}
+        try:
             for name in names:
-                p50 = float(np.median(predict_ms[name]))
-                result[name][str(batch)] = {
-                    "images_per_s": batch / (p50 / 1e3), "p50_ms": p50,
-                    "relative_speed": float(np.median(predict_ms[first])) / p50, "relative_to": first,
-                    "graphs_p50_ms": {g: float(np.median(v)) for g, v in graph_ms[name].items()},
-                    "max_abs_vs_first": float(np.abs(outputs[name] - outputs[first]).max()),
-                }
-                progress(f"  {name}: {batch / (p50 / 1e3):.3f} img/s ({result[name][str(batch)]['relative_speed']:.2f}x {first})")
-        return result
-    finally:
-        for p in predictors.values():
-            p.close()
+                backend, precision = name.split(":")
+                predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads)
+            _compare_batch(predictors, names, batch, x, latents, steps, warmup, repeat, progress, result)
+        finally:
+            for p in predictors.values():
+                p.close()
+    return result
+
+
+def _compare_batch(predictors: Mapping[str, Predictor], names: list[str], batch: int, x: np.ndarray, latents: np.ndarray,
+                   steps: int, warmup: int, repeat: int, progress: Callable[[str], None],
+                   result: dict[str, dict[str, dict[str, Any]]]) -> None:
+    samples = latents.shape[0]
+    calls = {name: p.runtime_kind.bench_call(p, x, latents, steps, "split") for name, p in predictors.items()}
+    outputs = {name: call()["saliency"] for name, call in calls.items()}  # also the first (compiling) call
+    for _ in range(warmup):
+        for call in calls.values():
+            call()
+    graphs = {name: _graph_calls(p, batch, samples) for name, p in predictors.items()}
+    predict_ms: dict[str, list[float]] = {name: [] for name in names}
+    graph_ms: dict[str, dict[str, list[float]]] = {name: {g: [] for g in graphs[name]} for name in names}
+    progress(f"batch {batch}: {', '.join(names)} interleaved, {repeat} rounds")
+    for _ in range(repeat):
+        for name in names:
+            predict_ms[name].append(_timed(calls[name]))
+            for graph, run in graphs[name].items():
+                graph_ms[name][graph].append(_timed(run))
+    first = names[0]
+    for name in names:
+        p50 = float(np.median(predict_ms[name]))
+        result[name][str(batch)] = {
+            "images_per_s": batch / (p50 / 1e3), "p50_ms": p50,
+            "relative_speed": float(np.median(predict_ms[first])) / p50, "relative_to": first,
+            "graphs_p50_ms": {g: float(np.median(v)) for g, v in graph_ms[name].items()},
+            "max_abs_vs_first": float(np.abs(outputs[name] - outputs[first]).max()),
+        }
+        progress(f"  {name}: {batch / (p50 / 1e3):.3f} img/s ({result[name][str(batch)]['relative_speed']:.2f}x {first})")
 
 
 __all__ = ["compare"]
