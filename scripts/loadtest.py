@@ -1,6 +1,6 @@
 """``make loadtest``: locust against a local ``sal-runtime serve``, real photographs, a bounded run.
 
-    python scripts/loadtest.py --bundle BUNDLE [--duration 60] [--users 16] [--max-batch 8]
+    python scripts/loadtest.py --bundle BUNDLE [--duration 60] [--users 16] [--max-batch USERS]
                                [--max-delay-ms 5] [--backend auto] [--data ../shared/data/pascal-s]
                                [--split test] [--out runs/loadtest] [--no-bench]
 
@@ -232,7 +232,9 @@ def main() -> int:
     parser.add_argument("--bundle", type=Path, required=True)
     parser.add_argument("--duration", type=int, default=60, help="seconds of load")
     parser.add_argument("--users", type=int, default=16)
-    parser.add_argument("--max-batch", type=int, default=8)
+    # One batch holds every user: in a closed loop with more users than the batch, each request
+    # waits for a whole batch ahead of it before its own (Little's law: latency = users ÷ throughput).
+    parser.add_argument("--max-batch", type=int, default=None, help="the server's maximum batch (default: --users)")
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "pascal-s")
@@ -244,6 +246,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "loadtest")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     args = parser.parse_args()
+    args.max_batch = args.users if args.max_batch is None else args.max_batch
     if args.duration < 1 or args.users < 1 or args.max_batch < 1:
         raise SystemExit("error: --duration, --users and --max-batch must be >= 1")
     if not (args.bundle / "manifest.json").is_file():

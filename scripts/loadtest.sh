@@ -6,7 +6,7 @@
 # $LOADTEST_SIZE² (default 128: the real architecture, small enough that a 60 s run on two cores
 # sees hundreds of requests) into $LOADTEST_OUT/bundle, made once and reused.
 # Arguments ($LOADTEST_ARGS from make) go to scripts/loadtest.py: --duration 60 --users 16
-# --max-batch 8 --backend auto --data ../shared/data/pascal-s --split test ...
+# --max-batch (users) --backend auto --data ../shared/data/pascal-s --split test ...
 # Everything runs under `nice -n $LOADTEST_NICE` (default 10): the machine may be shared.
 set -euo pipefail
 OUT=${LOADTEST_OUT:-runs/loadtest}
