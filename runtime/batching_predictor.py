@@ -14,14 +14,15 @@ import numpy as np
 
 from salkit.runtime.batching import BatchStats, DynamicBatcher
 
+
 class BatchingPredictor:
     """A ``Predictor`` whose tensor-level calls from many threads share batched backend calls.
 
-    ``predict_tensor`` and ``refine_tensor`` keep the Predictor's signatures. Requests batch
-    together only when their options match; a request with a ``seed`` runs on its own so its
-    result equals an unbatched ``predictor.predict_tensor(x, seed=...)``. The wrapped predictor
-    is driven by one worker thread; :meth:`close` drains the queue (it does not close the
-    predictor, which the caller owns).
+    ``predict_tensor`` and ``refine_tensor`` take the Predictor's options (see :meth:`submit_predict`).
+    Requests batch together only when their options match; a request with a ``seed`` runs on its
+    own so its result equals an unbatched ``predictor.predict_tensor(x, seed=...)``. The wrapped
+    predictor is driven by one worker thread; :meth:`close` drains the queue (it does not close
+    the predictor, which the caller owns).
     """
 
     def __init__(
@@ -60,10 +61,6 @@ class BatchingPredictor:
             return self.predictor.refine_tensor(arrays[0], arrays[1], **options)
         raise ValueError(f"unknown batched operation {op!r}")
 
-    @staticmethod
-    def _predict_params(samples: int | None, steps: int | None, noise: bool, uncertainty: bool, seed: int | None) -> dict:
-        return {"op": "predict", "samples": samples, "steps": steps, "noise": bool(noise), "uncertainty": bool(uncertainty), "seed": seed}
-
     def submit_predict(
         self,
         x: np.ndarray,
@@ -74,21 +71,13 @@ class BatchingPredictor:
         uncertainty: bool = True,
         seed: int | None = None,
     ) -> concurrent.futures.Future:
-        params = self._predict_params(samples, steps, noise, uncertainty, seed)
+        """``predict_tensor`` queued: its future. Requests whose options match share a batch."""
+        params = {"op": "predict", "samples": samples, "steps": steps, "noise": bool(noise), "uncertainty": bool(uncertainty), "seed": seed}
         return self.batcher.submit([np.asarray(x, dtype=np.float32)], params, exclusive=seed is not None)
 
-    def predict_tensor(
-        self,
-        x: np.ndarray,
-        *,
-        samples: int | None = None,
-        steps: int | None = None,
-        noise: bool = False,
-        uncertainty: bool = True,
-        seed: int | None = None,
-    ) -> dict[str, np.ndarray]:
-        future = self.submit_predict(x, samples=samples, steps=steps, noise=noise, uncertainty=uncertainty, seed=seed)
-        return future.result()
+    def predict_tensor(self, x: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
+        """``Predictor.predict_tensor`` batched: the options are :meth:`submit_predict`'s."""
+        return self.submit_predict(x, **options).result()
 
     async def predict_tensor_async(self, x: np.ndarray, **options: Any) -> dict[str, np.ndarray]:
         return await asyncio.wrap_future(self.submit_predict(x, **options))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -127,11 +127,11 @@ def gemm_rates(size: int = 1536, repeats: int = 8) -> dict[str, float]:
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
     out = np.empty((size, size), dtype=np.float32)
-    rates = {"numpy": _best_rate(lambda: np.matmul(a, b, out=out), size, repeats)}
+    rates = {"numpy": best_gemm_rate(lambda: np.matmul(a, b, out=out), size, repeats)}
     session = _matmul_session(size)
     if session is not None:
         feeds = {"a": a, "b": b}
-        rates["onnxruntime"] = _best_rate(lambda: session.run(None, feeds), size, repeats)
+        rates["onnxruntime"] = best_gemm_rate(lambda: session.run(None, feeds), size, repeats)
     return rates
 
 
@@ -140,8 +140,9 @@ def gemm_peak_gflops(size: int = 1536, repeats: int = 8) -> float:
     return max(gemm_rates(size, repeats).values())
 
 
-def _best_rate(call: Any, size: int, repeats: int) -> float:
-    call()  # warm-up: threads start, pages fault in
+def best_gemm_rate(call: Callable[[], Any], size: int, repeats: int) -> float:
+    """GFLOP/s of the fastest of ``repeats`` calls of a ``size``² matrix product, after one warm-up call."""
+    call()  # warm-up: threads start, pages fault in, kernels are chosen
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

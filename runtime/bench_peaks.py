@@ -15,23 +15,12 @@ A precision with no engine here is recorded as ``{}`` and its peak as ``null``.
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from salkit.runtime.bench_flops import gemm_rates
+from salkit.runtime.bench_flops import best_gemm_rate, gemm_rates
 from salkit.runtime.cpu import cpu_info
-
-
-def _best_rate(call: Callable[[], Any], size: int, repeats: int) -> float:
-    call()  # warm-up: threads start, pages fault in, kernels are chosen
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best / 1e9
 
 
 def _matmul_model(size: int, int8: str | None = None) -> Any:
@@ -76,7 +65,7 @@ def _openvino_rate(model_bytes: bytes, feeds: dict[str, np.ndarray], hint: str, 
     request = compiled.create_infer_request()
     for name, value in feeds.items():
         request.set_tensor(name, ov.Tensor(value, shared_memory=True))
-    return _best_rate(lambda: (request.start_async(), request.wait()), size, repeats)
+    return best_gemm_rate(lambda: (request.start_async(), request.wait()), size, repeats)
 
 
 def _ort_rate(model_bytes: bytes, feeds: dict[str, np.ndarray], size: int, repeats: int) -> float | None:
@@ -87,7 +76,7 @@ def _ort_rate(model_bytes: bytes, feeds: dict[str, np.ndarray], size: int, repea
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    return _best_rate(lambda: session.run(None, feeds), size, repeats)
+    return best_gemm_rate(lambda: session.run(None, feeds), size, repeats)
 
 
 def gemm_peaks(size: int = 1536, repeats: int = 8) -> dict[str, dict[str, float]]:

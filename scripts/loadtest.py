@@ -26,16 +26,16 @@ import datetime
 import io
 import json
 import os
-import platform
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from salkit.runtime.cpu import cpu_info
+from salkit.runtime.server.launch import free_port, rss_kib, stop_server, wait_ready
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -55,48 +55,9 @@ def photographs(data: Path, split: str, limit: int | None) -> list[Path]:
     return paths[:limit] if limit else paths
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for pid {pid}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def get_json(url: str, timeout: float = 10) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 — 127.0.0.1 only
         return json.loads(response.read())
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> float:
-    start = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as response:  # noqa: S310
-                if response.status == 200:
-                    return time.monotonic() - start
-        except OSError:
-            pass
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"the server was not ready after {timeout:g} s")
-        time.sleep(0.2)
 
 
 def infer_once(url: str, model: str, path: Path) -> None:
@@ -113,18 +74,6 @@ def infer_once(url: str, model: str, path: Path) -> None:
                                      headers={HEADER: str(len(head)), "Content-Type": "application/octet-stream"})  # fmt: skip
     with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310
         response.read()
-
-
-def stop_server(proc: subprocess.Popen, timeout: float = 60) -> int | None:
-    if proc.poll() is not None:
-        return proc.returncode
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-        return None
 
 
 def locust_summary(records_path: Path, locust_json: Path) -> dict[str, Any]:
@@ -299,13 +248,13 @@ def main() -> int:
         rss_after = rss_kib(proc.pid)
         stats_after = get_json(url + f"/v2/models/{model}/stats")
     finally:
-        exit_code = stop_server(proc)
+        exit_code = stop_server(proc, timeout=60)
         log.close()
     load_after = os.getloadavg()
     record: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "machine": {"cpu": cpu_model(), "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
+        "machine": {"cpu": cpu_info().model, "cpus": os.cpu_count(), "load_before": load_before, "load_after": load_after},
         "bundle": {"path": str(args.bundle), "manifest": {k: manifest.get(k) for k in ("model_kind", "model_name", "input_size", "precision")}},
         "settings": {"users": args.users, "duration_s": args.duration, "max_batch": args.max_batch, "max_delay_ms": args.max_delay_ms,
                      "model": model, "images": len(photos), "split": args.split, "outputs": ["SALIENCY"]},

@@ -108,11 +108,23 @@ class Runner(abc.ABC):
 
     backend: str = "abstract"  # registry name, e.g. "ort-cpu"
 
-    def __init__(self, path: str | Path, spec: GraphSpec | None = None, *, graph: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        spec: GraphSpec | None = None,
+        *,
+        graph: str | None = None,
+        threads: int | None = None,
+        device: Device | None = None,
+    ) -> None:
+        """``threads``: the backend's CPU inference threads (None: its own choice, one per core)."""
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise SalkitError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
         self.spec = spec
         self.graph = graph or self.path.stem
-        self.device: Device = HOST
+        self.threads = threads
+        self.device: Device = device or HOST
         self._loaded = False
         self._inputs: tuple[TensorSpec, ...] = ()
         self._outputs: tuple[TensorSpec, ...] = ()

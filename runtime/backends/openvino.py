@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.backends.base import HOST, Array, Device, Runner
+from salkit.runtime.backends.base import HOST, Array, Runner
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec
 
 _HINTS = {"fp32": "f32", "int8": "f32", "bf16": "bf16"}
@@ -63,24 +63,14 @@ class OpenVinoRunner(Runner):
 
     backend = "openvino"
 
-    def __init__(
-        self,
-        path: str | Path,
-        spec: GraphSpec | None = None,
-        *,
-        graph: str | None = None,
-        threads: int | None = None,
-        device: Device | None = None,
-        precision: str = "fp32",
-    ) -> None:
-        super().__init__(path, spec, graph=graph)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise SalkitError(f"threads must be a positive integer, got {threads!r}")
-        if device is not None and not device.is_host:
-            raise SalkitError(f"backend openvino runs on the CPU; graph {self.graph!r} was given device {device.name}")
+    def __init__(self, path: str | Path, spec: GraphSpec | None = None, *, precision: str = "fp32", **common: Any) -> None:
+        """``common``: the :class:`Runner`'s ``graph``, ``threads`` and ``device`` (a host device)."""
+        super().__init__(path, spec, **common)
+        if not self.device.is_host:
+            raise SalkitError(f"backend openvino runs on the CPU; graph {self.graph!r} was given device {self.device.name}")
         if precision not in _HINTS:
             raise SalkitError(f"backend openvino has no {precision!r} precision (it runs {', '.join(_HINTS)})")
-        self.threads, self.precision = threads, precision
+        self.precision = precision
         self.device = HOST
         self.model: Any = None
         self._compiled: dict[tuple[tuple[str, tuple[int, ...]], ...], Any] = {}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.backends.base import HOST, Array, Device, Runner
+from salkit.runtime.backends.base import Array, Runner
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec
 
 _ORT_TYPES = {
@@ -59,20 +59,10 @@ class OrtRunner(Runner):
     backend = "ort-cpu"
 
     def __init__(
-        self,
-        path: str | Path,
-        spec: GraphSpec | None = None,
-        *,
-        graph: str | None = None,
-        threads: int | None = None,
-        device: Device | None = None,
-        provider_options: dict[str, Any] | None = None,
+        self, path: str | Path, spec: GraphSpec | None = None, *, provider_options: dict[str, Any] | None = None, **common: Any
     ) -> None:
-        super().__init__(path, spec, graph=graph)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise SalkitError(f"threads must be a positive integer, got {threads!r}")
-        self.threads = threads
-        self.device = device or HOST
+        """``common``: the :class:`Runner`'s ``graph``, ``threads`` and ``device``."""
+        super().__init__(path, spec, **common)
         self.provider_options = provider_options or {}
         self.session: Any = None
 

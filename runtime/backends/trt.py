@@ -98,10 +98,7 @@ class TrtRunner(Runner):
         threads: int | None = None,  # accepted for a uniform signature; TensorRT has no CPU threads knob
         sha256: str | None = None,
     ) -> None:
-        super().__init__(path, spec, graph=graph)
-        from salkit.runtime.backends.base import HOST
-
-        self.device = device or HOST
+        super().__init__(path, spec, graph=graph, device=device)  # not threads: TensorRT has no CPU threads to set
         self.sha256 = sha256
         self.engine: Any = None
         self.context: Any = None

@@ -17,8 +17,6 @@ import argparse
 import concurrent.futures
 import json
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,12 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.kernels.errors import SalkitError, report_user_errors
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from salkit.runtime.server.launch import start_server, stop_server
 
 
 def serve_command(bundle: Path, backend: str, threads: int | None) -> Callable[[int, float], list[str]]:
@@ -47,39 +40,6 @@ def serve_command(bundle: Path, backend: str, threads: int | None) -> Callable[[
         return cmd + (["--threads", str(threads)] if threads is not None else [])
 
     return command
-
-
-def _start(cmd: list[str], timeout: float) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    port = _free_port()
-    proc = subprocess.Popen([*cmd, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    end = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SalkitError(f"the server exited during start-up: {proc.stderr.read().decode(errors='replace').strip()}")
-        try:
-            if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > end:
-            _stop(proc)
-            raise SalkitError(f"the server was not ready within {timeout:g} s")
-        time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    if proc.stderr is not None:
-        proc.stderr.close()
 
 
 def _request(size: int, parameters: dict[str, int], seed: int = 0) -> tuple[bytes, dict[str, str]]:
@@ -196,13 +156,13 @@ def bench_serving(
     report: dict[str, Any] = {"bundle": str(bundle), "model": model, "clients": clients, "requests_per_client": requests_per_client,
                               "backend": backend, "threads": threads, "input_size": size, "options": options}  # fmt: skip
     for label, batch, delay in (("batched", max_batch, max_delay_ms), ("batch1", 1, 0.0)):
-        proc, url = _start(command(batch, delay), start_timeout)
+        proc, url = start_server(command(batch, delay), start_timeout, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             _drive(url, model, body, headers, clients, warmup_per_client)
             latencies, elapsed, failures = _drive(url, model, body, headers, clients, requests_per_client)
             mean_batch = _mean_batch(url)
         finally:
-            _stop(proc)
+            stop_server(proc)
         lat_ms = np.asarray(latencies) * 1000.0
         report[label] = {
             "max_batch": batch,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+
+from salkit.runtime.server.launch import free_port, start_server, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-123"
@@ -80,52 +80,17 @@ FAKE_SERVER = [sys.executable, "-m", "tests.runtime.serve_fake"]
 SAL_RUNTIME = str(Path(sys.executable).with_name("sal-runtime"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @contextlib.contextmanager
 def live_server(command: list[str], *, ready_timeout: float = 60.0, env: dict | None = None) -> Iterator[tuple[subprocess.Popen, str]]:
     """Start ``command --port N`` (a server on 127.0.0.1), wait until /v2/health/ready, yield (proc, url)."""
-    import httpx
-
-    port = free_port()
-    cmd = [*command, "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc, url = start_server(
+        command, ready_timeout, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        end = time.monotonic() + ready_timeout
-        while True:
-            assert proc.poll() is None, f"server exited early: {proc.stdout.read().decode(errors='replace')}"
-            try:
-                if httpx.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < end, "server did not become ready in time"
-            time.sleep(0.05)
         yield proc, url
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_server(proc)
 
 
 @contextlib.contextmanager

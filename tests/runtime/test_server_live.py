@@ -13,8 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
+from salkit.runtime.server.launch import rss_kib
 from tests.runtime.fake_predictor import SIZE, expected_saliency, expected_uint8_saliency
-from tests.runtime.server_helpers import FAKE_SERVER, AUTH, TOKEN, binary_request, decode_response, live_server, rss_kib
+from tests.runtime.server_helpers import FAKE_SERVER, AUTH, TOKEN, binary_request, decode_response, live_server
 
 pytestmark = pytest.mark.timeout(180)
 FAKE = FAKE_SERVER

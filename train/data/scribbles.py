@@ -22,7 +22,6 @@ giving an S-DUTS-layout folder that ``train-coop --scribble --data <out> --split
 
 from __future__ import annotations
 
-import math
 import os
 import zlib
 
@@ -31,7 +30,7 @@ from PIL import Image
 
 from salkit.kernels.atomic import atomic_directory
 from salkit.base.layout import read_mask_bool, read_split, split_samples
-from salkit.train.data.strokes import erode, strokes
+from salkit.train.data.strokes import background_region, part_stroke, strokes
 
 SCRIBBLE_FG, SCRIBBLE_BG = 1, 2
 MIN_PART_FRACTION = 0.002  # object parts smaller than this share of the image get no stroke
@@ -60,21 +59,12 @@ def scribble_from_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray
     side = min(mask.shape)
     width = max(1, int(round(side / 128)))
     scribble = np.zeros(mask.shape, dtype=np.uint8)
-    background = erode(~mask, max(2, side // 24))
-    if not background.any():
-        background = erode(~mask, 1)
+    background = background_region(mask, side)
     if background.any():
         bg = strokes(rng, background, int(rng.integers(2, 5)), side * rng.uniform(0.4, 0.8), width)
         scribble[bg] = SCRIBBLE_BG
     for part in _parts(mask):
-        allowed = part
-        for radius in (width + 1, 1):  # thin parts may vanish under the larger erosion
-            eroded = erode(part, radius)
-            if eroded.any():
-                allowed = eroded
-                break
-        fg = strokes(rng, allowed, 1, math.sqrt(part.sum()) * rng.uniform(1.0, 2.0), width)
-        scribble[fg] = SCRIBBLE_FG
+        scribble[part_stroke(rng, part, width)] = SCRIBBLE_FG
     return scribble
 
 

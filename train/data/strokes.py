@@ -64,3 +64,22 @@ def strokes(rng: np.random.Generator, allowed: np.ndarray, count: int, length: f
         elif points:
             draw.line(points, fill=255, width=width, joint="curve")
     return (np.asarray(canvas) > 127) & allowed
+
+
+def background_region(mask: np.ndarray, side: int) -> np.ndarray:
+    """Where background strokes may go: the background eroded by max(2, side // 24) pixels, so
+    strokes keep off object borders as annotators do (eroded by 1 when that leaves nothing)."""
+    background = erode(~mask, max(2, side // 24))
+    return background if background.any() else erode(~mask, 1)
+
+
+def part_stroke(rng: np.random.Generator, part: np.ndarray, width: int) -> np.ndarray:
+    """One stroke of √area·U(1, 2) pixels on an object part eroded by ``width`` + 1 (or by 1, or
+    not at all, when the erosion leaves nothing: thin parts)."""
+    allowed = part
+    for radius in (width + 1, 1):
+        eroded = erode(part, radius)
+        if eroded.any():
+            allowed = eroded
+            break
+    return strokes(rng, allowed, 1, math.sqrt(part.sum()) * rng.uniform(1.0, 2.0), width)

@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from salkit.kernels.atomic import atomic_directory
 from salkit.kernels.errors import SalkitError
-from salkit.train.data.strokes import erode as _erode
+from salkit.train.data.strokes import background_region, part_stroke
 from salkit.train.data.strokes import strokes as _strokes
 
 SHAPES = ("ellipse", "polygon", "star", "blob", "crescent", "limbs", "ring", "frame")
@@ -182,21 +182,11 @@ def make_scribble(rng: np.random.Generator, regions: list[np.ndarray], mask: np.
     size = mask.shape[0]
     width = max(1, int(round(size / 96)))
     scribble = np.zeros(mask.shape, dtype=np.uint8)
-    background = _erode(~mask, max(2, size // 24))  # keep background strokes off object borders
-    if not background.any():
-        background = _erode(~mask, 1)
+    background = background_region(mask, size)
     bg = _strokes(rng, background, int(rng.integers(2, 5)), size * rng.uniform(0.4, 0.8), width)
     scribble[bg] = SCRIBBLE_BG
     for region in regions:
-        allowed = region
-        for radius in (width + 1, 1):  # thin parts may vanish under the larger erosion
-            eroded = _erode(region, radius)
-            if eroded.any():
-                allowed = eroded
-                break
-        extent = math.sqrt(region.sum())
-        fg = _strokes(rng, allowed, 1, extent * rng.uniform(1.0, 2.0), width)
-        scribble[fg] = SCRIBBLE_FG
+        scribble[part_stroke(rng, region, width)] = SCRIBBLE_FG
     return scribble
 
 
