@@ -142,7 +142,7 @@ def test_int8_on_real_photographs_uses_the_training_split_only(tmp_path: Path, u
     manifest = _int8_auto_bundle(tmp_path, untrained_coop_checkpoint, SHARED_PHOTOS, monkeypatch)
     images = manifest.extra["precision_images"]
     assert "train.txt" in images["source"] and images["gate_overlaps_calibration"] is False
-    assert (images["calibration_images"], images["gate_images"]) == (16, 8)
+    assert (images["calibration_images"], images["gate_images"]) == (16, 24)
 
 
 def test_calibration_files_follow_the_training_split(tmp_path: Path, synthetic_dataset: Path) -> None:
