@@ -226,7 +226,9 @@ def test_cli_refuses_grpc_ports_it_cannot_use(toy_coop) -> None:  # noqa: ANN001
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        http_port = port + 1 if port < 65535 else port - 1
+        with socket.socket() as probe:  # a port the OS just handed out, not port + 1 (which may be taken)
+            probe.bind(("127.0.0.1", 0))
+            http_port = probe.getsockname()[1]
         args = [SAL_RUNTIME, "serve", "--engine", str(toy_coop.path), "--port", str(http_port), "--grpc-port", str(port), "--log-level", "warning"]
         result = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
