@@ -216,14 +216,15 @@ def main() -> None:
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--sweep", action="store_true", help="also sweep δ and K at test time")
     p = sub.add_parser("plots")
-    p.add_argument("--names", required=True)
+    p.add_argument("--names", default="")
+    p.add_argument("--finetune", default=None, help="an energy-only run (its log.csv) for energy_finetune.png")
     p.add_argument("--sweep", default=None)
     p.add_argument("--out", type=Path, default=Path("docs/img"))
     args = parser.parse_args()
     if args.command == "plots":
         from energy_plots import plots
 
-        plots([n for n in args.names.split(",") if n], args.sweep, RUNS, args.out)
+        plots([n for n in args.names.split(",") if n], args.sweep, RUNS, args.out, args.finetune)
     else:
         {"train": train, "eval": evaluate}[args.command](args)
 
