@@ -45,13 +45,21 @@ def _descent_bce(ckpt: Path, data: Path) -> tuple[float, float, float]:
             moved)
 
 
-def test_energy_only_fine_tune_learns_to_repair_maps_and_leaves_the_generator(tmp_path: Path, data: Path) -> None:
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
+    """base/last.pt (2 cooperative steps) and fine/last.pt (40 energy-only steps from it, δ = 1)."""
+    tmp_path = tmp_path_factory.mktemp("energy_only")
     base = _cli("--data", data, "--out", tmp_path / "base", "--max-steps", "2")
     assert base.exit_code == 0, base.output
     fine = _cli("--data", data, "--out", tmp_path / "fine", "--init", tmp_path / "base" / "last.pt", "--energy-only",
                 "--epochs", "20", "--lr-energy", "1e-2", "--energy-step", "1.0", "--descent-starts", "degraded,generator",
                 "--descent-samples", "2")
     assert fine.exit_code == 0, fine.output
+    return tmp_path
+
+
+def test_energy_only_fine_tune_learns_to_repair_maps_and_leaves_the_generator(runs: Path, data: Path) -> None:
+    tmp_path = runs
     before_start, before_final, before_moved = _descent_bce(tmp_path / "base" / "last.pt", data)
     after_start, after_final, after_moved = _descent_bce(tmp_path / "fine" / "last.pt", data)
     assert before_start == pytest.approx(after_start)  # the same degraded starts
@@ -90,3 +98,26 @@ def test_restyle_keeps_the_order_of_pixels_but_changes_calibration() -> None:
     assert float((out - p).abs().mean()) > 0.01
     flat = torch.full((1, 1, 32, 32), 0.5)
     assert torch.allclose(restyle(flat), flat, atol=1e-6)  # logit 0 stays 0 at any temperature, blur keeps it
+
+
+def test_the_fine_tuned_checkpoint_exports_and_the_runtime_refines_with_its_energy(
+        runs: Path, data: Path, tmp_path: Path) -> None:
+    """export-trt's defaults on the energy-only checkpoint; sal-runtime's refine then runs the new
+    energy with the recorded δ and K and gives the torch reference's maps."""
+    import numpy as np
+
+    from salkit.export.bundle_writer import ExportOptions, export_bundle
+    from salkit.runtime import Predictor
+    from salkit.train.coop_predictor import refine_tensor
+
+    export_bundle(ExportOptions(ckpt=runs / "fine" / "last.pt", out=tmp_path / "bundle", build_engines=False))
+    items = [SaliencyDataset(data, 32, augment=False)[i] for i in range(4)]
+    x = torch.stack([it["image"] for it in items])
+    torch.manual_seed(2)
+    maps = 0.05 + 0.9 * corrupt_masks(torch.stack([it["mask"] for it in items]))
+    expected = refine_tensor(load_coop(runs / "fine" / "last.pt"), x, maps, 5, 1.0).numpy()
+    with Predictor.from_bundle(tmp_path / "bundle", backend="ort-cpu", threads=1) as predictor:
+        assert predictor.manifest.coop["langevin_step"] == 1.0 and predictor.manifest.coop["langevin_steps"] == 5
+        got = predictor.refine_tensor(x.numpy(), maps.numpy())
+    assert float(np.abs(got - maps.numpy()).mean()) > 0.005  # the new energy moves the maps
+    np.testing.assert_allclose(got, expected, atol=1e-4)
