@@ -6,7 +6,9 @@
   map's own scale (RMS of Ŷ's logits) and the chain's noise δ, on a log scale; and the cosine
   between a descent step and the way to the truth.
 * ``energy_sweep_<name>.png`` — test-time δ and K on held-out photos: the change of MAE and
-  S-measure (standard protocol) that the descent makes to Ŷ and to G(X)'s maps.
+  S-measure (standard protocol) that the descent makes to Ŷ and to another model's maps.
+* ``energy_finetune.png`` — the energy-only fine-tune (``train-coop --energy-only``) from its
+  log.csv: how much the descent lowers the BCE vs the truth, and the mean |Δp| of the descent, per step (running means over 10 steps).
 """
 
 from __future__ import annotations
@@ -96,7 +98,8 @@ def sweep(name: str, runs: Path, out: Path) -> None:
         for ax in (axes[0][i], axes[1][i]):
             ax.axhline(0.0, color="grey", lw=0.5)
             ax.tick_params(labelsize=7)
-        axes[0][i].set_title(f"{name}: descent from {'Ŷ' if start == 'coop' else 'G(X)'}", fontsize=9)
+        label = {"coop": "Ŷ", "qefpn": "QE-FPN", "gx": "G(X)", "other": "G(X)"}.get(start, start)
+        axes[0][i].set_title(f"{name}: descent from {label}", fontsize=9)
         axes[1][i].set_xlabel("test-time δ", fontsize=8)
     axes[0][0].set_ylabel("Δ MAE (< 0 helps)", fontsize=8)
     axes[1][0].set_ylabel("Δ S-measure (> 0 helps)", fontsize=8)
@@ -106,10 +109,36 @@ def sweep(name: str, runs: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def plots(names: list[str], sweep_names: str | None, runs: Path, out: Path) -> None:
+def _running(values: list[float], width: int = 10) -> list[float]:
+    return [sum(values[max(0, i - width + 1):i + 1]) / (i + 1 - max(0, i - width + 1)) for i in range(len(values))]
+
+
+def finetune(name: str, runs: Path, out: Path) -> None:
+    d = _read(runs / name / "log.csv")
+    plt, fig, axes = _figure(2)
+    gain = [a - b for a, b in zip(d["start_bce"], d["descent_bce"])]
+    axes[0][0].plot(d["step"], _running(gain))
+    axes[0][0].axhline(0.0, color="grey", lw=0.5)
+    axes[0][0].set_ylabel("BCE(start) − BCE(after K steps)", fontsize=8)
+    axes[0][1].plot(d["step"], _running(d["moved"]))
+    axes[0][1].axhline(0.005, color="grey", lw=0.5, ls="--")
+    axes[0][1].set_ylabel("mean |Δp| of the descent", fontsize=8)
+    for ax in axes[0]:
+        ax.set_xlabel("fine-tune step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"energy-only fine-tune ({name}), training batches", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "energy_finetune.png")
+    plt.close(fig)
+
+
+def plots(names: list[str], sweep_names: str | None, runs: Path, out: Path, finetune_name: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    separation(names, runs, out)
-    step_scale(names, runs, out)
+    if names:
+        separation(names, runs, out)
+        step_scale(names, runs, out)
     for name in (sweep_names or "").split(","):
         if name:
             sweep(name, runs, out)
+    if finetune_name:
+        finetune(finetune_name, runs, out)
