@@ -132,9 +132,9 @@ def _batched(fn, *tensors: torch.Tensor, size: int = 32) -> torch.Tensor:  # typ
 
 def _other_maps(path: Path, images: torch.Tensor, size: int) -> torch.Tensor:
     """Probability maps (N,1,size,size) of another checkpoint: a QE-FPN, or a coop run's G(X, 0)."""
-    from salkit.train.coop_predictor import load_coop, predict_tensor
+    from salkit.train.coop.predictor import load_coop, predict_tensor
     from salkit.train.engine.checkpoint import load_checkpoint
-    from salkit.train.qefpn_predict import QEFPNReferencePredictor
+    from salkit.train.qefpn.predict import QEFPNReferencePredictor
 
     kind = load_checkpoint(path)["model"]["kind"]
     if kind == "qefpn":

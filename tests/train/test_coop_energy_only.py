@@ -9,11 +9,11 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from salkit.train.coop_cli import main
-from salkit.train.coop_energy_only import START_KINDS, parse_starts, restyle, to_logits
-from salkit.train.coop_energy_losses import corrupt_masks
-from salkit.train.coop_langevin import revise_saliency
-from salkit.train.coop_predictor import load_coop
+from salkit.train.coop.cli import main
+from salkit.train.coop.energy_only import START_KINDS, parse_starts, restyle, to_logits
+from salkit.train.coop.energy_losses import corrupt_masks
+from salkit.train.coop.langevin import revise_saliency
+from salkit.train.coop.predictor import load_coop
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.engine.checkpoint import load_checkpoint
 from salkit.kernels.errors import SalkitError
@@ -108,7 +108,7 @@ def test_the_fine_tuned_checkpoint_exports_and_the_runtime_refines_with_its_ener
 
     from salkit.export.bundle_writer import ExportOptions, export_bundle
     from salkit.runtime import Predictor
-    from salkit.train.coop_predictor import refine_tensor
+    from salkit.train.coop.predictor import refine_tensor
 
     export_bundle(ExportOptions(ckpt=runs / "fine" / "last.pt", out=tmp_path / "bundle", build_engines=False))
     items = [SaliencyDataset(data, 32, augment=False)[i] for i in range(4)]

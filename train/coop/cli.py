@@ -151,7 +151,7 @@ def _validate(o: dict[str, Any]) -> None:
         if o.get("scribble") or o.get("generator_only"):
             raise SalkitError("--energy-only cannot be combined with --scribble or --generator-only")
     if o.get("descent_starts") is not None:
-        from salkit.train.coop_energy_only import parse_starts
+        from salkit.train.coop.energy_only import parse_starts
 
         parse_starts(o["descent_starts"])
     if o.get("init") is not None and o.get("resume") is not None:
@@ -200,7 +200,7 @@ def run(opts: dict[str, Any]) -> Any:
     if scribble is not None:
         trainer: CoopTrainer = ScribbleTrainer(model, dataset, loop, settings, scribble)
     elif settings.energy_only:
-        from salkit.train.coop_energy_only import EnergyOnlyTrainer
+        from salkit.train.coop.energy_only import EnergyOnlyTrainer
 
         trainer = EnergyOnlyTrainer(model, dataset, loop, settings)
     elif settings.generator_only is not None:

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 
 from salkit.kernels.coop import LOGIT_EPS
 from salkit.kernels.errors import SalkitError
-from salkit.train.coop_energy_losses import corrupt_masks, descend_differentiably
-from salkit.train.coop_trainer import CoopTrainer
+from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably
+from salkit.train.coop.trainer import CoopTrainer
 
 START_KINDS = ("generator", "degraded", "restyled")
 SQUEEZE = 0.05  # degraded maps live in [SQUEEZE, 1 − SQUEEZE]: a saturated pixel cannot move in logit space
