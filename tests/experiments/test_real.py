@@ -56,6 +56,13 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
                     assert m.size == photo.size, (folder, stem)
     assert (out / "bundle_coop" / "manifest.json").is_file() and (out / "bundle_qefpn" / "manifest.json").is_file()
     assert (out / "pretrain" / "finished").is_file() and (out / "synth" / "synth.json").is_file()
+    # the energy job (started from the trained coop model) is what the coop bundle is exported from
+    assert results["coop_checkpoint"] == "energy"
+    assert json.loads((out / "stages" / "export.json").read_text())["bundles"]["bundle_coop"] == str(out / "energy" / "last.pt")
+    # scribbles derived from the (6) train masks; the scribble-trained model has its rows
+    assert sorted(p.stem for p in (out / "scribbles" / "scribble").iterdir()) == sorted(train_ids)
+    assert results["scribbles"]["images"] == 6 and 0 < results["scribbles"]["foreground_fraction"] < 0.2
+    assert {"coop Ỹ, scribbles", "G(X,h) alone"} <= set(results["rows"])
     assert "| coop Ỹ |" in (out / "results.md").read_text()
     with Image.open(out / "examples.png") as picture:
         assert picture.width > 6 * 160 and picture.height > 4 * 160
@@ -80,6 +87,59 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.output.strip().splitlines()[-1] == f"error: split file {tmp_path / 'empty.txt'} lists no ids (empty split)"
 
 
+def test_a_job_starts_from_its_init_job_and_resumes_from_its_own_checkpoint(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_train import RECIPES, command
+
+    sources = {"train": ["--data", "D", "--split", "train"], "scribbles": ["--data", "S", "--split", "S/train.txt"]}
+    job = RECIPES["smoke"]["energy"]
+    first = command(tmp_path, sources, "energy", job, 1, 20)
+    assert first[first.index("--init") + 1] == str(tmp_path / "coop" / "last.pt") and "--resume" not in first
+    (tmp_path / "energy").mkdir()
+    (tmp_path / "energy" / "last.pt").write_bytes(b"")
+    again = command(tmp_path, sources, "energy", job, 1, 20)
+    assert "--init" not in again and again[again.index("--resume") + 1] == str(tmp_path / "energy" / "last.pt")
+    scribble = command(tmp_path, sources, "scribble", RECIPES["smoke"]["scribble"], 1, 20)
+    assert scribble[1:5] == ["--data", "S", "--split", "S/train.txt"] and "--scribble" in scribble
+
+
+def _bad_copy(tmp_path: Path, ids: list[str]) -> Path:
+    """A PASCAL-S-layout folder of links to a few real files, for breaking one of them."""
+    root = tmp_path / "bad"
+    for sub in ("img", "gt"):
+        (root / sub).mkdir(parents=True)
+    for i in ids:
+        (root / "img" / f"{i}.jpg").symlink_to(DATA / "img" / f"{i}.jpg")
+        (root / "gt" / f"{i}.png").symlink_to(DATA / "gt" / f"{i}.png")
+    (root / "train.txt").write_text("\n".join(ids[:3]) + "\n")
+    (root / "test.txt").write_text(ids[3] + "\n")
+    return root
+
+
+@pytest.mark.parametrize("fault", ["unreadable photo", "mask of another size"])
+def test_a_bad_file_is_named_in_one_line_and_exit_2(tmp_path: Path, fault: str) -> None:
+    from click.testing import CliRunner
+
+    ids = (DATA / "train.txt").read_text().split()[:3] + (DATA / "test.txt").read_text().split()[:1]
+    root = _bad_copy(tmp_path, ids)
+    if fault == "unreadable photo":
+        bad = root / "img" / f"{ids[1]}.jpg"
+        bad.unlink()
+        bad.write_bytes((DATA / "img" / f"{ids[1]}.jpg").read_bytes()[:300])  # a truncated JPEG
+    else:
+        bad = root / "gt" / f"{ids[2]}.png"
+        bad.unlink()
+        Image.new("L", (17, 9)).save(bad)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(_real_module().main, ["--out", str(out), "--data", str(root), "--recipe", "smoke"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(bad) in last
+    assert not (out / "stages" / "data.json").exists() and not (out / "coop").exists()
+
+
 def test_centred_gaussian_reference() -> None:
     g = _real_module().centred_gaussian(30, 50)
     assert g.shape == (30, 50) and g.max() <= 1.0
@@ -87,3 +147,32 @@ def test_centred_gaussian_reference() -> None:
     assert (y, x) in {(14, 24), (14, 25), (15, 24), (15, 25)}
     # σ = 0.3 of each side: one σ from the centre along x, the value is e^(−½)
     np.testing.assert_allclose(_real_module().centred_gaussian(1, 1000)[0, 500 + 300], np.exp(-0.5), rtol=1e-2)
+
+
+def test_recipe_trials_hold_out_part_of_the_train_split_and_keep_finished_trials(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import real_trials
+
+    ids = (DATA / "train.txt").read_text().split()[:10] + (DATA / "test.txt").read_text().split()[:1]
+    root = _bad_copy(tmp_path, ids)
+    (root / "train.txt").write_text("\n".join(ids[:10]) + "\n")
+    tiny = {"epochs": 1, "args": ["--preset", "tiny", "--size", "32"]}
+    monkeypatch.setattr(real_trials, "TRIALS", {"a": tiny, "b": {**tiny, "args": [*tiny["args"], "--crop", "0.5"]}})
+    out = tmp_path / "trials"
+    result = CliRunner().invoke(real_trials.main, ["--out", str(out), "--data", str(root), "--parallel", "2"])
+    assert result.exit_code == 0, result.output
+    fit, held = ((out / f"{n}.txt").read_text().split() for n in ("fit", "held"))
+    assert held == ids[0:10:5] and sorted(fit + held) == sorted(ids[:10]) and ids[10] not in fit + held
+    records = json.loads((out / "trials.json").read_text())
+    assert [r["name"] for r in records] == ["a", "b"] and all(r["n_held"] == 2 for r in records)
+    assert all(0.0 <= r["yhat"]["mae"] <= 1.0 and 0.0 <= r["ytilde"]["s_measure"] <= 1.0 for r in records)
+    assert "| b |" in (out / "trials.md").read_text()
+    stamp = (out / "a" / "trial.json").stat().st_mtime_ns
+    again = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root)])
+    assert again.exit_code == 0, again.output
+    assert (out / "a" / "trial.json").stat().st_mtime_ns == stamp  # not trained again

@@ -1,0 +1,156 @@
+"""Choosing `make real`'s recipe: short cooperative trainings judged on a held-out part of the TRAIN split.
+
+    python experiments/real_trials.py [--out runs/real_trials] [--data ../shared/data/pascal-s] [--parallel 2] [NAME …]
+
+The test split is never read. The train split's ids are divided once: every 5th id in file order
+is held out (``held.txt``), the others are trained on (``fit.txt``); both are files of ids in
+``--out``, nothing is copied. Each trial trains ``train-coop`` with its options (1 thread each,
+``--parallel`` side by side), then scores the held-out photos with the standard protocol (maps
+resized back to each photo's size): Ŷ and Ỹ through the torch reference, with the runtime's seed
+convention. A finished trial keeps ``<name>/trial.json`` and is not run again; ``trials.json``
+and ``trials.md`` collect them. Wall time depends on what else runs; the CPU seconds are the
+trial's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+
+from salkit.kernels.atomic import atomic_write_text
+from salkit.kernels.errors import SalkitError, report_user_errors
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
+from real_maps import torch_maps  # noqa: E402
+from real_train import BIN, synthetic_scenes  # noqa: E402
+
+TINY = ["--preset", "tiny"]
+# name → train-coop options on fit.txt; "pretrain": procedural scenes the generator learns first.
+TRIALS: dict[str, dict[str, Any]] = {
+    "96px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "96", "--crop", "0.75"]},
+    "128px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.75"]},
+    "160px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "160", "--crop", "0.75"]},
+    "128px flip-only 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "1"]},
+    "128px crop0.5 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.5"]},
+    "128px crop0.75 6ep +pretrain": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.75"],
+                                     "pretrain": {"n": 400, "size": 128, "seed": 0, "epochs": 2}},
+    "128px crop0.75 12ep": {"epochs": 12, "args": [*TINY, "--size", "128", "--crop", "0.75"]},
+    "128px resnet18 (scratch) 1ep": {"epochs": 1, "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75"]},
+}
+METRICS = ("mae", "s_measure", "max_f", "mean_e")
+
+
+def held_out_split(data: Path, out: Path) -> tuple[Path, Path]:
+    """fit.txt / held.txt in ``out``: every 5th id of the train split held out."""
+    from salkit.base.layout import read_split
+
+    _, ids = read_split(data, "train")
+    held = ids[::5]
+    fit = [i for i in ids if i not in set(held)]
+    out.mkdir(parents=True, exist_ok=True)
+    for name, chosen in (("fit", fit), ("held", held)):
+        atomic_write_text(out / f"{name}.txt", "\n".join(chosen) + "\n")
+    return out / "fit.txt", out / "held.txt"
+
+
+def _train(cmd: list[str], log: Path) -> float:
+    """Run a trainer (1 thread); its own CPU seconds. A failure is one line naming the log."""
+    with open(log, "a") as handle:
+        proc = subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SalkitError(f"trial command failed: {' '.join(cmd[:1])} … — see {log}")
+    return usage.ru_utime + usage.ru_stime
+
+
+def _common(folder: Path, epochs: int) -> list[str]:
+    resume = ["--resume", str(folder / "last.pt")] if (folder / "last.pt").is_file() else ["--force"]
+    return ["--out", str(folder), "--epochs", str(epochs), "--batch-size", "8", "--checkpoint-every", "50",
+            "--grid-every", "0", "--no-progress", "--threads", "1", *resume]
+
+
+def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path, held: Path) -> dict[str, Any]:
+    from salkit.base.images import decode_image
+    from salkit.base.layout import read_mask_bool, split_samples
+    from salkit.base.metrics import evaluate_arrays
+
+    folder = out / name.replace(" ", "_")
+    record = folder / "trial.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    started, cpu = time.time(), 0.0
+    init: list[str] = []
+    if "pretrain" in spec:
+        p = spec["pretrain"]
+        synthetic_scenes(out, {"n": p["n"], "size": p["size"], "seed": p["seed"]}, lambda m: None)
+        pre = folder / "pretrain"
+        if not (pre / "finished").is_file():
+            cpu += _train([str(BIN / "train-coop"), "--data", str(out / "synth"), *_common(pre, p["epochs"]), *spec["args"],
+                           "--generator-only", "deterministic"], folder / "log.txt")
+            atomic_write_text(pre / "finished", "\n")
+        init = ["--init", str(pre / "last.pt")] if not (folder / "coop" / "last.pt").is_file() else []
+    cpu += _train([str(BIN / "train-coop"), "--data", str(data), "--split", str(fit), *_common(folder / "coop", spec["epochs"]),
+                   *spec["args"], *init], folder / "log.txt")
+    trained = time.time() - started
+    samples = split_samples(data, held)
+    photos = [decode_image(s.image) for s in samples]
+    gts = [read_mask_bool(s.mask) for s in samples if s.mask is not None]
+    maps = torch_maps(folder / "coop" / "last.pt", photos, "coop")
+    result: dict[str, Any] = {"name": name, "epochs": spec["epochs"], "args": spec["args"], "pretrain": spec.get("pretrain"),
+                              "n_held": len(samples), "train_wall_s": round(trained, 1), "train_cpu_s": round(cpu, 1)}
+    for key, preds in (("yhat", maps["yhat"]), ("ytilde", maps["ytilde"])):
+        metrics = evaluate_arrays(preds, gts)
+        result[key] = {m: round(float(metrics[m]), 4) for m in METRICS}
+    atomic_write_text(record, json.dumps(result, indent=1) + "\n")
+    return result
+
+
+def trials_markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| trial (coop, tiny backbone, batch 8) | CPU min | held-out MAE Ŷ ↓ | S Ŷ ↑ | max F Ŷ ↑ | S Ỹ ↑ |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['train_cpu_s'] / 60:.1f} | {r['yhat']['mae']:.3f} | {r['yhat']['s_measure']:.3f} | "
+                     f"{r['yhat']['max_f']:.3f} | {r['ytilde']['s_measure']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("names", nargs=-1)
+@click.option("--out", default="runs/real_trials", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", default="../shared/data/pascal-s", show_default=True, type=click.Path(path_type=Path))
+@click.option("--parallel", default=2, show_default=True, type=click.IntRange(1, 4), help="Trials side by side (1 thread each).")
+@report_user_errors
+def main(names: tuple[str, ...], out: Path, data: Path, parallel: int) -> None:
+    """Run the named trials (default: all of TRIALS); results in OUT/trials.json and trials.md."""
+    unknown = [n for n in names if n not in TRIALS]
+    if unknown:
+        raise SalkitError(f"unknown trial {unknown[0]!r}; choose from {', '.join(TRIALS)}")
+    fit, held = held_out_split(data, out)
+
+    def one(name: str) -> dict[str, Any]:
+        click.echo(f"{time.strftime('%H:%M:%S')} trial {name} …", err=True)
+        result = run_trial(name, TRIALS[name], data, out, fit, held)
+        click.echo(f"{time.strftime('%H:%M:%S')} trial {name}: S Ŷ {result['yhat']['s_measure']:.3f}, "
+                   f"CPU {result['train_cpu_s'] / 60:.1f} min", err=True)
+        return result
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(one, names or tuple(TRIALS)))
+    done = [json.loads(p.read_text()) for p in sorted(out.glob("*/trial.json"))]
+    done.sort(key=lambda r: list(TRIALS).index(r["name"]) if r["name"] in TRIALS else len(TRIALS))
+    atomic_write_text(out / "trials.json", json.dumps(done, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "trials.md", trials_markdown(done))
+    click.echo(trials_markdown(done))
+
+
+if __name__ == "__main__":
+    main()
