@@ -32,18 +32,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its
 from real_maps import torch_maps  # noqa: E402
 from real_train import BIN, synthetic_scenes  # noqa: E402
 
+
 TINY = ["--preset", "tiny"]
-# name → train-coop options on fit.txt; "pretrain": procedural scenes the generator learns first.
+# name → train-coop options on fit.txt, judged after each number of epochs in "epochs" (one run,
+# resumed: the tiny preset's schedule does not depend on the total, so 3 then 6 epochs = 6 epochs);
+# "pretrain": procedural scenes the generator learns first; "max_steps": only time the steps.
 TRIALS: dict[str, dict[str, Any]] = {
-    "96px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "96", "--crop", "0.75"]},
-    "128px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.75"]},
-    "160px crop0.75 6ep": {"epochs": 6, "args": [*TINY, "--size", "160", "--crop", "0.75"]},
-    "128px flip-only 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "1"]},
-    "128px crop0.5 6ep": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.5"]},
-    "128px crop0.75 6ep +pretrain": {"epochs": 6, "args": [*TINY, "--size", "128", "--crop", "0.75"],
-                                     "pretrain": {"n": 400, "size": 128, "seed": 0, "epochs": 2}},
-    "128px crop0.75 12ep": {"epochs": 12, "args": [*TINY, "--size", "128", "--crop", "0.75"]},
-    "128px resnet18 (scratch) 1ep": {"epochs": 1, "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75"]},
+    "128px crop 0.75": {"epochs": [3, 6, 9], "args": [*TINY, "--size", "128", "--crop", "0.75"]},
+    "160px crop 0.75": {"epochs": [3], "args": [*TINY, "--size", "160", "--crop", "0.75"]},
+    "96px crop 0.75": {"epochs": [3, 6], "args": [*TINY, "--size", "96", "--crop", "0.75"]},
+    "128px flip only": {"epochs": [3], "args": [*TINY, "--size", "128", "--crop", "1"]},
+    "128px crop 0.5": {"epochs": [3], "args": [*TINY, "--size", "128", "--crop", "0.5"]},
+    "128px crop 0.75 + procedural pre-training": {"epochs": [3], "args": [*TINY, "--size", "128", "--crop", "0.75"],
+                                                  "pretrain": {"n": 400, "size": 128, "seed": 0, "epochs": 2}},
+    "128px resnet18 backbone (no ImageNet weights)": {"epochs": [1], "max_steps": 8,
+                                                      "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75"]},
 }
 METRICS = ("mae", "s_measure", "max_f", "mean_e")
 
@@ -77,18 +80,14 @@ def _common(folder: Path, epochs: int) -> list[str]:
             "--grid-every", "0", "--no-progress", "--threads", "1", *resume]
 
 
-def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path, held: Path) -> dict[str, Any]:
-    from salkit.base.images import decode_image
-    from salkit.base.layout import read_mask_bool, split_samples
-    from salkit.base.metrics import evaluate_arrays
-
-    folder = out / name.replace(" ", "_")
+def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path, held: Path) -> list[dict[str, Any]]:
+    """Train the trial to each of its epoch counts in turn, judging the held-out photos after each."""
+    folder = out / name.replace(" ", "_").replace("(", "").replace(")", "")
     record = folder / "trial.json"
     if record.is_file():
         return json.loads(record.read_text())
     folder.mkdir(parents=True, exist_ok=True)
-    started, cpu = time.time(), 0.0
-    init: list[str] = []
+    cpu, init = 0.0, []
     if "pretrain" in spec:
         p = spec["pretrain"]
         synthetic_scenes(out, {"n": p["n"], "size": p["size"], "seed": p["seed"]}, lambda m: None)
@@ -96,31 +95,47 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
         if not (pre / "finished").is_file():
             cpu += _train([str(BIN / "train-coop"), "--data", str(out / "synth"), *_common(pre, p["epochs"]), *spec["args"],
                            "--generator-only", "deterministic"], folder / "log.txt")
-            atomic_write_text(pre / "finished", "\n")
-        init = ["--init", str(pre / "last.pt")] if not (folder / "coop" / "last.pt").is_file() else []
-    cpu += _train([str(BIN / "train-coop"), "--data", str(data), "--split", str(fit), *_common(folder / "coop", spec["epochs"]),
-                   *spec["args"], *init], folder / "log.txt")
-    trained = time.time() - started
+            atomic_write_text(pre / "finished", f"{cpu}\n")
+        cpu = float((pre / "finished").read_text())
+        init = ["--init", str(pre / "last.pt")]
+    rows = []
+    for epochs in spec["epochs"]:
+        started = time.time()
+        resume = (folder / "coop" / "last.pt").is_file()
+        steps = ["--max-steps", str(spec["max_steps"])] if spec.get("max_steps") else []
+        cpu += _train([str(BIN / "train-coop"), "--data", str(data), "--split", str(fit), *_common(folder / "coop", epochs),
+                       *spec["args"], *steps, *([] if resume else init)], folder / "log.txt")
+        row: dict[str, Any] = {"name": name, "epochs": epochs, "args": spec["args"], "pretrain": spec.get("pretrain"),
+                               "train_cpu_s": round(cpu, 1), "last_wall_s": round(time.time() - started, 1)}
+        if spec.get("max_steps"):
+            row.update(steps=spec["max_steps"], cpu_s_per_step=round(cpu / spec["max_steps"], 2))
+        else:
+            row.update(_judge(folder / "coop" / "last.pt", data, held))
+        rows.append(row)
+    atomic_write_text(record, json.dumps(rows, indent=1) + "\n")
+    return rows
+
+
+def _judge(checkpoint: Path, data: Path, held: Path) -> dict[str, Any]:
+    from salkit.base.images import decode_image
+    from salkit.base.layout import read_mask_bool, split_samples
+    from salkit.base.metrics import evaluate_arrays
+
     samples = split_samples(data, held)
     photos = [decode_image(s.image) for s in samples]
     gts = [read_mask_bool(s.mask) for s in samples if s.mask is not None]
-    maps = torch_maps(folder / "coop" / "last.pt", photos, "coop")
-    result: dict[str, Any] = {"name": name, "epochs": spec["epochs"], "args": spec["args"], "pretrain": spec.get("pretrain"),
-                              "n_held": len(samples), "train_wall_s": round(trained, 1), "train_cpu_s": round(cpu, 1)}
-    for key, preds in (("yhat", maps["yhat"]), ("ytilde", maps["ytilde"])):
-        metrics = evaluate_arrays(preds, gts)
+    maps = torch_maps(checkpoint, photos, "coop")
+    result: dict[str, Any] = {"n_held": len(samples)}
+    for key in ("yhat", "ytilde"):
+        metrics = evaluate_arrays(maps[key], gts)
         result[key] = {m: round(float(metrics[m]), 4) for m in METRICS}
-    atomic_write_text(record, json.dumps(result, indent=1) + "\n")
     return result
 
 
-def trials_markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| trial (coop, tiny backbone, batch 8) | CPU min | held-out MAE Ŷ ↓ | S Ŷ ↑ | max F Ŷ ↑ | S Ỹ ↑ |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['name']} | {r['train_cpu_s'] / 60:.1f} | {r['yhat']['mae']:.3f} | {r['yhat']['s_measure']:.3f} | "
-                     f"{r['yhat']['max_f']:.3f} | {r['ytilde']['s_measure']:.3f} |")
-    return "\n".join(lines) + "\n"
+def trials_markdown(rows: list[dict[str, Any]]) -> str:
+    from real_report import trials_table
+
+    return "\n".join(trials_table(rows)) + "\n"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -138,15 +153,16 @@ def main(names: tuple[str, ...], out: Path, data: Path, parallel: int) -> None:
 
     def one(name: str) -> dict[str, Any]:
         click.echo(f"{time.strftime('%H:%M:%S')} trial {name} …", err=True)
-        result = run_trial(name, TRIALS[name], data, out, fit, held)
-        click.echo(f"{time.strftime('%H:%M:%S')} trial {name}: S Ŷ {result['yhat']['s_measure']:.3f}, "
-                   f"CPU {result['train_cpu_s'] / 60:.1f} min", err=True)
-        return result
+        rows = run_trial(name, TRIALS[name], data, out, fit, held)
+        scores = ", ".join(f"{r['epochs']} ep S Ŷ {r['yhat']['s_measure']:.3f}" for r in rows if "yhat" in r)
+        click.echo(f"{time.strftime('%H:%M:%S')} trial {name}: {scores or 'timed only'}, CPU {rows[-1]['train_cpu_s'] / 60:.1f} min",
+                   err=True)
+        return rows
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         list(pool.map(one, names or tuple(TRIALS)))
-    done = [json.loads(p.read_text()) for p in sorted(out.glob("*/trial.json"))]
-    done.sort(key=lambda r: list(TRIALS).index(r["name"]) if r["name"] in TRIALS else len(TRIALS))
+    done = [row for p in sorted(out.glob("*/trial.json")) for row in json.loads(p.read_text())]
+    done.sort(key=lambda r: (list(TRIALS).index(r["name"]) if r["name"] in TRIALS else len(TRIALS), r["epochs"]))
     atomic_write_text(out / "trials.json", json.dumps(done, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(out / "trials.md", trials_markdown(done))
     click.echo(trials_markdown(done))

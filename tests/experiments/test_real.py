@@ -161,17 +161,22 @@ def test_recipe_trials_hold_out_part_of_the_train_split_and_keep_finished_trials
     ids = (DATA / "train.txt").read_text().split()[:10] + (DATA / "test.txt").read_text().split()[:1]
     root = _bad_copy(tmp_path, ids)
     (root / "train.txt").write_text("\n".join(ids[:10]) + "\n")
-    tiny = {"epochs": 1, "args": ["--preset", "tiny", "--size", "32"]}
-    monkeypatch.setattr(real_trials, "TRIALS", {"a": tiny, "b": {**tiny, "args": [*tiny["args"], "--crop", "0.5"]}})
+    tiny = {"epochs": [1, 2], "args": ["--preset", "tiny", "--size", "32"]}
+    monkeypatch.setattr(real_trials, "TRIALS", {"a": tiny, "b": {"epochs": [1], "args": [*tiny["args"], "--crop", "0.5"]},
+                                                "c": {"epochs": [1], "max_steps": 1, "args": tiny["args"]}})
     out = tmp_path / "trials"
     result = CliRunner().invoke(real_trials.main, ["--out", str(out), "--data", str(root), "--parallel", "2"])
     assert result.exit_code == 0, result.output
     fit, held = ((out / f"{n}.txt").read_text().split() for n in ("fit", "held"))
     assert held == ids[0:10:5] and sorted(fit + held) == sorted(ids[:10]) and ids[10] not in fit + held
     records = json.loads((out / "trials.json").read_text())
-    assert [r["name"] for r in records] == ["a", "b"] and all(r["n_held"] == 2 for r in records)
-    assert all(0.0 <= r["yhat"]["mae"] <= 1.0 and 0.0 <= r["ytilde"]["s_measure"] <= 1.0 for r in records)
-    assert "| b |" in (out / "trials.md").read_text()
+    assert [(r["name"], r["epochs"]) for r in records] == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+    judged = records[:3]
+    assert all(r["n_held"] == 2 and 0.0 <= r["yhat"]["mae"] <= 1.0 and 0.0 <= r["ytilde"]["s_measure"] <= 1.0 for r in judged)
+    # the second row of "a" continued the first run (1 step per epoch here): its log reaches step 2
+    assert (out / "a" / "coop" / "log.csv").read_text().strip().splitlines()[-1].startswith("2,")
+    assert records[3]["steps"] == 1 and records[3]["cpu_s_per_step"] > 0 and "yhat" not in records[3]
+    assert "| b | 1 |" in (out / "trials.md").read_text()
     stamp = (out / "a" / "trial.json").stat().st_mtime_ns
     again = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root)])
     assert again.exit_code == 0, again.output
