@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from salkit.runtime.images import IMAGENET_MEAN, IMAGENET_STD, decode_gray, decode_image
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD, decode_gray, decode_image
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pascal-s"
 SPLITS = ("train", "val", "test")

@@ -46,7 +46,7 @@ def _value(text: str) -> object:
 
 
 def degraded_maps(masks: torch.Tensor, seed: int) -> torch.Tensor:
-    from experiments.repro_runs import degrade
+    from repro_runs import degrade
 
     return torch.from_numpy(degrade(masks[:, 0].numpy() > 0.5, seed))[:, None]  # (B,1,S,S)
 
@@ -130,11 +130,31 @@ def _batched(fn, *tensors: torch.Tensor, size: int = 32) -> torch.Tensor:  # typ
     return torch.cat([fn(*(t[i:i + size] for t in tensors)) for i in range(0, tensors[0].shape[0], size)])
 
 
+def _other_maps(path: Path, images: torch.Tensor, size: int) -> torch.Tensor:
+    """Probability maps (N,1,size,size) of another checkpoint: a QE-FPN, or a coop run's G(X, 0)."""
+    from salkit.train.coop_predictor import load_coop, predict_tensor
+    from salkit.train.engine.checkpoint import load_checkpoint
+    from salkit.train.qefpn_predict import QEFPNReferencePredictor
+
+    kind = load_checkpoint(path)["model"]["kind"]
+    if kind == "qefpn":
+        predictor = QEFPNReferencePredictor.from_checkpoint(path)
+        maps = _batched(lambda x: torch.from_numpy(predictor.predict_tensor(x.numpy())["saliency"]), images)
+    else:
+        other = load_coop(path)
+        zero = torch.zeros(1, images.shape[0], other.latent_dim)  # (1,N,d): h = 0
+        maps = _batched(lambda x, z: predict_tensor(other, x, z.transpose(0, 1), 0, 0.4, uncertainty=False)["generator"],
+                        images, zero.transpose(0, 1)).detach()
+    if maps.shape[-1] != size:
+        maps = torch.nn.functional.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+    return maps.clamp(0.0, 1.0)
+
+
 def evaluate(args: argparse.Namespace) -> None:
     from salkit.train.coop_predictor import load_coop, predict_tensor, refine_tensor
 
     torch.set_num_threads(args.threads)
-    ckpt = RUNS / args.name / "last.pt"
+    ckpt = args.ckpt or RUNS / args.name / "last.pt"
     s = _settings(ckpt)
     model = load_coop(ckpt)
     split = load_split(args.data, args.split, model.image_size)
@@ -144,26 +164,22 @@ def evaluate(args: argparse.Namespace) -> None:
     y_hat = _batched(lambda x, z: predict_tensor(model, x, z.transpose(0, 1), 0, step, uncertainty=False)["generator"],
                      split.images, latents.transpose(0, 1)).detach()
     starts = {"coop": y_hat, "degraded": degraded_maps(split.masks, seed=11)}
-    if args.other:
-        other = load_coop(RUNS / args.other / "last.pt")
-        zero = torch.zeros(1, split.images.shape[0], other.latent_dim)
-        starts["other"] = _batched(
-            lambda x, z: predict_tensor(other, x, z.transpose(0, 1), 0, step, uncertainty=False)["generator"],
-            split.images, zero.transpose(0, 1)).detach()
+    for label, path in (("other", args.other and RUNS / args.other / "last.pt"), ("gx", args.gx), ("qefpn", args.qefpn)):
+        if path:
+            starts[label] = _other_maps(Path(path), split.images, model.image_size)
 
     def refine(maps: torch.Tensor, steps: int, size: float) -> torch.Tensor:
         return _batched(lambda x, m: refine_tensor(model, x, m, steps, size).detach(), split.images, maps)
 
-    report: dict = {"name": args.name, "split": args.split, "settings": s, "rows": {}, "sweep": []}
+    report: dict = {"name": args.name, "ckpt": str(ckpt), "split": args.split, "settings": s, "rows": {}, "sweep": []}
     for name, maps in starts.items():
         revised = refine(maps, k, step)
-        report["rows"][name] = {"before": _score(maps, split.full_masks), "after": _score(revised, split.full_masks),
+        before, after = _score(maps, split.full_masks), _score(revised, split.full_masks)
+        report["rows"][name] = {"before": before, "after": after, "delta": {m: after[m] - before[m] for m in METRICS},
                                 "mean_abs_delta": float((revised - maps).abs().mean())}
         print(name, json.dumps(report["rows"][name]))
     if args.sweep:
-        for name in ("coop", "other"):
-            if name not in starts:
-                continue
+        for name in [n for n in ("coop", "other", "gx", "qefpn") if n in starts]:
             for steps in SWEEP_K:
                 for size in SWEEP_STEPS:
                     revised = refine(starts[name], steps, size)
@@ -173,6 +189,7 @@ def evaluate(args: argparse.Namespace) -> None:
                                             "s_start": before["s_measure"],
                                             "mean_abs_delta": float((revised - starts[name]).abs().mean())})
                     print(report["sweep"][-1])
+    (RUNS / args.name).mkdir(parents=True, exist_ok=True)
     (RUNS / args.name / f"eval_{args.split}.json").write_text(json.dumps(report, indent=1) + "\n")
 
 
@@ -192,7 +209,10 @@ def main() -> None:
     t.add_argument("--probe-size", type=int, default=32)
     e = sub.add_parser("eval")
     e.add_argument("--name", required=True)
+    e.add_argument("--ckpt", type=Path, default=None, help="checkpoint to evaluate [runs/energy/NAME/last.pt]")
     e.add_argument("--other", default=None, help="run whose G(X, 0) maps the energy refines (e.g. gx)")
+    e.add_argument("--gx", type=Path, default=None, help="coop checkpoint (G(X) baseline) whose G(X, 0) maps it refines")
+    e.add_argument("--qefpn", type=Path, default=None, help="QE-FPN checkpoint whose maps the energy refines")
     e.add_argument("--split", choices=("val", "test"), default="val")
     e.add_argument("--sweep", action="store_true", help="also sweep δ and K at test time")
     p = sub.add_parser("plots")

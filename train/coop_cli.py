@@ -31,7 +31,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
              "ce_decay": False},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
-                "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay")
+                "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
+                "energy_corrupt", "energy_only", "descent_starts", "descent_samples")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -85,6 +86,18 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--lr-decay-every", type=int, default=None, help="Epochs between decays [20].")
 @click.option("--ce-weight", type=float, default=None, help="λ at the start, decaying linearly to 0 [1.0].")
 @click.option("--energy-reg", type=float, default=None, help="α of an α·mean(U²) energy regulariser; 0 = paper [0].")
+@click.option("--energy-descent", type=float, default=None,
+              help="β of the BCE of U's unrolled K-step descent from Ŷ added to the θ loss; 0 = paper [0].")
+@click.option("--energy-corrupt/--no-energy-corrupt", "energy_corrupt", default=None,
+              help="Degraded ground truths as extra negatives of the θ loss (and descent starts) [no].")
+@click.option("--energy-only", is_flag=True, default=None,
+              help="Fine-tune the energy alone to refine maps (generator frozen; needs --init or --resume): "
+                   "U learns from the BCE of its K-step descent vs the truth (docs/coop.md).")
+@click.option("--descent-starts", default=None,
+              help="With --energy-only: start maps of the descent, a comma-separated subset of "
+                   "generator,degraded,restyled [all three].")
+@click.option("--descent-samples", type=int, default=None,
+              help="With --energy-only: generator samples averaged into Ŷ [4].")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [50].")
 @click.option("--grid-every", type=int, default=None, help="Steps between PNG grids; 0 = never [100].")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total.")
@@ -130,6 +143,17 @@ def _validate(o: dict[str, Any]) -> None:
         raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     if o["size"] % 32 != 0:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
+    _positive("energy_descent", o.get("energy_descent"), allow_zero=True)
+    _positive("descent_samples", o.get("descent_samples"))
+    if o.get("energy_only"):
+        if o.get("init") is None and o.get("resume") is None:
+            raise SalkitError("--energy-only fine-tunes a trained energy: pass --init CKPT (or --resume an energy-only run)")
+        if o.get("scribble") or o.get("generator_only"):
+            raise SalkitError("--energy-only cannot be combined with --scribble or --generator-only")
+    if o.get("descent_starts") is not None:
+        from salkit.train.coop_energy_only import parse_starts
+
+        parse_starts(o["descent_starts"])
     if o.get("init") is not None and o.get("resume") is not None:
         raise SalkitError("--init starts a new run from weights; --resume continues one: pass one of them")
     if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
@@ -175,6 +199,10 @@ def run(opts: dict[str, Any]) -> Any:
                        **{k: o[k] for k in ("checkpoint_every", "grid_every") if o.get(k) is not None})
     if scribble is not None:
         trainer: CoopTrainer = ScribbleTrainer(model, dataset, loop, settings, scribble)
+    elif settings.energy_only:
+        from salkit.train.coop_energy_only import EnergyOnlyTrainer
+
+        trainer = EnergyOnlyTrainer(model, dataset, loop, settings)
     elif settings.generator_only is not None:
         trainer = GeneratorOnlyTrainer(model, dataset, loop, settings)
     else:

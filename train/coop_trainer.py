@@ -66,6 +66,11 @@ class CoopSettings:
     # and degraded ground truths as extra negatives of the θ loss (and extra descent starts).
     energy_descent: float = 0.0
     energy_corrupt: bool = False
+    # The energy-only fine-tune (coop_energy_only.py, train-coop --energy-only): generator frozen,
+    # U trained on the descent BCE from these start maps (comma-separated), Ŷ from N samples.
+    energy_only: bool = False
+    descent_starts: str = "generator,degraded,restyled"
+    descent_samples: int = 4
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:

@@ -1,0 +1,92 @@
+"""train-coop --init CKPT --energy-only: U alone learns to refine the frozen generator's and degraded maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from salkit.train.coop_cli import main
+from salkit.train.coop_energy_only import START_KINDS, parse_starts, restyle, to_logits
+from salkit.train.coop_energy_losses import corrupt_masks
+from salkit.train.coop_langevin import revise_saliency
+from salkit.train.coop_predictor import load_coop
+from salkit.train.data.dataset import SaliencyDataset
+from salkit.train.engine.checkpoint import load_checkpoint
+from salkit.kernels.errors import SalkitError
+
+BASE = ["--preset", "tiny", "--size", "32", "--batch-size", "4", "--grid-every", "0", "--no-progress", "--threads", "1"]
+
+
+def _cli(*args: object):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(main, [*map(str, args), *BASE])
+
+
+@pytest.fixture(scope="module")
+def data(synthetic_dataset_factory) -> Path:  # type: ignore[no-untyped-def]
+    return synthetic_dataset_factory(8, 32, 5)
+
+
+def _descent_bce(ckpt: Path, data: Path) -> tuple[float, float, float]:
+    """(BCE of the degraded starts, BCE after the checkpoint's K-step noise-free descent, mean |Δp|)."""
+    model = load_coop(ckpt)
+    settings = load_checkpoint(ckpt)["train_config"]["coop"]
+    items = [SaliencyDataset(data, 32, augment=False)[i] for i in range(8)]
+    x = torch.stack([it["image"] for it in items])
+    mask = torch.stack([it["mask"] for it in items])
+    torch.manual_seed(11)
+    starts = to_logits(0.05 + 0.9 * corrupt_masks(mask))
+    final = revise_saliency(model.energy, starts, x, settings["langevin_steps"], settings["energy_step"], noise=False).value
+    moved = float((torch.sigmoid(final) - torch.sigmoid(starts)).abs().mean())
+    return (float(F.binary_cross_entropy_with_logits(starts, mask)), float(F.binary_cross_entropy_with_logits(final, mask)),
+            moved)
+
+
+def test_energy_only_fine_tune_learns_to_repair_maps_and_leaves_the_generator(tmp_path: Path, data: Path) -> None:
+    base = _cli("--data", data, "--out", tmp_path / "base", "--max-steps", "2")
+    assert base.exit_code == 0, base.output
+    fine = _cli("--data", data, "--out", tmp_path / "fine", "--init", tmp_path / "base" / "last.pt", "--energy-only",
+                "--epochs", "20", "--lr-energy", "1e-2", "--energy-step", "1.0", "--descent-starts", "degraded,generator",
+                "--descent-samples", "2")
+    assert fine.exit_code == 0, fine.output
+    before_start, before_final, before_moved = _descent_bce(tmp_path / "base" / "last.pt", data)
+    after_start, after_final, after_moved = _descent_bce(tmp_path / "fine" / "last.pt", data)
+    assert before_start == pytest.approx(after_start)  # the same degraded starts
+    assert before_moved < 0.005 < after_moved  # the untrained-for-descent energy leaves maps as they are
+    assert after_final < before_final - 0.05  # the fine-tuned descent heads towards the truth
+
+    old, new = load_checkpoint(tmp_path / "base" / "last.pt"), load_checkpoint(tmp_path / "fine" / "last.pt")
+    for key, value in old["state_dict"].items():
+        if key.startswith("generator."):
+            assert torch.equal(new["state_dict"][key], value), key  # frozen, running statistics included
+        elif key.startswith("energy.") and "running" in key:
+            assert torch.equal(new["state_dict"][key], value), key  # U in eval mode: the exported function
+    assert any(not torch.equal(new["state_dict"][k], v) for k, v in old["state_dict"].items() if k.startswith("energy.net.0"))
+    coop = new["train_config"]["coop"]
+    assert coop["energy_only"] and coop["energy_step"] == 1.0 and coop["descent_starts"] == "degraded,generator"
+    assert set(new["optimizers"]) == {"energy"}
+
+
+def test_energy_only_needs_a_trained_model_and_known_starts(tmp_path: Path, data: Path) -> None:
+    alone = _cli("--data", data, "--out", tmp_path / "a", "--energy-only")
+    assert alone.exit_code == 2 and "--init" in alone.output
+    bad = _cli("--data", data, "--out", tmp_path / "b", "--energy-only", "--init", tmp_path / "x.pt", "--descent-starts",
+               "generator,qefpn")
+    assert bad.exit_code == 2 and "--descent-starts" in bad.output
+    with pytest.raises(SalkitError):
+        parse_starts("")
+    assert parse_starts(" generator , restyled") == ("generator", "restyled")
+    assert set(START_KINDS) == {"generator", "degraded", "restyled"}
+
+
+def test_restyle_keeps_the_order_of_pixels_but_changes_calibration() -> None:
+    torch.manual_seed(0)
+    p = torch.rand(3, 1, 32, 32)
+    out = restyle(p)
+    assert out.shape == p.shape and float(out.min()) > 0 and float(out.max()) < 1
+    assert float((out - p).abs().mean()) > 0.01
+    flat = torch.full((1, 1, 32, 32), 0.5)
+    assert torch.allclose(restyle(flat), flat, atol=1e-6)  # logit 0 stays 0 at any temperature, blur keeps it
