@@ -30,18 +30,24 @@ TINY_128 = ["--preset", "tiny", "--size", "128", "--crop", "0.75"]
 # "data": "scribbles" trains on the scribbles the data stage derived from the train split's masks.
 # The order is the order the lanes take them in (longest first).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # Measured at 1 thread on the AMD EPYC (CPU s per step of 8 at 128²): coop 1.07, scribble 2.13, G(X) 0.34,
+    # G(X,h) 1.0, energy-only 2.0: about 70 CPU minutes, two lanes of about 35 (docs/data-and-eval.md).
+    # In this order the lanes run coop → energy → G(X) → QE-FPN beside scribble → G(X,h).
     "default": {
-        "coop": {"cli": "train-coop", "epochs": 20, "batch": 8, "args": TINY_128},
-        "scribble": {"cli": "train-coop", "epochs": 12, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
-        "gx": {"cli": "train-coop", "epochs": 20, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
-        "gxh": {"cli": "train-coop", "epochs": 20, "batch": 8, "args": [*TINY_128, "--generator-only", "latent"]},
-        "qefpn": {"cli": "train-qefpn", "epochs": 10, "batch": 8, "args": TINY_128},
+        "coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": TINY_128},
+        "scribble": {"cli": "train-coop", "epochs": 6, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
+        # The energy alone fine-tuned to refine by its K-step descent, generator frozen (docs/coop.md).
+        "energy": {"cli": "train-coop", "epochs": 2, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
+        "gxh": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "latent"]},
+        "gx": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
+        "qefpn": {"cli": "train-qefpn", "epochs": 8, "batch": 8, "args": TINY_128},
     },
     "smoke": {
         "pretrain": {"cli": "train-coop", "epochs": 1, "batch": 4, "synth": {"n": 8, "size": 32, "seed": 0},
                      "args": ["--preset", "tiny", "--size", "32", "--generator-only", "deterministic"]},
         "coop": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain", "args": ["--preset", "tiny", "--size", "32"]},
-        "energy": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "coop", "args": ["--preset", "tiny", "--size", "32"]},
+        "energy": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "coop",
+                   "args": ["--preset", "tiny", "--size", "32", "--energy-only"]},
         "scribble": {"cli": "train-coop", "epochs": 1, "batch": 2, "data": "scribbles",
                      "args": ["--preset", "tiny", "--size", "32", "--scribble"]},
         "gx": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain",

@@ -38,7 +38,7 @@ TINY = ["--preset", "tiny"]
 # resumed: the tiny preset's schedule does not depend on the total, so 3 then 6 epochs = 6 epochs);
 # "pretrain": procedural scenes the generator learns first; "max_steps": only time the steps.
 TRIALS: dict[str, dict[str, Any]] = {
-    "128px crop 0.75": {"epochs": [3, 6, 9], "args": [*TINY, "--size", "128", "--crop", "0.75"]},
+    "128px crop 0.75": {"epochs": [3, 6], "args": [*TINY, "--size", "128", "--crop", "0.75"]},
     "160px crop 0.75": {"epochs": [3], "args": [*TINY, "--size", "160", "--crop", "0.75"]},
     "96px crop 0.75": {"epochs": [3, 6], "args": [*TINY, "--size", "96", "--crop", "0.75"]},
     "128px flip only": {"epochs": [3], "args": [*TINY, "--size", "128", "--crop", "1"]},
@@ -98,8 +98,12 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
             atomic_write_text(pre / "finished", f"{cpu}\n")
         cpu = float((pre / "finished").read_text())
         init = ["--init", str(pre / "last.pt")]
-    rows = []
-    for epochs in spec["epochs"]:
+    partial = folder / "rows.json"  # the epoch counts judged so far: an interrupted trial keeps them
+    rows: list[dict[str, Any]] = json.loads(partial.read_text()) if partial.is_file() else []
+    cpu = rows[-1]["train_cpu_s"] if rows else cpu
+    if not rows and (folder / "cpu_before_restart").is_file():  # CPU seconds a stopped process had spent (its ps record)
+        cpu += float((folder / "cpu_before_restart").read_text())
+    for epochs in spec["epochs"][len(rows):]:
         started = time.time()
         resume = (folder / "coop" / "last.pt").is_file()
         steps = ["--max-steps", str(spec["max_steps"])] if spec.get("max_steps") else []
@@ -112,6 +116,7 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
         else:
             row.update(_judge(folder / "coop" / "last.pt", data, held))
         rows.append(row)
+        atomic_write_text(partial, json.dumps(rows, indent=1) + "\n")
     atomic_write_text(record, json.dumps(rows, indent=1) + "\n")
     return rows
 
