@@ -65,9 +65,14 @@ class Run:
             self.echo(f"[{index}/6] {name}: done earlier ({marker})")
             return json.loads(marker.read_text())
         self.echo(f"[{index}/6] {name} … ({time.strftime('%H:%M:%S')})")
+        begun = marker.with_suffix(".begun")  # the stage's first start: an interrupted stage's duration counts from it
+        if not begun.is_file():
+            begun.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(begun, f"{time.time()}\n")
         started, cpu = time.time(), _cpu_seconds()
         info = work()
-        info.update(wall_s=round(time.time() - started, 1), cpu_s=round(_cpu_seconds() - cpu, 1))
+        info.update(wall_s=round(time.time() - started, 1), cpu_s=round(_cpu_seconds() - cpu, 1),
+                    wall_since_begun_s=round(time.time() - float(begun.read_text()), 1))
         marker.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(marker, json.dumps(info, indent=1) + "\n")
         self.echo(f"[{index}/6] {name}: {info['wall_s']:.0f} s")
@@ -139,10 +144,14 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         "n_test": int(evaluate_dirs(run.out / "maps" / "zero", run.out / "test" / "gt")["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
         "rows": rows, "refine_delta": refine_delta, "recipe": run.recipe, "train": train.get("recipe"),
+        "train_steps": train.get("steps"),
         "coop_checkpoint": coop_job(run.jobs), "scribbles": timings.get("data", {}).get("scribbles"),
-        "timing": {"stages_wall_s": {k: v.get("wall_s") for k, v in timings.items()},
+        # Wall time from each stage's first start to its end: an interrupted and resumed stage's whole span.
+        "timing": {"stages_wall_s": {k: v.get("wall_since_begun_s", v.get("wall_s")) for k, v in timings.items()},
+                   "stages_last_call_wall_s": {k: v.get("wall_s") for k, v in timings.items()},
                    "stages_cpu_s": {k: v.get("cpu_s") for k, v in timings.items()},
                    "train_job_cpu_s": train.get("job_cpu_s"),
+                   "train_job_cpu_s_per_step": train.get("job_cpu_s_per_step"),
                    # On an otherwise idle machine: the trainings' CPU time spread over the cores they used
                    # plus every other stage's whole CPU time (an upper bound for those).
                    "cpu_bound_wall_min": round((float(train.get("cpu_bound_wall_s") or 0.0) + other_cpu) / 60.0, 1),

@@ -37,14 +37,22 @@ def _comparison(rows: dict[str, Any], ours: str, other: str) -> str:
     return f"{ours} beats {other} on {parts[True][0]} but not on {parts[False][0]}"
 
 
-def _recipe(train: dict[str, Any] | None) -> list[str]:
+def _recipe(results: dict[str, Any]) -> list[str]:
+    """The jobs with their options, steps and the CPU time each took in this run (1 thread each)."""
+    train = results.get("train")
     if not train:
         return []
-    lines = ["| job | trainer | epochs | batch | options |", "|---|---|---:|---:|---|"]
+    steps = results.get("train_steps") or {}
+    cpu = results["timing"].get("train_job_cpu_s") or {}
+    # CPU per step of the job's last process (a resumed job's earlier process is not counted), × all its steps.
+    rate = results["timing"].get("train_job_cpu_s_per_step") or {n: cpu[n] / steps[n] for n in cpu if cpu[n] and steps.get(n)}
+    lines = ["| job | trainer | epochs | steps | CPU s / step | CPU min | options |", "|---|---|---:|---:|---:|---:|---|"]
     for name, job in train.items():
         options = " ".join(job["args"]) + (f" (starts from {job['init']})" if job.get("init") else "")
         options += " (scribbles derived from the train masks)" if job.get("data") == "scribbles" else ""
-        lines.append(f"| {name} | {job['cli']} | {job['epochs']} | {job['batch']} | `{options}` |")
+        n, r = steps.get(name), rate.get(name)
+        cost = f"{r:.2f} | {r * n / 60:.1f}" if n and r else "— | —"
+        lines.append(f"| {name} | {job['cli']} | {job['epochs']} | {n or '—'} | {cost} | `{options}` |")
     return lines
 
 
@@ -98,7 +106,7 @@ def markdown(results: dict[str, Any], picture: str = "examples.png", trials: lis
                      f"{coop['mae']:.3f} / {coop['s_measure']:.3f} with full masks.")
     lines += ["", f"Recipe `{results['recipe']}` (the coop bundle is exported from the `{results.get('coop_checkpoint', 'coop')}` "
               "job's checkpoint; G(X), G(X,h) and the scribble model are judged through the torch reference):", ""]
-    lines += _recipe(results.get("train"))
+    lines += _recipe(results)
     if trials:
         lines += ["", "What was tried before choosing it (`experiments/real_trials.py`: short coop trainings on 4/5 of the "
                   "train split, judged on the other 1/5; the test split is never read):", ""]

@@ -31,12 +31,21 @@ TINY_128 = ["--preset", "tiny", "--size", "128", "--crop", "0.75"]
 # The order is the order the lanes take them in (longest first).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # Measured at 1 thread on the AMD EPYC (CPU s per step of 8 at 128²): coop 1.07, scribble 2.13, G(X) 0.34,
-    # G(X,h) 1.0, energy-only 2.0: about 70 CPU minutes, two lanes of about 35 (docs/data-and-eval.md).
-    # In this order the lanes run coop → energy → G(X) → QE-FPN beside scribble → G(X,h).
+    # G(X,h) 1.0, energy-only 2.0, QE-FPN ≈ 0.3. "default" is what ran end to end on the shared development
+    # machine within the hour (about 26 CPU minutes of training); "full" is sized for an idle 2-core machine
+    # (about 75 CPU minutes, two lanes of about 38, not run end to end) and adds G(X,h) trained alone.
+    # In this order the lanes run coop → energy → G(X) → QE-FPN beside scribble (→ G(X,h)).
     "default": {
+        "coop": {"cli": "train-coop", "epochs": 6, "batch": 8, "args": TINY_128},
+        "scribble": {"cli": "train-coop", "epochs": 3, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
+        # The energy alone fine-tuned to refine by its K-step descent, generator frozen (docs/coop.md).
+        "energy": {"cli": "train-coop", "epochs": 1, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
+        "gx": {"cli": "train-coop", "epochs": 6, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
+        "qefpn": {"cli": "train-qefpn", "epochs": 4, "batch": 8, "args": TINY_128},
+    },
+    "full": {
         "coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": TINY_128},
         "scribble": {"cli": "train-coop", "epochs": 6, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
-        # The energy alone fine-tuned to refine by its K-step descent, generator frozen (docs/coop.md).
         "energy": {"cli": "train-coop", "epochs": 2, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
         "gxh": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "latent"]},
         "gx": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
@@ -105,8 +114,9 @@ class Lanes:
     """``lanes`` workers over the jobs; each takes the first unfinished job whose ``init`` job is done."""
 
     def __init__(self, out: Path, jobs: dict[str, Any], make_command: Callable[[str, int], list[str]], lanes: int,
-                 totals: dict[str, int], echo: Callable[[str], None]) -> None:
+                 totals: dict[str, int], checkpoint_every: int, echo: Callable[[str], None]) -> None:
         self.out, self.jobs, self.make_command, self.totals, self.echo = out, jobs, make_command, totals, echo
+        self.checkpoint_every = checkpoint_every
         self.lanes = max(1, min(lanes, len(jobs)))
         self.threads = max(1, (os.cpu_count() or 1) // self.lanes)
         self.lock = threading.Lock()
@@ -138,6 +148,8 @@ class Lanes:
             log = self.out / "logs" / f"{name}.log"
             log.parent.mkdir(parents=True, exist_ok=True)
             env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+            # Where this process starts: a resumed job repeats the steps after its last checkpoint.
+            start = (last_step(self.out / name) // self.checkpoint_every) * self.checkpoint_every
             with open(log, "a") as handle:
                 proc = subprocess.Popen(self.make_command(name, self.threads), stdout=handle, stderr=subprocess.STDOUT, env=env)
                 self.procs[name] = proc
@@ -149,7 +161,8 @@ class Lanes:
                     self.failures.append(f"training {name} failed (exit {code}): {tail[0]} — see {log}")
                 return
             cpu = round(usage.ru_utime + usage.ru_stime, 1)
-            atomic_write_text(self.out / name / "finished", json.dumps({"cpu_s": cpu}) + "\n")
+            steps = self.totals[name] - start  # the steps this process ran: its CPU time per step
+            atomic_write_text(self.out / name / "finished", json.dumps({"cpu_s": cpu, "steps_run": steps}) + "\n")
 
     def run(self) -> None:
         workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.lanes)]
@@ -185,9 +198,14 @@ def stage_train(out: Path, recipe: str, lanes: int, checkpoint_every: int, sourc
     count = lambda job: job["synth"]["n"] if job.get("synth") else sizes[job.get("data", "train")]  # noqa: E731
     totals = {n: job["epochs"] * math.ceil(count(job) / job["batch"]) for n, job in jobs.items()}
     make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every)  # noqa: E731
-    runner = Lanes(out, jobs, make, lanes, totals, echo)
+    runner = Lanes(out, jobs, make, lanes, totals, checkpoint_every, echo)
     runner.run()
-    cpu = {n: json.loads((out / n / "finished").read_text() or "{}").get("cpu_s") for n in jobs}
+    finished = {n: json.loads((out / n / "finished").read_text() or "{}") for n in jobs}
+    cpu = {n: f.get("cpu_s") for n, f in finished.items()}
+    per_step = {n: round(f["cpu_s"] / f["steps_run"], 3) if f.get("cpu_s") and f.get("steps_run") else None
+                for n, f in finished.items()}
+    # cpu_s is the last process's own: a job interrupted and resumed spent more (the killed part is not counted).
     return {"steps": totals, "recipe": jobs, "lanes": runner.lanes, "threads": runner.threads, "job_cpu_s": cpu,
+            "job_cpu_s_per_step": per_step,
             # What the stage needs on an idle machine at best: the jobs' CPU time spread over every core used.
             "cpu_bound_wall_s": round(sum(c or 0.0 for c in cpu.values()) / (runner.lanes * runner.threads), 1)}

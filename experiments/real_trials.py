@@ -80,7 +80,8 @@ def _common(folder: Path, epochs: int) -> list[str]:
             "--grid-every", "0", "--no-progress", "--threads", "1", *resume]
 
 
-def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path, held: Path) -> list[dict[str, Any]]:
+def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path, held: Path,
+              max_epochs: int | None = None) -> list[dict[str, Any]]:
     """Train the trial to each of its epoch counts in turn, judging the held-out photos after each."""
     folder = out / name.replace(" ", "_").replace("(", "").replace(")", "")
     record = folder / "trial.json"
@@ -104,6 +105,8 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
     if not rows and (folder / "cpu_before_restart").is_file():  # CPU seconds a stopped process had spent (its ps record)
         cpu += float((folder / "cpu_before_restart").read_text())
     for epochs in spec["epochs"][len(rows):]:
+        if max_epochs is not None and epochs > max_epochs:
+            return rows  # not finished: trial.json waits for the remaining epoch counts
         started = time.time()
         resume = (folder / "coop" / "last.pt").is_file()
         steps = ["--max-steps", str(spec["max_steps"])] if spec.get("max_steps") else []
@@ -148,8 +151,9 @@ def trials_markdown(rows: list[dict[str, Any]]) -> str:
 @click.option("--out", default="runs/real_trials", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", default="../shared/data/pascal-s", show_default=True, type=click.Path(path_type=Path))
 @click.option("--parallel", default=2, show_default=True, type=click.IntRange(1, 4), help="Trials side by side (1 thread each).")
+@click.option("--max-epochs", type=click.IntRange(1), default=None, help="Stop each trial after the epoch counts up to this.")
 @report_user_errors
-def main(names: tuple[str, ...], out: Path, data: Path, parallel: int) -> None:
+def main(names: tuple[str, ...], out: Path, data: Path, parallel: int, max_epochs: int | None) -> None:
     """Run the named trials (default: all of TRIALS); results in OUT/trials.json and trials.md."""
     unknown = [n for n in names if n not in TRIALS]
     if unknown:
@@ -158,7 +162,7 @@ def main(names: tuple[str, ...], out: Path, data: Path, parallel: int) -> None:
 
     def one(name: str) -> dict[str, Any]:
         click.echo(f"{time.strftime('%H:%M:%S')} trial {name} …", err=True)
-        rows = run_trial(name, TRIALS[name], data, out, fit, held)
+        rows = run_trial(name, TRIALS[name], data, out, fit, held, max_epochs)
         scores = ", ".join(f"{r['epochs']} ep S Ŷ {r['yhat']['s_measure']:.3f}" for r in rows if "yhat" in r)
         click.echo(f"{time.strftime('%H:%M:%S')} trial {name}: {scores or 'timed only'}, CPU {rows[-1]['train_cpu_s'] / 60:.1f} min",
                    err=True)
@@ -166,7 +170,8 @@ def main(names: tuple[str, ...], out: Path, data: Path, parallel: int) -> None:
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
         list(pool.map(one, names or tuple(TRIALS)))
-    done = [row for p in sorted(out.glob("*/trial.json")) for row in json.loads(p.read_text())]
+    # Every judged row, of finished trials and of the epoch counts an unfinished one has reached.
+    done = [row for p in sorted(out.glob("*/rows.json")) for row in json.loads(p.read_text())]
     done.sort(key=lambda r: (list(TRIALS).index(r["name"]) if r["name"] in TRIALS else len(TRIALS), r["epochs"]))
     atomic_write_text(out / "trials.json", json.dumps(done, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(out / "trials.md", trials_markdown(done))

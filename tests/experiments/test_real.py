@@ -165,6 +165,9 @@ def test_recipe_trials_hold_out_part_of_the_train_split_and_keep_finished_trials
     monkeypatch.setattr(real_trials, "TRIALS", {"a": tiny, "b": {"epochs": [1], "args": [*tiny["args"], "--crop", "0.5"]},
                                                 "c": {"epochs": [1], "max_steps": 1, "args": tiny["args"]}})
     out = tmp_path / "trials"
+    first = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root), "--max-epochs", "1"])
+    assert first.exit_code == 0, first.output
+    assert len(json.loads((out / "a" / "rows.json").read_text())) == 1 and not (out / "a" / "trial.json").exists()
     result = CliRunner().invoke(real_trials.main, ["--out", str(out), "--data", str(root), "--parallel", "2"])
     assert result.exit_code == 0, result.output
     fit, held = ((out / f"{n}.txt").read_text().split() for n in ("fit", "held"))
@@ -181,3 +184,34 @@ def test_recipe_trials_hold_out_part_of_the_train_split_and_keep_finished_trials
     again = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root)])
     assert again.exit_code == 0, again.output
     assert (out / "a" / "trial.json").stat().st_mtime_ns == stamp  # not trained again
+
+
+def test_report_reads_every_number_from_the_results() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_report import markdown
+
+    def row(mae: float, s: float) -> dict[str, float]:
+        return {"mae": mae, "s_measure": s, "max_f": 0.5, "mean_f": 0.4, "mean_e": 0.6}
+
+    results = {
+        "n_test": 170, "train_split": "train", "protocol": "p", "recipe": "default", "coop_checkpoint": "energy",
+        "rows": {"coop Ŷ": row(0.20, 0.66), "coop Ỹ": row(0.19, 0.67), "G(X)": row(0.18, 0.69), "G(X,h) alone": row(0.25, 0.60),
+                 "coop Ỹ, scribbles": row(0.3, 0.55), "centred Gaussian": row(0.37, 0.55)},
+        "refine_delta": {"QE-FPN": {"mae": -0.01, "s_measure": 0.002}},
+        "scribbles": {"foreground_fraction": 0.0045, "background_fraction": 0.01},
+        "train": {"coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": ["--size", "128"]}},
+        "train_steps": {"coop": 1020}, "timing": {"stages_wall_s": {"train": 1800.0}, "cpu_bound_wall_min": 28.0,
+                                                  "cores": 2, "cpu": "AMD EPYC", "train_job_cpu_s": {"coop": 1091.4}},
+    }
+    text = markdown(results, trials=[{"name": "128px", "epochs": 3, "n_held": 136, "train_cpu_s": 240.0,
+                                       "yhat": row(0.2, 0.61), "ytilde": row(0.2, 0.62)}])
+    assert "| coop Ỹ | 0.190 | 0.670 | 0.500 | 0.400 | 0.600 |" in text
+    assert "0.670 misses the target 0.70" in text
+    assert "coop Ỹ beats G(X,h) alone on MAE (0.190 vs 0.250) and S (0.670 vs 0.600)" in text
+    assert "coop Ỹ does not beat G(X) on MAE (0.190 vs 0.180) or S (0.670 vs 0.690)" in text
+    assert "MAE -0.0100, S +0.0100" in text  # Ŷ → Ỹ
+    assert "0.45 % of pixels labelled foreground" in text and "MAE 0.300 / S 0.550" in text
+    assert "| coop | train-coop | 12 | 1020 | 1.07 | 18.2 |" in text
+    assert "| 128px | 3 | 4.0 | 0.200 | 0.610 | 0.500 | 0.620 |" in text
