@@ -34,10 +34,12 @@ repro: $(STAMP)
 	$(PY) -m experiments.repro $(REPRO_ARGS)
 
 # Train, export and judge on the real photographs of PASCAL-S (≤ 60 min on 2 cores; resumes where it stopped).
+# The report shows the recipe trials (experiments/real_trials.py) recorded in REAL_TRIALS.
 REAL_OUT ?= runs/real
 REAL_DATA ?= ../shared/data/pascal-s
+REAL_TRIALS ?= docs/real-trials.json
 real: $(STAMP)
-	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(REAL_ARGS)
+	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(if $(wildcard $(REAL_TRIALS)),--trials $(REAL_TRIALS)) $(REAL_ARGS)
 
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).

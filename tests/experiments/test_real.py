@@ -56,6 +56,13 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
                     assert m.size == photo.size, (folder, stem)
     assert (out / "bundle_coop" / "manifest.json").is_file() and (out / "bundle_qefpn" / "manifest.json").is_file()
     assert (out / "pretrain" / "finished").is_file() and (out / "synth" / "synth.json").is_file()
+    # the energy job (started from the trained coop model) is what the coop bundle is exported from
+    assert results["coop_checkpoint"] == "energy"
+    assert json.loads((out / "stages" / "export.json").read_text())["bundles"]["bundle_coop"] == str(out / "energy" / "last.pt")
+    # scribbles derived from the (6) train masks; the scribble-trained model has its rows
+    assert sorted(p.stem for p in (out / "scribbles" / "scribble").iterdir()) == sorted(train_ids)
+    assert results["scribbles"]["images"] == 6 and 0 < results["scribbles"]["foreground_fraction"] < 0.2
+    assert {"coop Ỹ, scribbles", "G(X,h) alone"} <= set(results["rows"])
     assert "| coop Ỹ |" in (out / "results.md").read_text()
     with Image.open(out / "examples.png") as picture:
         assert picture.width > 6 * 160 and picture.height > 4 * 160
@@ -80,6 +87,59 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.output.strip().splitlines()[-1] == f"error: split file {tmp_path / 'empty.txt'} lists no ids (empty split)"
 
 
+def test_a_job_starts_from_its_init_job_and_resumes_from_its_own_checkpoint(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_train import RECIPES, command
+
+    sources = {"train": ["--data", "D", "--split", "train"], "scribbles": ["--data", "S", "--split", "S/train.txt"]}
+    job = RECIPES["smoke"]["energy"]
+    first = command(tmp_path, sources, "energy", job, 1, 20)
+    assert first[first.index("--init") + 1] == str(tmp_path / "coop" / "last.pt") and "--resume" not in first
+    (tmp_path / "energy").mkdir()
+    (tmp_path / "energy" / "last.pt").write_bytes(b"")
+    again = command(tmp_path, sources, "energy", job, 1, 20)
+    assert "--init" not in again and again[again.index("--resume") + 1] == str(tmp_path / "energy" / "last.pt")
+    scribble = command(tmp_path, sources, "scribble", RECIPES["smoke"]["scribble"], 1, 20)
+    assert scribble[1:5] == ["--data", "S", "--split", "S/train.txt"] and "--scribble" in scribble
+
+
+def _bad_copy(tmp_path: Path, ids: list[str]) -> Path:
+    """A PASCAL-S-layout folder of links to a few real files, for breaking one of them."""
+    root = tmp_path / "bad"
+    for sub in ("img", "gt"):
+        (root / sub).mkdir(parents=True)
+    for i in ids:
+        (root / "img" / f"{i}.jpg").symlink_to(DATA / "img" / f"{i}.jpg")
+        (root / "gt" / f"{i}.png").symlink_to(DATA / "gt" / f"{i}.png")
+    (root / "train.txt").write_text("\n".join(ids[:3]) + "\n")
+    (root / "test.txt").write_text(ids[3] + "\n")
+    return root
+
+
+@pytest.mark.parametrize("fault", ["unreadable photo", "mask of another size"])
+def test_a_bad_file_is_named_in_one_line_and_exit_2(tmp_path: Path, fault: str) -> None:
+    from click.testing import CliRunner
+
+    ids = (DATA / "train.txt").read_text().split()[:3] + (DATA / "test.txt").read_text().split()[:1]
+    root = _bad_copy(tmp_path, ids)
+    if fault == "unreadable photo":
+        bad = root / "img" / f"{ids[1]}.jpg"
+        bad.unlink()
+        bad.write_bytes((DATA / "img" / f"{ids[1]}.jpg").read_bytes()[:300])  # a truncated JPEG
+    else:
+        bad = root / "gt" / f"{ids[2]}.png"
+        bad.unlink()
+        Image.new("L", (17, 9)).save(bad)
+    out = tmp_path / "o"
+    result = CliRunner().invoke(_real_module().main, ["--out", str(out), "--data", str(root), "--recipe", "smoke"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: ") and str(bad) in last
+    assert not (out / "stages" / "data.json").exists() and not (out / "coop").exists()
+
+
 def test_centred_gaussian_reference() -> None:
     g = _real_module().centred_gaussian(30, 50)
     assert g.shape == (30, 50) and g.max() <= 1.0
@@ -87,3 +147,71 @@ def test_centred_gaussian_reference() -> None:
     assert (y, x) in {(14, 24), (14, 25), (15, 24), (15, 25)}
     # σ = 0.3 of each side: one σ from the centre along x, the value is e^(−½)
     np.testing.assert_allclose(_real_module().centred_gaussian(1, 1000)[0, 500 + 300], np.exp(-0.5), rtol=1e-2)
+
+
+def test_recipe_trials_hold_out_part_of_the_train_split_and_keep_finished_trials(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import real_trials
+
+    ids = (DATA / "train.txt").read_text().split()[:10] + (DATA / "test.txt").read_text().split()[:1]
+    root = _bad_copy(tmp_path, ids)
+    (root / "train.txt").write_text("\n".join(ids[:10]) + "\n")
+    tiny = {"epochs": [1, 2], "args": ["--preset", "tiny", "--size", "32"]}
+    monkeypatch.setattr(real_trials, "TRIALS", {"a": tiny, "b": {"epochs": [1], "args": [*tiny["args"], "--crop", "0.5"]},
+                                                "c": {"epochs": [1], "max_steps": 1, "args": tiny["args"]}})
+    out = tmp_path / "trials"
+    first = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root), "--max-epochs", "1"])
+    assert first.exit_code == 0, first.output
+    assert len(json.loads((out / "a" / "rows.json").read_text())) == 1 and not (out / "a" / "trial.json").exists()
+    result = CliRunner().invoke(real_trials.main, ["--out", str(out), "--data", str(root), "--parallel", "2"])
+    assert result.exit_code == 0, result.output
+    fit, held = ((out / f"{n}.txt").read_text().split() for n in ("fit", "held"))
+    assert held == ids[0:10:5] and sorted(fit + held) == sorted(ids[:10]) and ids[10] not in fit + held
+    records = json.loads((out / "trials.json").read_text())
+    assert [(r["name"], r["epochs"]) for r in records] == [("a", 1), ("a", 2), ("b", 1), ("c", 1)]
+    judged = records[:3]
+    assert all(r["n_held"] == 2 and 0.0 <= r["yhat"]["mae"] <= 1.0 and 0.0 <= r["ytilde"]["s_measure"] <= 1.0 for r in judged)
+    # the second row of "a" continued the first run (1 step per epoch here): its log reaches step 2
+    assert (out / "a" / "coop" / "log.csv").read_text().strip().splitlines()[-1].startswith("2,")
+    assert records[3]["steps"] == 1 and records[3]["cpu_s_per_step"] > 0 and "yhat" not in records[3]
+    assert "| b | 1 |" in (out / "trials.md").read_text()
+    stamp = (out / "a" / "trial.json").stat().st_mtime_ns
+    again = CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root)])
+    assert again.exit_code == 0, again.output
+    assert (out / "a" / "trial.json").stat().st_mtime_ns == stamp  # not trained again
+
+
+def test_report_reads_every_number_from_the_results() -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_report import markdown
+
+    def row(mae: float, s: float) -> dict[str, float]:
+        return {"mae": mae, "s_measure": s, "max_f": 0.5, "mean_f": 0.4, "mean_e": 0.6}
+
+    results = {
+        "n_test": 170, "train_split": "train", "protocol": "p", "recipe": "default", "coop_checkpoint": "energy",
+        "rows": {"coop Ŷ": row(0.20, 0.66), "coop Ỹ": row(0.19, 0.67), "G(X)": row(0.18, 0.69), "G(X,h) alone": row(0.25, 0.60),
+                 "coop Ỹ, scribbles": row(0.3, 0.55), "centred Gaussian": row(0.37, 0.55)},
+        "refine_delta": {"QE-FPN": {"mae": -0.01, "s_measure": 0.002}},
+        "scribbles": {"foreground_fraction": 0.0045, "background_fraction": 0.01},
+        "train": {"coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": ["--size", "128"]}},
+        "train_steps": {"coop": 1020}, "timing": {"stages_wall_s": {"train": 1800.0}, "cpu_bound_wall_min": 28.0,
+                                                  "cores": 2, "cpu": "AMD EPYC", "train_job_cpu_s": {"coop": 1091.4}},
+    }
+    text = markdown(results, trials=[{"name": "128px", "epochs": 3, "n_held": 136, "train_cpu_s": 240.0,
+                                       "yhat": row(0.2, 0.61), "ytilde": row(0.2, 0.62)}])
+    assert "| coop Ỹ | 0.190 | 0.670 | 0.500 | 0.400 | 0.600 |" in text
+    assert "0.670 misses the target 0.70" in text
+    assert "coop Ỹ beats G(X,h) alone on MAE (0.190 vs 0.250) and S (0.670 vs 0.600)" in text
+    assert "coop Ỹ does not beat G(X) on MAE (0.190 vs 0.180) or S (0.670 vs 0.690)" in text
+    assert "MAE -0.0100, S +0.0100" in text  # Ŷ → Ỹ
+    assert "0.45 % of pixels labelled foreground" in text and "MAE 0.300 / S 0.550" in text
+    assert "| coop | train-coop | 12 | 1020 | 1.07 | 18.2 |" in text
+    assert "| 128px | 3 | 4.0 | 0.200 | 0.610 | 0.500 | 0.620 |" in text

@@ -1,0 +1,132 @@
+"""`make real`'s maps and picture: every model's test-split maps at each photo's own size, 6 of them drawn.
+
+The two bundles run through the runtime's Python API (what a user deploys): coop Ŷ (the
+generator's mean over latent samples), Ỹ (after the energy's K Langevin steps), epistemic
+uncertainty; QE-FPN. The baselines that have no bundle — G(X) with h = 0, G(X,h) alone (mean
+over latent samples) and the scribble-trained coop model — run through the torch reference
+(``salkit.train.coop.predictor``, the algorithm the runtime runs; tests hold the two equal), with
+the runtime's seed convention. ``refine`` revises the QE-FPN's and G(X)'s maps with the coop
+bundle's energy. Trivial references: the all-zero map and a centred Gaussian (σ = 0.3 of each side).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+EPISTEMIC_SCALE = math.log(2.0)  # entropy maps (nats) are shown divided by their maximum, ln 2
+PICTURE_COLUMNS = ["photo", "ground truth", "Ŷ (generator)", "Ỹ after the energy", "epistemic uncertainty", "QE-FPN"]
+# results.json row → maps/<folder>, and the training job a row needs (None: always there).
+MAP_FOLDERS = {
+    "coop Ŷ": "coop_yhat", "coop Ỹ": "coop_ytilde", "G(X)": "gx", "G(X,h) alone": "gxh", "QE-FPN": "qefpn",
+    "coop Ŷ, scribbles": "scribble_yhat", "coop Ỹ, scribbles": "scribble_ytilde",
+    "QE-FPN + refine": "qefpn_refined", "G(X) + refine": "gx_refined",
+    "all-zero map": "zero", "centred Gaussian": "gaussian",
+}
+NEEDS_JOB = {"gxh": "gxh", "scribble_yhat": "scribble", "scribble_ytilde": "scribble"}
+
+
+def rows_for(jobs: dict[str, Any]) -> dict[str, str]:
+    """The rows (name → folder) a recipe's jobs give."""
+    return {row: folder for row, folder in MAP_FOLDERS.items() if NEEDS_JOB.get(folder, "coop") == "coop" or NEEDS_JOB[folder] in jobs}
+
+
+def centred_gaussian(height: int, width: int, sigma: float = 0.3) -> np.ndarray:
+    """exp(−½((y − cy)²/(σH)² + (x − cx)²/(σW)²)) at the photo's own size; 1 at the centre."""
+    y = (np.arange(height) + 0.5 - height / 2) / (sigma * height)
+    x = (np.arange(width) + 0.5 - width / 2) / (sigma * width)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
+
+
+def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str) -> dict[str, list[np.ndarray]]:
+    """A coop checkpoint's maps through the torch reference, resized back to each photo's size.
+
+    ``kind``: "h0" — G(X) with h = 0; "latent" — Ŷ only (an untrained energy is not used); "coop" — Ŷ and Ỹ.
+    """
+    import torch
+
+    from salkit.base.images import preprocess, resize_map
+    from salkit.kernels import coop
+    from salkit.train.coop.predictor import predict_tensor
+    from salkit.train.engine.checkpoint import build_model, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint, expect_kind="coop")
+    model = build_model(ckpt).eval()
+    recorded = ckpt.get("train_config", {}).get("coop") or {}
+    steps, step_size = int(recorded.get("langevin_steps", 5)), float(recorded.get("energy_step", 0.4))
+    maps: dict[str, list[np.ndarray]] = {"yhat": [], "ytilde": []}
+    for i, photo in enumerate(photos):
+        back = lambda m: np.clip(resize_map(m[0, 0].numpy(), photo.shape[:2]), 0.0, 1.0)  # noqa: E731 — (1,1,S,S) → (H, W)
+        x = torch.from_numpy(preprocess([photo], model.image_size))
+        if kind == "h0":
+            with torch.no_grad():
+                maps["yhat"].append(back(torch.sigmoid(model.generator(x, torch.zeros(1, model.generator.latent_dim)))))
+            continue
+        latents, _ = coop.random_inputs(i, samples=10, batch=1, latent_dim=model.generator.latent_dim, steps=steps,
+                                        size=model.image_size, noise=False)  # (N,1,d): the runtime's seed convention
+        out = predict_tensor(model, x, torch.from_numpy(latents), steps if kind == "coop" else 0, step_size, uncertainty=False)
+        maps["yhat"].append(back(out["generator"]))
+        if kind == "coop":
+            maps["ytilde"].append(back(out["saliency"]))
+    return maps
+
+
+def stage_maps(out: Path, jobs: dict[str, Any], coop_name: str, echo: Callable[[str], None]) -> dict[str, Any]:
+    from salkit.base.images import decode_image, list_images, resize_map, save_png_map
+    from salkit.runtime.inputs import to_batch
+    from salkit.runtime.predictor import Predictor
+
+    paths = list_images(out / "test" / "img")
+    photos = [decode_image(p) for p in paths]
+    folders = {key: out / "maps" / key for key in [*rows_for(jobs).values(), "coop_epistemic"]}
+    write = lambda key, i, m: save_png_map(folders[key] / f"{paths[i].stem}.png", np.clip(m, 0.0, 1.0))  # noqa: E731
+    by_torch = {"gx": torch_maps(out / "gx" / "last.pt", photos, "h0")["yhat"]}
+    if "gxh" in jobs:
+        by_torch["gxh"] = torch_maps(out / "gxh" / "last.pt", photos, "latent")["yhat"]
+    if "scribble" in jobs:
+        scribble = torch_maps(out / "scribble" / "last.pt", photos, "coop")
+        by_torch["scribble_yhat"], by_torch["scribble_ytilde"] = scribble["yhat"], scribble["ytilde"]
+    echo(f"      maps of the models without a bundle (torch reference): {', '.join(by_torch)}")
+    with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu") as coop, \
+            Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu") as qefpn:
+        size = coop.manifest.input_size
+        for i, (photo, path) in enumerate(zip(photos, paths)):
+            x = to_batch([photo], size, coop.manifest.mean, coop.manifest.std).x
+            first = coop.predict_tensor(x, steps=0, seed=i)  # Ŷ: the mean over latent samples, no descent
+            y_tilde = coop.refine_tensor(x, first["saliency"])  # Ỹ: the bundle's K Langevin steps on U
+            back = lambda m: resize_map(m[0, 0], photo.shape[:2])  # noqa: E731 — (1,1,S,S) → (H, W)
+            write("coop_yhat", i, back(first["saliency"]))
+            write("coop_ytilde", i, back(y_tilde))
+            write("coop_epistemic", i, back(first["epistemic"]) / EPISTEMIC_SCALE)
+            q = qefpn.predict(photo, seed=i).saliency[0]
+            write("qefpn", i, q)
+            write("qefpn_refined", i, coop.refine(photo, q)[0])
+            write("gx_refined", i, coop.refine(photo, by_torch["gx"][i])[0])
+            for key, maps in by_torch.items():
+                write(key, i, maps[i])
+            write("zero", i, np.zeros(photo.shape[:2], np.float32))
+            write("gaussian", i, centred_gaussian(*photo.shape[:2]))
+            if i % 20 == 0:
+                echo(f"      maps: {i + 1}/{len(paths)} photos")
+    return {"photos": len(paths), "coop_checkpoint": str(out / coop_name / "last.pt"),
+            "folders": {k: str(v) for k, v in folders.items()}}
+
+
+def stage_picture(out: Path, count: int = 6) -> dict[str, Any]:
+    """``<out>/examples.png``: ``count`` test photos spread evenly by name, labelled columns."""
+    from salkit.base.images import decode_gray, decode_image, list_images, read_mask
+    from salkit.runtime.cli_common import write_grid
+
+    paths = list_images(out / "test" / "img")
+    shown = min(count, len(paths))
+    chosen = [paths[round(i * (len(paths) - 1) / max(1, shown - 1))] for i in range(shown)]
+    rows = []
+    for path in chosen:
+        gt = decode_gray(out / "test" / "gt" / f"{path.stem}.png") > 128
+        maps = [read_mask(out / "maps" / key / f"{path.stem}.png") for key in ("coop_yhat", "coop_ytilde", "coop_epistemic", "qefpn")]
+        rows.append([decode_image(path), gt.astype(np.float32), *maps])
+    write_grid(out / "examples.png", rows, side=160, labels=PICTURE_COLUMNS)
+    return {"picture": str(out / "examples.png"), "photos": [p.name for p in chosen]}

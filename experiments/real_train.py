@@ -1,0 +1,211 @@
+"""`make real`'s training stage: the recipes, each job's trainer command, and the lanes that run them.
+
+A recipe names one job per model, each with the trainer's own options. A job may start from
+another job's weights (``init``: a pre-training, or the trained coop model for an energy-only
+fine-tune) and then runs once that job has finished. ``--lanes`` workers take the first ready job
+in the recipe's order (longest first), so the long cooperative training never waits behind the
+short ones. A finished job leaves ``<job>/finished`` (its own CPU seconds); an interrupted one
+resumes from ``<job>/last.pt`` (at most ``--checkpoint-every`` steps lost).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from salkit.kernels.atomic import atomic_write_text
+from salkit.kernels.errors import SalkitError
+
+BIN = Path(sys.executable).parent
+TINY_128 = ["--preset", "tiny", "--size", "128", "--crop", "0.75"]
+
+# Job → trainer options; "epochs" × batches gives the step count shown in the progress line.
+# "data": "scribbles" trains on the scribbles the data stage derived from the train split's masks.
+# The order is the order the lanes take them in (longest first).
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    # Measured at 1 thread on the AMD EPYC (CPU s per step of 8 at 128²): coop 1.07, scribble 2.13, G(X) 0.34,
+    # G(X,h) 1.0, energy-only 2.0, QE-FPN ≈ 0.3. "default" is what ran end to end on the shared development
+    # machine within the hour (about 26 CPU minutes of training); "full" is sized for an idle 2-core machine
+    # (about 75 CPU minutes, two lanes of about 38, not run end to end) and adds G(X,h) trained alone.
+    # In this order the lanes run coop → energy → G(X) → QE-FPN beside scribble (→ G(X,h)).
+    "default": {
+        "coop": {"cli": "train-coop", "epochs": 6, "batch": 8, "args": TINY_128},
+        "scribble": {"cli": "train-coop", "epochs": 3, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
+        # The energy alone fine-tuned to refine by its K-step descent, generator frozen (docs/coop.md).
+        "energy": {"cli": "train-coop", "epochs": 1, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
+        "gx": {"cli": "train-coop", "epochs": 6, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
+        "qefpn": {"cli": "train-qefpn", "epochs": 4, "batch": 8, "args": TINY_128},
+    },
+    "full": {
+        "coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": TINY_128},
+        "scribble": {"cli": "train-coop", "epochs": 6, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
+        "energy": {"cli": "train-coop", "epochs": 2, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
+        "gxh": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "latent"]},
+        "gx": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": [*TINY_128, "--generator-only", "deterministic"]},
+        "qefpn": {"cli": "train-qefpn", "epochs": 8, "batch": 8, "args": TINY_128},
+    },
+    "smoke": {
+        "pretrain": {"cli": "train-coop", "epochs": 1, "batch": 4, "synth": {"n": 8, "size": 32, "seed": 0},
+                     "args": ["--preset", "tiny", "--size", "32", "--generator-only", "deterministic"]},
+        "coop": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain", "args": ["--preset", "tiny", "--size", "32"]},
+        "energy": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "coop",
+                   "args": ["--preset", "tiny", "--size", "32", "--energy-only"]},
+        "scribble": {"cli": "train-coop", "epochs": 1, "batch": 2, "data": "scribbles",
+                     "args": ["--preset", "tiny", "--size", "32", "--scribble"]},
+        "gx": {"cli": "train-coop", "epochs": 1, "batch": 2, "init": "pretrain",
+               "args": ["--preset", "tiny", "--size", "32", "--generator-only", "deterministic"]},
+        "gxh": {"cli": "train-coop", "epochs": 1, "batch": 2, "args": ["--preset", "tiny", "--size", "32", "--generator-only", "latent"]},
+        "qefpn": {"cli": "train-qefpn", "epochs": 1, "batch": 2, "args": ["--preset", "tiny", "--size", "32"]},
+    },
+}
+
+
+def coop_job(jobs: dict[str, Any]) -> str:
+    """The job whose checkpoint is the cooperative model: the energy fine-tune when the recipe has one."""
+    return "energy" if "energy" in jobs else "coop"
+
+
+def command(out: Path, sources: dict[str, list[str]], name: str, job: dict[str, Any], threads: int,
+            checkpoint_every: int) -> list[str]:
+    """The trainer's command line for one job (``--resume`` when it has a checkpoint already).
+
+    ``sources``: the ``--data``/``--split`` options of each data source ("train", "scribbles").
+    """
+    folder = out / name
+    source = ["--data", str(out / "synth")] if job.get("synth") else sources[job.get("data", "train")]
+    cmd = [str(BIN / job["cli"]), *source, "--out", str(folder), "--epochs", str(job["epochs"]), "--batch-size",
+           str(job["batch"]), "--checkpoint-every", str(checkpoint_every), "--grid-every", "0", *job["args"]]
+    cmd += ["--no-progress", *(["--threads", str(threads)] if job["cli"] == "train-coop" else [])]
+    if (folder / "last.pt").is_file():
+        cmd += ["--resume", str(folder / "last.pt")]  # the checkpoint holds the weights: no --init again
+    else:
+        cmd += ["--force"] if folder.exists() else []
+        cmd += ["--init", str(out / job["init"] / "last.pt")] if job.get("init") else []
+    return cmd
+
+
+def last_step(folder: Path) -> int:
+    try:
+        lines = (folder / "log.csv").read_text().strip().splitlines()
+        return int(lines[-1].split(",", 1)[0]) if len(lines) > 1 else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def synthetic_scenes(out: Path, spec: dict[str, int], echo: Callable[[str], None]) -> None:
+    """The procedural scenes a ``synth`` job trains on, made once (``sal-data synth``)."""
+    from salkit.train.data.synth import write_dataset
+
+    info = out / "synth" / "synth.json"
+    if info.is_file() and all(json.loads(info.read_text()).get(k) == v for k, v in spec.items()):
+        return
+    echo(f"      procedural scenes for pre-training: {spec['n']} at {spec['size']}² → {out / 'synth'}")
+    write_dataset(out / "synth", n=spec["n"], size=spec["size"], seed=spec["seed"], force=True)
+
+
+class Lanes:
+    """``lanes`` workers over the jobs; each takes the first unfinished job whose ``init`` job is done."""
+
+    def __init__(self, out: Path, jobs: dict[str, Any], make_command: Callable[[str, int], list[str]], lanes: int,
+                 totals: dict[str, int], checkpoint_every: int, echo: Callable[[str], None]) -> None:
+        self.out, self.jobs, self.make_command, self.totals, self.echo = out, jobs, make_command, totals, echo
+        self.checkpoint_every = checkpoint_every
+        self.lanes = max(1, min(lanes, len(jobs)))
+        self.threads = max(1, (os.cpu_count() or 1) // self.lanes)
+        self.lock = threading.Lock()
+        self.taken: set[str] = {n for n in jobs if self.finished(n)}
+        self.failures: list[str] = []
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def finished(self, name: str) -> bool:
+        return (self.out / name / "finished").is_file()
+
+    def _next(self) -> str | None:
+        """The next job to start; waits while every remaining job waits for a running one."""
+        while True:
+            with self.lock:
+                if self.failures:
+                    return None
+                left = [n for n in self.jobs if n not in self.taken]
+                if not left:
+                    return None
+                for name in left:
+                    parent = self.jobs[name].get("init")
+                    if parent is None or self.finished(parent):
+                        self.taken.add(name)
+                        return name
+            time.sleep(1.0)
+
+    def _worker(self) -> None:
+        while (name := self._next()) is not None:
+            log = self.out / "logs" / f"{name}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}
+            # Where this process starts: a resumed job repeats the steps after its last checkpoint.
+            start = (last_step(self.out / name) // self.checkpoint_every) * self.checkpoint_every
+            with open(log, "a") as handle:
+                proc = subprocess.Popen(self.make_command(name, self.threads), stdout=handle, stderr=subprocess.STDOUT, env=env)
+                self.procs[name] = proc
+                _, status, usage = os.wait4(proc.pid, 0)  # the job's own CPU time, not the lanes' sum
+                proc.returncode = code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                tail = log.read_text().strip().splitlines()[-1:] or ["(no output)"]
+                with self.lock:
+                    self.failures.append(f"training {name} failed (exit {code}): {tail[0]} — see {log}")
+                return
+            cpu = round(usage.ru_utime + usage.ru_stime, 1)
+            steps = self.totals[name] - start  # the steps this process ran: its CPU time per step
+            atomic_write_text(self.out / name / "finished", json.dumps({"cpu_s": cpu, "steps_run": steps}) + "\n")
+
+    def run(self) -> None:
+        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.lanes)]
+        for worker in workers:
+            worker.start()
+        shown = ""
+        try:
+            while any(worker.is_alive() for worker in workers):
+                for _ in range(30):  # a progress line at most every 30 s, and only when a step count moved
+                    time.sleep(1.0)
+                    if not any(worker.is_alive() for worker in workers):
+                        break
+                line = " | ".join(f"{n} {last_step(self.out / n)}/{self.totals[n]}" for n in self.jobs)
+                if line != shown:
+                    self.echo(f"      steps: {line}  ({time.strftime('%H:%M:%S')})")
+                    shown = line
+        except KeyboardInterrupt:
+            for proc in self.procs.values():
+                if proc.poll() is None:
+                    proc.terminate()  # the trainers keep their last checkpoint; the next call resumes
+            raise
+        if self.failures:
+            raise SalkitError("; ".join(self.failures))
+
+
+def stage_train(out: Path, recipe: str, lanes: int, checkpoint_every: int, sources: dict[str, list[str]],
+                sizes: dict[str, int], echo: Callable[[str], None]) -> dict[str, Any]:
+    """Run every job of the recipe; ``sources`` as in ``command``, ``sizes`` = their sample counts."""
+    jobs = RECIPES[recipe]
+    for job in jobs.values():
+        if job.get("synth"):
+            synthetic_scenes(out, job["synth"], echo)
+    count = lambda job: job["synth"]["n"] if job.get("synth") else sizes[job.get("data", "train")]  # noqa: E731
+    totals = {n: job["epochs"] * math.ceil(count(job) / job["batch"]) for n, job in jobs.items()}
+    make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every)  # noqa: E731
+    runner = Lanes(out, jobs, make, lanes, totals, checkpoint_every, echo)
+    runner.run()
+    finished = {n: json.loads((out / n / "finished").read_text() or "{}") for n in jobs}
+    cpu = {n: f.get("cpu_s") for n, f in finished.items()}
+    per_step = {n: round(f["cpu_s"] / f["steps_run"], 3) if f.get("cpu_s") and f.get("steps_run") else None
+                for n, f in finished.items()}
+    # cpu_s is the last process's own: a job interrupted and resumed spent more (the killed part is not counted).
+    return {"steps": totals, "recipe": jobs, "lanes": runner.lanes, "threads": runner.threads, "job_cpu_s": cpu,
+            "job_cpu_s_per_step": per_step,
+            # What the stage needs on an idle machine at best: the jobs' CPU time spread over every core used.
+            "cpu_bound_wall_s": round(sum(c or 0.0 for c in cpu.values()) / (runner.lanes * runner.threads), 1)}
