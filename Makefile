@@ -37,7 +37,7 @@ repro: $(STAMP)
 # The report shows the recipe trials (experiments/real_trials.py) recorded in REAL_TRIALS.
 REAL_OUT ?= runs/real
 REAL_DATA ?= ../shared/data/pascal-s
-REAL_TRIALS ?= docs/real-trials.json
+REAL_TRIALS ?= runs/real_trials/trials.json
 real: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(if $(wildcard $(REAL_TRIALS)),--trials $(REAL_TRIALS)) $(REAL_ARGS)
 

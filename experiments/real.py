@@ -138,8 +138,16 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         for base in ("QE-FPN", "G(X)")
     }
     train = timings.get("train", {})
+    rates, steps = train.get("job_cpu_s_per_step") or {}, train.get("steps") or {}
+    if rates and all(rates.get(n) for n in steps):  # whole jobs, also the parts an interrupted process ran
+        train = {**train, "cpu_bound_wall_s": sum(rates[n] * steps[n] for n in steps) / (train["lanes"] * train["threads"])}
     other_cpu = sum(float(v.get("cpu_s") or 0.0) for k, v in timings.items() if k != "train")
+    from salkit.base.images import decode_gray, list_images
+
+    # The epistemic maps are stored as entropy ÷ ln 2 in 8 bits: their largest level says how far the latent samples disagree.
+    epistemic_max = max((int(decode_gray(p).max()) for p in list_images(run.out / "maps" / "coop_epistemic")), default=0)
     results = {
+        "epistemic_max_level": epistemic_max,
         "dataset": str(run.data), "train_split": run.train_split, "test_split": run.test_split,
         "n_test": int(evaluate_dirs(run.out / "maps" / "zero", run.out / "test" / "gt")["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
