@@ -63,7 +63,8 @@ def trials_table(trials: list[dict[str, Any]]) -> list[str]:
              "MAE Ŷ ↓ | S Ŷ ↑ | max F Ŷ ↑ | S Ỹ ↑ |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in trials:
         if "yhat" in r:
-            scores = f"{r['yhat']['mae']:.3f} | {r['yhat']['s_measure']:.3f} | {r['yhat']['max_f']:.3f} | {r['ytilde']['s_measure']:.3f}"
+            scores = f"{r['yhat']['mae']:.3f} | {r['yhat']['s_measure']:.3f} | {r['yhat']['max_f']:.3f} | "
+            scores += f"{r['ytilde']['s_measure']:.3f}" if "ytilde" in r else "— (G(X): no energy)"
         else:
             scores = f"{r['cpu_s_per_step']:.1f} CPU s per step ({r['steps']} steps timed) | — | — | —"
         lines.append(f"| {r['name']} | {r['epochs']} | {r['train_cpu_s'] / 60:.1f} | {scores} |")

@@ -47,6 +47,15 @@ TRIALS: dict[str, dict[str, Any]] = {
                                                   "pretrain": {"n": 400, "size": 128, "seed": 0, "epochs": 2}},
     "128px resnet18 backbone (no ImageNet weights)": {"epochs": [1], "max_steps": 8,
                                                       "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75"]},
+    # The generator's capacity, judged on the cheap deterministic G(X) (h = 0): does a wider encoder learn more?
+    "G(X) 128px tiny backbone": {"epochs": [6, 12, 24], "judge": "h0",
+                                 "args": [*TINY, "--size", "128", "--crop", "0.75", "--generator-only", "deterministic"]},
+    "G(X) 128px tiny backbone + procedural pre-training": {
+        "epochs": [12], "judge": "h0", "pretrain": {"n": 1000, "size": 128, "seed": 0, "epochs": 3},
+        "args": [*TINY, "--size", "128", "--crop", "0.75", "--generator-only", "deterministic"]},
+    "G(X) 128px resnet18 backbone": {"epochs": [4, 8, 12], "judge": "h0",
+                                     "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75",
+                                              "--generator-only", "deterministic"]},
 }
 METRICS = ("mae", "s_measure", "max_f", "mean_e")
 
@@ -117,14 +126,15 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
         if spec.get("max_steps"):
             row.update(steps=spec["max_steps"], cpu_s_per_step=round(cpu / spec["max_steps"], 2))
         else:
-            row.update(_judge(folder / "coop" / "last.pt", data, held))
+            row.update(_judge(folder / "coop" / "last.pt", data, held, spec.get("judge", "coop")))
         rows.append(row)
         atomic_write_text(partial, json.dumps(rows, indent=1) + "\n")
     atomic_write_text(record, json.dumps(rows, indent=1) + "\n")
     return rows
 
 
-def _judge(checkpoint: Path, data: Path, held: Path) -> dict[str, Any]:
+def _judge(checkpoint: Path, data: Path, held: Path, kind: str = "coop") -> dict[str, Any]:
+    """The held-out photos' scores; ``kind`` as in ``torch_maps`` ("h0": G(X) only, no Ỹ)."""
     from salkit.base.images import decode_image
     from salkit.base.layout import read_mask_bool, split_samples
     from salkit.base.metrics import evaluate_arrays
@@ -132,9 +142,9 @@ def _judge(checkpoint: Path, data: Path, held: Path) -> dict[str, Any]:
     samples = split_samples(data, held)
     photos = [decode_image(s.image) for s in samples]
     gts = [read_mask_bool(s.mask) for s in samples if s.mask is not None]
-    maps = torch_maps(checkpoint, photos, "coop")
+    maps = torch_maps(checkpoint, photos, kind)
     result: dict[str, Any] = {"n_held": len(samples)}
-    for key in ("yhat", "ytilde"):
+    for key in ("yhat", "ytilde") if kind == "coop" else ("yhat",):
         metrics = evaluate_arrays(maps[key], gts)
         result[key] = {m: round(float(metrics[m]), 4) for m in METRICS}
     return result
