@@ -15,9 +15,12 @@ inverse Jacobian of ``g`` as ``−I + U·Vᵀ`` with low-rank factors stored per
   fixed-iteration solve, whose cost must not depend on the data.
 
 Arrays stay in their own library: numpy in, numpy out; torch in (any device/dtype), torch out.
-Only operators shared by both libraries are used (batched ``@``, ``where``, arithmetic; batched
+Only operators shared by both libraries are used (batched ``@``, ``where``, arithmetic, in-place
+operators and the ``out=`` forms of ``add`` / ``subtract`` / ``multiply`` / ``matmul``; batched
 matmul rather than einsum, whose per-call overhead in torch dominated small solves), and torch is
-imported only when a torch tensor is passed, so the runtime never loads it.
+imported only when a torch tensor is passed, so the runtime never loads it. A step allocates no
+(B, D) array: its values go into buffers of a :class:`BroydenWorkspace`, which a caller solving
+repeatedly keeps (the factors U, Vᵀ are (B, M, D) each, 79 MB per sample at 352² with M = 30).
 
 Stats (all per-sample values are arrays of the input's library, shape ``(B,)``):
 
@@ -50,10 +53,33 @@ Array = Any  # numpy.ndarray or torch.Tensor
 _EPS = 1e-9
 
 
-def _zeros(xp: types.ModuleType, shape: tuple[int, ...], like: Array) -> Array:
-    if xp is np:
-        return np.zeros(shape, dtype=like.dtype)
-    return xp.zeros(shape, dtype=like.dtype, device=like.device)
+class BroydenWorkspace:
+    """Buffers a solve keeps for the next solve of the same shape, library, dtype and device.
+
+    The low-rank factors U, Vᵀ are (B, M, D) each: 79 MB per factor per sample at 352² with
+    M = 30. Allocated per solve, every page of them was faulted in afresh (glibc maps blocks that
+    large anew each time), so a caller that solves repeatedly (the runtime, once per predict)
+    passes one workspace per batch shape. Nothing is cleared between solves: a solve reads only the
+    factor slots it has written (``[:used]``, and a slot it evicts only after writing it once) and
+    writes every (B, D) buffer before reading it. The returned iterate is never a workspace buffer.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, Array] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: Array) -> Array:
+        """Buffer ``name`` of ``shape`` in like's library, dtype and device, uninitialised when new."""
+        kept = self._buffers.get(name)
+        if (kept is None or type(kept) is not type(like) or tuple(kept.shape) != shape or kept.dtype != like.dtype
+                or getattr(kept, "device", None) != getattr(like, "device", None)):
+            kept = self._buffers[name] = _empty(shape, like)
+        return kept
+
+
+def _empty(shape: tuple[int, ...], like: Array) -> Array:
+    if isinstance(like, np.ndarray):
+        return np.empty(shape, dtype=like.dtype)
+    return namespace_of(like).empty(shape, dtype=like.dtype, device=like.device)
 
 
 def _int_zeros(xp: types.ModuleType, n: int, like: Array) -> Array:
@@ -78,28 +104,38 @@ def _norm(x: Array, xp: types.ModuleType) -> Array:
     return xp.sqrt(_dot(x, x, xp))
 
 
-def _finite_or_zero(x: Array, xp: types.ModuleType) -> Array:
-    """x with non-finite entries zeroed. One reduction decides: almost always nothing is to be zeroed,
-    and the elementwise test (three (B, D) temporaries) is then skipped."""
-    if bool(xp.isfinite(x.sum())):
-        return x
-    return xp.where(xp.isfinite(x), x, xp.zeros_like(x))
+def _sum_is_finite(x: Array, xp: types.ModuleType) -> bool:
+    """True if every entry of x is finite, False if one may not be: a non-finite entry makes any sum
+    or dot product over it non-finite; a sum that merely overflows sends the caller to its exact test."""
+    return bool(xp.isfinite(x.sum()))
 
 
-def _inv_jacobian_times(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
-    """(−I + U Vᵀ) x.  us, vts: (B, M, D) rows u_m, v_m; x: (B, D) -> (B, D)."""
-    vt_x = vts @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): v_m · x
-    out = (vt_x[:, :, 0][:, None, :] @ us)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): Σ_m (v_m·x) u_m
-    out -= x
-    return out
+def _zero_non_finite(x: Array, xp: types.ModuleType) -> None:
+    """x with its non-finite entries zeroed, in place. Almost always nothing is to be zeroed: one
+    reduction decides, and the elementwise test (a (B, D) mask) is then skipped."""
+    if not _sum_is_finite(x, xp):
+        x[~xp.isfinite(x)] = 0
 
 
-def _times_inv_jacobian(us: Array, vts: Array, x: Array, xp: types.ModuleType) -> Array:
-    """xᵀ (−I + U Vᵀ), returned as a (B, D) row.  us, vts: (B, M, D); x: (B, D)."""
-    u_x = us @ x[:, :, None]  # (B, M, D) @ (B, D, 1) -> (B, M, 1): u_m · x
-    out = (u_x[:, :, 0][:, None, :] @ vts)[:, 0, :]  # (B, 1, M) @ (B, M, D) -> (B, D): Σ_m (u_m·x) v_m
-    out -= x
-    return out
+def _copy_rows(dst: Array, src: Array, rows: Array, xp: types.ModuleType) -> None:
+    """dst[b] = src[b] for the rows b where ``rows`` (B,) is true, without a (B, D) temporary."""
+    picked = np.flatnonzero(rows) if xp is np else rows.nonzero()[:, 0]
+    for b in picked.tolist():
+        dst[b] = src[b]
+
+
+def _low_rank_products(us: Array, vts: Array, dz: Array, g: Array, vt_out: Array, inv_g_out: Array,
+                       xp: types.ModuleType) -> None:
+    """vt_out ← dzᵀ(−I + U Vᵀ) as a (B, D) row and inv_g_out ← (−I + U Vᵀ) g, into the given buffers.
+
+    us, vts: (B, m, D) rows u_k, v_k; dz, g, vt_out, inv_g_out: (B, D). Each product reads both
+    factors once: memory-bound in D."""
+    u_dz = (us @ dz[:, :, None])[:, :, 0]  # (B, m, D) @ (B, D, 1) -> (B, m): u_k · dz
+    xp.matmul(u_dz[:, None, :], vts, out=vt_out[:, None, :])  # (B, 1, m) @ (B, m, D) -> (B, 1, D): Σ_k (u_k·dz) v_k
+    vt_out -= dz
+    v_g = (vts @ g[:, :, None])[:, :, 0]  # (B, m, D) @ (B, D, 1) -> (B, m): v_k · g
+    xp.matmul(v_g[:, None, :], us, out=inv_g_out[:, None, :])  # (B, 1, m) @ (B, m, D) -> (B, 1, D): Σ_k (v_k·g) u_k
+    inv_g_out -= g
 
 
 def _residuals(z: Array, gz: Array, xp: types.ModuleType) -> tuple[Array, Array]:
@@ -143,13 +179,16 @@ def broyden(
     stop_mode: str = "abs",
     line_search: bool = False,
     fixed_iterations: bool = False,
+    workspace: BroydenWorkspace | None = None,
 ) -> tuple[Array, dict[str, Any]]:
     """Solve ``z = f(z)`` for a batch ``z0`` of shape ``(B, D)``; see the module doc for stats.
 
-    ``f`` maps ``(B, D) -> (B, D)`` in the same library as ``z0``. The batch stops when every
-    sample's lowest residual (``stop_mode`` "abs" or "rel") is below ``tol``; ``tol <= 0`` or
-    ``fixed_iterations`` runs exactly ``max_iter`` steps. ``memory`` (default ``max_iter``) is the
-    number of low-rank updates kept.
+    ``f`` maps ``(B, D) -> (B, D)`` in the same library as ``z0``; its argument is a buffer of the
+    solver, valid during the call, and its result is read at once (f may reuse one output buffer).
+    The batch stops when every sample's lowest residual (``stop_mode`` "abs" or "rel") is below
+    ``tol``; ``tol <= 0`` or ``fixed_iterations`` runs exactly ``max_iter`` steps. ``memory``
+    (default ``max_iter``) is the number of low-rank updates kept. ``workspace``: buffers kept for
+    the next solve (:class:`BroydenWorkspace`); without it every solve allocates its own.
     """
     if getattr(z0, "ndim", None) != 2:
         raise SalkitError(f"broyden expects z0 of shape (B, D), got shape {getattr(z0, 'shape', None)}")
@@ -163,16 +202,24 @@ def broyden(
     xp = namespace_of(z0)
     fixed = fixed_iterations or tol <= 0
     batch, dim = z0.shape
+    ws = BroydenWorkspace() if workspace is None else workspace
+
+    def take(name: str, shape: tuple[int, ...] = (batch, dim)) -> Array:
+        return ws.take(name, shape, z0)
 
     def g(z: Array) -> Array:
         return f(z) - z
 
-    z = _copy(z0)
-    gz = g(z)
+    # The iterate and its residual g(z) = f(z) − z ping-pong between two buffers each; every other
+    # (B, D) value of a step is written into a buffer of its own, so a step allocates no (B, D) array.
+    z, z_next, gz, g_next = take("z"), take("z_next"), take("g"), take("g_next")
+    dz, dg, inv_g, step = take("dz"), take("dg"), take("inv_g"), take("step")
+    z[...] = z0
+    xp.subtract(f(z), z, out=gz)
     f_evals = 1
     abs_res, rel_res = _residuals(z, gz, xp)
     abs_trace, rel_trace = [abs_res], [rel_res]
-    lowest_z, lowest_abs, lowest_rel = _copy(z), abs_res, rel_res
+    lowest_z, lowest_abs, lowest_rel = _copy(z0), abs_res, rel_res
     lowest_step = _int_zeros(xp, batch, like=z)  # (B,)
     iterations = lowest_step + max_iter  # overwritten per sample when it first meets tol
 
@@ -181,27 +228,29 @@ def broyden(
 
     met = key(lowest_abs, lowest_rel) < tol  # (B,) bool
     iterations = xp.where(met, lowest_step, iterations)
-    us = _zeros(xp, (batch, memory, dim), like=z)  # (B, M, D) update vectors u
-    vts = _zeros(xp, (batch, memory, dim), like=z)  # (B, M, D) update vectors vᵀ
-    step = gz  # = −(−I)·g(z) with no updates yet: a plain fixed-point step
+    us = take("us", (batch, memory, dim))  # (B, M, D) update vectors u
+    vts = take("vts", (batch, memory, dim))  # (B, M, D) update vectors vᵀ
+    step[...] = gz  # = −(−I)·g(z) with no updates yet: a plain fixed-point step
     nstep = 0
     while nstep < max_iter and (fixed or not bool(met.all())):
         if line_search:
             z_new, g_new, evals = _line_search(g, z, gz, step, xp)
+            z_next[...], g_next[...] = z_new, g_new
         else:
-            z_new = z + step
-            g_new = g(z_new)
+            xp.add(z, step, out=z_next)
+            xp.subtract(f(z_next), z_next, out=g_next)
             evals = 1
         f_evals += evals
         nstep += 1
-        dz, dg = z_new - z, g_new - gz  # (B, D) each
-        z, gz = z_new, g_new
+        xp.subtract(z_next, z, out=dz)
+        xp.subtract(g_next, gz, out=dg)
+        z, z_next, gz, g_next = z_next, z, g_next, gz
 
         abs_res, rel_res = _residuals(z, gz, xp)
         abs_trace.append(abs_res)
         rel_trace.append(rel_res)
         better = key(abs_res, rel_res) < key(lowest_abs, lowest_rel)  # (B,); NaN is never better
-        lowest_z[better] = z[better]  # in place: only the rows that improved are copied
+        _copy_rows(lowest_z, z, better, xp)
         lowest_abs = xp.where(better, abs_res, lowest_abs)
         lowest_rel = xp.where(better, rel_res, lowest_rel)
         lowest_step = xp.where(better, lowest_step * 0 + nstep, lowest_step)
@@ -210,27 +259,37 @@ def broyden(
         met = met | newly_met
 
         # Sherman–Morrison: J⁻¹ ← J⁻¹ + (dz − J⁻¹dg)(dzᵀJ⁻¹) / (dzᵀJ⁻¹dg). Only the slots
-        # written so far take part: the others are zero. The products are memory-bound in D (at
-        # 352² a factor is M·D ≈ 30 × 658k floats per sample), so an iteration makes two low-rank
-        # products, not three: J⁻¹g_new once, and J⁻¹dg = J⁻¹g_new − J⁻¹g_old = J⁻¹g_new + step
-        # (step = −J⁻¹g_old); the next step is J⁻¹g_new corrected by the slot just written (and
-        # by the one it evicted), without a third product.
+        # written so far take part (``[:used]``; the others hold whatever an earlier solve left). The
+        # products are memory-bound in D (at 352² a factor is M·D ≈ 30 × 658k floats per sample), so
+        # an iteration makes two low-rank products, not three: J⁻¹g_new once, and J⁻¹dg = J⁻¹g_new −
+        # J⁻¹g_old = J⁻¹g_new + step (step = −J⁻¹g_old); the next step is J⁻¹g_new corrected by the
+        # slot just written (and by the one it evicted), without a third product.
         used = min(nstep - 1, memory)
-        vt = _times_inv_jacobian(us[:, :used], vts[:, :used], dz, xp)  # (B, D): dzᵀ J⁻¹
-        inv_g = _inv_jacobian_times(us[:, :used], vts[:, :used], gz, xp)  # (B, D): J⁻¹ g_new, old J⁻¹
+        slot = (nstep - 1) % memory
+        evicting = nstep > memory  # the slot still holds an update of the old J⁻¹
+        # The new update (u, vᵀ) is built in its slot, or beside it while the slot is still read.
+        u = take("u_spare") if evicting else us[:, slot]  # (B, D)
+        vt = take("vt_spare") if evicting else vts[:, slot]  # (B, D)
+        _low_rank_products(us[:, :used], vts[:, :used], dz, gz, vt, inv_g, xp)  # dzᵀ J⁻¹, J⁻¹ g_new (old J⁻¹)
         denom = _dot(vt, dg, xp)[:, None]  # (B, 1)
-        u = dz - inv_g  # (B, D): dz − J⁻¹dg = dz − J⁻¹g_new − step, built in place
+        xp.subtract(dz, inv_g, out=u)  # dz − J⁻¹dg = dz − J⁻¹g_new − step
         u -= step
         with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 is zeroed just below
             u /= denom
-        slot = (nstep - 1) % memory
-        if nstep > memory:  # the slot's old update leaves J⁻¹: take its share out of J⁻¹ g_new
+        if evicting:  # the slot's old update leaves J⁻¹: take its share out of J⁻¹ g_new
             inv_g -= us[:, slot] * _dot(vts[:, slot], gz, xp)[:, None]
-        us[:, slot] = _finite_or_zero(u, xp)
-        vts[:, slot] = _finite_or_zero(vt, xp)
-        inv_g += us[:, slot] * _dot(vts[:, slot], gz, xp)[:, None]  # J⁻¹ g_new with the new J⁻¹
-        inv_g *= -1
-        step = _finite_or_zero(inv_g, xp)  # (B, D): −J⁻¹ g_new
+            us[:, slot], vts[:, slot] = u, vt
+            u, vt = us[:, slot], vts[:, slot]
+        _zero_non_finite(u, xp)
+        vt_g = _dot(vt, gz, xp)  # (B,); a non-finite entry of vt would make it non-finite
+        if not _sum_is_finite(vt_g, xp):
+            _zero_non_finite(vt, xp)
+            vt_g = _dot(vt, gz, xp)
+        # step = −(J⁻¹ g_new + u (vᵀ·g_new)) = −J⁻¹ g_new with the new J⁻¹, written as
+        # u·(−vᵀg) − J⁻¹g_new: the same floats, no (B, D) temporary.
+        xp.multiply(u, -vt_g[:, None], out=step)
+        step -= inv_g
+        _zero_non_finite(step, xp)
 
     stats = {
         "abs_trace": abs_trace,
@@ -254,6 +313,7 @@ def solve_fixed(
     memory: int | None = None,
     tol: float = 1e-3,
     stop_mode: str = "rel",
+    workspace: BroydenWorkspace | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """The serving solve (``runtime/loops_qefpn.py`` and the Triton model): exactly ``iterations``
     Broyden steps from ``z0`` (B, D), whatever the residuals, so its cost does not depend on the
@@ -262,6 +322,8 @@ def solve_fixed(
     Returns the lowest-residual iterate and, per sample, ``iterations`` (B,): the first step whose
     residual (``stop_mode``) met ``tol``, ``iterations`` if none did; ``residual`` (B,): the relative
     residual ‖f(z) − z‖ / ‖z‖ of the returned iterate. Arrays stay in z0's library and precision.
+    A caller that solves repeatedly passes a ``workspace`` per batch shape (see broyden).
     """
-    z, stats = broyden(f, z0, max_iter=iterations, tol=tol, memory=memory, stop_mode=stop_mode, fixed_iterations=True)
+    z, stats = broyden(f, z0, max_iter=iterations, tol=tol, memory=memory, stop_mode=stop_mode, fixed_iterations=True,
+                       workspace=workspace)
     return z, {"iterations": stats["iterations"], "residual": stats["residual"]}

@@ -7,7 +7,7 @@ import pytest
 import scipy.optimize
 import torch
 
-from salkit.kernels.broyden import broyden, solve_fixed
+from salkit.kernels.broyden import BroydenWorkspace, broyden, solve_fixed
 from salkit.kernels.errors import SalkitError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -162,6 +162,40 @@ def test_numpy_and_torch_give_the_same_iterates(line_search: bool) -> None:
     np.testing.assert_allclose(torch.stack(s_t["abs_trace"]).numpy(), np.stack(s_np["abs_trace"]), atol=1e-12)
     np.testing.assert_array_equal(s_t["lowest_step"].numpy(), s_np["lowest_step"])
     assert s_t["nstep"] == s_np["nstep"] and s_t["f_evals"] == s_np["f_evals"]
+
+
+def _poison(workspace: BroydenWorkspace) -> None:
+    """Fill every kept buffer with NaN: a solve that read anything it had not written would show it."""
+    for buffer in workspace._buffers.values():
+        buffer[...] = float("nan")
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize("memory", [4, 12])  # 4 < steps: the circular memory evicts, the spare buffers are used
+def test_a_reused_workspace_gives_what_fresh_solves_give(library: str, memory: int) -> None:
+    lib = torch if library == "torch" else np
+    as_lib = torch.from_numpy if library == "torch" else np.asarray
+    a, c = as_lib(A), as_lib(C)
+    problems = [  # two solves with different maps and starts through one workspace; rows are independent
+        (lambda z: 0.5 * (z @ a.T) - 0.1 * z**3 + c[: z.shape[0]], as_lib(np.zeros((B, D)))),
+        (lambda z: 0.9 * lib.tanh(z @ a.T - c[: z.shape[0]]) + 0.1 * z, as_lib(RNG.normal(size=(B, D)))),
+    ]
+    fresh = [broyden(f, z0, max_iter=12, tol=0, memory=memory) for f, z0 in problems]
+    workspace = BroydenWorkspace()
+    kept = None
+    for (f, z0), (z_fresh, s_fresh) in zip(problems, fresh):
+        z, stats = broyden(f, z0, max_iter=12, tol=0, memory=memory, workspace=workspace)
+        assert np.array_equal(np.asarray(z), np.asarray(z_fresh))
+        assert np.array_equal(np.stack([np.asarray(t) for t in stats["abs_trace"]]), np.stack([np.asarray(t) for t in s_fresh["abs_trace"]]))
+        assert s_fresh["abs_trace"][-1].max() < 1e-3 * s_fresh["abs_trace"][0].min()  # Broyden did solve both
+        assert all(z is not buffer for buffer in workspace._buffers.values())  # the result is the caller's
+        if kept is not None:  # the second solve reused every buffer of the first, none made anew
+            assert {k: id(v) for k, v in workspace._buffers.items()} == kept
+        kept = {k: id(v) for k, v in workspace._buffers.items()}
+        _poison(workspace)
+    assert ("u_spare" in kept) == (memory < 12)
+    z, _ = broyden(problems[0][0], problems[0][1][:2], max_iter=12, tol=0, memory=memory, workspace=workspace)
+    assert np.array_equal(np.asarray(z), np.asarray(fresh[0][0][:2]))  # another batch size: new buffers, same answer
 
 
 def test_float32_torch_stays_float32() -> None:
