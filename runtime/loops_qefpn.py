@@ -11,7 +11,8 @@ a CUDA graph or a Triton model can capture); per sample it reports ``iterations`
 whose residual met the bundle's tolerance, T if none did) and ``residual`` (the relative residual
 ‖f(z) − z‖ / ‖z‖ of the returned, lowest-residual iterate). The Broyden update itself is
 ``salkit.kernels.broyden.solve_fixed`` (the Triton model runs the same); ``f`` reads and writes
-buffers bound once per batch shape.
+buffers bound once per batch shape, and the solver's own buffers (the low-rank factors, 2 × M·D
+floats per sample) are kept per batch shape too.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 
-from salkit.kernels.broyden import solve_fixed
+from salkit.kernels.broyden import BroydenWorkspace, solve_fixed
 from salkit.kernels.coop import sigmoid_into
 from salkit.runtime.backends.base import Array, Device, Runner
 
@@ -42,6 +43,8 @@ class _QefpnWorkspace:
         self.z = empty((batch, state_dim))
         self.f_z = empty((batch, state_dim))
         self.logits = empty((batch, 1, size, size))
+        self.z0 = np.zeros((batch, state_dim), dtype=np.float32)  # the solve's start, never written
+        self.solver = BroydenWorkspace()  # host buffers of the solve, reused by every predict of this shape
         self.encode = runners.encoder.bind({"image": self.x}, {"injection": self.injection})
         self.f = runners.f.bind({"z": self.z, "injection": self.injection}, {"f_z": self.f_z})
         self.decode = runners.decoder.bind({"z": self.z}, {"logits": self.logits})
@@ -87,9 +90,9 @@ class QefpnLoop:
             # ws.f_z is overwritten by the next call; the solver consumes it at once (f(z) − z).
             return ws.f_z if device.is_host else device.download(ws.f_z)
 
-        z0 = np.zeros((batch, self.state_dim), dtype=np.float32)
         with _single_threaded_blas(device.is_host):
-            z, stats = solve_fixed(f, z0, steps, tol=self.tol, memory=self.memory, stop_mode=self.stop_mode)
+            z, stats = solve_fixed(f, ws.z0, steps, tol=self.tol, memory=self.memory, stop_mode=self.stop_mode,
+                                   workspace=ws.solver)
         device.upload(np.ascontiguousarray(z, dtype=np.float32), ws.z)
         self.runners.decoder.run(ws.decode)
         sigmoid_into(device.xp, ws.logits, ws.logits)

@@ -114,3 +114,18 @@ def test_qefpn_predict_matches_torch_broyden(toy_qefpn) -> None:  # type: ignore
     assert (out["iterations"] < q["broyden_iterations"]).all()
     assert np.allclose(out["residual"], stats["residual"].numpy(), atol=1e-5)
     assert (short["residual"] > out["residual"]).all()  # two iterations leave a larger residual
+
+
+def test_qefpn_predicts_reuse_the_solver_buffers(toy_qefpn) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(8)
+    first, second = (rng.standard_normal((2, 3, 32, 32), dtype=np.float32) for _ in range(2))
+    with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", threads=1) as predictor:
+        predictor.predict_tensor(first)
+        solver = predictor.loop.workspace(2).solver
+        kept = {name: id(buffer) for name, buffer in solver._buffers.items()}
+        again = predictor.predict_tensor(second)
+        assert {name: id(buffer) for name, buffer in solver._buffers.items()} == kept and "us" in kept
+    with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", threads=1) as fresh:
+        expected = fresh.predict_tensor(second)
+    for key in ("saliency", "iterations", "residual"):  # what the first predict left behind changes nothing
+        np.testing.assert_array_equal(again[key], expected[key])
