@@ -6,7 +6,9 @@ FLOPs of one call from the graphs and divides the achieved FLOP rate by the meas
 **of the precision the plan runs** (``roofline_fraction``; peaks for fp32, bf16 and int8 are
 recorded, see :mod:`salkit.runtime.bench_peaks`). For a cooperative bundle both paths are timed:
 ``split`` (encoder once, latent decoder on N·B rows; the runtime's default and the headline
-numbers) and ``whole`` (the generator graph N times over).
+numbers) and ``whole`` (the generator graph N times over). The split predict is timed together with
+its graphs (:mod:`salkit.runtime.bench_breakdown`): ``breakdown`` splits one predict into the time
+in graphs (calls × each graph's p50) and the host time between them.
 
 Baselines (:mod:`salkit.runtime.bench_baselines`, e.g. torch from ``--compare-torch``) run on
 the same inputs and latents at every batch size: ``speedup_vs_torch`` compares with torch the
@@ -26,7 +28,8 @@ The JSON record (stable keys)::
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
                             "torch_images_per_s", "speedup_vs_torch",
                             "torch_best_recipe_images_per_s", "speedup_vs_torch_best",
-                            "speedup_vs_fp32", "mae_delta", "paths": {"split": {…}, "whole": {…}}}},
+                            "speedup_vs_fp32", "mae_delta", "paths": {"split": {…}, "whole": {…}},
+                            "breakdown": {"graph_calls", "graphs_p50_ms", "graphs_ms", "host_ms", "host_fraction"}}},
      "torch": {"label", "best_batch", "best_images_per_s", "per_batch", "max_abs_vs_runtime", …},
      "torch_best_recipe": {… the same, "dtype", "channels_last"},
      "plans": {"<plan>": {…}}, "command"}
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import gc
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,6 +51,7 @@ import numpy as np
 
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bench_baselines import BaselineFactory, measure_baselines, timings
+from salkit.runtime.bench_breakdown import breakdown, format_breakdown, timings_with_graphs
 from salkit.runtime.bench_flops import graph_flops
 from salkit.runtime.bench_peaks import best, gemm_peaks
 from salkit.runtime.bundle import Manifest, load_bundle
@@ -139,11 +144,15 @@ def run_bench(
         try:
             for batch in batches:
                 x, latents = inputs[batch]
-                entry: dict[str, Any] = {"paths": {}}
+                entry: dict[str, Any] = {"paths": {}, "breakdown": None}
                 for path in model_kind.bench_paths:
                     progress(f"{kind} batch {batch}: runtime {predictor.plan}, {path} path")
                     call = _runtime_call(predictor, x, latents, k, path)
-                    t = timings(call, warmup, repeat)
+                    if path == "split":  # the headline: timed with its graphs, to split it into graph and host time
+                        t, graph_p50 = timings_with_graphs(call, partial(model_kind.graph_calls, predictor.loop, batch, n), warmup, repeat)
+                        entry["breakdown"] = breakdown(t["p50_ms"], graph_p50, model_kind.graph_runs(n, k)["split"])
+                    else:
+                        t = timings(call, warmup, repeat)
                     achieved = flops[path] * batch / (t["p50_ms"] / 1e3) / 1e9
                     entry["paths"][path] = {
                         "images_per_s": batch / (t["p50_ms"] / 1e3), "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
@@ -220,6 +229,8 @@ def format_record(record: dict[str, Any]) -> str:
             ratios = "".join(f" {p['images_per_s'] / record[key]['best_images_per_s']:21.2f}x" for key in baselines)
             lines.append(f"{batch:>5} {path:>6} {p['images_per_s']:8.2f} {p['p50_ms']:9.1f} {p['p99_ms']:9.1f} "
                          f"{p['gflop_per_image']:10.2f} {p['roofline_fraction']:9.1%}{ratios}")
+        if entry.get("breakdown"):
+            lines.append(format_breakdown(batch, entry["breakdown"]))
         if entry["speedup_vs_fp32"] is not None:
             lines.append(f"{batch:>5} vs fp32: {entry['speedup_vs_fp32']:.2f}x faster, MAE delta {entry['mae_delta']:.5f}")
     for key in baselines:

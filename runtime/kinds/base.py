@@ -17,6 +17,7 @@ its served models (``salkit.runtime.server.models.SERVED_MODELS``) and receives 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,15 @@ from salkit.runtime.backends.base import Device, Runner
 from salkit.runtime.bundle import MANIFEST_NAME, Manifest
 
 RunnerOf = Callable[[str], Runner]  # graph name → its loaded runner (the predictor's, made on first use)
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphRuns:
+    """How one predict runs a graph: ``calls`` times, each call on ``rows`` rows per image of the
+    batch (the cooperative latent decoder runs once on N·B rows: rows = N)."""
+
+    calls: int
+    rows: int = 1
 
 
 class RuntimeKind:
@@ -81,16 +91,23 @@ class RuntimeKind:
         """The loop's step size, for the bench baselines (0: none)."""
         return 0.0
 
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
-        """FLOPs of one image's predict per bench path, from each graph's count at batch 1. Every kind."""
+    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+        """Per bench path, the graphs one predict runs and how often (what ``flops`` counts and bench's
+        breakdown of a predict into graph and host time multiplies). Every kind."""
         raise NotImplementedError
+
+    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
+        """FLOPs of one image's predict per bench path, from each graph's count at batch 1."""
+        return {path: sum(run.calls * run.rows * graph_flops[graph] for graph, run in runs.items())
+                for path, runs in self.graph_runs(samples, steps).items()}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         """The predict bench times (the same latents for every implementation). Every kind."""
         raise NotImplementedError
 
     def graph_calls(self, loop: Any, batch: int, samples: int) -> dict[str, Callable[[], None]]:
-        """One bound run per graph of the split predict, on the buffers the predict built. Every kind."""
+        """One bound run per graph of the split predict, on the buffers the predict built (one of the
+        ``graph_runs(…)["split"][graph].calls`` calls of a predict). Every kind; {} if it binds none."""
         raise NotImplementedError
 
 

@@ -11,7 +11,7 @@ from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.backends.base import Device
 from salkit.runtime.bundle import Manifest
-from salkit.runtime.kinds.base import RunnerOf, RuntimeKind, join_chunks, register_kind
+from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks, register_kind
 from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
 
 
@@ -90,11 +90,12 @@ class CoopKind(RuntimeKind):
     def step_size(self, manifest: Manifest) -> float:
         return float(manifest.coop.get("langevin_step", 0.0))
 
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
-        langevin = steps * graph_flops["energy_grad"]
+    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+        # The N samples are decoded in one call on N·B rows; K Langevin steps on the B mean maps.
+        langevin = GraphRuns(steps)
         return {
-            "split": graph_flops["encoder"] + samples * graph_flops["latent_decoder"] + langevin,
-            "whole": samples * graph_flops["generator"] + langevin,
+            "split": {"encoder": GraphRuns(1), "latent_decoder": GraphRuns(1, rows=samples), "energy_grad": langevin},
+            "whole": {"generator": GraphRuns(1, rows=samples), "energy_grad": langevin},
         }
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:

@@ -9,7 +9,7 @@ import numpy as np
 
 from salkit.runtime.backends.base import Device
 from salkit.runtime.bundle import Manifest
-from salkit.runtime.kinds.base import RunnerOf, RuntimeKind, join_chunks, register_kind
+from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks, register_kind
 from salkit.runtime.loops import check_steps
 from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
 
@@ -52,9 +52,9 @@ class QefpnKind(RuntimeKind):
                 noise_values: np.ndarray | None, runner: RunnerOf) -> dict[str, np.ndarray]:
         return join_chunks([loop.predict(x[s], iterations=steps) for s in chunks])
 
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
+    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
         # T Broyden steps plus the one f at z0.
-        return {"split": graph_flops["encoder"] + (steps + 1) * graph_flops["f"] + graph_flops["decoder"]}
+        return {"split": {"encoder": GraphRuns(1), "f": GraphRuns(steps + 1), "decoder": GraphRuns(1)}}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         return lambda: predictor.predict_tensor(x, steps=steps)

@@ -13,6 +13,7 @@ from torch import nn
 
 from salkit.runtime.bench_flops import _matmul_session, gemm_rates, graph_flops
 from salkit.runtime.cli import main
+from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
@@ -90,7 +91,38 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyp
         )
         assert entry["torch_images_per_s"] is None and entry["mae_delta"] is None  # not asked for: null, not made up
         assert entry["torch_best_recipe_images_per_s"] is None and entry["speedup_vs_torch_best"] is None
-    assert "img/s" in result.output
+        _check_breakdown(entry, {"encoder": 1, "latent_decoder": 1, "energy_grad": k})
+    assert "img/s" in result.output and "host" in result.output
+
+
+def _check_breakdown(entry: dict, calls: dict[str, int]) -> None:
+    """The split predict's graph time is Σ calls × each graph's p50; the host time is the rest."""
+    parts = entry["breakdown"]
+    assert parts["graph_calls"] == calls and set(parts["graphs_p50_ms"]) == set(calls)
+    assert all(ms > 0 for ms in parts["graphs_p50_ms"].values())
+    assert parts["graphs_ms"] == pytest.approx(sum(calls[g] * ms for g, ms in parts["graphs_p50_ms"].items()))
+    assert parts["host_ms"] == pytest.approx(entry["p50_ms"] - parts["graphs_ms"])
+    assert parts["host_fraction"] == pytest.approx(parts["host_ms"] / entry["p50_ms"])
+
+
+@pytest.mark.parametrize("toy", ["toy_coop", "toy_qefpn"])
+def test_graph_runs_count_the_runs_a_predict_makes(toy, request) -> None:  # type: ignore[no-untyped-def]
+    bundle = request.getfixturevalue(toy)
+    with Predictor.from_bundle(bundle.path, backend="ort-cpu", threads=1) as predictor:
+        kind = predictor.runtime_kind
+        samples, steps = kind.defaults(predictor.manifest, None, None)
+        runs = kind.graph_runs(samples, steps)["split"]
+        counted = dict.fromkeys(runs, 0)
+        for name in runs:  # each loop keeps its runners under the graphs' names
+            runner = getattr(predictor.loop.runners, name)
+
+            def counting(binding, name=name, run=runner.run):  # type: ignore[no-untyped-def]
+                counted[name] += 1
+                return run(binding)
+
+            runner.run = counting
+        predictor.predict_tensor(np.zeros((2, 3, SIZE, SIZE), np.float32))
+    assert counted == {name: run.calls for name, run in runs.items()} and steps > 1
 
 
 def test_bench_against_an_fp32_bundle(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -111,6 +143,7 @@ def test_bench_qefpn_and_bad_options(toy_qefpn, tmp_path) -> None:  # type: igno
     t = toy_qefpn.manifest.qefpn["broyden_iterations"]
     expected = graph_flops(toy_qefpn.path / "encoder.onnx") + (t + 1) * graph_flops(toy_qefpn.path / "f.onnx") + graph_flops(toy_qefpn.path / "decoder.onnx")
     assert entry["gflop_per_image"] * 1e9 == pytest.approx(expected)
+    _check_breakdown(entry, {"encoder": 1, "f": t + 1, "decoder": 1})
     result = _bench("--engine", toy_qefpn.path, "--batch", "1,x")
     assert result.exit_code == 2 and "--batch" in result.output
     assert np.isfinite(entry["images_per_s"])

@@ -147,4 +147,5 @@ def test_a_third_kind_is_benched_by_its_own_flops(toy_kind: Path) -> None:
     assert set(record["toy"]) == {"1", "2"} and record["settings"]["samples"] is None
     for entry in record["toy"].values():
         assert set(entry["paths"]) == {"split"} and entry["gflop_per_image"] * 1e9 == pytest.approx(net)
+        assert entry["breakdown"] is None  # the toy binds no graph runs to time: no split into graph and host time
     assert "(toy, plan" in format_record(record)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from salkit.runtime.bundle import Manifest
-from salkit.runtime.kinds.base import RunnerOf, RuntimeKind, join_chunks
+from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks
 from salkit.runtime.loops import check_steps
 from tests.runtime.toy_bundles import MEAN, SIZE, STD, _graph
 
@@ -56,8 +56,8 @@ class ToyKind(RuntimeKind):
                           "peak": logits.reshape(len(logits), -1).max(axis=1)})
         return join_chunks(parts)
 
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
-        return {"split": graph_flops["net"]}
+    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+        return {"split": {"net": GraphRuns(1)}}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         return lambda: predictor.predict_tensor(x)
