@@ -198,6 +198,31 @@ def test_a_reused_workspace_gives_what_fresh_solves_give(library: str, memory: i
     assert np.array_equal(np.asarray(z), np.asarray(fresh[0][0][:2]))  # another batch size: new buffers, same answer
 
 
+def test_a_solve_through_a_kept_workspace_allocates_only_its_result() -> None:
+    import tracemalloc
+
+    batch, dim = 2, 50_000
+    c = np.random.default_rng(3).standard_normal((batch, dim)).astype(np.float32)
+    out = np.empty_like(c)
+
+    def f(z: np.ndarray) -> np.ndarray:  # allocates nothing itself, as the runtime's bound graph
+        np.tanh(z, out=out)
+        np.multiply(out, 0.5, out=out)
+        return np.add(out, c, out=out)
+
+    workspace = BroydenWorkspace()
+    solve_fixed(f, np.zeros_like(c), 12, memory=12, workspace=workspace)
+    tracemalloc.start()
+    try:
+        z, stats = solve_fixed(f, np.zeros_like(c), 12, memory=12, workspace=workspace)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    state = c.nbytes  # one (B, D) array
+    assert peak < 2.2 * state, peak / state  # z0 and the returned iterate; no (B, D) array per step
+    assert stats["residual"].max() < 1e-5  # and it solved z = f(z)
+
+
 def test_float32_torch_stays_float32() -> None:
     a_t, c_t = torch.from_numpy(A).float(), torch.from_numpy(C).float()
     z, stats = broyden(lambda z: torch.tanh(z @ a_t.T + c_t), torch.zeros(B, D), max_iter=40, tol=1e-5)
