@@ -110,7 +110,9 @@ def _single_threaded_blas(on_host: bool) -> Iterator[None]:
 
     OpenBLAS threads keep spinning after each of the solver's matrix–vector products and took the
     cores from ONNX Runtime's: ``f`` ran at 23 ms a call instead of 11 (352², 2 cores). The
-    products are memory-bound, so one thread costs them little (5.1 → 7.5 ms).
+    products are memory-bound, so one thread costs them little (5.1 → 7.5 ms). Splitting them over
+    two non-spinning Python threads (halves of D) did not pay either: 0.95–1.00× on the host solve
+    and 0.91–1.09× on a paper-size OpenVINO predict (interleaved medians, 2 cores, 2026-12).
     """
     if not on_host:
         yield
