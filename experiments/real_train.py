@@ -48,11 +48,13 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "qefpn": {"cli": "train-qefpn", "epochs": 4, "batch": 8, "args": TINY_128},
     },
     "full": {
-        # Procedural scenes first (S 0.628 → 0.639 for G(X) after 12 epochs, for 1.1 CPU minutes); the
-        # generators of coop and G(X) start from it.
+        # Procedural scenes first (S 0.628 → 0.639 for G(X) after 12 epochs, for 1.1 CPU minutes); G(X) starts
+        # from it. coop does not: started from it, its first steps (h ~ N(0, I) through a decoder trained with
+        # h = 0) gave CE 38 and regression 5e5, and after 20 epochs Ŷ scored S 0.447 on the test split against
+        # 0.580 for 6 epochs from scratch (docs/data-and-eval.md).
         "pretrain": {"cli": "train-coop", "epochs": 3, "batch": 8, "synth": {"n": 1000, "size": 128, "seed": 0},
                      "args": [*TINY_128, "--generator-only", "deterministic"]},
-        "coop": {"cli": "train-coop", "epochs": 20, "batch": 8, "init": "pretrain", "args": TINY_128},
+        "coop": {"cli": "train-coop", "epochs": 20, "batch": 8, "args": TINY_128},
         "scribble": {"cli": "train-coop", "epochs": 4, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
         "energy": {"cli": "train-coop", "epochs": 2, "batch": 8, "init": "coop", "args": [*TINY_128, "--energy-only"]},
         # G(X,h) from scratch: started from the deterministic pre-training (h = 0 throughout, so the decoder's
