@@ -119,22 +119,29 @@ class Gate:
         blame = ""
         if culprit:
             after = failures(without)
-            blame = (f"; graph {culprit} is to blame: with it back in fp32 "
-                     + (f"the maps pass (saliency max |Δ| {without['saliency_max_abs']:.3g})" if not after else _describe(after)))
+            if not after:
+                blame = (f"; graph {culprit} is to blame: with it back in fp32 the maps pass "
+                         f"(saliency max |Δ| {without['saliency_max_abs']:.3g})")
+            elif _excess(without) < _excess(metrics):  # it helps, but another reduced graph fails too
+                blame = f"; graph {culprit} contributes most, and not alone: with it back in fp32 {_describe(after)}"
+            else:
+                blame = (f"; no single graph is to blame (none back in fp32 brings the maps closer); {culprit} comes "
+                         f"closest: with it back in fp32 {_describe(after)}")
         verdict["reason"] = f"{plan} fails the gate: {_describe(fails)}{blame}"
         return verdict
 
     def _culprit(self, backend: str, precision: str, reduced: list[str],
                  metrics: dict[str, float]) -> tuple[str, dict[str, float]]:
-        """The reduced graph whose return to float32 helps most (its metrics then)."""
+        """The reduced graph whose return to float32 helps most (its metrics then), even when none helps
+        alone: pruning then still sends one graph back per round, the closest first."""
         if len(reduced) == 1 and backend == "ort-cpu":
             return reduced[0], {k: v for k, v in self.reference_metrics().items()}
-        best, best_metrics = "", metrics
+        best, best_metrics = "", {}
         for graph in reduced:
             trial = self._measure(backend, precision, reference_graphs=(graph,))
-            if _excess(trial) < _excess(best_metrics):
+            if not best or _excess(trial) < _excess(best_metrics):
                 best, best_metrics = graph, trial
-        return best, best_metrics
+        return best, best_metrics or metrics
 
     def reference_metrics(self) -> dict[str, float]:
         """The reference compared with itself (every Δ 0): the state with no graph reduced."""

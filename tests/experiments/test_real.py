@@ -206,7 +206,9 @@ def test_report_reads_every_number_from_the_results() -> None:
                                                   "cores": 2, "cpu": "AMD EPYC", "train_job_cpu_s": {"coop": 1091.4}},
     }
     text = markdown(results, trials=[{"name": "128px", "epochs": 3, "n_held": 136, "train_cpu_s": 240.0,
-                                       "yhat": row(0.2, 0.61), "ytilde": row(0.2, 0.62)}])
+                                       "yhat": row(0.2, 0.61), "ytilde": row(0.2, 0.62)},
+                                      {"name": "G(X) 128px", "epochs": 6, "n_held": 136, "train_cpu_s": 120.0,
+                                       "yhat": row(0.3, 0.64)}])
     assert "| coop Ỹ | 0.190 | 0.670 | 0.500 | 0.400 | 0.600 |" in text
     assert "0.670 misses the target 0.70" in text
     assert "coop Ỹ beats G(X,h) alone on MAE (0.190 vs 0.250) and S (0.670 vs 0.600)" in text
@@ -215,3 +217,5 @@ def test_report_reads_every_number_from_the_results() -> None:
     assert "0.45 % of pixels labelled foreground" in text and "MAE 0.300 / S 0.550" in text
     assert "| coop | train-coop | 12 | 1020 | 1.07 | 18.2 |" in text
     assert "| 128px | 3 | 4.0 | 0.200 | 0.610 | 0.500 | 0.620 |" in text
+    assert "| G(X) 128px | 6 | 2.0 | 0.300 | 0.640 | 0.500 | — (G(X): no energy) |" in text  # a trial without Ỹ
+    assert "reach at best S 0.640 (G(X) 128px, 6 epochs, 2.0 CPU min)" in text

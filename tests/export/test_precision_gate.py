@@ -32,12 +32,16 @@ def _held(manifest, synthetic_dataset: Path, n: int = 3) -> np.ndarray:
     return load_calibration(synthetic_dataset, manifest.input_size, manifest.mean, manifest.std, 4, n).held
 
 
-def _corrupted_copy(src: Path, dst: Path, scale: float) -> None:
-    """The graph with every weight of rank ≥ 2 multiplied by ``scale`` (a broken quantisation)."""
+def _corrupted_copy(src: Path, dst: Path, scale: float, noise: float = 0.0) -> None:
+    """The graph with every weight of rank ≥ 2 multiplied by ``scale`` and given Gaussian noise of
+    ``noise`` × its own standard deviation (a broken quantisation; noise survives the norm layers)."""
     model = onnx.load(str(src))
+    rng = np.random.default_rng(0)
     for init in model.graph.initializer:
         if len(init.dims) >= 2:
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(scale), init.name))
+            w = numpy_helper.to_array(init)
+            w = w * np.float32(scale) + (noise * w.std() * rng.standard_normal(w.shape)).astype(np.float32)
+            init.CopyFrom(numpy_helper.from_array(w.astype(np.float32), init.name))
     onnx.save_model(model, str(dst))
 
 
@@ -59,6 +63,37 @@ def test_gate_refuses_a_corrupted_graph_and_names_it(tmp_path: Path, fp32_bundle
     # The same plan with only the exact copy passes.
     del manifest.variants["int8"]["latent_decoder"]
     assert gate.judge("ort-cpu:int8")["passed"] is True
+
+
+class _EitherBreaks:
+    """A stand-in predictor whose maps are wrong (+0.2) while any of ``graphs`` runs in int8."""
+
+    def __init__(self, graphs: tuple[str, ...]) -> None:
+        self.graphs = graphs
+
+    def run(self, manifest, backend, precision, x):
+        wrong = any(".int8." in manifest.graphs[n].file for n in self.graphs)
+        sal = np.full((x.shape[0], 1, 4, 4), 0.5 + (0.2 if wrong else 0.0))
+        return {"saliency": sal, "predictive": sal, "aleatoric": sal, "epistemic": sal}
+
+
+@pytest.mark.parametrize("stand_in, phrase", [
+    (lambda: _StandIns(("encoder", "latent_decoder")), "contributes most, and not alone"),  # each adds its error
+    (lambda: _EitherBreaks(("encoder", "latent_decoder")), "no single graph is to blame"),  # either alone breaks it
+])
+def test_gate_says_when_more_than_one_graph_fails(tmp_path: Path, fp32_bundle: Path, synthetic_dataset: Path,
+                                                  stand_in, phrase: str) -> None:
+    bundle = tmp_path / "b"
+    shutil.copytree(fp32_bundle, bundle)
+    manifest = load_bundle(bundle)
+    for g in ("encoder", "latent_decoder"):
+        shutil.copyfile(bundle / f"{g}.onnx", bundle / f"{g}.int8.onnx")
+    manifest.variants = {"int8": {g: {"file": f"{g}.int8.onnx", "sha256": sha256_file(bundle / f"{g}.int8.onnx")}
+                                  for g in ("encoder", "latent_decoder")}}
+    verdict = Gate(manifest, _held(manifest, synthetic_dataset), run=stand_in().run).judge("ort-cpu:int8")
+    assert verdict["passed"] is False and verdict["culprit"] in ("encoder", "latent_decoder")
+    assert phrase in verdict["reason"] and "is to blame: with it back in fp32 the maps pass" not in verdict["reason"]
+    assert failures(verdict["culprit_back_in_fp32"])  # one graph back alone does not rescue the maps
 
 
 def test_compare_bounds_against_a_numpy_reference() -> None:
