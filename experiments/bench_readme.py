@@ -14,6 +14,7 @@ regenerating without new measurements leaves the README unchanged.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,6 +41,8 @@ def load_record(path: Path) -> dict[str, Any]:
         raise SalkitError(f"bench record {path} is not JSON: {exc}") from None
     if not isinstance(record, dict) or "machine" not in record or not any(k in record for k in KINDS):
         raise SalkitError(f"{path} is not a sal-runtime bench record (needs machine and coop or qefpn)")
+    if "recorded_utc" not in record:  # records written before sal-runtime bench stamped them: the file's date
+        record["recorded_utc"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime(path.stat().st_mtime)) + " UTC, file date"
     return record
 
 
@@ -118,6 +121,23 @@ def gate_line(check: Mapping[str, Any]) -> str:
             f"(checked, not tuned on): {numbers or v.get('reason', '')} — **{'within the gate' if v['passed'] else 'outside the gate'}**")
 
 
+def breakdown_lines(record: Mapping[str, Any]) -> list[str]:
+    """Per batch: graph time (calls × p50) and host time, and the bound on the ratio to torch the
+    authors' way if the host work were free (torch's time per batch ÷ the graphs' time)."""
+    kind, lines = _kind(record), []
+    for batch, entry in sorted(record[kind].items(), key=lambda kv: int(kv[0])):
+        split = entry.get("breakdown")
+        if not split:
+            continue
+        calls = ", ".join(f"{g} {n} × {split['graphs_p50_ms'][g]:.1f}" for g, n in split["graph_calls"].items())
+        torch_ips = entry.get("torch_images_per_s")
+        bound = (f"; with no host work at all: {int(batch) / torch_ips * 1e3 / split['graphs_ms']:.2f}× torch, authors' way"
+                 if torch_ips else "")
+        lines.append(f"- {kind}, batch {batch}: graphs {split['graphs_ms']:.0f} ms ({calls} ms), host {split['host_ms']:.0f} ms "
+                     f"({split['host_fraction']:.0%} of a predict){bound}")
+    return lines
+
+
 def render(records: Sequence[Mapping[str, Any]], command: str, gates: Sequence[Mapping[str, Any]] = ()) -> str:
     if not records:
         raise SalkitError("no bench records given")
@@ -127,7 +147,7 @@ def render(records: Sequence[Mapping[str, Any]], command: str, gates: Sequence[M
         samples = "" if settings.get("samples") is None else f"N = {settings['samples']}, "
         steps = "K" if _kind(record) == "coop" else "Broyden iterations"
         reason = str(record.get("plan_reason", "reason not recorded")).split("; not candidates")[0]  # the choice, not the list
-        lines.append(f"- {_kind(record)}: {cpu_line(record)}. Input {settings.get('input_size')}², "
+        lines.append(f"- {_kind(record)} (run of {record.get('recorded_utc', 'unknown date')}): {cpu_line(record)}. Input {settings.get('input_size')}², "
                      f"{samples}{steps} = {settings.get('steps')}; plan `{record.get('plan')}`: {reason}")
     lines += [
         "",
@@ -140,6 +160,9 @@ def render(records: Sequence[Mapping[str, Any]], command: str, gates: Sequence[M
     lines += ["", "Targets (issue #14):", ""]
     for record in records:
         lines += target_lines(record)
+    split = [line for record in records for line in breakdown_lines(record)]
+    if split:
+        lines += ["", "Where one predict's time goes (graphs timed alone in the same rounds; host = the rest):", ""] + split
     if gates:
         lines += ["", "Reduced precision judged by the final maps against float32 (the export gate's bounds: "
                   "saliency mean |Δ| ≤ 0.003, max ≤ 0.05, entropy ≤ 0.01):", ""]

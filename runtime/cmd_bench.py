@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from pathlib import Path
 
 import click
@@ -90,6 +91,8 @@ def bench(
     )
     record["command"] = command_line(click.get_current_context())
     record["machine"]["platform"] = platform.platform()
+    # When it ran: records of different sessions (and machines) must not be read as one run.
+    record["recorded_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     click.echo(format_record(record))
     if json_path:
         atomic_write_text(json_path, json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -54,6 +54,18 @@ def test_section_shows_both_baselines_the_cpu_and_the_targets(tmp_path: Path) ->
     assert "| qefpn | openvino:fp32 | 1 | 1.00 | 0.50 | – |" in text
 
 
+def test_section_splits_a_predict_into_graphs_and_host_and_bounds_the_ratio(tmp_path: Path) -> None:
+    qefpn = record("qefpn", {"1": 1.0}, torch={"1": 0.5}, best=None)
+    # torch 2000 ms per image; the runtime's graphs 800 ms of its 1000: free host work would give 2.5×.
+    qefpn["qefpn"]["1"]["breakdown"] = {"graph_calls": {"encoder": 1, "f": 31}, "graphs_p50_ms": {"encoder": 180.0, "f": 20.0},
+                                        "graphs_ms": 800.0, "host_ms": 200.0, "host_fraction": 0.2}
+    qefpn["recorded_utc"] = "2026-12-01 14:51 UTC"
+    text = bench_readme.render([qefpn], "cmd")
+    assert "- qefpn (run of 2026-12-01 14:51 UTC)" in text
+    assert "- qefpn, batch 1: graphs 800 ms (encoder 1 × 180.0, f 31 × 20.0 ms), host 200 ms (20% of a predict); " \
+           "with no host work at all: 2.50× torch, authors' way" in text
+
+
 def test_cli_rewrites_only_the_section_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "coop.json"
     path.write_text(json.dumps(record("coop", {"1": 2.0}, torch={"1": 0.2}, best={"1": 1.0})))
