@@ -1,6 +1,6 @@
 """`make real`: train, export and judge the models on real photographs (PASCAL-S's fixed split).
 
-    python experiments/real.py [--out runs/real] [--data ../shared/data/pascal-s] [--recipe default]
+    python experiments/real.py [--out runs/real] [--data ../shared/data/pascal-s] [--recipe full]
 
 Stages, each finished one marked by ``<out>/stages/<name>.json`` (its duration and outputs), so a
 second call resumes where the first stopped; an interrupted training resumes from its last
@@ -19,9 +19,9 @@ checkpoint (``--checkpoint-every`` steps, ``train-coop/train-qefpn --resume``):
 6. ``picture`` — ``<out>/examples.png``: 6 test photos, labelled columns photo | ground truth | Ŷ |
    Ỹ after the energy | epistemic uncertainty | QE-FPN.
 
-The default recipe is the one chosen within the 60-minute budget on a held-out part of the train
-split (experiments/real_trials.py; docs/data-and-eval.md, "Choosing the recipe"); ``--recipe
-smoke`` trains for a few steps only (tests).
+The default recipe, ``full``, is the one chosen within the 60-minute budget of an idle 2-core
+machine (experiments/real_trials.py; docs/data-and-eval.md, "Choosing the recipe"); ``--recipe
+short`` fits the hour on a shared machine; ``--recipe smoke`` trains for a few steps only (tests).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def real(run: Run) -> dict[str, Any]:
               help="PASCAL-S layout: img/, gt/, train.txt, test.txt.")
 @click.option("--train-split", default="train", show_default=True, help="Split name (DATA/N.txt) or file to train on.")
 @click.option("--test-split", default="test", show_default=True, help="Split name or file to judge on.")
-@click.option("--recipe", default="default", show_default=True, type=click.Choice(sorted(RECIPES)))
+@click.option("--recipe", default="full", show_default=True, type=click.Choice(sorted(RECIPES)))
 @click.option("--lanes", default=2, show_default=True, type=click.IntRange(1, 3), help="Trainings run side by side.")
 @click.option("--checkpoint-every", default=20, show_default=True, type=click.IntRange(1), help="Steps between checkpoints.")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -31,15 +31,15 @@ TINY_128 = ["--preset", "tiny", "--size", "128", "--crop", "0.75"]
 # The order is the order the lanes take them in (longest first).
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # Measured at 1 thread on the AMD EPYC (CPU s per step of 8 at 128²): coop 1.22, scribble 2.03, G(X) 0.27,
-    # G(X,h) 1.0, energy-only 2.1, QE-FPN 0.62. "default" is what ran end to end on a shared development
-    # machine within the hour (about 20 CPU minutes of training). "full" fills an idle 2-core machine's hour
+    # G(X,h) 0.8–1.0, energy-only 2.1, QE-FPN 0.62. "full" (make real's default) fills an idle 2-core machine's hour
     # (about 87 CPU minutes of training in two lanes of about 45, plus about 7 minutes of data, export, maps
     # and evaluation) and adds G(X,h) trained alone; coop and G(X) train for the same epochs, G(X,h) for what
     # the hour leaves (12).
-    # Longer training helps (experiments/real_trials.py: G(X) on the held-out part of the train split,
+    # "short" is the recipe that fits within the hour when other jobs share the machine (about 20 CPU
+    # minutes of training). Longer training helps (experiments/real_trials.py: G(X) on the held-out part of the train split,
     # S 0.600 / 0.628 / 0.649 after 6 / 12 / 24 epochs).
     # In this order the lanes run (pre-training →) coop → energy beside scribble → G(X,h) → G(X) → QE-FPN.
-    "default": {
+    "short": {
         "coop": {"cli": "train-coop", "epochs": 6, "batch": 8, "args": TINY_128},
         "scribble": {"cli": "train-coop", "epochs": 3, "batch": 8, "data": "scribbles", "args": [*TINY_128, "--scribble"]},
         # The energy alone fine-tuned to refine by its K-step descent, generator frozen (docs/coop.md).

@@ -198,7 +198,9 @@ def test_report_reads_every_number_from_the_results() -> None:
     results = {
         "n_test": 170, "train_split": "train", "protocol": "p", "recipe": "default", "coop_checkpoint": "energy",
         "rows": {"coop Ŷ": row(0.20, 0.66), "coop Ỹ": row(0.19, 0.67), "G(X)": row(0.18, 0.69), "G(X,h) alone": row(0.25, 0.60),
-                 "coop Ỹ, scribbles": row(0.3, 0.55), "centred Gaussian": row(0.37, 0.55)},
+                 "coop Ŷ, scribbles": row(0.3, 0.55), "coop Ỹ, scribbles": row(0.3, 0.55), "centred Gaussian": row(0.37, 0.55),
+                 "all-zero map": row(0.185, 0.39)},
+        "epistemic_max_level": 1,
         "refine_delta": {"QE-FPN": {"mae": -0.01, "s_measure": 0.002}},
         "scribbles": {"foreground_fraction": 0.0045, "background_fraction": 0.01},
         "train": {"coop": {"cli": "train-coop", "epochs": 12, "batch": 8, "args": ["--size", "128"]}},
@@ -218,4 +220,7 @@ def test_report_reads_every_number_from_the_results() -> None:
     assert "| coop | train-coop | 12 | 1020 | 1.07 | 18.2 |" in text
     assert "| 128px | 3 | 4.0 | 0.200 | 0.610 | 0.500 | 0.620 |" in text
     assert "| G(X) 128px | 6 | 2.0 | 0.300 | 0.640 | 0.500 | — (G(X): no energy) |" in text  # a trial without Ỹ
+    assert "the all-zero map's 0.185 beats 5 of the 6 trained rows' (not G(X))" in text
+    assert "The scribble model's own energy leaves its maps as they were (Ŷ → Ỹ: MAE +0.0000, S +0.0000)" in text
+    assert "at or below 1 of the 8-bit map's 255 levels" in text
     assert "reach at best S 0.640 (G(X) 128px, 6 epochs, 2.0 CPU min)" in text
