@@ -43,7 +43,7 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
 from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture  # noqa: E402
 from real_report import markdown, publish_readme, readme_section  # noqa: E402
-from real_train import BIN, RECIPES, coop_job, stage_train  # noqa: E402
+from real_train import BIN, RECIPES, SKIPPABLE, coop_job, recipe_jobs, stage_train  # noqa: E402
 
 __all__ = ["MAP_FOLDERS", "PICTURE_COLUMNS", "RECIPES", "centred_gaussian", "main", "real"]
 SCRIBBLE_SEED = 0
@@ -53,10 +53,11 @@ class Run:
     """The output folder, its stage markers, and the progress lines."""
 
     def __init__(self, out: Path, data: Path, train_split: str, test_split: str, recipe: str, lanes: int,
-                 checkpoint_every: int, echo: Callable[[str], None]) -> None:
+                 checkpoint_every: int, echo: Callable[[str], None], seed: int = 0, skip: tuple[str, ...] = ()) -> None:
         self.out, self.data, self.train_split, self.test_split = out, data, train_split, test_split
         self.recipe, self.lanes, self.checkpoint_every, self.echo = recipe, lanes, checkpoint_every, echo
-        self.jobs = RECIPES[recipe]
+        self.seed, self.skip = seed, tuple(skip)
+        self.jobs = recipe_jobs(recipe, self.skip)
         self.trials: list[dict[str, Any]] | None = None  # the recipe trials' records, for the report
 
     def stage(self, index: int, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -152,6 +153,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         "n_test": int(evaluate_dirs(run.out / "maps" / "zero", run.out / "test" / "gt")["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
         "rows": rows, "refine_delta": refine_delta, "recipe": run.recipe, "train": train.get("recipe"),
+        "seed": run.seed, "skipped": list(run.skip),
         "train_steps": train.get("steps"),
         "coop_checkpoint": coop_job(run.jobs), "scribbles": timings.get("data", {}).get("scribbles"),
         # Wall time from each stage's first start to its end: an interrupted and resumed stage's whole span.
@@ -181,8 +183,8 @@ def real(run: Run) -> dict[str, Any]:
     if "scribbles" in timings["data"]:
         sources["scribbles"] = ["--data", str(run.out / "scribbles"), "--split", timings["data"]["scribbles"]["split"]]
         sizes["scribbles"] = int(timings["data"]["scribbles"]["images"])
-    timings["train"] = run.stage(2, "train", lambda: stage_train(run.out, run.recipe, run.lanes, run.checkpoint_every,
-                                                                  sources, sizes, run.echo))
+    timings["train"] = run.stage(2, "train", lambda: stage_train(run.out, run.jobs, run.lanes, run.checkpoint_every,
+                                                                  sources, sizes, run.echo, run.seed))
     timings["export"] = run.stage(3, "export", lambda: stage_export(run))
     timings["maps"] = run.stage(4, "maps", lambda: stage_maps(run.out, run.jobs, coop_job(run.jobs), run.echo))
     (run.out / "stages" / "eval.json").unlink(missing_ok=True)  # cheap: always re-read the maps and timings
@@ -203,6 +205,10 @@ def real(run: Run) -> dict[str, Any]:
 @click.option("--train-split", default="train", show_default=True, help="Split name (DATA/N.txt) or file to train on.")
 @click.option("--test-split", default="test", show_default=True, help="Split name or file to judge on.")
 @click.option("--recipe", default="full", show_default=True, type=click.Choice(sorted(RECIPES)))
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
+              help="Every trainer's seed (weights, data order, noise): a second seed's run shows the spread.")
+@click.option("--skip", multiple=True, type=click.Choice(SKIPPABLE),
+              help="Leave a job out (repeatable): its rows are missing from the results.")
 @click.option("--lanes", default=2, show_default=True, type=click.IntRange(1, 3), help="Trainings run side by side.")
 @click.option("--checkpoint-every", default=20, show_default=True, type=click.IntRange(1), help="Steps between checkpoints.")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -210,10 +216,11 @@ def real(run: Run) -> dict[str, Any]:
 @click.option("--trials", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The recipe trials' records (experiments/real_trials.py's trials.json) to show in the report.")
 @report_user_errors
-def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, lanes: int, checkpoint_every: int,
-         readme: Path | None, trials: Path | None) -> None:
+def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, seed: int, skip: tuple[str, ...],
+         lanes: int, checkpoint_every: int, readme: Path | None, trials: Path | None) -> None:
     """Train, export and evaluate on real photographs; resumes where a previous call stopped."""
-    run = Run(out, data, train_split, test_split, recipe, lanes, checkpoint_every, lambda m: click.echo(m, err=True))
+    run = Run(out, data, train_split, test_split, recipe, lanes, checkpoint_every, lambda m: click.echo(m, err=True),
+              seed, skip)
     if trials is not None:
         try:
             run.trials = json.loads(trials.read_text(encoding="utf-8"))

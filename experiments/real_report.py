@@ -155,19 +155,19 @@ def markdown(results: dict[str, Any], picture: str = "examples.png", trials: lis
     return "\n".join(lines) + "\n"
 
 
-def readme_section(readme: Path) -> tuple[str, str]:
+def readme_section(readme: Path, begin: str = BEGIN, end: str = END) -> tuple[str, str]:
     """The README's text before and after the section; the markers must each appear once, in order."""
     try:
         content = readme.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise SalkitError(f"README {readme} cannot be read: {err}") from None
-    if content.count(BEGIN) != 1 or content.count(END) != 1 or content.index(BEGIN) > content.index(END):
-        raise SalkitError(f"{readme} has no single {BEGIN} … {END} section to rewrite")
-    head, rest = content.split(BEGIN, 1)
-    return head, rest.split(END, 1)[1]
+    if content.count(begin) != 1 or content.count(end) != 1 or content.index(begin) > content.index(end):
+        raise SalkitError(f"{readme} has no single {begin} … {end} section to rewrite")
+    head, rest = content.split(begin, 1)
+    return head, rest.split(end, 1)[1]
 
 
-def publish_readme(readme: Path, text: str) -> None:
+def publish_readme(readme: Path, text: str, begin: str = BEGIN, end: str = END) -> None:
     """Replace the README's section between the markers with ``text``."""
-    head, tail = readme_section(readme)
-    atomic_write_text(readme, f"{head}{BEGIN}\n{text}{END}{tail}")
+    head, tail = readme_section(readme, begin, end)
+    atomic_write_text(readme, f"{head}{begin}\n{text}{end}{tail}")

@@ -85,16 +85,31 @@ def coop_job(jobs: dict[str, Any]) -> str:
     return "energy" if "energy" in jobs else "coop"
 
 
+# Jobs a run may leave out (``make real``'s ``--skip``): no other job, bundle or test-split row needs them.
+SKIPPABLE = ("gxh", "scribble")
+
+
+def recipe_jobs(recipe: str, skip: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The recipe's jobs without the skipped ones, in the recipe's order."""
+    jobs = RECIPES[recipe]
+    for name in skip:
+        if name not in SKIPPABLE:
+            raise SalkitError(f"--skip {name}: only {', '.join(SKIPPABLE)} can be left out (the others give bundles or rows)")
+    return {name: job for name, job in jobs.items() if name not in skip}
+
+
 def command(out: Path, sources: dict[str, list[str]], name: str, job: dict[str, Any], threads: int,
-            checkpoint_every: int) -> list[str]:
+            checkpoint_every: int, seed: int = 0) -> list[str]:
     """The trainer's command line for one job (``--resume`` when it has a checkpoint already).
 
-    ``sources``: the ``--data``/``--split`` options of each data source ("train", "scribbles").
+    ``sources``: the ``--data``/``--split`` options of each data source ("train", "scribbles");
+    ``seed``: the trainer's seed (weights, data order, noise); the procedural scenes keep theirs.
     """
     folder = out / name
     source = ["--data", str(out / "synth")] if job.get("synth") else sources[job.get("data", "train")]
     cmd = [str(BIN / job["cli"]), *source, "--out", str(folder), "--epochs", str(job["epochs"]), "--batch-size",
-           str(job["batch"]), "--checkpoint-every", str(checkpoint_every), "--grid-every", "0", *job["args"]]
+           str(job["batch"]), "--checkpoint-every", str(checkpoint_every), "--grid-every", "0", "--seed", str(seed),
+           *job["args"]]
     cmd += ["--no-progress", *(["--threads", str(threads)] if job["cli"] == "train-coop" else [])]
     if (folder / "last.pt").is_file():
         cmd += ["--resume", str(folder / "last.pt")]  # the checkpoint holds the weights: no --init again
@@ -201,16 +216,16 @@ class Lanes:
             raise SalkitError("; ".join(self.failures))
 
 
-def stage_train(out: Path, recipe: str, lanes: int, checkpoint_every: int, sources: dict[str, list[str]],
-                sizes: dict[str, int], echo: Callable[[str], None]) -> dict[str, Any]:
-    """Run every job of the recipe; ``sources`` as in ``command``, ``sizes`` = their sample counts."""
-    jobs = RECIPES[recipe]
+def stage_train(out: Path, jobs: dict[str, dict[str, Any]], lanes: int, checkpoint_every: int,
+                sources: dict[str, list[str]], sizes: dict[str, int], echo: Callable[[str], None],
+                seed: int = 0) -> dict[str, Any]:
+    """Run every job (``recipe_jobs``); ``sources`` and ``seed`` as in ``command``, ``sizes`` = the sources' sample counts."""
     for job in jobs.values():
         if job.get("synth"):
             synthetic_scenes(out, job["synth"], echo)
     count = lambda job: job["synth"]["n"] if job.get("synth") else sizes[job.get("data", "train")]  # noqa: E731
     totals = {n: job["epochs"] * math.ceil(count(job) / job["batch"]) for n, job in jobs.items()}
-    make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every)  # noqa: E731
+    make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every, seed)  # noqa: E731
     runner = Lanes(out, jobs, make, lanes, totals, checkpoint_every, echo)
     runner.run()
     finished = {n: json.loads((out / n / "finished").read_text() or "{}") for n in jobs}
@@ -218,7 +233,7 @@ def stage_train(out: Path, recipe: str, lanes: int, checkpoint_every: int, sourc
     per_step = {n: round(f["cpu_s"] / f["steps_run"], 3) if f.get("cpu_s") and f.get("steps_run") else None
                 for n, f in finished.items()}
     # cpu_s is the last process's own: a job interrupted and resumed spent more (the killed part is not counted).
-    return {"steps": totals, "recipe": jobs, "lanes": runner.lanes, "threads": runner.threads, "job_cpu_s": cpu,
+    return {"steps": totals, "recipe": jobs, "seed": seed, "lanes": runner.lanes, "threads": runner.threads, "job_cpu_s": cpu,
             "job_cpu_s_per_step": per_step,
             # What the stage needs on an idle machine at best: the jobs' CPU time spread over every core used.
             "cpu_bound_wall_s": round(sum(c or 0.0 for c in cpu.values()) / (runner.lanes * runner.threads), 1)}

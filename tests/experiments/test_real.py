@@ -103,6 +103,26 @@ def test_a_job_starts_from_its_init_job_and_resumes_from_its_own_checkpoint(tmp_
     assert "--init" not in again and again[again.index("--resume") + 1] == str(tmp_path / "energy" / "last.pt")
     scribble = command(tmp_path, sources, "scribble", RECIPES["smoke"]["scribble"], 1, 20)
     assert scribble[1:5] == ["--data", "S", "--split", "S/train.txt"] and "--scribble" in scribble
+    assert scribble[scribble.index("--seed") + 1] == "0"
+    seeded = command(tmp_path, sources, "scribble", RECIPES["smoke"]["scribble"], 1, 20, seed=3)
+    assert seeded[seeded.index("--seed") + 1] == "3"
+
+
+def test_a_run_may_skip_the_jobs_nothing_else_needs() -> None:
+    import sys
+
+    from salkit.kernels.errors import SalkitError
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_maps import rows_for
+    from real_train import RECIPES, recipe_jobs
+
+    jobs = recipe_jobs("full", ("gxh", "scribble"))
+    assert list(jobs) == [n for n in RECIPES["full"] if n not in ("gxh", "scribble")]
+    rows = rows_for(jobs)
+    assert "G(X,h) alone" not in rows and "coop Ỹ, scribbles" not in rows and "QE-FPN + refine" in rows
+    with pytest.raises(SalkitError, match="--skip coop: only gxh, scribble can be left out"):
+        recipe_jobs("full", ("coop",))
 
 
 def _bad_copy(tmp_path: Path, ids: list[str]) -> Path:
