@@ -8,7 +8,7 @@ STAMP := $(VENV)/.salkit-installed
 # The Triton server the live Triton test talks to, in a venv of its own (scripts/triton_env.sh).
 TRITON_ENV ?= .triton-env
 
-.PHONY: demo test test-fast bench loadtest clean-demo repro real triton-env
+.PHONY: demo test test-fast bench loadtest clean-demo repro real real-seeds triton-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ REAL_DATA ?= ../shared/data/pascal-s
 REAL_TRIALS ?= runs/real_trials/trials.json
 real: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) $(if $(wildcard $(REAL_TRIALS)),--trials $(REAL_TRIALS)) $(REAL_ARGS)
+
+# The spread over seeds: `make -j2 real-seeds` trains REAL_SEEDS' runs side by side (each run's two lanes take
+# a thread each; G(X,h) and the scribble model are left out, about 65 min on 2 idle cores), then puts them beside
+# REAL_OUT's run (`make real` first) in $(REAL_OUT)_seeds/seeds.{json,md}.
+REAL_SEEDS ?= 1 2
+real-seed-%: $(STAMP)
+	$(PY) experiments/real.py --out $(REAL_OUT)_seed$* --seed $* --skip gxh --skip scribble --data $(REAL_DATA) $(REAL_ARGS)
+real-seeds: $(addprefix real-seed-,$(REAL_SEEDS))
+	$(PY) experiments/real_seeds.py $(REAL_OUT) $(addprefix $(REAL_OUT)_seed,$(REAL_SEEDS)) --out $(REAL_OUT)_seeds
 
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).

@@ -77,7 +77,8 @@ def markdown(results: dict[str, Any], picture: str = "examples.png", trials: lis
     wall = sum(v or 0 for v in timing["stages_wall_s"].values()) / 60
     lines = [
         f"PASCAL-S test split ({results['n_test']} photographs; every model trained on the {results['train_split']} "
-        f"split only), {results['protocol']}. One seed per model: the 60-minute budget has no room for three.",
+        f"split only), {results['protocol']}. One run, trainer seed {results.get('seed', 0)}: the hour has room for one "
+        f"(the spread over further seeds' runs is `experiments/real_seeds.py`'s).",
         "",
         "| maps | " + " | ".join(title for _, title in COLUMNS) + " |",
         "|---|" + "---:|" * len(COLUMNS),
@@ -112,7 +113,9 @@ def markdown(results: dict[str, Any], picture: str = "examples.png", trials: lis
                      f"MAE {rows['coop Ỹ, scribbles']['mae']:.3f} / S {rows['coop Ỹ, scribbles']['s_measure']:.3f} against "
                      f"{coop['mae']:.3f} / {coop['s_measure']:.3f} with full masks.")
     if "G(X,h) alone" not in rows:
-        lines.append("- G(X,h) trained alone is not in this recipe (`--recipe full` has it), so that half of Table 2 is not measured here.")
+        why = "was left out of this run (`--skip gxh`)" if "gxh" in (results.get("skipped") or []) else \
+            "is not in this recipe (`--recipe full` has it)"
+        lines.append(f"- G(X,h) trained alone {why}, so that half of Table 2 is not measured here.")
     zero = rows.get("all-zero map")
     trained = [n for n in rows if n not in ("all-zero map", "centred Gaussian")]
     beaten = [n for n in trained if zero and rows[n]["mae"] > zero["mae"]]

@@ -244,3 +244,21 @@ def test_report_reads_every_number_from_the_results() -> None:
     assert "The scribble model's own energy leaves its maps as they were (Ŷ → Ỹ: MAE +0.0000, S +0.0000)" in text
     assert "at or below 1 of the 8-bit map's 255 levels" in text
     assert "reach at best S 0.640 (G(X) 128px, 6 epochs, 2.0 CPU min)" in text
+
+
+@pytest.mark.parametrize("skipped, says", [(["gxh"], "was left out of this run (`--skip gxh`)"),
+                                           ([], "is not in this recipe (`--recipe full` has it)")])
+def test_report_says_why_a_row_is_missing(skipped: list[str], says: str) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_report import markdown
+
+    row = {"mae": 0.2, "s_measure": 0.6, "max_f": 0.5, "mean_f": 0.4, "mean_e": 0.6}
+    results = {"n_test": 170, "train_split": "train", "protocol": "p", "recipe": "full", "seed": 1, "skipped": skipped,
+               "rows": {"coop Ŷ": row, "coop Ỹ": row, "G(X)": row, "centred Gaussian": row, "all-zero map": row},
+               "refine_delta": {"G(X)": {"mae": 0.0, "s_measure": 0.0}},
+               "timing": {"stages_wall_s": {"train": 60.0}, "cpu_bound_wall_min": 1.0, "cores": 2, "cpu": "AMD EPYC"}}
+    text = markdown(results)
+    assert f"- G(X,h) trained alone {says}, so that half of Table 2 is not measured here." in text
+    assert "One run, trainer seed 1" in text
