@@ -59,6 +59,44 @@ def _minmax(pred: np.ndarray) -> np.ndarray:
     return (pred - low) / (high - low) if high != low else pred
 
 
+def _pair(pred_raw: object, gt_raw: object, label: str, minmax: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pair under the protocol: (prediction in [0, 1] at the gt's size, the map the metrics see, binary gt)."""
+    gt = _ground_truth(gt_raw, f"ground truth of {label}")
+    pred = _prediction01(pred_raw, f"prediction of {label}")
+    if pred.shape != gt.shape:
+        pred = np.clip(resize_map(pred, gt.shape).astype(np.float64), 0.0, 1.0)
+    return pred, (_minmax(pred) if minmax else pred), gt
+
+
+def _check_pairs(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], names: Sequence[str] | None) -> list[str]:
+    if len(preds) != len(gts):
+        raise SalkitError(f"got {len(preds)} predictions but {len(gts)} ground truths")
+    if len(preds) == 0:
+        raise SalkitError("nothing to evaluate: no prediction/ground-truth pairs")
+    return list(names) if names is not None else [f"pair {i}" for i in range(len(preds))]
+
+
+def per_image_scores(
+    preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], *, names: Sequence[str] | None = None, minmax: bool = True
+) -> dict[str, np.ndarray]:
+    """Each pair's own MAE and S-measure, ``(n,)`` arrays under :func:`evaluate_arrays`' protocol.
+
+    Their means are ``evaluate_arrays``' ``mae`` and ``s_measure`` (PySODMetrics averages both over
+    images), so a paired comparison of two models per photo judges what the table reports.
+    """
+    labels = _check_pairs(preds, gts, names)
+    import py_sod_metrics as sod
+
+    mae, s = np.empty(len(labels)), np.empty(len(labels))
+    for i, (pred_raw, gt_raw, label) in enumerate(zip(preds, gts, labels)):
+        _, scaled, gt = _pair(pred_raw, gt_raw, label, minmax)
+        one_mae, one_s = sod.MAE(), sod.Smeasure()
+        one_mae.step(pred=scaled, gt=gt, normalize=False)
+        one_s.step(pred=scaled, gt=gt, normalize=False)
+        mae[i], s[i] = one_mae.get_results()["mae"], one_s.get_results()["sm"]
+    return {"mae": mae, "s_measure": s}
+
+
 def evaluate_arrays(
     preds: Sequence[np.ndarray],
     gts: Sequence[np.ndarray],
@@ -73,11 +111,7 @@ def evaluate_arrays(
     Returns the scalars in :data:`SCALARS` as floats, ``n_images``, and ``curves`` (lists over
     the 256 thresholds in increasing order: ``threshold``, ``precision``, ``recall``, ``f``, ``e``).
     """
-    if len(preds) != len(gts):
-        raise SalkitError(f"got {len(preds)} predictions but {len(gts)} ground truths")
-    if len(preds) == 0:
-        raise SalkitError("nothing to evaluate: no prediction/ground-truth pairs")
-    labels = list(names) if names is not None else [f"pair {i}" for i in range(len(preds))]
+    labels = _check_pairs(preds, gts, names)
 
     import py_sod_metrics as sod
 
@@ -92,13 +126,9 @@ def evaluate_arrays(
     decided = 0
     pixels = 0
     for pred_raw, gt_raw, label in zip(preds, gts, labels):
-        gt = _ground_truth(gt_raw, f"ground truth of {label}")
-        pred = _prediction01(pred_raw, f"prediction of {label}")
-        if pred.shape != gt.shape:
-            pred = np.clip(resize_map(pred, gt.shape).astype(np.float64), 0.0, 1.0)
+        pred, scaled, gt = _pair(pred_raw, gt_raw, label, minmax)
         decided += int(np.count_nonzero((pred < 0.1) | (pred > 0.9)))
         pixels += pred.size
-        scaled = _minmax(pred) if minmax else pred
         for metric in (fm, mae, sm, wfm, em):
             metric.step(pred=scaled, gt=gt, normalize=False)
 

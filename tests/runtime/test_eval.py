@@ -68,6 +68,23 @@ def test_metrics_equal_pysodmetrics_called_directly() -> None:
     assert 0.3 < ours["max_f"] <= 1 and ours["mean_f"] < ours["max_f"]
 
 
+def test_per_image_scores_equal_pysodmetrics_image_by_image_and_average_to_the_table() -> None:
+    preds, gts = _pairs(4, seed=3)
+    scores = ev.per_image_scores(preds, gts)
+    for i, (pred, gt) in enumerate(zip(preds, gts)):
+        mae, sm = sod.MAE(), sod.Smeasure()
+        mae.step(pred=pred, gt=gt)  # PySODMetrics' own normalisation of uint8 maps
+        sm.step(pred=pred, gt=gt)
+        assert scores["mae"][i] == pytest.approx(mae.get_results()["mae"], abs=1e-12)
+        assert scores["s_measure"][i] == pytest.approx(sm.get_results()["sm"], abs=1e-12)
+    table = evaluate_arrays(preds, gts)
+    assert scores["mae"].mean() == pytest.approx(table["mae"], abs=1e-12)
+    assert scores["s_measure"].mean() == pytest.approx(table["s_measure"], abs=1e-12)
+    assert np.ptp(scores["mae"]) > 0.01  # the photos differ: a per-image mix-up would show
+    with pytest.raises(SalkitError, match="got 4 predictions but 3 ground truths"):
+        ev.per_image_scores(preds, gts[:3])
+
+
 def test_float_predictions_give_the_same_numbers_as_uint8() -> None:
     preds, gts = _pairs(3, seed=1)
     as_float = evaluate_arrays([p / 255.0 for p in preds], [g > 128 for g in gts])
