@@ -7,7 +7,9 @@ Each run folder holds a results.json written by experiments/real.py. The runs mu
 test split of the same data under the same protocol and recipe, with distinct seeds; a run may
 leave out skippable jobs (``--skip``), and a row is then averaged over the runs that have it (its
 ``n`` says how many). A claim ("the energy's refinement lowers QE-FPN's MAE", …) is counted per
-seed: one seed's table can show a difference that another seed reverses.
+seed: one seed's table can show a difference that another seed reverses. ``--per-photo`` also pairs
+the two rows photo by photo within each run (experiments/real_paired.py: the share of photographs a
+claim holds on and a bootstrap interval of the mean difference), reading each run's maps.
 Writes ``<out>/seeds.json`` and ``<out>/seeds.md``; ``--readme`` also rewrites the README's
 section between the markers below.
 """
@@ -26,6 +28,8 @@ from salkit.kernels.atomic import atomic_write_text
 from salkit.kernels.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
+from real_maps import MAP_FOLDERS  # noqa: E402
+from real_paired import CONFIDENCE, paired  # noqa: E402
 from real_report import LOWER_IS_BETTER, publish_readme, readme_section  # noqa: E402
 
 BEGIN, END = "<!-- real-seeds:begin -->", "<!-- real-seeds:end -->"
@@ -68,8 +72,9 @@ def mean_sd(values: list[float]) -> tuple[float, float | None]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per row and metric: each seed's value, mean, sd, n; per claim and metric: the seeds where it holds."""
+def aggregate(runs: list[dict[str, Any]], per_photo: bool = False) -> dict[str, Any]:
+    """Per row and metric: each seed's value, mean, sd, n; per claim and metric: the seeds where it holds
+    (and with ``per_photo``, each seed's photo-by-photo comparison: real_paired.paired)."""
     names = list(dict.fromkeys(name for run in runs for name in run["rows"]))  # first run's order, then any new
     rows = {}
     for name in names:
@@ -90,6 +95,9 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             better = [d < 0 if key in LOWER_IS_BETTER else d > 0 for d in deltas]
             mean, sd = mean_sd(deltas)
             claim[key] = {"deltas": deltas, "mean": mean, "sd": sd, "holds_in": sum(better)}
+        if per_photo:
+            claim["per_photo"] = [{"seed": run["seed"], **paired(Path(run["folder"]), MAP_FOLDERS[ours], MAP_FOLDERS[base],
+                                                                  LOWER_IS_BETTER)} for run in having]
         claims.append(claim)
     first = runs[0]
     return {"runs": [run["folder"] for run in runs], "seeds": [run["seed"] for run in runs],
@@ -120,6 +128,13 @@ def markdown(agg: dict[str, Any]) -> str:
             spread = "" if c["sd"] is None else f" ± {c['sd']:.4f}"
             parts.append(f"{title} Δ {c['mean']:+.4f}{spread}, better in {c['holds_in']} of {k}")
         lines.append(f"- {claim['ours']} vs {claim['base']}: " + "; ".join(parts) + ".")
+        for one in claim.get("per_photo", []):
+            lines.append(f"  - seed {one['seed']}, photo by photo ({one['n']}): " + "; ".join(
+                f"{title} Δ {one[key]['mean']:+.4f} [{one[key]['ci'][0]:+.4f}, {one[key]['ci'][1]:+.4f}], "
+                f"better on {100 * one[key]['better_share']:.0f} %" for key, title in (("mae", "MAE"), ("s_measure", "S"))) + ".")
+    if any("per_photo" in claim for claim in agg["claims"]):
+        lines += ["", f"Photo by photo: the mean difference with its {100 * CONFIDENCE:.0f} % bootstrap interval (BCa over the "
+                  "photographs) and the share of photographs on which the first row is better (`experiments/real_paired.py`)."]
     lines += ["", f"CPU: {', '.join(agg['cpu'])}."]
     return "\n".join(lines) + "\n"
 
@@ -127,14 +142,15 @@ def markdown(agg: dict[str, Any]) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("runs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", default="runs/real_seeds", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-photo", is_flag=True, help="Also pair each claim's rows photo by photo in every run (reads the maps).")
 @click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help=f"Also rewrite this README's section between {BEGIN} and {END}.")
 @report_user_errors
-def main(runs: tuple[Path, ...], out: Path, readme: Path | None) -> None:
+def main(runs: tuple[Path, ...], out: Path, per_photo: bool, readme: Path | None) -> None:
     """Mean ± sd over several `make real` runs with different seeds."""
     if readme is not None:
         readme_section(readme, BEGIN, END)  # a README without the markers fails before anything is written
-    agg = aggregate(read_runs(list(runs)))
+    agg = aggregate(read_runs(list(runs)), per_photo=per_photo)
     text = markdown(agg)
     atomic_write_text(out / "seeds.json", json.dumps(agg, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(out / "seeds.md", text)

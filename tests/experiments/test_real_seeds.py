@@ -7,6 +7,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -108,3 +109,28 @@ def test_cli_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> 
     assert "has no single <!-- real-seeds:begin -->" in result.output and not out.exists()
     result = CliRunner().invoke(main, [str(runs[0]), str(tmp_path / "nowhere"), "--out", str(out)])
     assert result.exit_code == 2 and "nowhere/results.json cannot be read" in result.output and not out.exists()
+
+
+def test_per_photo_pairs_each_claim_in_each_run(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    runs = []
+    for seed in (0, 1):
+        run = _write_run(tmp_path / f"s{seed}", seed, {"QE-FPN": _row(0.25, 0.64), "QE-FPN + refine": _row(0.24, 0.65)})
+        for i in range(6):
+            gt = np.zeros((16, 20), bool)
+            gt[4:12, 5:15] = True
+            base = np.clip(0.5 * gt + 0.25 + rng.normal(0, 0.1, gt.shape), 0, 1)
+            for folder, m in (("qefpn", base), ("qefpn_refined", np.clip(base + 0.2 * (gt - 0.5), 0, 1))):
+                (run / "maps" / folder).mkdir(parents=True, exist_ok=True)
+                Image.fromarray((255 * m).astype(np.uint8)).save(run / "maps" / folder / f"p{i}.png")
+            (run / "test" / "gt").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(gt.astype(np.uint8) * 255).save(run / "test" / "gt" / f"p{i}.png")
+        runs.append(run)
+    result = CliRunner().invoke(main, [*map(str, runs), "--out", str(tmp_path / "out"), "--per-photo"])
+    assert result.exit_code == 0, result.output
+    claim = json.loads((tmp_path / "out" / "seeds.json").read_text())["claims"][0]
+    assert [one["seed"] for one in claim["per_photo"]] == [0, 1]
+    assert all(one["n"] == 6 and one["mae"]["better_share"] == 1.0 for one in claim["per_photo"])  # sharper everywhere
+    assert "  - seed 1, photo by photo (6): MAE Δ -" in result.output
