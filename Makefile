@@ -48,7 +48,7 @@ REAL_SEEDS ?= 1 2
 real-seed-%: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_OUT)_seed$* --seed $* --skip gxh --skip scribble --data $(REAL_DATA) $(REAL_ARGS)
 real-seeds: $(addprefix real-seed-,$(REAL_SEEDS))
-	$(PY) experiments/real_seeds.py $(REAL_OUT) $(addprefix $(REAL_OUT)_seed,$(REAL_SEEDS)) --out $(REAL_OUT)_seeds
+	$(PY) experiments/real_seeds.py $(REAL_OUT) $(addprefix $(REAL_OUT)_seed,$(REAL_SEEDS)) --out $(REAL_OUT)_seeds --per-photo
 
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).
