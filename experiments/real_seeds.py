@@ -37,7 +37,7 @@ METRICS = (("mae", "MAE ↓"), ("s_measure", "S ↑"), ("max_f", "max F ↑"))
 SAME = ("dataset", "test_split", "protocol", "recipe", "n_test")  # what every run must share
 # (ours, base): "ours improves on base", judged per seed on MAE and on S.
 CLAIMS = (("coop Ỹ", "coop Ŷ"), ("QE-FPN + refine", "QE-FPN"), ("G(X) + refine", "G(X)"), ("coop Ỹ", "G(X)"),
-          ("coop Ỹ", "G(X,h) alone"))
+          ("coop Ỹ", "G(X,h) alone"), ("coop Ỹ", "coop Ỹ, scribbles"))
 
 
 def read_runs(folders: list[Path]) -> list[dict[str, Any]]:
