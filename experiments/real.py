@@ -172,9 +172,26 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
     return {"results": str(run.out / "results.json")}
 
 
+def check_seed(run: Run) -> None:
+    """A folder keeps one seed: resuming it with another would mix two seeds' models in one table.
+
+    ``<out>/seed.json`` records the seed once a job has trained there; a folder trained before it
+    was recorded used the default, 0. Until something is trained, any seed may (re)start the folder."""
+    record = run.out / "seed.json"
+    trained = any((run.out / name / "last.pt").is_file() for name in RECIPES[run.recipe])
+    if not trained:
+        atomic_write_text(record, json.dumps({"seed": run.seed}) + "\n")
+        return
+    kept = int(json.loads(record.read_text()).get("seed", 0)) if record.is_file() else 0
+    if kept != run.seed:
+        raise SalkitError(f"{run.out} holds models of seed {kept}: resume it with --seed {kept}, or give seed {run.seed} its own --out")
+    atomic_write_text(record, json.dumps({"seed": kept}) + "\n")
+
+
 def real(run: Run) -> dict[str, Any]:
     if not run.data.is_dir():
         raise SalkitError(f"--data {run.data} does not exist (the PASCAL-S photos: see ../shared/data/README.md)")
+    check_seed(run)
     started = time.time()
     timings: dict[str, Any] = {}
     timings["data"] = run.stage(1, "data", lambda: stage_data(run))

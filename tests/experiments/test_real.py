@@ -262,3 +262,20 @@ def test_report_says_why_a_row_is_missing(skipped: list[str], says: str) -> None
     text = markdown(results)
     assert f"- G(X,h) trained alone {says}, so that half of Table 2 is not measured here." in text
     assert "One run, trainer seed 1" in text
+
+
+def test_a_folder_keeps_the_seed_its_models_were_trained_with(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    module = _real_module()
+    out = tmp_path / "o"
+    (out / "coop").mkdir(parents=True)
+    (out / "coop" / "last.pt").write_bytes(b"")  # a model trained before seeds were recorded: seed 0
+    result = CliRunner().invoke(module.main, ["--out", str(out), "--data", str(DATA), "--seed", "1"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {out} holds models of seed 0: resume it with --seed 0, or give seed 1 its own --out")
+    assert not (out / "stages").exists()  # refused before any stage ran
+    fresh = tmp_path / "f"
+    module.check_seed(module.Run(fresh, DATA, "train", "test", "smoke", 1, 20, print, seed=2))
+    assert json.loads((fresh / "seed.json").read_text()) == {"seed": 2}  # nothing trained: any seed may start it
