@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Source folder → the salkit package it installs as (pyproject's package-dir).
+# The tree is the import path: src/salkit/<layer>/... is salkit.<layer>....
+SRC = ROOT / "src" / "salkit"
 FOLDERS = {"kernels": "salkit.kernels", "base": "salkit.base", "train": "salkit.train",
            "export": "salkit.export", "runtime": "salkit.runtime"}
 
@@ -28,6 +29,7 @@ class Module:
 
 
 def _modules(root: Path) -> dict[str, Module]:
+    """Every module under ``root`` (a ``salkit`` package folder), named by its path."""
     found = {}
     for folder, prefix in FOLDERS.items():
         for path in sorted((root / folder).rglob("*.py")):
@@ -55,7 +57,7 @@ def _known(name: str, modules: dict[str, Module]) -> str | None:
     return name or None
 
 
-def import_graph(root: Path = ROOT) -> dict[str, Module]:
+def import_graph(root: Path = SRC) -> dict[str, Module]:
     modules = _modules(root)
     for module in modules.values():
         for node in ast.walk(ast.parse(module.path.read_text(), str(module.path))):

@@ -15,14 +15,14 @@ from pathlib import Path
 
 from salkit.export.kinds import EXPORT_KINDS
 from salkit.runtime.kinds import KINDS
-from tests.import_graph import FOLDERS, ROOT
+from tests.import_graph import FOLDERS, ROOT, SRC
 
-KIND_FOLDERS = (ROOT / "runtime" / "kinds", ROOT / "export" / "kinds")
+KIND_FOLDERS = (SRC / "runtime" / "kinds", SRC / "export" / "kinds")
 KIND_NAMES = set(KINDS) | set(EXPORT_KINDS)
 
 
 def _sources() -> list[Path]:
-    return [path for folder in FOLDERS for path in sorted((ROOT / folder).rglob("*.py"))
+    return [path for folder in FOLDERS for path in sorted((SRC / folder).rglob("*.py"))
             if not any(path.is_relative_to(kinds) for kinds in KIND_FOLDERS)]
 
 

@@ -1,4 +1,4 @@
-"""Packaging and layering rules: the five folders import as salkit.*, each layer imports only what
+"""Packaging and layering rules: src/salkit is the import path, each layer imports only what
 the layering allows (kernels, base and runtime never torch), no import cycles, CLIs start."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.import_graph import FOLDERS, ROOT, cycles, import_graph
+from tests.import_graph import FOLDERS, ROOT, SRC, cycles, import_graph
 
 # The layering (docs/architecture.md): what each layer may import of salkit besides itself.
 # kernels: numerical primitives, copied as-is into Triton repositories; base: the torch-free
@@ -37,19 +37,20 @@ def _pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def test_every_subpackage_is_listed_in_pyproject() -> None:
-    listed = set(_pyproject()["tool"]["setuptools"]["packages"])
-    on_disk = set()
-    for folder, prefix in FOLDERS.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(ROOT / folder)
-            on_disk.add(".".join([prefix, *rel.parts]))
-    assert on_disk == listed, f"unlisted: {on_disk - listed}, listed but absent: {listed - on_disk}"
+def test_the_tree_is_the_import_path() -> None:
+    """pyproject finds packages under src/, and every folder of .py files there is a package."""
+    assert _pyproject()["tool"]["setuptools"]["packages"]["find"]["where"] == ["src"]
+    assert sorted(p.name for p in SRC.iterdir() if p.is_dir() and p.name != "__pycache__") == sorted(FOLDERS)
+    loose = [str(folder.relative_to(ROOT)) for folder in SRC.rglob("*")
+             if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py"))
+             and not (folder / "__init__.py").exists()]
+    assert not loose, f"folders of modules without __init__.py (not installed): {loose}"
 
 
-def test_package_dir_maps_the_five_folders() -> None:
-    mapping = _pyproject()["tool"]["setuptools"]["package-dir"]
-    assert {v: k for k, v in mapping.items()} == FOLDERS
+def test_the_installed_salkit_is_this_tree() -> None:
+    import salkit.runtime
+
+    assert Path(salkit.runtime.__file__).resolve() == SRC / "runtime" / "__init__.py"
 
 
 _NO_TORCH = """

@@ -30,7 +30,7 @@ def test_vendored_op_list_equals_the_shared_copy() -> None:
     shared = ROOT.parent / "shared" / "tensorrt-onnx-ops.txt"
     if not shared.exists():
         pytest.skip(f"{shared} not present on this machine")
-    assert (ROOT / "export" / OPS_FILE).read_text() == shared.read_text()
+    assert (ROOT / "src" / "salkit" / "export" / OPS_FILE).read_text() == shared.read_text()
 
 
 def test_op_list_parses_with_restrictions() -> None:
