@@ -195,7 +195,11 @@ def test_a_reused_workspace_gives_what_fresh_solves_give(library: str, memory: i
         _poison(workspace)
     assert ("u_spare" in kept) == (memory < 12)
     z, _ = broyden(problems[0][0], problems[0][1][:2], max_iter=12, tol=0, memory=memory, workspace=workspace)
-    assert np.array_equal(np.asarray(z), np.asarray(fresh[0][0][:2]))  # another batch size: new buffers, same answer
+    alone, _ = broyden(problems[0][0], problems[0][1][:2], max_iter=12, tol=0, memory=memory)
+    assert np.array_equal(np.asarray(z), np.asarray(alone))  # another batch size: new buffers, same answer
+    # Against the rows of the batch-4 solve only to rounding: BLAS may pick other kernels per shape
+    # (torch's do with AVX-512), so the last bits differ by CPU.
+    np.testing.assert_allclose(np.asarray(z), np.asarray(fresh[0][0][:2]), rtol=1e-10, atol=1e-10)
 
 
 def test_a_solve_through_a_kept_workspace_allocates_only_its_result() -> None:
