@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.train.engine.cli_options import backbone_options, resolve_backbone_weights
 
 # Training defaults per preset (the model presets live in salkit.train.coop.model).
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -29,8 +30,12 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     # poor energy (demo set, 2 epochs: MAE 0.197 / S 0.438 with the decay, 0.141 / 0.692 without).
     "tiny": {"epochs": 10, "batch_size": 8, "size": 64, "lr_gen": 1e-3, "lr_energy": 1e-3, "energy_reg": 0.01,
              "ce_decay": False},
+    # Real photographs from an ImageNet backbone (experiments/real_trials.py): the decoder learns at lr_gen,
+    # the pretrained trunk at lr_gen · lr_backbone_scale; the energy settings are tiny's.
+    "lite": {"epochs": 1, "batch_size": 8, "size": 256, "lr_gen": 5e-4, "lr_backbone_scale": 0.2, "lr_energy": 1e-3,
+             "energy_reg": 0.01, "ce_decay": False},
 }
-SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy", "lr_decay",
+SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
                 "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
                 "energy_corrupt", "energy_only", "descent_starts", "descent_samples")
 
@@ -62,7 +67,7 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--dump-recovered", type=int, default=None,
               help="With --scribble: steps between PNGs of image | scribble | recovered label (| gt); 0 = never [0].")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder: last.pt, log.csv, grids/.")
-@click.option("--preset", type=click.Choice(["tiny", "paper"]), default=None, help="Model + training defaults [paper].")
+@click.option("--preset", type=click.Choice(sorted(TRAIN_PRESETS)), default=None, help="Model + training defaults [paper].")
 @click.option("--epochs", type=int, default=None)
 @click.option("--batch-size", type=int, default=None)
 @click.option("--size", type=int, default=None, help="Training image size S (multiple of 32).")
@@ -71,9 +76,7 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
               help="Start from this coop checkpoint's weights (same architecture; e.g. pre-trained on procedural "
                    "scenes), with fresh optimisers and schedule.")
 @click.option("--seed", type=int, default=None, help="Seed for weights, data order and noise [0].")
-@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50", "tiny"]), default=None)
-@click.option("--backbone-weights", type=click.Path(path_type=Path), default=None,
-              help="Local torchvision ImageNet state dict for the backbone (never downloaded).")
+@backbone_options
 @click.option("--latent-dim", type=int, default=None, help="d, the latent size [8].")
 @click.option("--energy-width", type=float, default=None, help="EBM width factor (1 = 32-64-128-256).")
 @click.option("--langevin-steps", type=int, default=None, help="K, steps of both Langevin chains [5].")
@@ -81,6 +84,8 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--latent-step", type=float, default=None, help="δ_G, Langevin step on h [0.1].")
 @click.option("--sigma", type=float, default=None, help="σ, generator observation noise [0.3].")
 @click.option("--lr-gen", type=float, default=None)
+@click.option("--lr-backbone-scale", type=float, default=None,
+              help="The backbone's learning rate as a fraction of --lr-gen [1; lite: 0.2].")
 @click.option("--lr-energy", type=float, default=None)
 @click.option("--lr-decay", type=float, default=None, help="Learning-rate factor per decay [0.9].")
 @click.option("--lr-decay-every", type=int, default=None, help="Epochs between decays [20].")
@@ -128,7 +133,7 @@ def _resolve(opts: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | Non
 
 def _validate(o: dict[str, Any]) -> None:
     for key in ("epochs", "batch_size", "size", "langevin_steps", "latent_dim", "checkpoint_every", "lr_decay_every",
-                "max_steps", "threads", "energy_width", "energy_step", "latent_step", "sigma", "lr_gen", "lr_energy",
+                "max_steps", "threads", "energy_width", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy",
                 "lr_decay"):
         _positive(key, o.get(key))
     _positive("ce_weight", o.get("ce_weight"), allow_zero=True)
@@ -156,8 +161,6 @@ def _validate(o: dict[str, Any]) -> None:
         parse_starts(o["descent_starts"])
     if o.get("init") is not None and o.get("resume") is not None:
         raise SalkitError("--init starts a new run from weights; --resume continues one: pass one of them")
-    if o.get("backbone_weights") is not None and not Path(o["backbone_weights"]).is_file():
-        raise SalkitError(f"--backbone-weights {o['backbone_weights']} does not exist")
 
 
 def run(opts: dict[str, Any]) -> Any:
@@ -186,9 +189,14 @@ def run(opts: dict[str, Any]) -> Any:
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(dataset.describe(), err=True)
     torch.manual_seed(o["seed"])
+    from salkit.train.coop.model import PRESETS
+
+    # A resumed or --init run takes every weight from its checkpoint; a new one starts its backbone as told.
+    weights = None if ckpt or o.get("init") else resolve_backbone_weights(
+        o.get("backbone_weights"), o.get("backbone") or PRESETS[o["preset"]]["backbone"])
     model = create_model(
         "coop", preset=o["preset"], image_size=o["size"], backbone=o.get("backbone"), latent_dim=o.get("latent_dim"),
-        energy_width=o.get("energy_width"), backbone_weights=None if ckpt else o.get("backbone_weights"),
+        energy_width=o.get("energy_width"), backbone_weights=weights,
     )
     if o.get("init") is not None and ckpt is None:
         _load_init_weights(model, o["init"])

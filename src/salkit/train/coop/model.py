@@ -1,6 +1,7 @@
 """The cooperative model (`coop`): generator G(X, h) and energy U(Y, X) in one module.
 
-Presets: ``paper`` (resnet50, d = 8, decoder width 64, energy width 1.0 at 352²) and ``tiny``
+Presets: ``paper`` (resnet50, d = 8, decoder width 64, energy width 1.0 at 352²), ``lite`` (ImageNet
+EfficientNet-Lite0, decoder width 32, energy width 0.5 at 256²: real photographs on a CPU) and ``tiny``
 (narrow plain backbone, decoder width 16, energy width 0.25 at 64²) for tests and CPU demos.
 Explicit options override the preset; ``None`` keeps it.
 """
@@ -19,6 +20,8 @@ from salkit.train.engine.registry import register_model
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"backbone": "resnet50", "latent_dim": 8, "decoder_width": 64, "energy_width": 1.0, "image_size": 352},
     "tiny": {"backbone": "tiny", "latent_dim": 8, "decoder_width": 16, "energy_width": 0.25, "image_size": 64},
+    # Real photographs on a CPU: ImageNet-pretrained EfficientNet-Lite0 (experiments/real_trials.py).
+    "lite": {"backbone": "efficientnet-lite0", "latent_dim": 8, "decoder_width": 32, "energy_width": 0.5, "image_size": 256},
 }
 
 

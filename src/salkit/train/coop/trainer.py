@@ -53,6 +53,7 @@ class CoopSettings:
     latent_step: float = 0.1  # δ_G
     sigma: float = 0.3  # observation noise of the generator
     lr_gen: float = 5e-5
+    lr_backbone_scale: float = 1.0  # the generator's backbone learns at lr_gen · this (a pretrained trunk: < 1)
     lr_energy: float = 1e-3
     beta1: float = 0.9
     lr_decay: float = 0.9
@@ -98,9 +99,19 @@ class CoopTrainer(Trainer):
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         s = self.settings
         return {
-            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=s.lr_gen, betas=(s.beta1, 0.999)),
+            "generator": torch.optim.Adam(self.generator_groups(), lr=s.lr_gen, betas=(s.beta1, 0.999)),
             "energy": torch.optim.Adam(self.model.energy.parameters(), lr=s.lr_energy, betas=(s.beta1, 0.999)),
         }
+
+    def generator_groups(self) -> list[dict[str, Any]]:
+        """The generator's parameters: the backbone at lr_gen · lr_backbone_scale, the rest at lr_gen."""
+        s, generator = self.settings, self.model.generator
+        if s.lr_backbone_scale == 1.0:  # one group, as checkpoints from before the scale have
+            return [{"params": list(generator.parameters())}]
+        trunk = list(generator.backbone.parameters())
+        ids = {id(p) for p in trunk}
+        return [{"params": trunk, "lr": s.lr_gen * s.lr_backbone_scale},
+                {"params": [p for p in generator.parameters() if id(p) not in ids], "lr": s.lr_gen}]
 
     def build_schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
         s = self.settings

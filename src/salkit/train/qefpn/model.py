@@ -12,7 +12,8 @@ Layout (docs/architecture.md contract: ``inject``, ``f``, ``decode``):
 * ``decode(z)``: levels upsampled to stride 4, concatenated, two convs, bilinear to S×S → logits.
 * ``forward(x)`` solves for the state with the configured solver (solve.py) and decodes.
 
-Presets: ``paper`` (resnet50, w = 64, 352²) and ``tiny`` (narrow plain backbone, w = 8, 64²).
+Presets: ``paper`` (resnet50, w = 64, 352²), ``lite`` (ImageNet EfficientNet-Lite0, w = 32, 256²: real
+photographs on a CPU) and ``tiny`` (narrow plain backbone, w = 8, 64²).
 Explicit options override the preset; ``None`` keeps it.
 """
 
@@ -40,6 +41,8 @@ from salkit.train.engine.registry import register_model
 LEVELS = 4
 _SOLVER_DEFAULTS = asdict(SolverConfig())
 PRESETS: dict[str, dict[str, Any]] = {
+    "lite": {"backbone": "efficientnet-lite0", "width": 32, "groups": 4, "image_size": 256, "solver": "quasi",
+             **{**_SOLVER_DEFAULTS, "f_max_iter": 12, "b_max_iter": 12, "memory": 12}},
     "paper": {"backbone": "resnet50", "width": 64, "groups": 8, "image_size": 352, "solver": "quasi", **_SOLVER_DEFAULTS},
     "tiny": {
         "backbone": "tiny", "width": 8, "groups": 2, "image_size": 64, "solver": "quasi",
