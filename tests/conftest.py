@@ -18,6 +18,17 @@ from tests.fixtures.data import *  # noqa: E402,F401,F403
 from tests.fixtures.models import *  # noqa: E402,F401,F403
 from tests.fixtures.qefpn_models import *  # noqa: E402,F401,F403
 from tests.fixtures.bundles import *  # noqa: E402,F401,F403
+from tests.fixtures.cpus import *  # noqa: E402,F401,F403
+
+if os.environ.get("SALKIT_TEST_CPU"):  # the whole session on one simulated CPU (tests/fixtures/cpus.py)
+    import tempfile
+    from pathlib import Path
+
+    from tests.fixtures.cpus import CPU_SETS, write_cpuinfo
+
+    if os.environ["SALKIT_TEST_CPU"] not in CPU_SETS:
+        raise pytest.UsageError(f"SALKIT_TEST_CPU={os.environ['SALKIT_TEST_CPU']}: choose one of {', '.join(CPU_SETS)}")
+    os.environ["SALKIT_CPUINFO"] = str(write_cpuinfo(os.environ["SALKIT_TEST_CPU"], Path(tempfile.mkdtemp(prefix="salkit-cpu-"))))
 
 
 def _cuda_device_present() -> bool:

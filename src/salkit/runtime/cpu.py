@@ -10,13 +10,20 @@ capability      true when
 ``int8_vnni``   the dot-product units proper (int8 is then several times the fp32 rate)
 =============== ============================================================================
 
+This module is the one reader of them: export (which precisions to gate and record) and the
+runtime (which plan to run) both ask :func:`cpu_info`, so both honour the two settings below.
+
 Flags come from ``/proc/cpuinfo`` (Linux); where OpenVINO is installed its CPU plugin's
 ``OPTIMIZATION_CAPABILITIES`` is asked too (``BF16`` there confirms the flag), but only by
 :func:`cpu_info` with ``ask_openvino=True``: importing OpenVINO takes a while.
 
 Capabilities can be forced off to simulate a smaller machine, e.g. a bundle exported where bf16
 exists, run where it does not: ``SALKIT_CPU_DISABLE=bf16`` (a comma list of capability names
-or raw flags such as ``amx_bf16``), or the ``disable`` argument of :func:`cpu_info`.
+or raw flags such as ``amx_bf16``; an unknown name is a user error), or the ``disable`` argument
+of :func:`cpu_info`. A larger machine is simulated with ``SALKIT_CPUINFO=FILE``, a cpuinfo text
+read instead of ``/proc/cpuinfo`` (OpenVINO is then not asked: it describes the real CPU). Only
+the decisions change: the kernels that run are the real CPU's (OpenVINO ignores a bf16 hint
+where the CPU has no bf16 units).
 """
 
 from __future__ import annotations
@@ -27,7 +34,11 @@ import os
 import platform
 from pathlib import Path
 
+from salkit.kernels.errors import SalkitError
+
 DISABLE_ENV = "SALKIT_CPU_DISABLE"
+CPUINFO_ENV = "SALKIT_CPUINFO"
+PROC_CPUINFO = "/proc/cpuinfo"
 FLAGS = ("amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f", "avx2")
 # A capability name in SALKIT_CPU_DISABLE turns off every flag that provides it.
 _GROUPS = {
@@ -86,24 +97,30 @@ class CpuInfo:
         }
 
 
-def _read_cpuinfo(path: Path = Path("/proc/cpuinfo")) -> tuple[str, set[str]]:
+def _read_cpuinfo(path: Path = Path(PROC_CPUINFO)) -> tuple[str, set[str]]:
     model, flags = "", set()
     try:
         text = path.read_text(errors="replace")
     except OSError:
+        if str(path) != PROC_CPUINFO:  # a file the user named (SALKIT_CPUINFO): say so, do not guess
+            raise SalkitError(f"{CPUINFO_ENV}={path}: cannot read it (a cpuinfo text file)") from None
         return platform.processor() or platform.machine() or "unknown CPU", flags
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()
         if key == "model name" and not model:
             model = value.strip()
-        elif key == "flags" and not flags:
+        elif key in ("flags", "Features") and not flags:  # "Features" on Arm
             flags = set(value.split())
     return model or platform.processor() or "unknown CPU", flags
 
 
 def _expand(disable: str | None) -> frozenset[str]:
     names = {part.strip().lower() for part in (disable or "").split(",") if part.strip()}
+    unknown = sorted(names - set(_GROUPS) - set(FLAGS))
+    if unknown:  # a typo would otherwise simulate nothing and the run would look like a real test of it
+        raise SalkitError(f"{DISABLE_ENV}={disable}: unknown capability {', '.join(map(repr, unknown))}; known names: "
+                          f"{', '.join(_GROUPS)} or the flags {', '.join(FLAGS)}")
     out: set[str] = set()
     for name in names:
         out.update(_GROUPS.get(name, (name,)))
@@ -131,11 +148,15 @@ def _cached(disable: str, ask_openvino: bool, cpuinfo: str) -> CpuInfo:
     return CpuInfo(model=model, flags=frozenset((flags & set(FLAGS)) - off), disabled=off, openvino_caps=caps)
 
 
-def cpu_info(disable: str | None = None, *, ask_openvino: bool = False, cpuinfo: str = "/proc/cpuinfo") -> CpuInfo:
-    """This CPU's model and flags; ``disable`` (default: ``$SALKIT_CPU_DISABLE``) forces some off."""
+def cpu_info(disable: str | None = None, *, ask_openvino: bool = False, cpuinfo: str | None = None) -> CpuInfo:
+    """This CPU's model and flags; ``disable`` (default: ``$SALKIT_CPU_DISABLE``) forces some off,
+    ``cpuinfo`` (default: ``$SALKIT_CPUINFO``, else /proc/cpuinfo) is the text they are read from."""
     if disable is None:
         disable = os.environ.get(DISABLE_ENV, "")
-    return _cached(disable, ask_openvino, cpuinfo)
+    if cpuinfo is None:
+        cpuinfo = os.environ.get(CPUINFO_ENV) or PROC_CPUINFO
+    # OpenVINO's answer is about the real CPU: asking it would undo a simulated one.
+    return _cached(disable, ask_openvino and cpuinfo == PROC_CPUINFO, cpuinfo)
 
 
-__all__ = ["CpuInfo", "DISABLE_ENV", "FLAGS", "cpu_info"]
+__all__ = ["CPUINFO_ENV", "CpuInfo", "DISABLE_ENV", "FLAGS", "cpu_info"]
