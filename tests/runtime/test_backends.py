@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime.backends import availability, create_runner, resolve_backend, runner_class
+from salkit.runtime.backends import availability, create_runner, runner_class
 from salkit.runtime.backends.ort import OrtRunner
 from salkit.runtime.bundle import TensorSpec
 from tests.runtime.toy_bundles import ToyEnergyGrad
@@ -113,15 +113,18 @@ def test_threads_option_is_checked(toy_coop) -> None:  # type: ignore[no-untyped
     assert int(runner.session.get_session_options().graph_optimization_level) == 99  # ORT_ENABLE_ALL
 
 
-def test_auto_picks_an_available_backend_and_says_which(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_an_available_backend_and_says_which(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from salkit.runtime.plan import choose_plan
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the stand-in probe's choice is cached for this test only
     reasons = availability(toy_coop.manifest)
-    name, why = resolve_backend("auto", toy_coop.manifest)
-    assert reasons[name] == "" and name in why
-    assert name == "ort-cpu"  # this machine has no GPU
+    plan = choose_plan(toy_coop.manifest, "auto", "fp32", probe=lambda m, b, p, t: 1.0 if b == "ort-cpu" else 2.0)
+    assert reasons[plan.backend] == "" and plan.name in plan.reason
+    assert plan.backend == "ort-cpu"  # this machine has no GPU
     for gpu in ("tensorrt", "ort-cuda", "ort-trt"):
         assert reasons[gpu]  # each says why not
         with pytest.raises(SalkitError, match=gpu):
-            resolve_backend(gpu, toy_coop.manifest)
+            choose_plan(toy_coop.manifest, gpu, "fp32")
     with pytest.raises(SalkitError, match="unknown backend 'cuda'"):
-        resolve_backend("cuda")
+        choose_plan(toy_coop.manifest, "cuda")
     assert runner_class("ort-cpu") is OrtRunner

@@ -1,8 +1,12 @@
-"""Choosing (backend, precision): the gate is obeyed, the CPU's capabilities are checked, choices are cached."""
+"""Choosing (backend, precision): the gate is obeyed, the CPU's capabilities are checked, choices are cached.
+
+Every test whose verdict depends on the CPU fixes it with ``simulated_cpu`` (tests/fixtures/cpus.py).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +15,6 @@ import numpy as np
 import pytest
 
 from salkit.kernels.errors import SalkitError
-from salkit.runtime import plan as plan_module
 from salkit.runtime.bundle import MANIFEST_NAME, load_bundle
 from salkit.runtime.cpu import cpu_info
 from salkit.runtime.plan import cache_path, choose_plan
@@ -20,33 +23,12 @@ from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
 from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 from tests.runtime.toy_precision import passed, rejected, with_precision_records
 
-# /proc/cpuinfo excerpts: a Xeon with AMX (bf16 and int8 units) and a Zen 3 EPYC (AVX2 only).
-AMX = "model name\t: Intel(R) Xeon(R) Platinum 8480+\nflags\t\t: fpu sse avx avx2 fma avx512f avx512_vnni avx512_bf16 amx_bf16 amx_int8 avx_vnni\n"
-ZEN3 = "model name\t: AMD EPYC 7B13\nflags\t\t: fpu sse avx avx2 fma\n"
 
 
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SALKIT_CPU_DISABLE", raising=False)
-
-
-def fake_cpu(tmp_path: Path, text: str, disable: str = "") -> object:
-    path = tmp_path / f"cpuinfo-{abs(hash(text))}"
-    path.write_text(text)
-    return cpu_info(disable, cpuinfo=str(path))
-
-
-@pytest.fixture()
-def pretend_cpu(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """Make the predictor's plan see another CPU (its flags from a cpuinfo text; SALKIT_CPU_DISABLE applies)."""
-
-    def use(text: str) -> None:
-        path = tmp_path / "cpuinfo"
-        path.write_text(text)
-        monkeypatch.setattr(plan_module, "cpu_info", lambda **_: cpu_info(cpuinfo=str(path)))
-
-    return use
 
 
 class StandIn:
@@ -73,7 +55,8 @@ def _bundle(toy_coop, tmp_path, wrong_decoder, gate, choice=None) -> Path:  # ty
                                   gate=gate, choice=choice)
 
 
-def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_decoder) -> None:  # type: ignore[no-untyped-def]
+def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+    simulated_cpu("avx512")  # int8 native: only the gate keeps it out
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": rejected(), "openvino:int8": rejected()})
     probe = StandIn("ort-cpu:int8")
     with Predictor.from_bundle(path, threads=1, probe=probe) as predictor:
@@ -87,7 +70,8 @@ def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_dec
         assert np.abs(predictor.predict_tensor(x, latents=latents)["saliency"] - want).max() <= 1e-5
 
 
-def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path, wrong_decoder) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+    simulated_cpu("avx2")
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": passed(saliency_max=0.001)})
     probe = StandIn("ort-cpu:int8")
     plan = choose_plan(load_bundle(path), threads=1, probe=probe)
@@ -95,10 +79,11 @@ def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path,
     assert "ort-cpu:int8" in probe.calls and "openvino:int8" not in probe.calls  # openvino:int8 was not judged
 
 
-def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_path, wrong_decoder) -> None:  # type: ignore[no-untyped-def]
+def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"openvino:bf16": passed()})
     manifest = load_bundle(path)
-    amx, amx_off = fake_cpu(tmp_path, AMX), fake_cpu(tmp_path, AMX, disable="bf16")
+    amx = simulated_cpu("amx")
+    amx_off = cpu_info("bf16")
     first = choose_plan(manifest, threads=1, probe=StandIn("openvino:bf16"), cpu=amx)
     assert first.name == "openvino:bf16" and "probe:" in first.reason
     again = StandIn("ort-cpu:fp32")
@@ -110,10 +95,10 @@ def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_
     assert fallback.precision == "fp32" and "forced off" in fallback.reason
 
 
-def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_decoder, pretend_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_decoder, simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """A bundle exported where bf16 exists (its gate passed and chose openvino:bf16), run where it does not."""
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"openvino:bf16": passed()}, choice="openvino:bf16")
-    pretend_cpu(AMX)
+    simulated_cpu("amx")
     assert "openvino:bf16" in StandIn_calls(path)  # with bf16 units it is a candidate
     monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf16")
     with Predictor.from_bundle(path, threads=1, probe=StandIn("openvino:bf16")) as predictor:
@@ -123,8 +108,13 @@ def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_
         got = predictor.predict_tensor(x, seed=3)["saliency"]
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", precision="fp32", threads=1) as ref:
         assert np.abs(got - ref.predict_tensor(x, seed=3)["saliency"]).max() <= 1e-5
+    # Forced, it runs at fp32 and says why; a caller that must run exactly that plan gets the error.
+    with Predictor.from_bundle(path, backend="openvino", precision="bf16", threads=1) as forced:
+        assert forced.plan == "openvino:fp32"
+        assert re.search(r"openvino:bf16 was requested, but this CPU cannot run it: bf16 needs .*forced off by "
+                         r"SALKIT_CPU_DISABLE\); runs openvino:fp32 instead$", forced.backend_reason), forced.backend_reason
     with pytest.raises(SalkitError, match=r"openvino:bf16 cannot run .*bf16 needs .*forced off by SALKIT_CPU_DISABLE"):
-        Predictor.from_bundle(path, backend="openvino", precision="bf16", threads=1)
+        Predictor.from_bundle(path, backend="openvino", precision="bf16", threads=1, fallback=False)
 
 
 def StandIn_calls(path: Path) -> list[str]:  # noqa: N802 - reads as the probe's record
@@ -133,16 +123,20 @@ def StandIn_calls(path: Path) -> list[str]:  # noqa: N802 - reads as the probe's
     return probe.calls
 
 
-def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder) -> None:  # type: ignore[no-untyped-def]
+def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": rejected("entropy mean |Δ| 0.02 > 0.01")})
-    zen3 = fake_cpu(tmp_path, ZEN3)
+    zen3 = simulated_cpu("avx2")
     manifest = load_bundle(path)
     with pytest.raises(SalkitError, match=r"ort-cpu:int8 .*precision gate rejected ort-cpu:int8: entropy mean"):
         choose_plan(manifest, "ort-cpu", "int8", cpu=zen3)
     with pytest.raises(SalkitError, match=r"backend ort-cpu has no bf16 path"):
         choose_plan(manifest, "ort-cpu", "bf16", cpu=zen3)
-    with pytest.raises(SalkitError, match=r"bf16 needs AMX-BF16 or AVX512-BF16, which this CPU \(AMD EPYC 7B13\) lacks"):
-        choose_plan(manifest, "openvino", "bf16", cpu=zen3)
+    with pytest.raises(SalkitError, match=r"bf16 needs AMX-BF16 or AVX512-BF16, which this CPU \(simulated AMD EPYC 7B13"):
+        choose_plan(manifest, "openvino", "bf16", cpu=zen3, fallback=False)
+    instead = choose_plan(manifest, "openvino", "bf16", cpu=zen3)  # only the CPU is in the way: fp32 runs
+    assert instead.name == "openvino:fp32" and instead.reason.startswith("openvino:bf16 was requested, but this CPU cannot")
+    by_precision = choose_plan(manifest, "auto", "bf16", cpu=zen3, probe=StandIn("ort-cpu:fp32"))
+    assert by_precision.name == "ort-cpu:fp32" and by_precision.reason.startswith("precision bf16 was requested")
     with pytest.raises(SalkitError, match=r"no int8 graphs"):
         choose_plan(load_bundle(toy_coop.path), "openvino", "int8", cpu=zen3)
     # The gate itself computes the maps of a plan it is judging: check_gate=False runs it.
@@ -150,18 +144,28 @@ def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder) -> None:  # 
     assert choose_plan(manifest, "ort-cpu", "fp32", cpu=zen3).name == "ort-cpu:fp32"
 
 
-def test_cpu_flags_are_read_and_can_be_forced_off(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    amx = fake_cpu(tmp_path, AMX)
-    assert amx.model == "Intel(R) Xeon(R) Platinum 8480+" and amx.bf16 and amx.int8_vnni
+def test_cpu_flags_are_read_and_can_be_forced_off(simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    amx = simulated_cpu("amx")
+    assert amx.model == "simulated Intel Xeon Platinum 8480+ (AMX)" and amx.bf16 and amx.int8_vnni
     assert {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f"} <= amx.flags
-    off = fake_cpu(tmp_path, AMX, disable="bf16,avx512_vnni")
+    off = cpu_info("bf16,avx512_vnni")
     assert not off.bf16 and off.int8_vnni and "avx512_vnni" not in off.flags
-    zen3 = fake_cpu(tmp_path, ZEN3)
+    monkeypatch.setenv("SALKIT_CPU_DISABLE", "amx")
+    assert cpu_info().flags == amx.flags - {"amx_bf16", "amx_int8"} and cpu_info().bf16  # AVX512-BF16 is left
+    zen3 = simulated_cpu("avx2")
     assert not zen3.bf16 and not zen3.int8_vnni and zen3.int8 and zen3.supports("fp32")
     assert "AMD EPYC 7B13" in zen3.lacks("bf16")
+    bare = simulated_cpu("none")
+    assert not bare.int8 and "int8 needs AVX2" in bare.lacks("int8")
+    with pytest.raises(SalkitError, match=r"^SALKIT_CPU_DISABLE=bf61: unknown capability 'bf61'; known names: bf16, .*amx_bf16"):
+        cpu_info("bf61")
+    monkeypatch.setenv("SALKIT_CPUINFO", "/nonexistent/cpuinfo")
+    with pytest.raises(SalkitError, match="SALKIT_CPUINFO=/nonexistent/cpuinfo: cannot read it"):
+        cpu_info()
 
 
-def test_cli_refuses_an_unsupported_precision_in_one_line(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_says_in_one_line_which_plan_runs_instead_of_one_the_cpu_lacks(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("openvino")
     image = tmp_path / "in.png"
     from PIL import Image
 
@@ -170,10 +174,29 @@ def test_cli_refuses_an_unsupported_precision_in_one_line(toy_coop, tmp_path) ->
     env = {"PATH": str(exe.parent), "SALKIT_CPU_DISABLE": "bf16", "XDG_CACHE_HOME": str(tmp_path / "cache"), "HOME": str(tmp_path)}
     result = subprocess.run([str(exe), "predict", "--engine", str(toy_coop.path), "--input", str(image), "--out", str(tmp_path / "out"),
                              "--backend", "openvino", "--precision", "bf16"], capture_output=True, text=True, env=env, timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "bf16" in lines[0] and "forced off" in lines[0]
-    assert not (tmp_path / "out").exists()
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "bf16" in line]
+    assert len(lines) == 1 and "forced off" in lines[0] and lines[0].endswith("runs openvino:fp32 instead"), result.stderr
+    assert lines[0].startswith("coop bundle ") and ", plan openvino:fp32: openvino:bf16 was requested" in lines[0]
+    assert (tmp_path / "out" / "in.png").is_file()
+
+
+def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from salkit.runtime.cli import main
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")
+    monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf16,avx512bf16")
+    result = CliRunner().invoke(main, ["predict", "--engine", str(toy_coop.path), "--input", str(tmp_path / "in.png"),
+                                       "--out", str(tmp_path / "out")])
+    output = result.stderr if hasattr(result, "stderr") else result.output
+    assert result.exit_code == 2, output
+    assert output.strip().splitlines() == [
+        "error: SALKIT_CPU_DISABLE=bf16,avx512bf16: unknown capability 'avx512bf16'; known names: bf16, int8_vnni, int8, amx, "
+        "avx512 or the flags amx_bf16, amx_int8, avx512_bf16, avx512_vnni, avx_vnni, avx512f, avx2"]
 
 
 def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -48,7 +48,8 @@ def run_with_predictor(manifest: Manifest, backend: str, precision: str, x: np.n
         if "precision" not in inspect.signature(Predictor).parameters:
             raise SalkitError(f"this runtime cannot compile graphs to {precision} (no precision hints)")
         options["precision"] = precision
-    with Predictor(manifest, backend=backend, **options) as predictor:
+    # fallback=False: a verdict on a plan must come from that plan, never from its fp32 stand-in.
+    with Predictor(manifest, backend=backend, fallback=False, **options) as predictor:
         return predictor.predict_tensor(x, seed=GATE_SEED)
 
 

@@ -127,7 +127,7 @@ def run_bench(
         del made
         gc.collect()
     with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
-        progress(f"plan {predictor.plan}: {predictor.backend_reason}")
+        progress(predictor.plan_line)
         progress("measuring the GEMM peaks (fp32, bf16, int8)")
         rates = gemm_peaks(gemm_size)
         flops = flops_per_image(predictor, n, k)

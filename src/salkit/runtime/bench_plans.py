@@ -50,7 +50,8 @@ def compare(
         try:
             for name in names:
                 backend, precision = name.split(":")
-                predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads)
+                # Exactly the plan named, or an error: a row labelled bf16 must not time fp32.
+                predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads, fallback=False)
             _compare_batch(predictors, names, batch, x, latents, steps, warmup, repeat, progress, result)
         finally:
             for p in predictors.values():

@@ -27,16 +27,19 @@ ENTROPY_MAX = math.log(2.0)  # binary entropy in nats peaks at ln 2: uncertainty
 
 
 def plan_options(command: F) -> F:
-    """``--backend``, ``--precision`` and ``--threads``: the plan a command runs (salkit.runtime.plan)."""
+    """``--backend``, ``--precision`` and ``--threads``: the plan a command runs (salkit.runtime.plan).
+
+    The names are checked by the plan chooser, so a wrong one is the project's one-line error (exit 2)."""
     from salkit.runtime.backends import CHOICES
     from salkit.runtime.precision import PRECISION_CHOICES
 
     options = (
-        click.option("--backend", type=click.Choice(CHOICES), default="auto", show_default=True,
+        click.option("--backend", metavar="|".join(CHOICES), default="auto", show_default=True,
                      help="Backend; auto measures the CPU backends the bundle allows (cached) and takes the fastest."),
-        click.option("--precision", type=click.Choice(PRECISION_CHOICES), default="auto", show_default=True,
+        click.option("--precision", metavar="|".join(PRECISION_CHOICES), default="auto", show_default=True,
                      help="fp32, bf16 (openvino, CPUs with bf16 units), int8 (the bundle's int8 graphs); auto: what the "
-                          "bundle's precision gate passed and this CPU runs natively."),
+                          "bundle's precision gate passed and this CPU runs natively. A precision this CPU lacks runs "
+                          "at fp32 instead, and the command says so."),
         click.option("--threads", type=int, help="CPU threads for the backend (default: one per core)."),
     )
     for option in reversed(options):

@@ -67,7 +67,7 @@ def predict(
             except SalkitError as err:
                 failures.add(file.name, err)
     with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
-        click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
+        click.echo(f"{predictor.kind} bundle {bundle}, {predictor.plan_line}", err=True)
         if uncertainty and not predictor.runtime_kind.uncertainty:
             raise SalkitError(f"--uncertainty needs a cooperative (coop) bundle; {bundle} is {predictor.kind}")
         size = batch_size or int(predictor.manifest.batch.get("opt", 1) or 1)

@@ -54,7 +54,7 @@ def refine(
             except SalkitError as err:
                 failures.add(pair[0].stem, err)
     with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
-        click.echo(f"{predictor!r}: {predictor.backend_reason}", err=True)
+        click.echo(f"{predictor.kind} bundle {bundle}, {predictor.plan_line}", err=True)
         if not predictor.runtime_kind.refines:
             raise SalkitError(f"refine needs a cooperative (coop) bundle with an energy graph; {bundle} is {predictor.kind}")
         size = batch_size or int(predictor.manifest.batch.get("opt", 1) or 1)

@@ -1,7 +1,14 @@
 """Choosing a plan — (backend, precision) — for a bundle on this machine, and saying why.
 
+:func:`choose_plan` is the one chooser: the Python API (``Predictor``), ``sal-runtime predict``,
+``refine``, ``bench`` and ``serve`` all run the plan it returns, and print :attr:`Plan.line`.
+
 Named backend and precision: checked (available, native on this CPU, artefacts present, not
-rejected by the precision gate) and used, or a one-line error. ``auto`` in either place:
+rejected by the precision gate) and used, or a one-line error. A named plan that only this CPU
+cannot run (bf16 without bf16 units, an int8 judged on the other kind of int8 unit) is replaced
+by the same request at fp32, and the reason says so (``fallback=False``, for the precision gate
+and plan comparisons that must run exactly the plan they name, makes it an error). ``auto`` in
+either place:
 
 1. A visible GPU backend wins without measuring (the first available of tensorrt, ort-trt,
    ort-cuda), at fp32.
@@ -34,7 +41,7 @@ from salkit.runtime.backends import BACKENDS, CHOICES, CPU_BACKENDS, GPU_BACKEND
 from salkit.runtime.bundle import MANIFEST_NAME, Manifest
 from salkit.runtime.cpu import CpuInfo, cpu_info
 from salkit.runtime.precision import (
-    PRECISION_CHOICES, PRECISIONS, backend_precisions, gate_verdict, plan_name, recorded_choice, unusable,
+    PRECISION_CHOICES, PRECISIONS, backend_precisions, cpu_unusable, gate_verdict, plan_name, recorded_choice, unusable,
 )
 
 CACHE_VERSION = 1
@@ -50,6 +57,11 @@ class Plan:
     @property
     def name(self) -> str:
         return plan_name(self.backend, self.precision)
+
+    @property
+    def line(self) -> str:
+        """What every command prints: the plan that runs and why."""
+        return f"plan {self.name}: {self.reason}"
 
 
 def cache_path() -> Path:
@@ -73,7 +85,10 @@ def choose_plan(
     check_gate: bool = True,
     probe: Probe | None = None,
     cpu: CpuInfo | None = None,
+    fallback: bool = True,
 ) -> Plan:
+    """The plan to run ``manifest`` with here (see the module's docstring); ``probe`` times a
+    candidate when there are several (the runtime's is salkit.runtime.predictor.probe_predict)."""
     if backend not in CHOICES:
         raise SalkitError(f"unknown backend {backend!r}; choose one of {', '.join(CHOICES)}")
     if precision not in PRECISION_CHOICES:
@@ -88,6 +103,9 @@ def choose_plan(
         if gpu is not None:
             return _named(manifest, gpu, "fp32" if precision == "auto" else precision, cpu, check_gate, f"auto chose {gpu} (a GPU)")
     if backend != "auto" and precision != "auto":
+        why = unusable(manifest, backend, precision, cpu, check_gate=check_gate)
+        if why and fallback and why == cpu_unusable(manifest, backend, precision, cpu, check_gate=check_gate):
+            return _instead(manifest, backend, precision, why, threads, check_gate, probe, cpu)
         return _named(manifest, backend, precision, cpu, check_gate, "requested")
 
     backends = [backend] if backend != "auto" else [b for b in CPU_BACKENDS if not reasons[b]]
@@ -106,6 +124,9 @@ def choose_plan(
                 skipped.append((plan_name(b, p), why))
             else:
                 candidates.append(plan_name(b, p))
+    cpu_only = all(why == cpu_unusable(manifest, *name.split(":"), cpu, check_gate=check_gate) for name, why in skipped)
+    if not candidates and fallback and precision != "auto" and skipped and cpu_only:
+        return _instead(manifest, backend, precision, _grouped(skipped), threads, check_gate, probe, cpu)
     if not candidates:
         raise SalkitError(f"no usable plan for bundle {manifest.root}: {_grouped(skipped)}")
     notes = _recorded_choice_note(manifest, candidates, skipped)
@@ -116,6 +137,16 @@ def choose_plan(
     backend_name, precision_name = chosen.split(":")
     tail = "; not candidates: " + _grouped(skipped) if skipped else ""
     return Plan(backend_name, precision_name, f"auto chose {chosen} ({how}){tail}{notes}")
+
+
+def _instead(manifest: Manifest, backend: str, precision: str, why: str, threads: int | None, check_gate: bool,
+             probe: Probe | None, cpu: CpuInfo) -> Plan:
+    """The request at fp32 (always native), with a reason that names what was asked and why it does not run here."""
+    plan = choose_plan(manifest, backend, "fp32", threads, check_gate=check_gate, probe=probe, cpu=cpu, fallback=False)
+    asked = plan_name(backend, precision) if backend != "auto" else f"precision {precision}"
+    how = "" if plan.reason == "requested" else f" ({plan.reason})"
+    return Plan(plan.backend, plan.precision, f"{asked} was requested, but this CPU cannot run it: {why}; "
+                                              f"runs {plan.name} instead{how}")
 
 
 def _grouped(skipped: list[tuple[str, str]]) -> str:
@@ -130,7 +161,7 @@ def _named(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo, check
     why = unusable(manifest, backend, precision, cpu, check_gate=check_gate)
     if why:
         raise SalkitError(f"plan {plan_name(backend, precision)} cannot run bundle {manifest.root} here: {why}")
-    return Plan(backend, precision, f"plan {plan_name(backend, precision)} ({how})")
+    return Plan(backend, precision, how)
 
 
 def _recorded_choice_note(manifest: Manifest, candidates: list[str], skipped: list[tuple[str, str]]) -> str:
@@ -151,7 +182,7 @@ def _probed(manifest: Manifest, candidates: list[str], threads: int | None, cpu:
         times = cached.get("seconds", {})
         return cached["choice"], "cached probe: " + _times(times)
     if probe is None:
-        raise SalkitError("choosing among several plans needs a probe (Predictor passes its own)")
+        raise SalkitError("choosing among several plans needs a probe (salkit.runtime.predictor.probe_predict)")
     times: dict[str, float] = {}
     failed: dict[str, str] = {}
     for name in candidates:

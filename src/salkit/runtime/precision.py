@@ -92,12 +92,28 @@ def unusable(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo, *, 
         passed, reason = gate_verdict(manifest, plan_name(backend, precision))
         if passed is False:
             return f"the precision gate rejected {plan_name(backend, precision)}" + (f": {reason}" if reason else "")
-        judged_vnni = gate_records(manifest).get(plan_name(backend, precision), {}).get("int8_vnni")
-        if precision == "int8" and passed and judged_vnni is not None and bool(judged_vnni) != cpu.int8_vnni:
-            # Without VNNI, u8·s8 pairs are summed in int16 and saturate (AVX2's vpmaddubsw): the
-            # maps the gate saw on one kind of int8 unit say nothing about the other.
-            return (f"the precision gate judged int8 on a CPU {'with' if judged_vnni else 'without'} VNNI, "
-                    f"this one ({cpu.model}) has {'it' if cpu.int8_vnni else 'none'}")
+        if passed and (why := _other_int8_unit(manifest, backend, precision, cpu)):
+            return why
+    return ""
+
+
+def cpu_unusable(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo, *, check_gate: bool = True) -> str:
+    """The part of :func:`unusable` that is this CPU's doing ("" when the CPU could run the plan):
+    a forced plan that fails only here is replaced by another (salkit.runtime.plan), not refused."""
+    if precision not in backend_precisions(backend) or backend not in CPU_BACKEND_PRECISIONS:
+        return ""
+    if why := cpu.lacks(precision):
+        return why
+    return _other_int8_unit(manifest, backend, precision, cpu) if check_gate else ""
+
+
+def _other_int8_unit(manifest: Manifest, backend: str, precision: str, cpu: CpuInfo) -> str:
+    judged_vnni = gate_records(manifest).get(plan_name(backend, precision), {}).get("int8_vnni")
+    if precision == "int8" and judged_vnni is not None and bool(judged_vnni) != cpu.int8_vnni:
+        # Without VNNI, u8·s8 pairs are summed in int16 and saturate (AVX2's vpmaddubsw): the
+        # maps the gate saw on one kind of int8 unit say nothing about the other.
+        return (f"the precision gate judged int8 on a CPU {'with' if judged_vnni else 'without'} VNNI, "
+                f"this one ({cpu.model}) has {'it' if cpu.int8_vnni else 'none'}")
     return ""
 
 
@@ -128,6 +144,6 @@ def verify_file(path: Path, sha256: str | None, what: str) -> None:
 
 
 __all__ = [
-    "CPU_BACKEND_PRECISIONS", "PRECISIONS", "PRECISION_CHOICES", "backend_precisions", "gate_records", "gate_verdict",
+    "CPU_BACKEND_PRECISIONS", "PRECISIONS", "PRECISION_CHOICES", "backend_precisions", "cpu_unusable", "gate_records", "gate_verdict",
     "graph_file", "plan_name", "recorded_choice", "unusable", "variants", "verify_file",
 ]

@@ -32,7 +32,7 @@ from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
 from salkit.runtime.kinds import get_kind, kind_of
-from salkit.runtime.plan import Probe, choose_plan
+from salkit.runtime.plan import Plan, Probe, choose_plan
 
 
 @dataclasses.dataclass
@@ -55,16 +55,23 @@ class Predictor:
         *,
         check_gate: bool = True,
         probe: Probe | None = None,
+        fallback: bool = True,
+        plan: Plan | None = None,
     ) -> None:
         """``backend``/``precision``: a name or "auto" (see salkit.runtime.plan for how auto chooses).
 
         ``check_gate=False`` runs a plan the bundle's precision gate rejected (for the gate itself
-        and for diagnosis); ``probe`` replaces the timed probe of ``auto`` (tests).
+        and for diagnosis); ``fallback=False`` refuses a named plan this CPU cannot run instead of
+        running it at fp32; ``probe`` replaces the timed probe of ``auto`` (tests). ``plan``: one
+        :func:`choose_plan` already returned for this manifest (``serve`` announces it before loading).
         """
         self.manifest = manifest
         self.runtime_kind = kind_of(manifest)  # what differs per model kind (salkit.runtime.kinds)
-        plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe or probe_predict)
+        if plan is None:
+            plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe or probe_predict,
+                               fallback=fallback)
         self.backend_name, self.precision, self.backend_reason = plan.backend, plan.precision, plan.reason
+        self.plan_line = plan.line  # what the commands print: the plan that runs and why
         self.device = device_for(self.backend_name)
         self._lock = threading.Lock()
         self._runners: dict[str, Runner] = {}
@@ -253,7 +260,7 @@ def probe_predict(manifest: Manifest, backend: str, precision: str, threads: int
     size = manifest.input_size
     grid = np.linspace(-1.0, 1.0, size, dtype=np.float32)
     x = np.broadcast_to(np.stack([grid[None, :] * grid[:, None]] * 3)[None], (1, 3, size, size)).copy()  # (1, 3, S, S)
-    with Predictor(manifest, backend=backend, precision=precision, threads=threads) as predictor:
+    with Predictor(manifest, backend=backend, precision=precision, threads=threads, fallback=False) as predictor:
         predictor.predict_tensor(x, seed=0)
         start = time.perf_counter()
         predictor.predict_tensor(x, seed=0)

@@ -11,10 +11,10 @@ ort-cpu     ONNX Runtime on the CPU (the embedded default)   onnxruntime
 openvino    OpenVINO's CPU plugin (fp32, bf16, int8 graphs)  openvino (``salkit[openvino]``)
 =========== ================================================ ==============================
 
-:func:`resolve_backend`'s ``auto`` takes the first available in that order and says why; the
-predictor's ``auto`` goes further on a CPU and measures the CPU backends and precisions the
-bundle allows (:mod:`salkit.runtime.plan`). Runner modules are imported only when a runner is
-created, so importing this package loads neither onnxruntime, OpenVINO nor TensorRT.
+Which backend and precision run is chosen in one place, :func:`salkit.runtime.plan.choose_plan`
+(``auto``: a GPU backend in that order, else it measures the CPU backends and precisions the
+bundle allows). Runner modules are imported only when a runner is created, so importing this
+package loads neither onnxruntime, OpenVINO nor TensorRT.
 """
 
 from __future__ import annotations
@@ -80,23 +80,6 @@ def availability(manifest: Manifest | None = None) -> dict[str, str]:
     return reasons
 
 
-def resolve_backend(name: str, manifest: Manifest | None = None) -> tuple[str, str]:
-    """(backend, explanation). ``auto`` picks the best available; a named one must be available."""
-    reasons = availability(manifest)
-    if name == "auto":
-        order = list(BACKENDS)
-        for i, candidate in enumerate(order):
-            if not reasons[candidate]:
-                skipped = [f"{b}: {reasons[b]}" for b in order[:i]]
-                return candidate, f"auto chose {candidate}" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
-        raise SalkitError("no backend is usable: " + "; ".join(f"{b}: {r}" for b, r in reasons.items()))
-    if name not in BACKENDS:
-        raise SalkitError(f"unknown backend {name!r}; choose one of {', '.join(CHOICES)}")
-    if reasons[name]:
-        raise SalkitError(f"backend {name} is not usable here: {reasons[name]}")
-    return name, f"backend {name} (requested)"
-
-
 def device_for(backend: str) -> Device:
     """The device a backend's loop buffers live on: a CUDA device when cupy is present, else the host."""
     if backend not in GPU_BACKENDS:
@@ -139,4 +122,4 @@ def create_runner(
     return cls(manifest.graph_path(graph), spec, threads=threads, **options)
 
 
-__all__ = ["BACKENDS", "CHOICES", "CPU_BACKENDS", "GPU_BACKENDS", "availability", "create_runner", "device_for", "resolve_backend", "runner_class"]
+__all__ = ["BACKENDS", "CHOICES", "CPU_BACKENDS", "GPU_BACKENDS", "availability", "create_runner", "device_for", "runner_class"]

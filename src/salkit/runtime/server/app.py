@@ -117,7 +117,8 @@ class ServerState:
                 self.on_fatal(err)
             return
         self.ready.set()
-        log.info("model ready: %s (%s backend), serving %s", predictor.manifest.model_name, predictor.backend_name, ", ".join(self.models))
+        plan = getattr(predictor, "plan", predictor.backend_name)  # "backend:precision"; stand-ins may name a backend only
+        log.info("model ready: %s (plan %s), serving %s", predictor.manifest.model_name, plan, ", ".join(self.models))
 
     def _on_batch(self, stats: BatchStats) -> None:
         self.metrics.on_batch(stats)

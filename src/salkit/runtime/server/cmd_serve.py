@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.runtime.cli_common import plan_options
 
 MAX_BODY_MB_LIMIT = 4096.0
 
@@ -62,8 +63,7 @@ def _is_loopback(host: str) -> bool:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind, HTTP and gRPC (loopback unless told otherwise).")
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--grpc-port", default=None, type=int, help="Also serve KServe v2 over gRPC on this port (e.g. 8001).")
-@click.option("--backend", default="auto", show_default=True, help="auto, tensorrt, ort-trt, ort-cuda or ort-cpu.")
-@click.option("--threads", default=None, type=int, help="CPU threads for the backend (default: its own choice).")
+@plan_options
 @click.option("--max-batch", default=8, show_default=True, type=int, help="Most rows one backend call takes.")
 @click.option("--max-delay-ms", default=5.0, show_default=True, type=float, help="How long a request may wait for batch-mates.")
 @click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Larger request bodies get 413 (gRPC: RESOURCE_EXHAUSTED).")
@@ -76,6 +76,7 @@ def serve(
     port: int,
     grpc_port: int | None,
     backend: str,
+    precision: str,
     threads: int | None,
     max_batch: int,
     max_delay_ms: float,
@@ -106,23 +107,24 @@ def serve(
     manifest = load_bundle(bundle)
     kind_of(manifest)  # a kind this runtime knows, with its graphs: refused here, not in the loader thread
 
-    from salkit.runtime.backends import GPU_BACKENDS, resolve_backend
+    from salkit.runtime.backends import GPU_BACKENDS
+    from salkit.runtime.plan import choose_plan
+    from salkit.runtime.predictor import Predictor, probe_predict
 
-    chosen, why = resolve_backend(backend, manifest)
+    # Chosen here, before the port opens, by the chooser every command uses, and handed to the
+    # predictor: the start-up line names the plan that runs (a bad plan ends the start in one line).
+    plan = choose_plan(manifest, backend, precision, threads, probe=probe_predict)
     engine_max = manifest.batch.get("max")
-    if chosen in GPU_BACKENDS and engine_max and max_batch > engine_max:
+    if plan.backend in GPU_BACKENDS and engine_max and max_batch > engine_max:
         raise SalkitError(
             f"--max-batch {max_batch} exceeds the bundle's engine profile (max batch {engine_max}): "
             f"pass --max-batch {engine_max} or less, or re-export with a larger profile"
         )
     grpc_note = f", grpc {host}:{grpc_port}" if grpc_port is not None else ""
-    click.echo(f"salkit serve: {manifest.model_kind} bundle {bundle} ({why}); http://{host}:{port}{grpc_note}", err=True)
+    click.echo(f"salkit serve: {manifest.model_kind} bundle {bundle} on http://{host}:{port}{grpc_note}, {plan.line}", err=True)
 
     def load():  # type: ignore[no-untyped-def]
-        from salkit.runtime.predictor import Predictor
-
-        # On a CPU the predictor's own auto measures the CPU backends and precisions the bundle allows.
-        return Predictor.from_bundle(bundle, backend=chosen if chosen in GPU_BACKENDS else backend, threads=threads)
+        return Predictor(manifest, threads=threads, plan=plan)
 
     from salkit.runtime.server.run import run_server
 
