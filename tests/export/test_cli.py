@@ -159,13 +159,19 @@ def test_export_options_reject_unknown_precision(tmp_path: Path, untrained_coop_
 
 
 def test_bf16_where_the_cpu_has_no_native_bf16(tmp_path: Path, untrained_coop_checkpoint: Path, synthetic_dataset: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from salkit.export import precision_auto
-    from salkit.export.precision_cpu import CpuInfo
-
-    monkeypatch.setattr(precision_auto, "cpu_info", lambda: CpuInfo("Test CPU 9000", frozenset({"avx2", "fma"})))
+                                               simulated_cpu, monkeypatch: pytest.MonkeyPatch) -> None:
+    simulated_cpu("avx512")
     _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--precision", "bf16",
-                            "--calib", synthetic_dataset), "--precision bf16", "not supported natively on Test CPU 9000")
+                            "--calib", synthetic_dataset), "--precision bf16: bf16 needs AMX-BF16 or AVX512-BF16, which this "
+                                                           "CPU (simulated Intel Xeon Ice Lake (AVX-512, VNNI)) lacks")
+    simulated_cpu("amx")  # the runtime's reader, so SALKIT_CPU_DISABLE counts for export too
+    monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf16")
+    _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--precision", "bf16",
+                            "--calib", synthetic_dataset), "(forced off by SALKIT_CPU_DISABLE)")
+    monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf61")  # refused before any export work, in one line
+    result = _run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b")
+    _assert_user_error(result, "SALKIT_CPU_DISABLE=bf61: unknown capability 'bf61'; known names: bf16,")
+    assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "b").exists()
 
 

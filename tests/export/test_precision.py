@@ -80,12 +80,18 @@ def test_int8_schemes_tensorrt_symmetric_and_cpu_uint8(tmp_path: Path) -> None:
 SHARED_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pascal-s"
 
 
-def _fast_timers(monkeypatch) -> None:
-    """Timers that call int8 twice as fast: tiny graphs time nothing real, the gate stays real."""
+# Stand-in predict times of every plan export may time (a plan missing here is a KeyError, not a guess).
+PLAN_SECONDS = {"ort-cpu:fp32": 1.0, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:bf16": 0.7}
+
+
+def _fast_timers(monkeypatch, simulated_cpu) -> None:
+    """Timers that call int8 twice as fast: tiny graphs time nothing real, the gate stays real. The
+    CPU is fixed too (AVX-512 with VNNI, no bf16): which plans are candidates must not depend on it."""
     from salkit.export import precision_auto
 
+    simulated_cpu("avx512")
     monkeypatch.setattr(precision_auto, "time_graphs", lambda paths, feeds: [0.5 if ".int8." in p.name else 1.0 for p in paths])
-    monkeypatch.setattr(precision_auto, "time_plans", lambda plans, x: [1.0 if p[2] == "fp32" else 0.5 for p in plans])
+    monkeypatch.setattr(precision_auto, "time_plans", lambda plans, x: [PLAN_SECONDS[f"{b}:{p}"] for _, b, p in plans])
 
 
 def _recheck_recorded_plans(manifest, calib: Path) -> None:
@@ -95,11 +101,12 @@ def _recheck_recorded_plans(manifest, calib: Path) -> None:
     from salkit.runtime.predictor import Predictor
 
     held = load_calibration(calib, manifest.input_size, manifest.mean, manifest.std, 16, 8).held
-    with Predictor(manifest, backend="ort-cpu") as ref_predictor:
+    # Plans named, not auto: a timed probe could otherwise make the reference int8 too.
+    with Predictor(manifest, backend="ort-cpu", precision="fp32") as ref_predictor:
         ref = ref_predictor.predict_tensor(held, seed=0)
     for precision in manifest.variants:
         assert manifest.gate_passed(f"ort-cpu:{precision}"), manifest.precision_gate
-        with Predictor(manifest.at_precision(precision), backend="ort-cpu") as predictor:
+        with Predictor(manifest.at_precision(precision), backend="ort-cpu", precision="fp32") as predictor:
             got = predictor.predict_tensor(held, seed=0)
         delta = np.abs(got["saliency"] - ref["saliency"])
         assert delta.mean() <= 0.003 and delta.max() <= 0.05
@@ -107,8 +114,8 @@ def _recheck_recorded_plans(manifest, calib: Path) -> None:
             assert np.abs(got[key] - ref[key]).mean() <= 0.01
 
 
-def _int8_auto_bundle(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch):
-    _fast_timers(monkeypatch)
+def _int8_auto_bundle(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, simulated_cpu):
+    _fast_timers(monkeypatch, simulated_cpu)
     out = tmp_path / "auto"
     export_bundle(ExportOptions(ckpt=checkpoint, out=out, calib=calib, build_engines=False))
     manifest = load_bundle(out)
@@ -128,18 +135,18 @@ def _int8_auto_bundle(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch
 
 
 def test_int8_auto_records_only_what_passes_the_final_maps(tmp_path: Path, untrained_coop_checkpoint: Path,
-                                                           synthetic_dataset: Path, monkeypatch) -> None:
-    manifest = _int8_auto_bundle(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch)
+                                                           synthetic_dataset: Path, monkeypatch, simulated_cpu) -> None:
+    manifest = _int8_auto_bundle(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, simulated_cpu)
     images = manifest.extra["precision_images"]
     assert images["calibration_images"] == 12 and images["gate_overlaps_calibration"] is True  # 12 images only
     assert manifest.graphs["energy"].file == "energy.onnx" and "generator" not in manifest.variants.get("int8", {})
 
 
 def test_int8_on_real_photographs_uses_the_training_split_only(tmp_path: Path, untrained_coop_checkpoint: Path,
-                                                               monkeypatch) -> None:
+                                                               monkeypatch, simulated_cpu) -> None:
     if not SHARED_PHOTOS.is_dir():
         pytest.skip(f"real photographs not present ({SHARED_PHOTOS}: the shared data folder is absent)")
-    manifest = _int8_auto_bundle(tmp_path, untrained_coop_checkpoint, SHARED_PHOTOS, monkeypatch)
+    manifest = _int8_auto_bundle(tmp_path, untrained_coop_checkpoint, SHARED_PHOTOS, monkeypatch, simulated_cpu)
     images = manifest.extra["precision_images"]
     assert "train.txt" in images["source"] and images["gate_overlaps_calibration"] is False
     assert (images["calibration_images"], images["gate_images"]) == (16, 24)
@@ -158,8 +165,8 @@ def test_calibration_files_follow_the_training_split(tmp_path: Path, synthetic_d
 
 
 def test_qefpn_auto_judges_the_maps_and_the_residual(tmp_path: Path, tiny_qefpn_checkpoint: Path,
-                                                     synthetic_dataset: Path, monkeypatch) -> None:
-    _fast_timers(monkeypatch)
+                                                     synthetic_dataset: Path, monkeypatch, simulated_cpu) -> None:
+    _fast_timers(monkeypatch, simulated_cpu)
     out = tmp_path / "qefpn"
     export_bundle(ExportOptions(ckpt=tiny_qefpn_checkpoint, out=out, calib=synthetic_dataset, build_engines=False))
     manifest = load_bundle(out)

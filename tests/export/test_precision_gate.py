@@ -1,7 +1,12 @@
-"""The precision gate judges final maps, names the graph to blame, and ``auto`` keeps only what passed."""
+"""The precision gate judges final maps, names the graph to blame, and ``auto`` keeps only what passed.
+
+Which plan ``auto`` records depends on the CPU (bf16 is a candidate only with bf16 units) and on
+timings: the tests that assert it fix both, with ``simulated_cpu`` and a time for every plan.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -15,6 +20,10 @@ from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.precision_gate import SALIENCY_MAX_ABS, Gate, compare, failures
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+# Stand-in predict times of every plan export may time (a plan missing here is a KeyError, not a guess).
+PLAN_SECONDS = {"ort-cpu:fp32": 1.0, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:bf16": 0.7}
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +123,7 @@ def test_compare_bounds_against_a_numpy_reference() -> None:
 
 class _StandIns:
     """Fast stand-ins for the gate's predictor and the timers: a plan whose int8 latent_decoder is
-    used is wrong (saliency + 0.2) and every int8 plan is timed fastest."""
+    used is wrong (saliency + 0.2); int8 graphs time half their fp32 graph, plans as PLAN_SECONDS."""
 
     def __init__(self, wrong: tuple[str, ...]) -> None:
         self.wrong, self.judged = wrong, []
@@ -132,7 +141,7 @@ class _StandIns:
 
     @staticmethod
     def plan_timer(plans, x):
-        return [1.0 if precision == "fp32" else 0.5 for _, _, precision in plans]
+        return [PLAN_SECONDS[f"{backend}:{precision}"] for _, backend, precision in plans]
 
 
 def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wrong: tuple[str, ...]):
@@ -146,8 +155,10 @@ def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wro
 
 
 def test_auto_drops_the_blamed_graph_and_records_only_passing_plans(tmp_path: Path, untrained_coop_checkpoint: Path,
-                                                                    synthetic_dataset: Path, monkeypatch) -> None:
+                                                                    synthetic_dataset: Path, monkeypatch, simulated_cpu) -> None:
     from salkit.export import precision
+
+    simulated_cpu("amx")  # every candidate: bf16 is gated and timed too, and loses to int8 on time
 
     real_to_int8 = precision.to_int8
 
@@ -166,26 +177,34 @@ def test_auto_drops_the_blamed_graph_and_records_only_passing_plans(tmp_path: Pa
     assert not (manifest.root / "latent_decoder.int8.onnx").exists()
     assert manifest.chosen_plan() == ("ort-cpu", "int8") and manifest.precision_choice["seconds"]["ort-cpu:int8"] == 0.5
     assert manifest.precision_choice["cpu"] and "fastest plan" in manifest.precision_choice["reason"]
+    assert manifest.precision_gate["openvino:bf16"]["passed"] is HAS_OPENVINO
+    assert ("openvino:bf16" in manifest.precision_choice["seconds"]) is HAS_OPENVINO
+    assert verdict["int8_vnni"] is True  # 8-bit weights judged with VNNI: the runtime checks the CPU it runs on
     assert manifest.graphs["encoder"].file == "encoder.onnx"  # the fp32 reference stays
     for name, entry in manifest.variants["int8"].items():  # the element-wise record is kept
         assert {"data_max_rel_err", "random_max_rel_err", "seconds_fp32", "seconds_int8"} <= set(entry["validation"])
         model = onnx.load(str(manifest.root / entry["file"]))
         assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
-    assert fakes.judged[1] == ["encoder", "latent_decoder"]  # judged whole first (after the fp32 reference)
+    assert next(j for j in fakes.judged if j) == ["encoder", "latent_decoder"]  # int8 judged whole first
 
 
+@pytest.mark.parametrize("cpu, bf16", [("avx512", False), ("amx", True)])
 def test_auto_never_chooses_a_rejected_plan(tmp_path: Path, untrained_coop_checkpoint: Path, synthetic_dataset: Path,
-                                            monkeypatch) -> None:
+                                            monkeypatch, simulated_cpu, cpu: str, bf16: bool) -> None:
+    simulated_cpu(cpu)
     wrong = ("encoder", "latent_decoder", "energy_grad")
     manifest, _ = _auto_export(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, wrong)
     assert manifest.precision_gate["ort-cpu:int8"]["passed"] is False
     assert manifest.variants == {} and not list(manifest.root.glob("*.int8.onnx"))
-    assert manifest.chosen_plan() == ("ort-cpu", "fp32")
+    # int8 is fastest but rejected; bf16 (where the CPU has it) passed and beats fp32.
+    assert manifest.chosen_plan() == (("openvino", "bf16") if bf16 and HAS_OPENVINO else ("ort-cpu", "fp32"))
     assert not manifest.gate_passed("ort-cpu:int8")
 
 
 def test_forced_int8_that_fails_the_gate_is_refused_and_nothing_written(tmp_path: Path, untrained_coop_checkpoint: Path,
-                                                                        synthetic_dataset: Path, monkeypatch) -> None:
+                                                                        synthetic_dataset: Path, monkeypatch,
+                                                                        simulated_cpu) -> None:
+    simulated_cpu("avx2")  # a CPU with an int8 path: the refusal is the gate's
     fakes = _StandIns(("latent_decoder",))
     monkeypatch.setattr(precision_auto, "run_with_predictor", fakes.run)
     out = tmp_path / "int8"

@@ -200,12 +200,12 @@ def _int8_scheme(options: ExportOptions) -> str:
     """``auto``: TensorRT's symmetric scheme when engines are built here, else the CPU one
     (7-bit weights where the CPU has no int8 dot product, see salkit.export.precision)."""
     from salkit.export.engines_trt import engine_unavailable_reason
-    from salkit.export.precision_cpu import cpu_info
+    from salkit.runtime.cpu import cpu_info
 
     building = options.build_engines and not engine_unavailable_reason()
     scheme = options.int8_scheme
     if scheme == "auto":
-        return "tensorrt" if building else ("cpu" if cpu_info().int8_dot else "cpu7")
+        return "tensorrt" if building else ("cpu" if cpu_info().int8_vnni else "cpu7")
     if scheme in ("cpu", "cpu7") and building and options.precision == "int8":
         raise SalkitError("--int8-scheme cpu (uint8 activations) cannot be built into TensorRT engines; "
                           "use --int8-scheme tensorrt or --no-engine")

@@ -2,7 +2,7 @@
 
 ``auto`` (the default) on the CPU it runs on:
 
-1. int8: quantize the candidate graphs ((the model kind's ``candidate_graphs``, :mod:`salkit.export.kinds`)) on the
+1. int8 (where the CPU has an int8 path): quantize the candidate graphs ((the model kind's ``candidate_graphs``, :mod:`salkit.export.kinds`)) on the
    calibration photographs, keep a graph only where its int8 artefact runs faster than float32
    (a short timing of the graph alone), then gate the plan on the final maps; while it fails,
    the graph the gate blames goes back to float32 and the rest are judged again;
@@ -13,6 +13,10 @@
 A forced precision (``fp16``, ``bf16``, ``int8``) writes its artefacts for the graphs of
 the kind's ``reduced_graphs`` and must pass the gate, else the export is
 refused; ``fp32`` writes none.
+
+What the CPU can do is read by the runtime's reader (:mod:`salkit.runtime.cpu`), so export and the
+runtime agree on it, ``SALKIT_CPU_DISABLE`` and ``SALKIT_CPUINFO`` included: a plan recorded here is
+one the runtime on the same CPU may run.
 """
 
 from __future__ import annotations
@@ -28,10 +32,10 @@ from salkit.export.graphs import GraphDef
 from salkit.export.kinds import get_export_kind
 from salkit.export.precision import ARTEFACT_PRECISIONS, drop_variant, write_variant
 from salkit.export.precision_calib import CalibrationImages
-from salkit.export.precision_cpu import CpuInfo, cpu_info
 from salkit.export.precision_gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
+from salkit.runtime.cpu import CpuInfo, cpu_info
 
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
 PAYS = 0.9  # a reduced graph is kept only if it runs in at most 90 % of its float32 time
@@ -56,7 +60,9 @@ def openvino_reason(manifest: Manifest | None = None) -> str:
 
 def unsupported_reason(precision: str, cpu: CpuInfo | None = None) -> str:
     """Why a forced ``precision`` cannot be gated on this machine ("" when it can)."""
-    cpu = cpu or cpu_info()
+    cpu = cpu or cpu_info()  # read for every precision: a bad SALKIT_CPU_DISABLE ends the export before it starts
+    if precision == "int8" and not cpu.int8:
+        return cpu.lacks("int8")
     if precision == "bf16":
         if not cpu.bf16:
             return cpu.lacks("bf16")
@@ -100,7 +106,7 @@ def time_plans(plans: list[tuple[Manifest, str, str]], x: np.ndarray) -> list[fl
             options: dict[str, Any] = {}
             if precision in HINT_PRECISIONS and "precision" in inspect.signature(Predictor).parameters:
                 options["precision"] = precision
-            predictors.append(Predictor(manifest, backend=backend, **options))
+            predictors.append(Predictor(manifest, backend=backend, fallback=False, **options))
         return _best_interleaved([lambda p=p: p.predict_tensor(x, seed=0) for p in predictors], PLAN_REPEATS)
     finally:
         for predictor in predictors:
@@ -197,6 +203,10 @@ class PrecisionJob:
                 return {"passed": False, "reason": f"{plan}: no graph left in {precision}", "dropped": dropped}
             self.progress(f"precision gate: {plan} ({', '.join(graphs) or 'every graph'})")
             verdict = self.gate.judge(plan)
+            if precision == "int8" and self.int8_scheme == "cpu":
+                # 8-bit u8·s8 weights: judged on one kind of int8 unit, they do not carry over to the other
+                # (salkit.runtime.precision); 7-bit (cpu7) and symmetric ones are exact on both.
+                verdict["int8_vnni"] = self.cpu.int8_vnni
             self.progress(f"precision gate: {verdict['reason']}")
             culprit = verdict.get("culprit")
             if verdict["passed"] or not prune or not culprit:
@@ -249,7 +259,9 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
     gate[plan_name("ort-cpu", "fp16")] = {"passed": False, "reason": f"fp16 not tried on {cpu.model}: ONNX Runtime's "
                                           "CPU kernels have no native fp16 arithmetic (a GPU precision: force it)"}
     gate[plan_name("openvino", "bf16")] = _bf16(job, ov)
-    if job.calib is None:
+    if not cpu.int8:  # the runtime here would not run an int8 plan: none is made
+        gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": cpu.lacks("int8")}
+    elif job.calib is None:
         gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": "no --calib photographs to calibrate and gate int8 on"}
     else:
         failed: dict[str, str] = {}
