@@ -129,7 +129,8 @@ def test_each_future_carries_its_queue_wait_and_backend_time() -> None:
         for f in (blocker, *pair, chunked):
             f.result(5)
     first, (a, b), big = blocker.timing, [f.timing for f in pair], chunked.timing
-    assert first.batch_size == 1 and first.run_seconds >= hold and first.queue_seconds < hold
+    # Lower bounds only (a loaded machine can only add to a wait): the blocker queued less than the pair behind it.
+    assert first.batch_size == 1 and first.run_seconds >= hold and first.queue_seconds < a.queue_seconds
     assert a.batch_size == b.batch_size == 2 and a.run_seconds == b.run_seconds  # one call, shared
     assert a.queue_seconds >= hold and b.queue_seconds >= hold  # they waited behind the held call
     # every submit came before `start`, and no call began before `start + hold`
@@ -137,17 +138,21 @@ def test_each_future_carries_its_queue_wait_and_backend_time() -> None:
     assert fn.sizes == [1, 2, 4, 2]
 
 
-def test_lone_request_waits_at_most_about_max_delay() -> None:
+def test_lone_request_waits_for_company_only_with_a_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from salkit.runtime import batching
+
     fn = Recorder()
     with DynamicBatcher(fn, max_batch_size=8, max_delay_ms=150) as batcher:
         start = time.monotonic()
         batcher(np.zeros((1, 1)), timeout=5)
-        waited = time.monotonic() - start
-    assert 0.14 <= waited < 1.5
+        assert time.monotonic() - start >= 0.14  # it waited for company (no upper bound: a loaded machine waits longer)
+    # max_delay 0 never waits on the clock: with the batcher's clock frozen a deadline would never pass,
+    # yet the lone request runs (the 5 s timeout is liveness, not speed).
+    monkeypatch.setattr(batching, "time", SimpleNamespace(monotonic=lambda: 0.0, perf_counter=time.perf_counter))
     with DynamicBatcher(fn, max_batch_size=8, max_delay_ms=0) as batcher:
-        start = time.monotonic()
         batcher(np.zeros((1, 1)), timeout=5)
-        assert time.monotonic() - start < 0.1
 
 
 def test_failure_reaches_every_caller_of_the_call_and_the_batcher_keeps_working() -> None:

@@ -144,5 +144,4 @@ def test_sixteen_concurrent_clients_no_failures_flat_memory() -> None:
     rows = _metric(metrics, "salkit_batch_size_sum")
     assert rows == clients * (warm_rounds + rounds)  # every request went through the batcher (warm-up does not)
     assert rows / batches > 2, f"mean batch {rows / batches:.2f}: requests were not batched"
-    assert elapsed < 60
     print(f"16 clients: {clients * rounds / elapsed:.0f} req/s, mean batch {rows / batches:.2f}, RSS {rss_before} → {rss_after} KiB")
