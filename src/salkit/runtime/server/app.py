@@ -1,4 +1,5 @@
-"""The Starlette application: KServe v2 routes, ``/predict``, ``/metrics``, load and warm-up.
+"""The Starlette application: KServe v2 routes, ``/predict``, ``/metrics``, the page at ``GET /``
+(salkit.runtime.server.page), load and warm-up.
 
 ``create_app(load, ...)`` returns an ASGI app. On start-up it starts the gRPC listener when a
 ``grpc_port`` is given (salkit.runtime.server.grpc_server, same models and batcher), loads the
@@ -34,9 +35,10 @@ from salkit.runtime.batching import BatcherClosedError, BatchStats, QueueFullErr
 from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
-from salkit.runtime.server.guard import BodyTooLarge, Guard
+from salkit.runtime.server.guard import PAGE_PATH, BodyTooLarge, Guard
 from salkit.runtime.server.metrics import ServerMetrics
 from salkit.runtime.server.models import ServedModel, models_for
+from salkit.runtime.server.page import page_info, page_route
 from salkit.runtime.server.pipeline import run_inference
 from salkit.runtime.server.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 from salkit.runtime.server.simple import predict_route
@@ -280,6 +282,14 @@ def create_app(
             raise ProtocolError(state.not_ready_reason(), status=503)
         return await predict_route(request, state.models, state.stats)
 
+    def page_data() -> dict[str, Any]:
+        if not state.ready.is_set():
+            raise ProtocolError(state.not_ready_reason(), status=503)
+        return page_info(state.predictor, list(state.models), max_body_bytes)
+
+    async def page(request: Request) -> Response:
+        return await page_route(request, page_data)
+
     async def prometheus(request: Request) -> Response:
         if state.batching is not None:
             metrics.on_queue_depth(state.batching.batcher.queue_depth)
@@ -299,6 +309,7 @@ def create_app(
         *[Route(p + "/infer", infer, methods=["POST"]) for p in model_paths],
         Route("/predict", predict, methods=["POST"]),
         Route("/metrics", prometheus, methods=["GET"]),
+        Route(PAGE_PATH, page, methods=["GET"]),  # the page to try it in a browser
     ]
 
     @contextlib.asynccontextmanager

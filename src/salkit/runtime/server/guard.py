@@ -11,6 +11,7 @@ import hmac
 import json
 import time
 from typing import Any, Awaitable, Callable
+from urllib.parse import parse_qs
 
 from starlette.routing import Match
 
@@ -23,6 +24,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC_PREFIX = "/v2/health/"
+PAGE_PATH = "/"  # salkit.runtime.server.page
+
+
+def _public(scope: Scope) -> bool:
+    """Health checks, and the HTML of the page at ``GET /``: a browser opening a URL cannot send
+    a bearer token, and the page holds nothing about the model. Its data (``/?format=json``) and
+    every API route it calls keep the token."""
+    if scope["path"].startswith(PUBLIC_PREFIX):
+        return True
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return scope["path"] == PAGE_PATH and scope["method"] in ("GET", "HEAD") and "format" not in query
 
 
 class BodyTooLarge(Exception):
@@ -66,7 +78,7 @@ class Guard:
         return getattr(route, "path", None) or "unmatched"
 
     def _authorised(self, scope: Scope) -> bool:
-        if self.token is None or scope["path"].startswith(PUBLIC_PREFIX):
+        if self.token is None or _public(scope):
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
