@@ -7,8 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.salkit-installed
 # The Triton server the live Triton test talks to, in a venv of its own (scripts/triton_env.sh).
 TRITON_ENV ?= .triton-env
+# Headless Chromium for the browser test of `serve`'s page: Debian's package (scripts/chromium_env.sh);
+# CHROMIUM_ENV/.ready names the binary.
+CHROMIUM_ENV ?= .chromium-env
 
-.PHONY: demo test test-fast bench loadtest clean-demo repro real real-seeds triton-env
+.PHONY: demo test test-fast bench loadtest clean-demo repro real real-seeds triton-env chromium-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,8 +57,8 @@ real-seeds: $(addprefix real-seed-,$(REAL_SEEDS))
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).
 # `gpu` tests are selected and skip themselves on a machine without an NVIDIA GPU.
-test: $(STAMP) $(TRITON_ENV)/.ready
-	SALKIT_TRITON_ENV="$(abspath $(TRITON_ENV))" $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
+test: $(STAMP) $(TRITON_ENV)/.ready $(CHROMIUM_ENV)/.ready
+	SALKIT_TRITON_ENV="$(abspath $(TRITON_ENV))" SALKIT_CHROMIUM="$$(cat $(CHROMIUM_ENV)/.ready)" $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 # The quick loop while working: no slow tests.
 test-fast: $(STAMP)
@@ -65,6 +68,11 @@ triton-env: $(TRITON_ENV)/.ready
 
 $(TRITON_ENV)/.ready: scripts/triton_env.sh
 	PYTHON=$(PYTHON) bash scripts/triton_env.sh $(TRITON_ENV)
+
+chromium-env: $(CHROMIUM_ENV)/.ready
+
+$(CHROMIUM_ENV)/.ready: scripts/chromium_env.sh
+	bash scripts/chromium_env.sh $(CHROMIUM_ENV)
 
 clean-demo:
 	rm -rf demo_out
