@@ -73,7 +73,7 @@ def _shown_map(page: Page, element: str) -> tuple[np.ndarray, str | None]:
 def test_the_page_in_chromium_shows_the_predict_answer(toy_coop, tmp_path: Path) -> None:  # noqa: ANN001, F811
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no Chromium on PATH: `make chromium-env` installs Debian's chromium (scripts/chromium_env.sh)")
+        pytest.skip("no Chromium on PATH or at $SALKIT_CHROMIUM: `make chromium-env` installs Debian's chromium (scripts/chromium_env.sh)")
     if not PHOTO.is_file() or not TRUTH.is_file():
         pytest.skip(f"no PASCAL-S photograph at {PHOTO} (the shared data set is not on this machine)")
     token_file = tmp_path / "token"
