@@ -51,6 +51,9 @@ class ExportOptions:
     int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "cpu7" | "auto" (see salkit.export.precision)
     triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton)
     triton_sys_path: tuple[str, ...] = ()
+    # coop: "gate" keeps the energy step count that helps on --calib's masked photos (energy_steps.py);
+    # "trained" keeps the training's K.
+    energy_steps: str = "gate"
 
 
 def _check_output(path: Path, force: bool, what: str = "output") -> None:
@@ -183,6 +186,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             manifest.extra.update(int8_scheme=scheme, tensorrt_importable=scheme == "tensorrt")
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
+        if kind == "coop" and options.calib is not None and options.energy_steps == "gate":
+            _gate_energy_steps(manifest, tmp, options.calib, progress)
         make_readable(tmp)
         if options.triton_repo is not None:
             from salkit.export.triton import write_triton_repo
@@ -194,6 +199,22 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     manifest.root = options.out
     progress(f"bundle written to {options.out}")
     return manifest
+
+
+def _gate_energy_steps(manifest: Manifest, directory: Path, calib: Path, progress: Progress) -> None:
+    """Keep the energy's step count that helps on held-out masked photos (salkit.export.energy_steps)."""
+    from salkit.export.energy_steps import gate_energy_steps
+
+    gate = gate_energy_steps(directory, calib, progress)
+    if gate is None:
+        return
+    manifest.coop["langevin_steps"] = gate["chosen"]
+    manifest.extra["energy_steps"] = gate
+    best = next(r for r in gate["by_steps"] if r["steps"] == gate["chosen"])
+    base = gate["by_steps"][0]
+    progress(f"energy steps: {gate['chosen']} of the trained {gate['trained']} (on {gate['photos']} held-out photos: "
+             f"MAE {base['mae']:.4f} → {best['mae']:.4f}, S {base['s_measure']:.4f} → {best['s_measure']:.4f})")
+    manifest.write(directory)
 
 
 def _int8_scheme(options: ExportOptions) -> str:

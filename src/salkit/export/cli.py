@@ -24,6 +24,9 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--calib", type=click.Path(path_type=Path), default=None,
               help="Photographs (a folder, or a dataset root with img/; with train.txt only those ids) to check "
               "graphs on, calibrate int8 with and gate reduced precision on.")
+@click.option("--energy-steps", "energy_steps", type=click.Choice(["gate", "trained"]), default="gate", show_default=True,
+              help="coop: gate = keep the energy step count (0…2K) that lowers MAE without lowering S on --calib's "
+              "photos with masks (gt/), 0 when none does; trained = the training's K.")
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
 @click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
               help="Also write a Triton Inference Server model repository here.")
@@ -39,7 +42,7 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @report_user_errors
 def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, int8_scheme: str, calib: Path | None,
          no_engine: bool, triton_repo: Path | None, triton_graph_backend: str, triton_sys_path: tuple[Path, ...],
-         force: bool, exporter: str) -> None:
+         force: bool, exporter: str, energy_steps: str) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
     from salkit.export.batch_profile import BatchProfile
     from salkit.export.bundle_writer import ExportOptions, export_bundle
@@ -50,7 +53,7 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
     options = ExportOptions(ckpt=ckpt, out=out, size=size, batch=profile, precision=precision, calib=calib,
                             build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter,
                             int8_scheme=int8_scheme, triton_graph_backend=triton_graph_backend,
-                            triton_sys_path=tuple(str(p) for p in triton_sys_path))
+                            triton_sys_path=tuple(str(p) for p in triton_sys_path), energy_steps=energy_steps)
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")
