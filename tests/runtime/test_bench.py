@@ -71,9 +71,16 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyp
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["plan"] in ("ort-cpu:fp32", "openvino:fp32") and record["plan"] == f"{record['backend']}:{record['precision']}"
-    peaks = record["machine"]["gemm_peaks_gflops"]
-    assert record["machine"]["gemm_peak_gflops"] == peaks["fp32"] == max(record["machine"]["gemm_rates_gflops"]["fp32"].values()) > 0
-    assert record["machine"]["gemm_peak_precision"] == "fp32" and record["machine"]["cpu"]["model"]
+    machine = record["machine"]
+    peaks, fp32_rates = machine["gemm_peaks_gflops"], machine["gemm_rates_gflops"]["fp32"]
+    assert machine["gemm_peak_gflops"] == peaks["fp32"] == max(fp32_rates.values()) > 0
+    assert machine["gemm_peak_precision"] == "fp32" and machine["cpu"]["model"]
+    # Every installed engine counts, torch too (through the bench plug-in, installed with salkit[train] here).
+    assert machine["gemm_engines"]["torch"] == "measured" and fp32_rates["torch"] > 0
+    assert {"numpy", "onnxruntime"} <= set(fp32_rates) and fp32_rates[machine["gemm_peak_engine"]] == peaks["fp32"]
+    assert machine["gemm_peak_engines"]["fp32"] == machine["gemm_peak_engine"]
+    assert machine["plan_engine"] == {"ort-cpu": "onnxruntime", "openvino": "openvino"}[record["backend"]]
+    assert machine["plan_engine_gemm_gflops"] == fp32_rates[machine["plan_engine"]]
     m = toy_coop.manifest
     n, k = m.coop["samples"], m.coop["langevin_steps"]
     flops = {g: graph_flops(toy_coop.path / f"{g}.onnx") for g in ("encoder", "latent_decoder", "generator", "energy_grad")}
@@ -86,9 +93,9 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyp
         assert split["p99_ms"] >= split["p50_ms"] > 0
         assert split["gflop_per_image"] * 1e9 == pytest.approx(flops["encoder"] + n * flops["latent_decoder"] + k * flops["energy_grad"])
         assert entry["paths"]["whole"]["gflop_per_image"] * 1e9 == pytest.approx(n * flops["generator"] + k * flops["energy_grad"])
-        assert entry["roofline_fraction"] == pytest.approx(
-            split["gflop_per_image"] * int(batch) / (split["p50_ms"] / 1e3) / record["machine"]["gemm_peak_gflops"]
-        )
+        achieved = split["gflop_per_image"] * int(batch) / (split["p50_ms"] / 1e3)
+        assert entry["roofline_fraction"] == pytest.approx(achieved / machine["gemm_peak_gflops"])
+        assert entry["roofline_fraction_plan_engine"] == pytest.approx(achieved / machine["plan_engine_gemm_gflops"])
         assert entry["torch_images_per_s"] is None and entry["mae_delta"] is None  # not asked for: null, not made up
         assert entry["torch_best_recipe_images_per_s"] is None and entry["speedup_vs_torch_best"] is None
         _check_breakdown(entry, {"encoder": 1, "latent_decoder": 1, "energy_grad": k})
@@ -164,6 +171,74 @@ def test_int8_and_openvino_peak_graphs_multiply() -> None:
     peaks = gemm_peaks(size=128, repeats=1)
     assert peaks["int8"]["onnxruntime"] > 0 and peaks["fp32"]["onnxruntime"] > 0
     assert set(peaks) == {"fp32", "bf16", "int8"}
+
+
+def _record(achieved: float) -> dict:
+    return {"machine": {}, "coop": {"1": {"paths": {"split": {"achieved_gflops": achieved}, "whole": {"achieved_gflops": achieved / 2}}}}}
+
+
+def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None:
+    """The peak of a precision is the maximum over every engine's rate (best of the two
+    measurements each), named by the engine that set it; the plan's own engine is only a comparison."""
+    from salkit.runtime.bench import _finish_peaks
+
+    first = {"fp32": {"numpy": 120.0, "onnxruntime": 250.0, "openvino": 200.0, "torch": 240.0},
+             "bf16": {"openvino": 432.0, "torch": 1631.0}, "int8": {"onnxruntime": 1966.0, "openvino": 300.0}}
+    again = {"fp32": {"numpy": 130.0, "onnxruntime": 240.0, "openvino": 210.0, "torch": 260.0},
+             "bf16": {"openvino": 519.0, "torch": 1500.0}, "int8": {"onnxruntime": 1900.0, "openvino": 310.0}}
+    record = _record(300.0)
+    _finish_peaks(record, "coop", first, again, "bf16", "openvino")  # the issue's AMX Xeon: openvino:bf16 at 300 GFLOP/s
+    machine, entry = record["machine"], record["coop"]["1"]
+    assert machine["gemm_peak_gflops"] == 1631.0 and machine["gemm_peak_engine"] == "torch"
+    assert machine["gemm_peak_precision"] == "bf16" and machine["gemm_peak_samples_gflops"] == [1631.0, 1500.0]
+    assert machine["gemm_peaks_gflops"] == {"fp32": 260.0, "bf16": 1631.0, "int8": 1966.0}
+    assert machine["gemm_peak_engines"] == {"fp32": "torch", "bf16": "torch", "int8": "onnxruntime"}
+    assert machine["gemm_rates_gflops"]["bf16"] == {"openvino": 519.0, "torch": 1631.0}  # best of two per engine
+    assert entry["roofline_fraction"] == pytest.approx(300.0 / 1631.0)  # not 300 / 519, the plan engine's
+    assert entry["paths"]["whole"]["roofline_fraction"] == pytest.approx(150.0 / 1631.0)
+    assert machine["plan_engine"] == "openvino" and machine["plan_engine_gemm_gflops"] == 519.0
+    assert entry["roofline_fraction_plan_engine"] == pytest.approx(300.0 / 519.0)
+    # An fp32 plan on ONNX Runtime: the fp32 peak is torch's here, not the plan's MLAS rate.
+    record = _record(100.0)
+    _finish_peaks(record, "coop", first, again, "fp32", "onnxruntime")
+    assert record["machine"]["gemm_peak_gflops"] == 260.0 and record["coop"]["1"]["roofline_fraction"] == pytest.approx(100.0 / 260.0)
+    assert record["coop"]["1"]["roofline_fraction_plan_engine"] == pytest.approx(100.0 / 250.0)
+    # A precision no engine measured (bf16 on a CPU without bf16 units) falls back to the fp32 peak;
+    # a GPU plan has no CPU engine to compare with.
+    record = _record(100.0)
+    _finish_peaks(record, "coop", {**first, "bf16": {}}, {**again, "bf16": {}}, "bf16", None)
+    assert record["machine"]["gemm_peak_precision"] == "fp32" and record["machine"]["gemm_peak_gflops"] == 260.0
+    assert record["machine"]["gemm_peaks_gflops"]["bf16"] is None and record["machine"]["gemm_peak_engines"]["bf16"] is None
+    assert record["coop"]["1"]["roofline_fraction_plan_engine"] is None
+
+
+def test_torch_peaks_come_through_the_bench_plugin_or_say_not_installed(monkeypatch) -> None:
+    """torch's GEMM is measured by the salkit.bench_baselines plug-in in a child process (this
+    process never imports it for that); without the plug-in the engine is recorded as not installed."""
+    import importlib.metadata
+
+    from salkit.runtime import bench_peaks
+    from salkit.train.bench_torch import torch_baselines, torch_gemm_rates
+
+    assert torch_baselines.gemm_rates is torch_gemm_rates  # the hook the runtime finds on the plug-in
+    rates, status = bench_peaks.plugin_gemm_rates("torch", 64, 1, bf16=False)
+    assert status == "measured" and rates["fp32"] > 0 and "bf16" not in rates
+    assert bench_peaks.plugin_gemm_rates("no-such-engine", 64, 1, bf16=False) == ({}, "not installed")
+    # A runtime-only install: no plug-in registered. Nothing is spawned and torch sets no peak.
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    monkeypatch.setattr(bench_peaks.subprocess, "run", lambda *a, **k: pytest.fail("no child without a plug-in"))
+    rates, engines = bench_peaks.engine_peaks(size=64, repeats=1)
+    assert engines["torch"] == "not installed" and engines["numpy"] == engines["onnxruntime"] == "measured"
+    assert all("torch" not in by_engine for by_engine in rates.values())
+
+
+def test_the_torch_gemm_rates_per_precision() -> None:
+    """bf16 only where asked (the CPU has bf16 units); int8 where this torch build runs _int_mm on a CPU."""
+    from salkit.train.bench_torch import torch_gemm_rates
+
+    with_bf16, without = torch_gemm_rates(64, 1, bf16=True), torch_gemm_rates(64, 1, bf16=False)
+    assert {"fp32", "bf16"} <= set(with_bf16) <= {"fp32", "bf16", "int8"} and "bf16" not in without
+    assert all(rate > 0 for rate in (*with_bf16.values(), *without.values()))
 
 
 def test_bench_compares_plans_interleaved(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,12 @@
 For each batch size it times the runtime's predict (latency p50/p99 over ``repeat`` calls after
 ``warmup``; images/s = batch / median latency, robust to a busy machine's outliers), counts the
 FLOPs of one call from the graphs and divides the achieved FLOP rate by the measured GEMM peak
-**of the precision the plan runs** (``roofline_fraction``; peaks for fp32, bf16 and int8 are
-recorded, see :mod:`salkit.runtime.bench_peaks`). For a cooperative bundle both paths are timed:
+**of the precision the plan runs** (``roofline_fraction``). That peak is the best any installed
+engine reaches on this CPU — numpy, ONNX Runtime, OpenVINO and torch (through the
+``salkit.bench_baselines`` plug-in, in a child process) — not the plan's own engine's, which can
+leave most of the CPU's matrix throughput unused; ``roofline_fraction_plan_engine`` is the
+fraction of the plan's own engine's rate, for comparison. Peaks for fp32, bf16 and int8 are
+recorded with the engine that set each (see :mod:`salkit.runtime.bench_peaks`). For a cooperative bundle both paths are timed:
 ``split`` (encoder once, latent decoder on N·B rows; the runtime's default and the headline
 numbers) and ``whole`` (the generator graph N times over). The split predict is timed together with
 its graphs (:mod:`salkit.runtime.bench_breakdown`): ``breakdown`` splits one predict into the time
@@ -21,11 +25,16 @@ The JSON record (stable keys)::
 
     {"bundle", "backend", "precision", "plan", "plan_reason",
      "machine": {"cpus", "cpu": {"model", "flags", "bf16", "int8", …}, "platform",
-                 "gemm_peak_gflops",                         # the peak of the plan's precision
+                 "gemm_peak_gflops",                         # the peak of the plan's precision, over engines
+                 "gemm_peak_engine",                         # the engine that set it
                  "gemm_peaks_gflops": {"fp32", "bf16", "int8"},  # null where no engine runs it natively
-                 "gemm_rates_gflops": {precision: {engine: GFLOP/s}}, "gemm_peak_samples_gflops"},
+                 "gemm_peak_engines": {"fp32", "bf16", "int8"},  # the engine that set each (null: none)
+                 "gemm_rates_gflops": {precision: {engine: GFLOP/s}}, "gemm_peak_samples_gflops",
+                 "gemm_engines": {engine: "measured" | "not installed" | why not},
+                 "plan_engine", "plan_engine_gemm_gflops"},  # the plan's own engine and its rate
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
+                            "roofline_fraction_plan_engine",
                             "torch_images_per_s", "speedup_vs_torch",
                             "torch_best_recipe_images_per_s", "speedup_vs_torch_best",
                             "speedup_vs_fp32", "mae_delta", "paths": {"split": {…}, "whole": {…}},
@@ -53,13 +62,15 @@ from salkit.kernels.errors import SalkitError
 from salkit.runtime.bench_baselines import BaselineFactory, measure_baselines, timings
 from salkit.runtime.bench_breakdown import breakdown, format_breakdown, timings_with_graphs
 from salkit.runtime.bench_flops import graph_flops
-from salkit.runtime.bench_peaks import best, gemm_peaks
+from salkit.runtime.bench_peaks import best, best_engine, engine_peaks
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.runtime.cpu import cpu_info
 from salkit.runtime.kinds import KINDS, kind_of
 from salkit.runtime.predictor import Predictor
 
 BASELINE_KEYS = {"torch": "speedup_vs_torch", "torch_best_recipe": "speedup_vs_torch_best"}
+# A plan's backend → the engine of the GEMM peaks it runs on (GPU backends have none here).
+PLAN_ENGINES = {"ort-cpu": "onnxruntime", "openvino": "openvino"}
 
 
 def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: int = 0) -> np.ndarray:
@@ -128,8 +139,8 @@ def run_bench(
         gc.collect()
     with Predictor.from_bundle(bundle, backend=backend, precision=precision, threads=threads) as predictor:
         progress(predictor.plan_line)
-        progress("measuring the GEMM peaks (fp32, bf16, int8)")
-        rates = gemm_peaks(gemm_size)
+        progress("measuring the GEMM peaks (fp32, bf16, int8) of every installed engine")
+        rates, engines = engine_peaks(gemm_size)
         flops = flops_per_image(predictor, n, k)
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
@@ -177,8 +188,9 @@ def run_bench(
                 fp32.close()
         # A busy machine lowers a short GEMM burst more than a long run: measure again, keep the best.
         progress("measuring the GEMM peaks again")
-        again = gemm_peaks(gemm_size)
-    _finish_peaks(record, kind, rates, again, predictor.precision)
+        again, _ = engine_peaks(gemm_size)
+    record["machine"]["gemm_engines"] = engines
+    _finish_peaks(record, kind, rates, again, predictor.precision, PLAN_ENGINES.get(predictor.backend_name))
     for key, result in measured.items():
         sample = result.pop("sample")
         result["max_abs_vs_runtime"] = None if sample is None else float(np.abs(sample - outputs[min(batches)]).max())
@@ -195,23 +207,44 @@ def run_bench(
     return record
 
 
-def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, float]], again: dict[str, dict[str, float]], precision: str) -> None:
-    """Best-of-two rates per engine, the peak per precision, and each roofline fraction against the plan's."""
-    rates = {p: {e: max(r, again.get(p, {}).get(e, 0.0)) for e, r in first.get(p, {}).items()} for p in first}
+def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, float]], again: dict[str, dict[str, float]],
+                  precision: str, plan_engine: str | None = None) -> None:
+    """Best-of-two rates per engine, the peak per precision — the maximum over every engine, and
+    which engine set it — and each roofline fraction against the peak of the plan's precision
+    (and, for comparison, against the plan's own engine's rate of that precision)."""
+    rates = {p: {e: max(first.get(p, {}).get(e, 0.0), again.get(p, {}).get(e, 0.0))
+                 for e in {*first.get(p, {}), *again.get(p, {})}} for p in {*first, *again}}
     peaks = {p: best(r) for p, r in rates.items()}
-    peak = peaks.get(precision) or peaks["fp32"]
+    peak_precision = precision if peaks.get(precision) else "fp32"
+    peak = peaks[peak_precision]
+    own = rates[peak_precision].get(plan_engine) if plan_engine else None
     machine = record["machine"]
     machine.update(gemm_rates_gflops=rates, gemm_peaks_gflops=peaks, gemm_peak_gflops=peak,
-                   gemm_peak_precision=precision if peaks.get(precision) else "fp32",
-                   gemm_peak_samples_gflops=[best(first.get(precision) or first["fp32"]), best(again.get(precision) or again["fp32"])])
+                   gemm_peak_engines={p: best_engine(r) for p, r in rates.items()},
+                   gemm_peak_engine=best_engine(rates[peak_precision]), gemm_peak_precision=peak_precision,
+                   plan_engine=plan_engine, plan_engine_gemm_gflops=own,
+                   gemm_peak_samples_gflops=[best(first.get(peak_precision) or {}), best(again.get(peak_precision) or {})])
     for entry in record[kind].values():
         for p in entry["paths"].values():
             p["roofline_fraction"] = p["achieved_gflops"] / peak
+            p["roofline_fraction_plan_engine"] = p["achieved_gflops"] / own if own else None
         entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
+        entry["roofline_fraction_plan_engine"] = entry["paths"]["split"]["roofline_fraction_plan_engine"]
 
 
 def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
     return predictor.runtime_kind.bench_call(predictor, x, latents, steps, path)
+
+
+def _peak_source(machine: dict[str, Any]) -> str:
+    """Which engine set the peak, the plan's own engine's rate, and the engines not measured."""
+    if not machine.get("gemm_peak_engine"):
+        return ""
+    text = f" ({machine['gemm_peak_engine']}, the best of every engine"
+    if machine.get("plan_engine_gemm_gflops"):
+        text += f"; the plan's {machine['plan_engine']} {machine['plan_engine_gemm_gflops']:.1f}"
+    missing = [f"{e} {why}" for e, why in machine.get("gemm_engines", {}).items() if why != "measured"]
+    return text + ")" + (f"; not in the peaks: {', '.join(missing)}" if missing else "")
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -220,7 +253,8 @@ def format_record(record: dict[str, Any]) -> str:
     baselines = [key for key in BASELINE_KEYS if key in record]
     lines = [
         f"{record['bundle']} ({kind}, plan {record.get('plan', record['backend'])}) on {machine.get('cpu', {}).get('model', '?')}, "
-        f"{machine['cpus']} CPUs; {machine.get('gemm_peak_precision', 'fp32')} GEMM peak {machine['gemm_peak_gflops']:.1f} GFLOP/s",
+        f"{machine['cpus']} CPUs; {machine.get('gemm_peak_precision', 'fp32')} GEMM peak {machine['gemm_peak_gflops']:.1f} GFLOP/s"
+        f"{_peak_source(machine)}",
         f"{'batch':>5} {'path':>6} {'img/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'GFLOP/img':>10} {'roofline':>9}"
         + "".join(f" {'vs ' + key:>22}" for key in baselines),
     ]

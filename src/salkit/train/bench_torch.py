@@ -18,6 +18,10 @@ They reach ``sal-runtime bench`` through the ``salkit.bench_baselines`` entry po
 pyproject.toml), :func:`torch_baselines`: the runtime never imports this package. The interface
 is plain data: a list of ``{"key", "label", "setup", …}`` whose ``setup()`` prepares the model
 and returns ``run(x (B,3,S,S), latents (N,B,d)) → saliency (B,1,S,S)`` (numpy in and out).
+
+The same plug-in measures torch's GEMM peaks for the bench's roofline (``torch_baselines.gemm_rates``,
+:func:`torch_gemm_rates`): the peak of a precision is the best any installed engine reaches, and
+torch's oneDNN kernels can beat the runtime's own engines by 3× (bf16 on AMX).
 """
 
 from __future__ import annotations
@@ -140,3 +144,48 @@ def qefpn_eager(
             return torch.sigmoid(model.decode(z)).float().numpy()
 
     return run
+
+
+def torch_gemm_rates(size: int, repeats: int, *, bf16: bool) -> dict[str, float]:
+    """GFLOP/s of torch's fastest ``size``² matrix product per precision, with every thread torch uses.
+
+    fp32 and, where the CPU has bf16 units (``bf16``; elsewhere torch emulates it and the rate
+    would be an fp32 unit's), bf16 through ``torch.matmul`` (oneDNN / MKL); int8 through
+    ``torch._int_mm`` (s8 × s8 → s32) where this torch build runs it on the CPU. Two operations
+    per multiply-add, as for the other engines (salkit.runtime.bench_peaks).
+    """
+    import time
+
+    import torch
+
+    def rate(call: Callable[[], Any]) -> float:
+        call()  # warm-up: threads start, kernels are chosen
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - start)
+        return 2.0 * size**3 / best / 1e9
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator) for _ in range(2))
+    out = torch.empty(size, size)
+    rates = {"fp32": rate(lambda: torch.matmul(a, b, out=out))}
+    if bf16:
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        out16 = torch.empty(size, size, dtype=torch.bfloat16)
+        rates["bf16"] = rate(lambda: torch.matmul(a16, b16, out=out16))
+    int_mm = getattr(torch, "_int_mm", None)
+    if int_mm is not None:
+        a8, b8 = (torch.randint(-128, 128, (size, size), dtype=torch.int8, generator=generator) for _ in range(2))
+        try:
+            int_mm(a8, b8)
+        except RuntimeError:  # this build has no CPU kernel for it
+            pass
+        else:
+            rates["int8"] = rate(lambda: int_mm(a8, b8))
+    return rates
+
+
+# The roofline's hook (salkit.runtime.bench_peaks): the plug-in the bench already knows carries it.
+torch_baselines.gemm_rates = torch_gemm_rates  # type: ignore[attr-defined]
