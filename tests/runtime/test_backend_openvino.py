@@ -114,8 +114,9 @@ def toy_coop_int8(toy_coop, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
-def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend) -> None:  # type: ignore[no-untyped-def]
+def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
     """The int8 plan reads the QDQ files (its maps differ from fp32) and stays close to fp32."""
+    simulated_cpu("avx2")  # a CPU with an int8 path, else a forced int8 plan runs at fp32
     x = _images(2, seed=4)
     latents = np.random.default_rng(5).standard_normal((4, 2, LATENT), dtype=np.float32)
     with Predictor.from_bundle(toy_coop_int8, backend="ort-cpu", precision="fp32", threads=1) as ref, \
@@ -130,7 +131,8 @@ def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend) -> None:  # ty
     assert 0.0 < delta.max() <= 0.25 and delta.mean() <= 0.05
 
 
-def test_int8_plans_agree_across_backends(toy_coop_int8) -> None:  # type: ignore[no-untyped-def]
+def test_int8_plans_agree_across_backends(toy_coop_int8, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+    simulated_cpu("avx2")
     x = _images(2, seed=6)
     latents = np.random.default_rng(7).standard_normal((4, 2, LATENT), dtype=np.float32)
     with Predictor.from_bundle(toy_coop_int8, backend="ort-cpu", precision="int8", threads=1) as a, \
@@ -139,8 +141,10 @@ def test_int8_plans_agree_across_backends(toy_coop_int8) -> None:  # type: ignor
     assert delta.max() <= 0.1 and delta.mean() <= 0.01  # measured: max 0.04, mean 0.004 (int8 rounding differs)
 
 
-def test_variant_hashes_are_checked(toy_coop_int8, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_variant_hashes_are_checked(toy_coop_int8, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
     import shutil
+
+    simulated_cpu("avx2")
 
     from salkit.kernels.errors import SalkitError
 
