@@ -22,10 +22,10 @@ demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
 # The performance record at 352² (sal-runtime bench against torch eager and torch's best CPU recipe),
-# in runs/bench/*.json, and the README's speed section generated from it (BENCH_README= to skip).
-BENCH_README ?= README.md
+# in runs/bench/*.json, and the speed section of docs/speed.md generated from it (BENCH_DOC= to skip).
+BENCH_DOC ?= docs/speed.md
 bench: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" BENCH_README="$(BENCH_README)" bash scripts/bench.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" BENCH_DOC="$(BENCH_DOC)" bash scripts/bench.sh
 
 # locust against a local `sal-runtime serve` with real photographs: runs/loadtest/loadtest.{json,csv}
 # (LOADTEST_ARGS="--duration 30 --users 8"; LOADTEST_BUNDLE=DIR to load another bundle).

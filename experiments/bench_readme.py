@@ -1,14 +1,15 @@
-"""The README's speed section, generated from ``sal-runtime bench --json`` records (``make bench``).
+"""The speed section of docs/speed.md, generated from ``sal-runtime bench --json`` records (``make bench``).
 
-    python -m experiments.bench_readme --readme README.md runs/bench/coop.json runs/bench/qefpn.json
+    python -m experiments.bench_readme --doc docs/speed.md runs/bench/coop.json runs/bench/qefpn.json
 
 Writes the section between ``<!-- bench:begin -->`` and ``<!-- bench:end -->``: the CPU the records
 were measured on (model and the capabilities that decide the plan), one row per model and batch
 with the runtime's plan beside both torch baselines measured in the same run (the authors' way:
 fp32 eager; torch's best CPU recipe: the split reference in channels_last, under bf16 autocast
-where the CPU has bf16), and the issue's targets read off the rows: the ratio at batch 1 (same
+where the CPU has bf16), and the speed-ups aimed for read off the rows: the ratio at batch 1 (same
 batch on both sides) and best batch against best batch. Same records → same section, so
-regenerating without new measurements leaves the README unchanged.
+regenerating without new measurements leaves the file unchanged. (The module keeps its name from
+when the section lived in the README.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from experiments.repro_readme import check_readme, write_readme
 MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")
 KINDS = ("coop", "qefpn")
 BASELINES = {"torch": "torch, authors' way (fp32 eager)", "torch_best_recipe": "torch's best CPU recipe"}
-# The issue's targets: (kind, baseline) → the speedup asked for.
+# The speed-ups aimed for: (kind, baseline) → the ratio asked for.
 TARGETS = {("coop", "torch_best_recipe"): 2.0, ("coop", "torch"): 8.0, ("qefpn", "torch"): 3.0}
 CAPABILITIES = ("avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
 
@@ -157,7 +158,7 @@ def render(records: Sequence[Mapping[str, Any]], command: str, gates: Sequence[M
     ]
     for record in records:
         lines += rows(record)
-    lines += ["", "Targets (issue #14):", ""]
+    lines += ["", "Targets:", ""]
     for record in records:
         lines += target_lines(record)
     split = [line for record in records for line in breakdown_lines(record)]
@@ -172,8 +173,8 @@ def render(records: Sequence[Mapping[str, Any]], command: str, gates: Sequence[M
 
 @click.command()
 @click.argument("records", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Replace the section between the bench markers of this file.")
+@click.option("--doc", "--readme", "readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Replace the section between the bench markers of this file (docs/speed.md; --readme is the old name).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the section here.")
 @click.option("--gate", "gates", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="An experiments.gate_check record (repeatable).")

@@ -1,7 +1,7 @@
 """The spread over seeds: several `make real` runs (``--seed``) → mean ± sd per row, and each claim per seed.
 
     python experiments/real_seeds.py runs/real_full runs/real_full_seed1 runs/real_full_seed2 \
-        --out runs/real_seeds [--readme README.md]
+        --out runs/real_seeds [--doc docs/results.md]
 
 Each run folder holds a results.json written by experiments/real.py. The runs must judge the same
 test split of the same data under the same protocol and recipe, with distinct seeds; a run may
@@ -10,8 +10,8 @@ leave out skippable jobs (``--skip``), and a row is then averaged over the runs 
 seed: one seed's table can show a difference that another seed reverses. ``--per-photo`` also pairs
 the two rows photo by photo within each run (experiments/real_paired.py: the share of photographs a
 claim holds on and a bootstrap interval of the mean difference), reading each run's maps.
-Writes ``<out>/seeds.json`` and ``<out>/seeds.md``; ``--readme`` also rewrites the README's
-section between the markers below.
+Writes ``<out>/seeds.json`` and ``<out>/seeds.md``; ``--doc`` (docs/results.md) also rewrites that
+file's section between the markers below.
 """
 
 from __future__ import annotations
@@ -143,13 +143,13 @@ def markdown(agg: dict[str, Any]) -> str:
 @click.argument("runs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--out", default="runs/real_seeds", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--per-photo", is_flag=True, help="Also pair each claim's rows photo by photo in every run (reads the maps).")
-@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help=f"Also rewrite this README's section between {BEGIN} and {END}.")
+@click.option("--doc", "--readme", "readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help=f"Also rewrite this file's section between {BEGIN} and {END} (docs/results.md; --readme is the old name).")
 @report_user_errors
 def main(runs: tuple[Path, ...], out: Path, per_photo: bool, readme: Path | None) -> None:
     """Mean ± sd over several `make real` runs with different seeds."""
     if readme is not None:
-        readme_section(readme, BEGIN, END)  # a README without the markers fails before anything is written
+        readme_section(readme, BEGIN, END)  # a file without the markers fails before anything is written
     agg = aggregate(read_runs(list(runs)), per_photo=per_photo)
     text = markdown(agg)
     atomic_write_text(out / "seeds.json", json.dumps(agg, indent=1, ensure_ascii=False) + "\n")

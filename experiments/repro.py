@@ -10,8 +10,8 @@ report still includes every other claim whose cache is complete, and lists the r
 Written atomically under ``--out``: ``results.json``,
 ``results.md``, ``residuals.png``, ``examples.png`` / ``refine.png`` (image | gt | … grids) and
 ``curves.png`` (precision–recall and score-vs-threshold curves of the first seed's models).
-``--publish`` copies the report and pictures to the docs; ``--readme`` also rewrites the README's
-generated results section (``repro_readme``).
+``--publish`` copies the report to ``<docs>/repro-report.md`` and the pictures to ``<docs>/img``;
+``--doc`` (docs/results.md) also rewrites that file's generated results section (``repro_readme``).
 """
 
 from __future__ import annotations
@@ -192,17 +192,18 @@ def render_markdown(results: dict[str, Any]) -> str:
 
 
 PICTURES = {"examples": "examples.png", "refine": "refine.png", "residuals": "residuals.png", "curves": "curves.png"}
+REPORT = "repro-report.md"  # the full report's name in the docs folder; docs/results.md holds the summary
 
 
 def publish_docs(out: Path, docs: Path) -> None:
-    """Copy ``results.md`` to ``<docs>/results.md`` and the pictures to ``<docs>/img/repro_*.png``,
+    """Copy ``results.md`` to ``<docs>/repro-report.md`` and the pictures to ``<docs>/img/repro_*.png``,
     with the picture links rewritten to match."""
     markdown = (out / "results.md").read_text()
     for name in PICTURES.values():
         if (out / name).is_file():
             atomic_write_bytes(docs / "img" / f"repro_{name}", (out / name).read_bytes())
         markdown = markdown.replace(f"]({name})", f"](img/repro_{name})")
-    atomic_write_text(docs / "results.md", markdown)
+    atomic_write_text(docs / REPORT, markdown)
 
 
 def _png(fig: Any) -> bytes:
@@ -299,22 +300,23 @@ def write_reports(out: Path, results: dict[str, Any], ctx: Any) -> None:
     write_curves(out, ctx, maps)
 
 
-def publish_readme(out: Path, results: dict[str, Any], docs: Path, readme: Path, command: str) -> bool:
-    """Rewrite the README's generated results section from the published report; whether it changed."""
+def publish_readme(out: Path, results: dict[str, Any], docs: Path, doc: Path, command: str) -> bool:
+    """Rewrite the generated results section of ``doc`` (docs/results.md) from the published report;
+    whether it changed."""
     from experiments import repro_readme
 
-    pictures = {name: repro_readme.relative_link(docs / "img" / f"repro_{file}", readme)
+    pictures = {name: repro_readme.relative_link(docs / "img" / f"repro_{file}", doc)
                 for name, file in PICTURES.items() if (out / file).is_file()}
     section = repro_readme.render_section(results, command=command, pictures=pictures,
-                                          results_link=repro_readme.relative_link(docs / "results.md", readme))
-    return repro_readme.write_readme(readme, section)
+                                          results_link=repro_readme.relative_link(docs / REPORT, doc))
+    return repro_readme.write_readme(doc, section)
 
 
-def publish_command(budget: str, out: Path, docs: Path, readme: Path) -> str:
+def publish_command(budget: str, out: Path, docs: Path, doc: Path) -> str:
     import shlex
 
     words = ["python", "-m", "experiments.repro", "--budget", budget, "--out", str(out), "--publish", str(docs),
-             "--readme", str(readme)]
+             "--doc", str(doc)]
     return shlex.join(words)
 
 
@@ -327,27 +329,28 @@ def publish_command(budget: str, out: Path, docs: Path, readme: Path) -> str:
               "operators, residuals, weak); default all.")
 @click.option("--threads", type=int, default=2, show_default=True, help="torch CPU threads.")
 @click.option("--publish", "publish_to", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also copy results.md and the pictures to this docs folder (results.md, img/repro_*.png).")
-@click.option("--readme", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also rewrite this README's section between <!-- results:begin --> and <!-- results:end --> "
-                   "(needs --publish: the section links the published pictures).")
+              help=f"Also copy results.md and the pictures to this docs folder ({REPORT}, img/repro_*.png).")
+@click.option("--doc", "--readme", "doc", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also rewrite this file's section between <!-- results:begin --> and <!-- results:end --> "
+                   "(docs/results.md; needs --publish: the section links the published pictures; --readme is "
+                   "the old name).")
 @report_user_errors
 def main(budget: str | None, out: Path, claims: str | None, threads: int, publish_to: Path | None,
-         readme: Path | None) -> None:
+         doc: Path | None) -> None:
     """Reproduce the papers' claims on the synthetic set: train, evaluate, report verdicts.
 
     Claims already measured into --out are read from its cache, so publishing a finished run
-    (--publish, --readme) trains nothing.
+    (--publish, --doc) trains nothing.
     """
     from experiments import repro_readme
 
     if threads < 1:
         raise SalkitError(f"--threads must be >= 1, got {threads}")
-    if readme is not None and publish_to is None:
-        raise SalkitError("--readme needs --publish DOCS: the README links the pictures published there")
-    # Everything the README step needs is checked before a run that takes minutes.
-    if readme is not None:
-        repro_readme.check_readme(readme)
+    if doc is not None and publish_to is None:
+        raise SalkitError("--doc needs --publish DOCS: the section links the pictures published there")
+    # Everything the --doc step needs is checked before a run that takes minutes.
+    if doc is not None:
+        repro_readme.check_readme(doc)
     chosen = resolve_budget(out, budget)
     import torch
 
@@ -358,11 +361,11 @@ def main(budget: str | None, out: Path, claims: str | None, threads: int, publis
     click.echo(f"wrote {out / 'results.json'}, {out / 'results.md'}")
     if publish_to is not None:
         publish_docs(out, publish_to)
-        click.echo(f"published to {publish_to / 'results.md'}")
-    if readme is not None and publish_to is not None:
-        command = publish_command(chosen.name, out, publish_to, readme)
-        changed = publish_readme(out, results, publish_to, readme, command)
-        click.echo(f"{'rewrote' if changed else 'unchanged:'} the results section of {readme}")
+        click.echo(f"published to {publish_to / REPORT}")
+    if doc is not None and publish_to is not None:
+        command = publish_command(chosen.name, out, publish_to, doc)
+        changed = publish_readme(out, results, publish_to, doc, command)
+        click.echo(f"{'rewrote' if changed else 'unchanged:'} the results section of {doc}")
 
 
 if __name__ == "__main__":

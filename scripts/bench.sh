@@ -44,9 +44,9 @@ if [[ -f $CALIB/test.txt ]]; then
     done
 fi
 
-stage "README speed section ← $OUT/coop.json, $OUT/qefpn.json"
+stage "speed section${BENCH_DOC:+ of $BENCH_DOC} ← $OUT/coop.json, $OUT/qefpn.json"
 python -m experiments.bench_readme "$OUT/coop.json" "$OUT/qefpn.json" "${GATES[@]}" --out "$OUT/bench.md" \
-    ${BENCH_README:+--readme "$BENCH_README"}
+    ${BENCH_DOC:+--doc "$BENCH_DOC"}
 
 # The CPU plans interleaved, on small batches: every plan holds its buffers and its engine's
 # arenas at once, and at 352² with N = 10 three plans at batch 8 need more than 24 GiB.

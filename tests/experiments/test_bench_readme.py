@@ -1,4 +1,4 @@
-"""The README's speed section (experiments.bench_readme) from synthetic bench records: both torch
+"""The speed section of docs/speed.md (experiments.bench_readme) from synthetic bench records: both torch
 baselines beside the runtime, the CPU model, the targets read at batch 1 and best batch vs best."""
 
 from __future__ import annotations
@@ -69,15 +69,16 @@ def test_section_splits_a_predict_into_graphs_and_host_and_bounds_the_ratio(tmp_
 def test_cli_rewrites_only_the_section_and_is_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "coop.json"
     path.write_text(json.dumps(record("coop", {"1": 2.0}, torch={"1": 0.2}, best={"1": 1.0})))
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "speed.md"
     readme.write_text(README)
     runner = CliRunner()
-    assert runner.invoke(bench_readme.main, [str(path), "--readme", str(readme)]).exit_code == 0
+    assert runner.invoke(bench_readme.main, [str(path), "--doc", str(readme)]).exit_code == 0
     text = readme.read_text()
     assert text.startswith("# x\n\n## Speed\n\n<!-- bench:begin -->\n") and text.endswith("<!-- bench:end -->\n\n## Next\n")
     assert "old table" not in text and "| coop | openvino:fp32 | 1 | 2.00 |" in text
+    assert "Targets:" in text and "#" not in text.split("<!-- bench:begin -->")[1].split("<!-- bench:end -->")[0]  # no tracker numbers
     stamp = os.stat(readme).st_mtime_ns
-    assert runner.invoke(bench_readme.main, [str(path), "--readme", str(readme)]).exit_code == 0
+    assert runner.invoke(bench_readme.main, [str(path), "--readme", str(readme)]).exit_code == 0  # the old name
     assert readme.read_text() == text and os.stat(readme).st_mtime_ns == stamp
 
 

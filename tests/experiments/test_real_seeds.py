@@ -87,12 +87,12 @@ def test_runs_that_do_not_judge_the_same_thing_are_refused(tmp_path: Path, fault
     assert message in str(err.value)
 
 
-def test_cli_writes_the_spread_and_only_the_readme_section(tmp_path: Path) -> None:
+def test_cli_writes_the_spread_and_only_the_docs_section(tmp_path: Path) -> None:
     runs = _three(tmp_path)
-    readme = tmp_path / "README.md"
+    readme = tmp_path / "results.md"
     readme.write_text(f"# head\n{BEGIN}\nold\n{END}\ntail\n")
     out = tmp_path / "spread"
-    result = CliRunner().invoke(main, [*map(str, runs), "--out", str(out), "--readme", str(readme)])
+    result = CliRunner().invoke(main, [*map(str, runs), "--out", str(out), "--doc", str(readme)])
     assert result.exit_code == 0, result.output
     text = (out / "seeds.md").read_text()
     assert readme.read_text() == f"# head\n{BEGIN}\n{text}{END}\ntail\n"

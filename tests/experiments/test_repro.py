@@ -105,7 +105,7 @@ def test_pictures_are_written(smoke: tuple[Path, dict[str, Any]]) -> None:
 def test_publish_copies_the_report_with_picture_links(smoke: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     out, _ = smoke
     repro.publish_docs(out, tmp_path / "docs")
-    text = (tmp_path / "docs" / "results.md").read_text()
+    text = (tmp_path / "docs" / "repro-report.md").read_text()  # docs/results.md holds the generated summary
     for name in ("examples", "refine", "residuals", "curves"):
         assert f"![{name}](img/repro_{name}.png)" in text
         assert (tmp_path / "docs" / "img" / f"repro_{name}.png").read_bytes() == (out / f"{name}.png").read_bytes()
@@ -141,7 +141,7 @@ def test_resume_uses_the_cache_and_the_checkpoints(smoke: tuple[Path, dict[str, 
     assert {k: c["rows"] for k, c in resumed["claims"].items()} == {k: c["rows"] for k, c in first["claims"].items()}
 
 
-def test_publishing_a_cached_run_writes_the_readme_section_without_training(
+def test_publishing_a_cached_run_writes_the_results_section_without_training(
         smoke: tuple[Path, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out, first = smoke
     from salkit.train.coop import cli as coop_cli
@@ -152,19 +152,24 @@ def test_publishing_a_cached_run_writes_the_readme_section_without_training(
 
     monkeypatch.setattr(coop_cli, "run", no_training)
     monkeypatch.setattr(qefpn_cli, "run", no_training)
-    readme = tmp_path / "README.md"
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    readme = docs / "results.md"
     readme.write_text("# x\n\n## Results\n\n<!-- results:begin -->\n<!-- results:end -->\n\n## Next\n")
     # No --budget: the one the folder holds.
-    args = ["--out", str(out), "--publish", str(tmp_path / "docs"), "--readme", str(readme)]
+    args = ["--out", str(out), "--publish", str(docs), "--doc", str(readme)]
     result = CliRunner().invoke(repro.main, args)
     assert result.exit_code == 0, result.output
     text = readme.read_text()
     assert text.startswith("# x\n\n## Results\n\n<!-- results:begin -->\n") and text.endswith("<!-- results:end -->\n\n## Next\n")
     assert f"`python -m experiments.repro --budget smoke --out {out}`" in text
+    assert f"--doc {readme}`" in text  # the section names the call that writes it
     for c in first["claims"].values():
         assert f"| {c['title']} | {c['verdict']} |" in text
     for name in ("examples", "refine", "residuals", "curves"):
-        assert f"![{name}](docs/img/repro_{name}.png)" in text and (tmp_path / "docs" / "img" / f"repro_{name}.png").is_file()
+        assert f"![{name}](img/repro_{name}.png)" in text and (docs / "img" / f"repro_{name}.png").is_file()
+    # The full report sits beside it, linked from the section.
+    assert "[repro-report.md](repro-report.md)" in text and (docs / "repro-report.md").is_file()
     assert CliRunner().invoke(repro.main, args).exit_code == 0
     assert readme.read_text() == text
 

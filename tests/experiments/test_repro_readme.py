@@ -1,5 +1,5 @@
-"""The README's generated results section (``repro_readme``) from a small synthetic results.json,
-and the curves picture from known maps."""
+"""The generated results section of docs/results.md (``repro_readme``) from a small synthetic
+results.json, and the curves picture from known maps."""
 
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def synthetic_results() -> dict[str, Any]:
 
 def _section(tmp_path: Path, pictures: dict[str, str] | None = None) -> str:
     return repro_readme.render_section(
-        synthetic_results(), command="python -m experiments.repro --readme README.md",
-        pictures=pictures if pictures is not None else {"curves": "docs/img/repro_curves.png"},
-        results_link="docs/results.md")
+        synthetic_results(), command="python -m experiments.repro --doc docs/results.md",
+        pictures=pictures if pictures is not None else {"curves": "img/repro_curves.png"},
+        results_link="repro-report.md")
 
 
 def test_section_holds_the_numbers_commands_machines_and_pictures(tmp_path: Path) -> None:
@@ -77,8 +77,8 @@ def test_section_holds_the_numbers_commands_machines_and_pictures(tmp_path: Path
     assert "| Never measured | not run | — |" in body
     assert "`python -m experiments.repro --budget smoke --out runs/demo`" in body
     assert "Linux-test-x86_64, 7 CPUs, torch 9.9 (3 threads)" in body
-    assert "![curves](docs/img/repro_curves.png)" in body and "![examples]" not in body
-    assert "[docs/results.md](docs/results.md)" in body
+    assert "![curves](img/repro_curves.png)" in body and "![examples]" not in body
+    assert "[repro-report.md](repro-report.md)" in body
 
 
 def test_regenerating_is_idempotent(tmp_path: Path) -> None:
@@ -117,8 +117,9 @@ def test_cli_checks_the_readme_before_training(tmp_path: Path) -> None:
     readme.write_text("# no markers\n")
     out = tmp_path / "r"
     runner = CliRunner()
-    for args, message in ((["--publish", str(tmp_path / "docs"), "--readme", str(readme)], "results:begin"),
-                          (["--readme", str(readme)], "needs --publish")):
+    for args, message in ((["--publish", str(tmp_path / "docs"), "--doc", str(readme)], "results:begin"),
+                          (["--doc", str(readme)], "needs --publish"),
+                          (["--publish", str(tmp_path / "docs"), "--readme", str(readme)], "results:begin")):
         result = runner.invoke(repro.main, ["--budget", "smoke", "--out", str(out), *args])
         assert result.exit_code == 2 and message in result.output, result.output
         assert not out.exists()  # nothing trained, nothing written
