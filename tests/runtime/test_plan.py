@@ -183,20 +183,19 @@ def test_cli_says_in_one_line_which_plan_runs_instead_of_one_the_cpu_lacks(toy_c
 
 def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
+    from PIL import Image
 
     from salkit.runtime.cli import main
 
-    from PIL import Image
-
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")
     monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf16,avx512bf16")
-    result = CliRunner().invoke(main, ["predict", "--engine", str(toy_coop.path), "--input", str(tmp_path / "in.png"),
-                                       "--out", str(tmp_path / "out")])
-    output = result.stderr if hasattr(result, "stderr") else result.output
-    assert result.exit_code == 2, output
-    assert output.strip().splitlines() == [
-        "error: SALKIT_CPU_DISABLE=bf16,avx512bf16: unknown capability 'avx512bf16'; known names: bf16, int8_vnni, int8, amx, "
-        "avx512 or the flags amx_bf16, amx_int8, avx512_bf16, avx512_vnni, avx_vnni, avx512f, avx2"]
+    for command in (["predict", "--input", str(tmp_path / "in.png"), "--out", str(tmp_path / "out")], ["serve"]):
+        result = CliRunner().invoke(main, [*command, "--engine", str(toy_coop.path)])  # serve: refused before it listens
+        output = result.stderr if hasattr(result, "stderr") else result.output
+        assert result.exit_code == 2, output
+        assert output.strip().splitlines() == [
+            "error: SALKIT_CPU_DISABLE=bf16,avx512bf16: unknown capability 'avx512bf16'; known names: bf16, int8_vnni, int8, "
+            "amx, avx512 or the flags amx_bf16, amx_int8, avx512_bf16, avx512_vnni, avx_vnni, avx512f, avx2"]
 
 
 def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
