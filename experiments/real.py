@@ -1,6 +1,12 @@
-"""`make real`: train, export and judge the models on real photographs (PASCAL-S's fixed split).
+"""`make real`: train on DUTS-TR from ImageNet backbones, export, and judge on all of PASCAL-S.
 
-    python experiments/real.py [--out runs/real] [--data ../shared/data/pascal-s] [--recipe full]
+    python experiments/real.py [--out runs/real] [--train-data ../shared/data/duts-tr]
+                               [--data ../shared/data/pascal-s] [--recipe hour|full|short|smoke]
+
+The published protocol (the cooperative paper's Table 1): train on DUTS-TR, judge on every
+PASCAL-S photograph (``--test-split all``); PASCAL-S's 170-photo ``test.txt`` is reported beside it
+(``--also-split``) for continuity with the records trained on PASCAL-S's own train split
+(``--train-data`` = ``--data``, as the ``smoke`` recipe's test does).
 
 Stages, each finished one marked by ``<out>/stages/<name>.json`` (its duration and outputs), so a
 second call resumes where the first stopped; an interrupted training resumes from its last
@@ -8,7 +14,10 @@ checkpoint (``--checkpoint-every`` steps, ``train-coop/train-qefpn --resume``):
 
 1. ``data`` — decode and check every file of the train and test splits (one line naming a bad
    file, exit 2), link the test split's photos and masks into ``<out>/test`` (links, nothing is
-   copied), derive scribbles from the train split's masks (``<out>/scribbles``, ``sal-data scribbles``);
+   copied); set aside ``HELDOUT`` training photos no job sees (``<out>/splits/heldout.txt``: the
+   recipe trials judge on them, and the first ``CALIB`` gate the exports' reduced precision,
+   ``<out>/calib``); write each job's training ids (``<out>/splits/<job>.txt``) for recipes that
+   train on a part of the set; derive scribbles from the scribble job's masks (``<out>/scribbles``);
 2. ``train`` — the recipe's jobs (real_train.py): the cooperative model, its scribble-trained
    twin, the deterministic G(X) and latent G(X,h) baselines, the QE-FPN, and an optional ``energy``
    fine-tune that starts from the trained coop model; ``--lanes`` side by side, one progress line;
@@ -43,18 +52,24 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
 from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture  # noqa: E402
 from real_report import markdown, publish_readme, readme_section  # noqa: E402
-from real_train import BIN, RECIPES, SKIPPABLE, coop_job, recipe_jobs, stage_train  # noqa: E402
+from real_table1 import front_page  # noqa: E402
+from real_train import BIN, RECIPES, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train  # noqa: E402
 
 __all__ = ["MAP_FOLDERS", "PICTURE_COLUMNS", "RECIPES", "centred_gaussian", "main", "real"]
 SCRIBBLE_SEED = 0
+REPORT_DOC = "docs/results.md"  # the whole report; the README's section links to it
+REPORT_MARKERS = ("<!-- real-photographs-details:begin -->", "<!-- real-photographs-details:end -->")
 
 
 class Run:
     """The output folder, its stage markers, and the progress lines."""
 
     def __init__(self, out: Path, data: Path, train_split: str, test_split: str, recipe: str, lanes: int,
-                 checkpoint_every: int, echo: Callable[[str], None], seed: int = 0, skip: tuple[str, ...] = ()) -> None:
+                 checkpoint_every: int, echo: Callable[[str], None], seed: int = 0, skip: tuple[str, ...] = (),
+                 train_data: Path | None = None, also_split: str | None = None) -> None:
         self.out, self.data, self.train_split, self.test_split = out, data, train_split, test_split
+        self.train_data = train_data or data  # the photos the jobs train on; ``data`` is the benchmark
+        self.also_split = also_split
         self.recipe, self.lanes, self.checkpoint_every, self.echo = recipe, lanes, checkpoint_every, echo
         self.seed, self.skip = seed, tuple(skip)
         self.jobs = recipe_jobs(recipe, self.skip)
@@ -98,18 +113,64 @@ def cpu_model() -> str:
 
 
 # ---------------------------------------------------------------- 1. data
+CALIB = 100  # the precision gate reads the first of them; the energy-step gate all (with their masks)
+
+
+def _test_split(run: Run) -> str:
+    """``all`` → a split file of every photo of the benchmark (``<out>/splits/all.txt``)."""
+    if run.test_split != "all":
+        return run.test_split
+    from salkit.base.layout import duts_samples
+
+    stems = sorted((s.stem for s in duts_samples(run.data, check_sizes=False)), key=_natural)
+    path = run.out / "splits" / "all.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(stems) + "\n")
+    return str(path)
+
+
+def _natural(stem: str) -> tuple[int, str]:
+    return (int(stem), "") if stem.isdigit() else (1 << 62, stem)
+
+
+def job_splits(run: Run, ids: list[str]) -> dict[str, Any]:
+    """Hold ids out (``held_and_pool``), give each job with ``images`` the first N of the rest."""
+    from salkit.train.data.scribbles import link_split
+
+    held, pool = held_and_pool(ids)
+    splits = run.out / "splits"
+    splits.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(splits / "heldout.txt", "\n".join(held) + "\n")
+    info: dict[str, Any] = {"heldout": len(held), "pool": len(pool), "jobs": {}}
+    for name, job in run.jobs.items():
+        if job.get("images"):
+            part = pool[: job["images"]]
+            atomic_write_text(splits / f"{name}.txt", "\n".join(part) + "\n")
+            info["jobs"][name] = len(part)
+    if held:
+        atomic_write_text(splits / "calib.txt", "\n".join(held[:CALIB]) + "\n")
+        link_split(run.train_data, splits / "calib.txt", run.out / "calib", force=True)
+        info["calib"] = min(CALIB, len(held))
+    return info
+
+
 def stage_data(run: Run) -> dict[str, Any]:
     from salkit.base.layout import check_dataset, read_split
     from salkit.train.data.scribbles import link_split, write_scribbles
 
-    counts = {}
-    for split in (run.train_split, run.test_split):  # decodes every file: SalkitError names the first bad one
-        counts[split] = int(check_dataset(run.data, split)["samples"])
-    linked = link_split(run.data, run.test_split, run.out / "test", force=True)
-    info: dict[str, Any] = {"train_ids": counts[run.train_split], "test_ids": linked}
+    test_split = _test_split(run)
+    train_ids = int(check_dataset(run.train_data, run.train_split)["samples"])  # decodes every file: names the first bad one
+    int(check_dataset(run.data, test_split)["samples"])
+    linked = link_split(run.data, test_split, run.out / "test", force=True)
+    _, ids = read_split(run.train_data, run.train_split)
+    info: dict[str, Any] = {"train_ids": train_ids, "test_ids": linked, "test_split": test_split,
+                            "splits": job_splits(run, ids)}
     if any(job.get("data") == "scribbles" for job in run.jobs.values()):
-        stats = write_scribbles(run.data, run.train_split, run.out / "scribbles", seed=SCRIBBLE_SEED, force=True)
-        split_file, _ = read_split(run.data, run.train_split)
+        name = next(n for n, job in run.jobs.items() if job.get("data") == "scribbles")
+        own = run.out / "splits" / f"{name}.txt"
+        split = str(own) if own.is_file() else run.train_split
+        stats = write_scribbles(run.train_data, split, run.out / "scribbles", seed=SCRIBBLE_SEED, force=True)
+        split_file, _ = read_split(run.train_data, split)
         info["scribbles"] = {**stats, "seed": SCRIBBLE_SEED, "split": str(run.out / "scribbles" / f"{split_file.stem}.txt")}
     return info
 
@@ -120,6 +181,8 @@ def stage_export(run: Run) -> dict[str, Any]:
     for bundle, job in sources.items():
         log = run.out / "logs" / f"export_{bundle}.log"
         cmd = [str(BIN / "export-trt"), "--ckpt", str(run.out / job / "last.pt"), "--out", str(run.out / f"bundle_{bundle}"), "--force"]
+        if (run.out / "calib").is_dir():  # the precision gate judges on held-out training photos, never the test set
+            cmd += ["--calib", str(run.out / "calib")]
         with open(log, "w") as handle:
             if subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
                 raise SalkitError(f"export of {job} failed — see {log}")
@@ -134,6 +197,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
     for row, folder in rows_for(run.jobs).items():
         metrics = evaluate_dirs(run.out / "maps" / folder, run.out / "test" / "gt")
         rows[row] = {key: round(float(metrics[key]), 4) for key in SCALARS}
+    also = _also_rows(run) if run.also_split else None
     refine_delta = {
         base: {key: round(rows[f"{base} + refine"][key] - rows[base][key], 4) for key in SCALARS}
         for base in ("QE-FPN", "G(X)")
@@ -153,6 +217,8 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         "n_test": int(evaluate_dirs(run.out / "maps" / "zero", run.out / "test" / "gt")["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
         "rows": rows, "refine_delta": refine_delta, "recipe": run.recipe, "train": train.get("recipe"),
+        "train_data": str(run.train_data), "also_split": also, "splits": timings.get("data", {}).get("splits"),
+        "energy_steps": _bundle_energy_steps(run.out / "bundle_coop"),
         "seed": run.seed, "skipped": list(run.skip),
         "train_steps": train.get("steps"),
         "coop_checkpoint": coop_job(run.jobs), "scribbles": timings.get("data", {}).get("scribbles"),
@@ -170,6 +236,31 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
     atomic_write_text(run.out / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(run.out / "results.md", markdown(results, trials=run.trials))
     return {"results": str(run.out / "results.json")}
+
+
+def _bundle_energy_steps(bundle: Path) -> dict[str, Any] | None:
+    """The step count the export kept for the coop bundle's energy, and the table it judged (if it did)."""
+    try:
+        return json.loads((bundle / "manifest.json").read_text()).get("extra", {}).get("energy_steps")
+    except (OSError, ValueError):
+        return None
+
+
+def _also_rows(run: Run) -> dict[str, Any]:
+    """Every row again on the ids of ``--also-split`` (a part of the maps judged): the 170-photo continuity table."""
+    from salkit.base.images import decode_gray
+    from salkit.base.layout import read_split
+    from salkit.base.metrics import SCALARS, evaluate_arrays
+
+    _, ids = read_split(run.data, run.also_split)
+    kept = [stem for stem in ids if (run.out / "test" / "gt" / f"{stem}.png").exists()]
+    gts = [decode_gray(run.out / "test" / "gt" / f"{stem}.png") for stem in kept]
+    rows = {}
+    for row, folder in rows_for(run.jobs).items():
+        preds = [decode_gray(run.out / "maps" / folder / f"{stem}.png") for stem in kept]
+        metrics = evaluate_arrays(preds, gts, names=kept)
+        rows[row] = {key: round(float(metrics[key]), 4) for key in SCALARS}
+    return {"split": run.also_split, "n": len(kept), "rows": rows}
 
 
 def check_seed(run: Run) -> None:
@@ -191,12 +282,17 @@ def check_seed(run: Run) -> None:
 def real(run: Run) -> dict[str, Any]:
     if not run.data.is_dir():
         raise SalkitError(f"--data {run.data} does not exist (the PASCAL-S photos: see ../shared/data/README.md)")
+    if not run.train_data.is_dir():
+        raise SalkitError(f"--train-data {run.train_data} does not exist (DUTS-TR: see ../shared/data/README.md)")
     check_seed(run)
     started = time.time()
     timings: dict[str, Any] = {}
     timings["data"] = run.stage(1, "data", lambda: stage_data(run))
-    sources = {"train": ["--data", str(run.data), "--split", run.train_split]}
+    sources = {"train": ["--data", str(run.train_data), "--split", run.train_split]}
     sizes = {"train": timings["data"]["train_ids"]}
+    for name, count in timings["data"].get("splits", {}).get("jobs", {}).items():  # jobs that train on a part
+        sources[name] = ["--data", str(run.train_data), "--split", str(run.out / "splits" / f"{name}.txt")]
+        sizes[name] = count
     if "scribbles" in timings["data"]:
         sources["scribbles"] = ["--data", str(run.out / "scribbles"), "--split", timings["data"]["scribbles"]["split"]]
         sizes["scribbles"] = int(timings["data"]["scribbles"]["images"])
@@ -218,10 +314,14 @@ def real(run: Run) -> dict[str, Any]:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--out", default="runs/real", show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", default="../shared/data/pascal-s", show_default=True, type=click.Path(path_type=Path),
-              help="PASCAL-S layout: img/, gt/, train.txt, test.txt.")
-@click.option("--train-split", default="train", show_default=True, help="Split name (DATA/N.txt) or file to train on.")
-@click.option("--test-split", default="test", show_default=True, help="Split name or file to judge on.")
-@click.option("--recipe", default="full", show_default=True, type=click.Choice(sorted(RECIPES)))
+              help="The benchmark judged on (PASCAL-S layout: img/, gt/, test.txt).")
+@click.option("--train-data", default="../shared/data/duts-tr", show_default=True, type=click.Path(path_type=Path),
+              help="The photographs trained on (DUTS-TR layout: img/, gt/, train.txt); may be --data itself.")
+@click.option("--train-split", default="train", show_default=True, help="Split name (TRAIN_DATA/N.txt) or file to train on.")
+@click.option("--test-split", default="all", show_default=True, help="Split name or file of DATA to judge on; all = every photo.")
+@click.option("--also-split", default="test", show_default=True,
+              help="A second split of DATA reported beside it (PASCAL-S's 170 test photos); 'none' for none.")
+@click.option("--recipe", default="hour", show_default=True, type=click.Choice(sorted(RECIPES)))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0),
               help="Every trainer's seed (weights, data order, noise): a second seed's run shows the spread.")
 @click.option("--skip", multiple=True, type=click.Choice(SKIPPABLE),
@@ -233,11 +333,11 @@ def real(run: Run) -> dict[str, Any]:
 @click.option("--trials", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The recipe trials' records (experiments/real_trials.py's trials.json) to show in the report.")
 @report_user_errors
-def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, seed: int, skip: tuple[str, ...],
-         lanes: int, checkpoint_every: int, readme: Path | None, trials: Path | None) -> None:
+def main(out: Path, data: Path, train_data: Path, train_split: str, test_split: str, also_split: str, recipe: str,
+         seed: int, skip: tuple[str, ...], lanes: int, checkpoint_every: int, readme: Path | None, trials: Path | None) -> None:
     """Train, export and evaluate on real photographs; resumes where a previous call stopped."""
     run = Run(out, data, train_split, test_split, recipe, lanes, checkpoint_every, lambda m: click.echo(m, err=True),
-              seed, skip)
+              seed, skip, train_data=train_data, also_split=None if also_split == "none" else also_split)
     if trials is not None:
         try:
             run.trials = json.loads(trials.read_text(encoding="utf-8"))
@@ -249,7 +349,13 @@ def main(out: Path, data: Path, train_split: str, test_split: str, recipe: str, 
     if readme is not None:
         picture = readme.resolve().parent / "docs" / "img" / "real_examples.png"
         atomic_write_bytes(picture, (out / "examples.png").read_bytes())
-        publish_readme(readme, markdown(results, picture="docs/img/real_examples.png", trials=run.trials))
+        report = readme.resolve().parent / REPORT_DOC
+        if results.get("train_data") != results.get("dataset") and report.is_file():
+            # The front page gets the short form; the whole report goes into the doc it links to.
+            publish_readme(report, markdown(results, picture="img/real_examples.png", trials=run.trials), *REPORT_MARKERS)
+            publish_readme(readme, front_page(results, "docs/img/real_examples.png", REPORT_DOC))
+        else:
+            publish_readme(readme, markdown(results, picture="docs/img/real_examples.png", trials=run.trials))
         click.echo(f"README section and {picture} written", err=True)
 
 

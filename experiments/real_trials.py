@@ -30,7 +30,7 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
 from real_maps import torch_maps  # noqa: E402
-from real_train import BIN, synthetic_scenes  # noqa: E402
+from real_train import BIN, held_and_pool, synthetic_scenes  # noqa: E402
 
 
 TINY = ["--preset", "tiny"]
@@ -57,16 +57,39 @@ TRIALS: dict[str, dict[str, Any]] = {
                                      "args": [*TINY, "--backbone", "resnet18", "--size", "128", "--crop", "0.75",
                                               "--generator-only", "deterministic"]},
 }
+# DUTS-TR from ImageNet EfficientNet-Lite0 (make real's recipes): each trial trains on the first "images" ids of
+# the pool make real draws its jobs from, and is judged on the first HELD_JUDGED of make real's held-out ids.
+LITE = ["--preset", "lite", "--crop", "0.75"]
+GX = ["--generator-only", "deterministic"]
+LITE_TRIALS: dict[str, dict[str, Any]] = {
+    "lite G(X) 224px, backbone lr ×0.2, 800 photos": {"epochs": [1], "images": 800, "judge": "h0",
+                                                      "args": [*LITE, "--size", "224", *GX]},
+    "lite G(X) 224px, backbone lr ×1, 800 photos": {"epochs": [1], "images": 800, "judge": "h0",
+                                                    "args": [*LITE, "--size", "224", "--lr-backbone-scale", "1", *GX]},
+    "lite G(X) 224px, backbone lr ×0.05, 800 photos": {"epochs": [1], "images": 800, "judge": "h0",
+                                                       "args": [*LITE, "--size", "224", "--lr-backbone-scale", "0.05", *GX]},
+    "lite G(X) 256px, backbone lr ×0.2, 800 photos": {"epochs": [1], "images": 800, "judge": "h0",
+                                                      "args": [*LITE, "--size", "256", *GX]},
+    "lite G(X) 224px, backbone lr ×0.2, 1600 photos": {"epochs": [1], "images": 1600, "judge": "h0",
+                                                       "args": [*LITE, "--size", "224", *GX]},
+}
+TRIALS.update(LITE_TRIALS)
+HELD_JUDGED = 200
 METRICS = ("mae", "s_measure", "max_f", "mean_e")
 
 
 def held_out_split(data: Path, out: Path) -> tuple[Path, Path]:
-    """fit.txt / held.txt in ``out``: every 5th id of the train split held out."""
+    """fit.txt / held.txt in ``out``. A small train split (PASCAL-S's 680): every 5th id held out. A large one
+    (DUTS-TR): make real's held-out ids (the first HELD_JUDGED judged) and its pool to train on."""
     from salkit.base.layout import read_split
 
     _, ids = read_split(data, "train")
-    held = ids[::5]
-    fit = [i for i in ids if i not in set(held)]
+    if len(ids) > 5 * 680:
+        held, fit = held_and_pool(ids)
+        held = held[:HELD_JUDGED]
+    else:
+        held = ids[::5]
+        fit = [i for i in ids if i not in set(held)]
     out.mkdir(parents=True, exist_ok=True)
     for name, chosen in (("fit", fit), ("held", held)):
         atomic_write_text(out / f"{name}.txt", "\n".join(chosen) + "\n")
@@ -119,7 +142,11 @@ def run_trial(name: str, spec: dict[str, Any], data: Path, out: Path, fit: Path,
         started = time.time()
         resume = (folder / "coop" / "last.pt").is_file()
         steps = ["--max-steps", str(spec["max_steps"])] if spec.get("max_steps") else []
-        cpu += _train([str(BIN / "train-coop"), "--data", str(data), "--split", str(fit), *_common(folder / "coop", epochs),
+        part = fit
+        if spec.get("images"):  # the first N ids of the pool
+            part = folder / "fit.txt"
+            atomic_write_text(part, "\n".join(fit.read_text().split()[: spec["images"]]) + "\n")
+        cpu += _train([str(BIN / "train-coop"), "--data", str(data), "--split", str(part), *_common(folder / "coop", epochs),
                        *spec["args"], *steps, *([] if resume else init)], folder / "log.txt")
         row: dict[str, Any] = {"name": name, "epochs": epochs, "args": spec["args"], "pretrain": spec.get("pretrain"),
                                "train_cpu_s": round(cpu, 1), "last_wall_s": round(time.time() - started, 1)}
@@ -159,7 +186,8 @@ def trials_markdown(rows: list[dict[str, Any]]) -> str:
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("names", nargs=-1)
 @click.option("--out", default="runs/real_trials", show_default=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--data", default="../shared/data/pascal-s", show_default=True, type=click.Path(path_type=Path))
+@click.option("--data", default="../shared/data/duts-tr", show_default=True, type=click.Path(path_type=Path),
+              help="The training set whose held-out part judges (DUTS-TR; PASCAL-S's train split for the tiny trials).")
 @click.option("--parallel", default=2, show_default=True, type=click.IntRange(1, 4), help="Trials side by side (1 thread each).")
 @click.option("--max-epochs", type=click.IntRange(1), default=None, help="Stop each trial after the epoch counts up to this.")
 @report_user_errors

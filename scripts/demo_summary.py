@@ -19,7 +19,7 @@ from PIL import Image
 
 
 def _images(folder: Path) -> int:
-    return sum(1 for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return sum(1 for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
 
 
 def _data(out: Path) -> str:
@@ -74,7 +74,7 @@ def _served_curl(out: Path) -> str:
 
 # (stage, output path relative to OUT, key number read from it)
 ROWS: list[tuple[str, str, Callable[[Path], str]]] = [
-    ("1/7 synthetic data", "data/", _data),
+    ("1/7 data", "data/", _data),
     ("2/7 train coop", "coop/last.pt", _train),
     ("3/7 export", "bundle/", _export),
     ("4/7 predict", "pred/", _predict),

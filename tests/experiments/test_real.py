@@ -40,8 +40,9 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "test.txt").write_text("\n".join(test_ids) + "\n")
     real = _real_module()
     out = tmp_path / "out"
-    args = ["--out", str(out), "--data", str(DATA), "--train-split", str(tmp_path / "train.txt"),
-            "--test-split", str(tmp_path / "test.txt"), "--recipe", "smoke", "--lanes", "3"]
+    args = ["--out", str(out), "--data", str(DATA), "--train-data", str(DATA), "--train-split", str(tmp_path / "train.txt"),
+            "--test-split", str(tmp_path / "test.txt"), "--also-split", str(tmp_path / "test.txt"), "--recipe", "smoke",
+            "--lanes", "3"]
     result = CliRunner().invoke(real.main, args)
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
