@@ -38,13 +38,14 @@ def test_verdicts_compare_each_target_in_its_direction() -> None:
 
 def test_energy_claims_say_harm_only_beyond_0_002() -> None:
     claims = energy_claims(ROWS, {"G(X)": {"mae": 0.001, "s_measure": -0.001}, "QE-FPN": {"mae": 0.0, "s_measure": -0.003}},
-                           {"trained": 3, "chosen": 0, "photos": 100, "rule": "r",
+                           {"trained": 1, "chosen": 0, "photos": 100, "rule": "r",
                             "by_steps": [{"steps": 0, "mae": 0.08, "s_measure": 0.88}, {"steps": 1, "mae": 0.07, "s_measure": 0.87}]})
     text = "\n".join(claims)
     assert "Ỹ beats Ŷ on both" in text
     assert "`refine` on G(X): MAE +0.0010, S -0.0010 — harms by no more than 0.002." in text
     assert "`refine` on QE-FPN: MAE +0.0000, S -0.0030 — harms by more than 0.002." in text
-    assert "kept 0 energy steps of the trained 3" in text and "MAE 0.0800 → 0.0800" in text
+    assert "the trained 1 moved MAE 0.0800 → 0.0700, S 0.8800 → 0.8700" in text
+    assert "It kept 0: no step count lowered MAE without lowering S" in text
 
 
 def test_the_front_page_fits_the_readme() -> None:
