@@ -26,6 +26,7 @@ from salkit.export.onnx_io import OPSET, export_module, io_specs
 from salkit.kernels.atomic import atomic_directory, make_readable
 from salkit.kernels.errors import SalkitError
 from salkit.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256_file
+from salkit.runtime.kinds import get_kind
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # salkit.export.precision_auto.PRECISION_CHOICES
 DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on (fp32 only)
@@ -186,8 +187,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             manifest.extra.update(int8_scheme=scheme, tensorrt_importable=scheme == "tensorrt")
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
-        if kind == "coop" and options.calib is not None and options.energy_steps == "gate":
-            _gate_energy_steps(manifest, tmp, options.calib, progress)
+        if get_kind(kind).refines and options.calib is not None and options.energy_steps == "gate":
+            _gate_energy_steps(manifest, tmp, options.calib, progress)  # a bundle with an energy
         make_readable(tmp)
         if options.triton_repo is not None:
             from salkit.export.triton import write_triton_repo
