@@ -186,3 +186,29 @@ def test_calibration_folder_without_readable_images(tmp_path: Path, untrained_co
     empty = tmp_path / "empty"
     empty.mkdir()
     _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--calib", empty), "holds no images")
+
+
+def test_split_energy_reaches_the_export_and_only_a_coop_model_takes_it(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--split-energy (off by default) reaches the export's options; on another kind's checkpoint it
+    is a one-line error and nothing is written."""
+    from salkit.export import bundle_writer
+    from salkit.train.engine.checkpoint import make_checkpoint, save_checkpoint
+    from salkit.train.engine.registry import create_model
+
+    seen: list[ExportOptions] = []
+
+    def stop(options: ExportOptions, progress=None):  # type: ignore[no-untyped-def]
+        seen.append(options)
+        raise SalkitError("stopped before exporting")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bundle_writer, "export_bundle", stop)
+        _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "a"), "stopped")
+        _assert_user_error(_run("--ckpt", untrained_coop_checkpoint, "--out", tmp_path / "b", "--split-energy"), "stopped")
+    assert [o.split_energy for o in seen] == [False, True]
+    qefpn = tmp_path / "qefpn.pt"
+    save_checkpoint(make_checkpoint(create_model("qefpn", preset="tiny", image_size=64), name="qefpn", kind="qefpn"), qefpn)
+    out = tmp_path / "q"
+    _assert_user_error(_run("--ckpt", qefpn, "--out", out, "--no-engine", "--split-energy"), "--split-energy", "qefpn")
+    assert not out.exists()

@@ -165,6 +165,39 @@ def strong_repo(strong_coop_bundle: Path, tmp_path_factory: pytest.TempPathFacto
     return repo
 
 
+@pytest.fixture(scope="module")
+def strong_split_repo(strong_coop_split_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("triton_strong_split") / "repo"
+    write_triton_repo(load_bundle(strong_coop_split_bundle), strong_coop_split_bundle, repo)
+    return repo
+
+
+def test_loop_model_of_a_split_bundle_computes_the_image_share_once(strong_split_repo: Path, strong_repo: Path) -> None:
+    """With the split energy graphs the loop calls energy_image once and energy_grad_step every step
+    (as sal-runtime does), and answers what the loop over energy_grad answers within 1e-5."""
+    repo, split_repo = strong_repo, strong_split_repo
+    assert json.loads(_loop_settings(repo))["split_energy"] is False and json.loads(_loop_settings(split_repo))["split_energy"]
+    assert {"coop_energy_image", "coop_energy_grad_step"} <= {p.parent.name for p in split_repo.glob("*/config.pbtxt")}
+    x = np.random.default_rng(7).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    answers = []
+    old_calls = [("coop_encoder", 2), ("coop_latent_decoder", 6)] + [("coop_energy_grad", 2)] * 4
+    new_calls = [("coop_encoder", 2), ("coop_energy_image", 2), ("coop_latent_decoder", 6)] + [("coop_energy_grad_step", 2)] * 4
+    for folder, calls in ((repo, old_calls), (split_repo, new_calls)):
+        loop, fake = _load_loop_model(folder, "saliency")
+        fake.calls.clear()
+        (response,) = loop.execute([fake_triton.Request({"IMAGE": x}, {"samples": 3, "steps": 4, "seed": 5})])
+        assert not response.has_error(), response.error().message()
+        assert fake.calls == calls
+        answers.append({t.name(): t.as_numpy() for t in response.output_tensors})
+    for key in ("SALIENCY", "UNCERTAINTY"):
+        assert np.abs(answers[0][key] - answers[1][key]).max() <= 1e-5, key
+
+
+def _loop_settings(repo: Path) -> str:
+    config = json_format.MessageToDict(_parse(repo / "saliency" / "config.pbtxt"), preserving_proto_field_name=True)
+    return config["parameters"]["salkit_settings"]["string_value"]
+
+
 @pytest.mark.parametrize("noise", [False, True])
 def test_loop_model_over_bls_equals_the_predictor_under_a_strong_energy(strong_repo: Path, strong_coop_bundle: Path,
                                                                          strong_coop_checkpoint: Path, noise: bool) -> None:

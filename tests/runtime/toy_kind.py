@@ -44,7 +44,7 @@ class ToyKind(RuntimeKind):
     def defaults(self, manifest: Manifest, samples: int | None, steps: int | None) -> tuple[int, int]:
         return 1, check_steps("steps", self.settings(manifest)["steps"] if steps is None else steps, 0)
 
-    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Any) -> Any:
+    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Any, precision: str = "fp32") -> Any:
         return runner("net"), float(self.settings(manifest)["temperature"])
 
     def predict(self, loop: Any, x: np.ndarray, chunks: list[slice], **options: Any) -> dict[str, np.ndarray]:
@@ -56,7 +56,7 @@ class ToyKind(RuntimeKind):
                           "peak": logits.reshape(len(logits), -1).max(axis=1)})
         return join_chunks(parts)
 
-    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+    def graph_runs(self, samples: int, steps: int, loop: Any = None) -> dict[str, dict[str, GraphRuns]]:
         return {"split": {"net": GraphRuns(1)}}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:

@@ -55,6 +55,8 @@ class ExportOptions:
     # coop: "gate" keeps the energy step count that helps on --calib's masked photos (energy_steps.py);
     # "trained" keeps the training's K.
     energy_steps: str = "gate"
+    # coop: also write energy_image + energy_grad_step (salkit.export.graphs_coop; off: measured slower).
+    split_energy: bool = False
 
 
 def _check_output(path: Path, force: bool, what: str = "output") -> None:
@@ -154,7 +156,9 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         calib = load_calibration(options.calib, size, mean, std, CALIB_IMAGES if reduced else DATA_CHECK_IMAGES,
                                  GATE_IMAGES if reduced else 0)
         data = torch.from_numpy(calib.calibration)
-    graphs = get_export_kind(kind).graph_defs(model, size, data)
+    if options.split_energy and not get_export_kind(kind).split_energy:
+        raise SalkitError(f"--split-energy splits a cooperative model's energy gradient; {options.ckpt} holds a {kind} model")
+    graphs = get_export_kind(kind).graph_defs(model, size, data, **({"split_energy": True} if options.split_energy else {}))
 
     manifest = Manifest(
         model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
@@ -173,7 +177,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         for graph in graphs:
             path = tmp / f"{graph.name}.onnx"
             progress(f"exporting {graph.name}")
-            args = graph.random_inputs(2, torch.Generator().manual_seed(0))
+            args = graph.feeds(*graph.random_inputs(2, torch.Generator().manual_seed(0)))
             onnx_model = export_module(graph.module, args, path, input_names=graph.input_names,
                                        output_names=graph.output_names, exporter=options.exporter)
             progress(f"checking {graph.name} (onnx.checker, TensorRT ops, ONNX Runtime vs torch)")

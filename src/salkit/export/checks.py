@@ -69,7 +69,7 @@ def session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
 
 
 def _feeds(graph: GraphDef, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in zip(graph.input_names, inputs)}
+    return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs))}
 
 
 def _checked_outputs(graph: GraphDef, got: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]],
@@ -192,7 +192,8 @@ def _gradient_judge(graph: GraphDef, sess: ort.InferenceSession, path: Path, tol
         with torch.no_grad():
             exact = [t.detach().cpu().numpy() for t in graph.run_reference_float64(*inputs)]
         _checked_outputs(graph, got, [e.shape for e in exact], label)
-        others = list(feeds.values())[1:]
+        # The energy graph's other inputs: the inputs themselves (not what a split graph is fed).
+        others = [t.detach().cpu().numpy().astype(np.float32) for t in inputs[1:]]
 
         def energy(saliency: np.ndarray) -> np.ndarray:  # (n·B, …) → (n·B,), the other inputs repeated
             repeat = saliency.shape[0] // others[0].shape[0]

@@ -27,6 +27,10 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @click.option("--energy-steps", "energy_steps", type=click.Choice(["gate", "trained"]), default="gate", show_default=True,
               help="coop: gate = keep the energy step count (0…2K) that lowers MAE without lowering S on --calib's "
               "photos with masks (gt/), 0 when none does; trained = the training's K.")
+@click.option("--split-energy", "split_energy", is_flag=True,
+              help="coop: also write energy_image and energy_grad_step, so the runtime computes the image's share of the "
+              "energy's first convolution once per predict instead of every Langevin step (same maps within 1e-5; measured "
+              "0.73-0.99x the speed on an AVX-512 Xeon, hence off by default).")
 @click.option("--no-engine", "no_engine", is_flag=True, help="Skip TensorRT engines even when a GPU is present.")
 @click.option("--triton-repo", "triton_repo", type=click.Path(path_type=Path), default=None,
               help="Also write a Triton Inference Server model repository here.")
@@ -42,7 +46,7 @@ from salkit.kernels.errors import SalkitError, report_user_errors
 @report_user_errors
 def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, int8_scheme: str, calib: Path | None,
          no_engine: bool, triton_repo: Path | None, triton_graph_backend: str, triton_sys_path: tuple[Path, ...],
-         force: bool, exporter: str, energy_steps: str) -> None:
+         force: bool, exporter: str, energy_steps: str, split_energy: bool) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
     from salkit.export.batch_profile import BatchProfile
     from salkit.export.bundle_writer import ExportOptions, export_bundle
@@ -53,7 +57,8 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
     options = ExportOptions(ckpt=ckpt, out=out, size=size, batch=profile, precision=precision, calib=calib,
                             build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter,
                             int8_scheme=int8_scheme, triton_graph_backend=triton_graph_backend,
-                            triton_sys_path=tuple(str(p) for p in triton_sys_path), energy_steps=energy_steps)
+                            triton_sys_path=tuple(str(p) for p in triton_sys_path), energy_steps=energy_steps,
+                            split_energy=split_energy)
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")

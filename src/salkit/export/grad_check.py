@@ -60,10 +60,11 @@ DIRECTIONAL_TOLERANCE = 1e-2
 
 
 def flip_envelope(structure: EnergyStructure, saliency: torch.Tensor,
-                  image: torch.Tensor) -> tuple[torch.Tensor, int]:
+                  image: torch.Tensor, *, image_too: bool = False) -> tuple[torch.Tensor, int]:
     """→ (bound on |Δ ∂U/∂Y| from ambiguous mask flips (B, C_s, S, S), number of ambiguous units).
 
     Computed in float32 (a bound needs no more), BatchNorm folded like the exported graph.
+    ``image_too``: the bound on |Δ ∂U/∂X| as well, ``(bound_Y, bound_X (B, C_x, S, S))`` in place of bound_Y.
     """
     stages, tail = split_body(structure.layers)
     with torch.enable_grad():
@@ -112,6 +113,9 @@ def flip_envelope(structure: EnergyStructure, saliency: torch.Tensor,
     c = structure.saliency_channels
     image_channels = image.shape[1]
     channels = slice(0, c) if structure.saliency_first else slice(image_channels, image_channels + c)
+    if image_too:
+        image_slice = slice(c, c + image_channels) if structure.saliency_first else slice(0, image_channels)
+        return (g[:, channels] * s * (1 - s), g[:, image_slice]), ambiguous  # type: ignore[return-value]
     return g[:, channels] * s * (1 - s), ambiguous
 
 

@@ -39,6 +39,18 @@ class GraphDef:
     tolerance: float = 1e-4
     # Set on gradient graphs, which are judged by salkit.export.grad_check's rules instead.
     gradient_of: GradientOf | None = None
+    # When the graph is fed something computed from its inputs: ``random_inputs``, ``data_inputs``
+    # and ``reference`` speak of the inputs (e.g. the energy's saliency and image), the ONNX graph
+    # takes ``feeds_from(*inputs)`` (saliency and the image's precomputed share, named by
+    # ``input_names``). None: the graph takes its inputs as they are.
+    feeds_from: Callable[..., tuple[torch.Tensor, ...]] | None = None
+
+    def feeds(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the ONNX graph is fed for ``inputs`` (in ``input_names`` order)."""
+        if self.feeds_from is None:
+            return tuple(inputs)
+        with torch.no_grad():
+            return tuple(self.feeds_from(*inputs))
 
     def run_reference(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fn = self.reference or self.module

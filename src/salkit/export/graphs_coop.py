@@ -4,6 +4,21 @@
 one backbone pass; ``generator`` is the two in one call. ``energy_grad`` is the explicit
 vector–Jacobian module of :mod:`salkit.export.vjp`, checked against float64 autograd of ``energy``
 and finite differences of the exported ``energy`` graph (:mod:`salkit.export.grad_check`).
+
+With ``split_energy`` (``export-trt --split-energy``; off by default) ``energy_image`` and
+``energy_grad_step`` split ``energy_grad`` at U's first convolution: X's share ``conv_X(X) + b``
+once per predict (``image_term``), then each Langevin step only the saliency channel's convolution
+on top of it (the runtime uses them when present, see ``salkit.runtime.kinds.coop.splits_energy``).
+``energy_grad_step`` is checked exactly like ``energy_grad`` — at (saliency, image), fed (saliency,
+image_term) — and ``energy_grad`` stays in the bundle for runtimes that predate the split.
+
+Why off by default: the share saved is 1.7 % of a step's FLOPs at 352² (the first convolution is
+4 → 32 channels at full resolution; the rest of the gradient is ~98 %), while the step graph adds
+an elementwise Add over a (B, 32, S, S) tensor that ONNX Runtime does not fuse into the NCHWc
+convolution (plus a separate Relu and a layout reorder). Measured on an AVX-512 Xeon (2 cores, no
+AMX), one descent's gradient work (K = 5) at the paper preset's energy: 0.73–0.97× with ONNX
+Runtime and 0.90–0.99× with OpenVINO at batches 1, 2 and 8 over three interleaved runs on a shared
+machine, i.e. slower (``python -m experiments.energy_split_speed``).
 """
 
 from __future__ import annotations
@@ -12,7 +27,7 @@ import torch
 from torch import nn
 
 from salkit.export.graphs import GradientOf, GraphDef
-from salkit.export.vjp import EnergyGrad, EnergyStructure
+from salkit.export.vjp import EnergyGrad, EnergyGradStep, EnergyImageTerm, EnergyStructure
 from salkit.kernels.errors import SalkitError
 
 IMAGE_CHANNELS = 3
@@ -77,8 +92,10 @@ def energy_autograd(energy: nn.Module) -> nn.Module:
     return _Autograd()
 
 
-def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = None) -> list[GraphDef]:
-    """The five required coop graphs (plus their references) for input side ``size``."""
+def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = None, *,
+                split_energy: bool = False) -> list[GraphDef]:
+    """The five required coop graphs (plus their references) for input side ``size``, and with
+    ``split_energy`` the two of the split energy gradient."""
     generator, energy = model.generator.eval(), model.energy.eval()
     latent_dim = int(model.latent_dim)
     with torch.no_grad():
@@ -99,6 +116,7 @@ def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = 
         return tuple(torch.randn(b, *shape, generator=g) for shape in feat_shapes)
 
     structure = energy_structure(energy)
+    grad = EnergyGrad(structure, IMAGE_CHANNELS, size).eval()
     graphs = [
         GraphDef("encoder", _Encoder(generator), ("image",), feat_names, lambda b, g: (image(b, g),)),
         GraphDef("latent_decoder", _LatentDecoder(generator), (*feat_names, "latent"), ("logits",),
@@ -106,10 +124,16 @@ def coop_graphs(model: nn.Module, size: int, data_images: torch.Tensor | None = 
         GraphDef("generator", _Generator(generator), ("image", "latent"), ("logits",),
                  lambda b, g: (image(b, g), latent(b, g))),
         GraphDef("energy", energy, ("saliency", "image"), ("energy",), lambda b, g: (saliency(b, g), image(b, g))),
-        GraphDef("energy_grad", EnergyGrad(structure, IMAGE_CHANNELS, size).eval(),
-                 ("saliency", "image"), ("grad",), lambda b, g: (saliency(b, g), image(b, g)),
+        GraphDef("energy_grad", grad, ("saliency", "image"), ("grad",), lambda b, g: (saliency(b, g), image(b, g)),
                  reference=energy_autograd(energy), gradient_of=GradientOf("energy", structure)),
     ]
+    if split_energy:
+        graphs += [
+            GraphDef("energy_image", EnergyImageTerm(grad).eval(), ("image",), ("image_term",), lambda b, g: (image(b, g),)),
+            GraphDef("energy_grad_step", EnergyGradStep(grad).eval(), ("saliency", "image_term"), ("grad",),
+                     lambda b, g: (saliency(b, g), image(b, g)), reference=energy_autograd(energy),
+                     gradient_of=GradientOf("energy", structure), feeds_from=lambda y, x: (y, grad.image_term(x))),
+        ]
     if data_images is not None:
         _attach_data_inputs(graphs, generator, latent_dim, data_images)
     return graphs
@@ -128,6 +152,8 @@ def _attach_data_inputs(graphs: list[GraphDef], generator: nn.Module, latent_dim
         "generator": (x, h),
         "energy": (logits, x),
         "energy_grad": (logits, x),
+        "energy_image": (x,),
+        "energy_grad_step": (logits, x),  # its inputs; fed (logits, image_term) (GraphDef.feeds_from)
     }
     for graph in graphs:
         graph.data_inputs = by_name[graph.name]

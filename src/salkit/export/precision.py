@@ -138,7 +138,8 @@ def calibration_feeds(graph: GraphDef) -> list[dict[str, np.ndarray]]:
     inputs = graph.data_inputs
     if inputs is None:
         raise SalkitError(f"graph {graph.name!r} has no images to calibrate on (--calib DIR)")
-    return [{name: t[i : i + 1].detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, inputs)}
+    feeds = graph.feeds(*inputs)
+    return [{name: t[i : i + 1].detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, feeds)}
             for i in range(inputs[0].shape[0])]
 
 
@@ -152,7 +153,7 @@ def elementwise_delta(graph: GraphDef, fp32_path: Path, reduced_path: Path) -> d
     ref_sess, got_sess = _session(fp32_path), _session(reduced_path)
     delta: dict[str, float] = {}
     for label, inputs in sets.items():
-        feeds = {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, inputs)}
+        feeds = {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs))}
         ref = ref_sess.run(list(graph.output_names), feeds)
         got = got_sess.run(list(graph.output_names), feeds)
         for a, b in zip(ref, got):

@@ -155,7 +155,7 @@ class PrecisionJob:
         assert graph.data_inputs is not None
         rows = self._rows(name)
         feeds = {n: np.repeat(t[:1].detach().numpy().astype(np.float32), rows, axis=0)
-                 for n, t in zip(graph.input_names, graph.data_inputs)}
+                 for n, t in zip(graph.input_names, graph.feeds(*graph.data_inputs))}
         fp32 = self.directory / self.manifest.graphs[name].file
         reduced = self.directory / self.manifest.variants[precision][name]["file"]
         t32, tq = self.graph_timer([fp32, reduced], feeds)

@@ -14,6 +14,13 @@ activation (a 1-channel conv, Flatten, Linear, the sum) — is affine. Hence
 
 Every step exports to ONNX Conv / Relu / ConvTranspose / Greater / Cast / Mul / Sigmoid, all
 TensorRT-importable.
+
+**The image's constant share** (:class:`EnergyImageTerm`, :class:`EnergyGradStep`). The first conv
+is linear in its input channels: ``conv(cat(X, s)) = conv_X(X) + conv_s(s)`` (bias and BatchNorm
+folded into the X part). X never changes during the K Langevin steps of one predict or refine, so
+``image_term = conv_X(X) + b`` is computed once (``energy_image``) and each step (``energy_grad_step``)
+convolves only the saliency channel and adds it. ``EnergyGrad`` itself is unchanged (the graph
+older bundles hold); the three modules share one :class:`EnergyGrad`'s folded weights.
 """
 
 from __future__ import annotations
@@ -86,7 +93,14 @@ class _ConvStage(nn.Module):
 
     def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """→ (activation, what ``backward`` needs to rebuild the activation's derivative)."""
-        z = F.conv2d(a, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return self.activate(self.conv(a, self.weight, self.bias))
+
+    def conv(self, a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This stage's convolution geometry with ``weight`` (all input channels or a slice of them)."""
+        return F.conv2d(a, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+    def activate(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The pre-activation z → (activation, what ``backward`` needs)."""
         if self.slope is None:
             return z, None
         if self.slope == 0.0:
@@ -144,6 +158,8 @@ class EnergyGrad(nn.Module):
         self.saliency_first = structure.saliency_first
         c_sal = structure.saliency_channels
         grad_channels = slice(0, c_sal) if structure.saliency_first else slice(image_channels, image_channels + c_sal)
+        image_slice = slice(c_sal, c_sal + image_channels) if structure.saliency_first else slice(0, image_channels)
+        self.image_channels, self.saliency_channels = image_channels, c_sal
         hw = (size, size)
         stages = []
         for k, (conv, bn, slope) in enumerate(body):
@@ -151,6 +167,10 @@ class EnergyGrad(nn.Module):
             stages.append(stage)
             hw = stage.out_hw
         self.stages = nn.ModuleList(stages)
+        first = stages[0]
+        # The first conv's weight split by input channel: the image's share and the saliency's.
+        self.register_buffer("weight_image", first.weight[:, image_slice].contiguous())
+        self.register_buffer("weight_saliency", first.weight[:, grad_channels].contiguous())
         body_channels = body[-1][0].out_channels
         self.register_buffer("tail_grad", _affine_grad(tail_layers, structure.reduction, (body_channels, *hw),
                                                        body[0][0].weight.dtype))
@@ -162,10 +182,51 @@ class EnergyGrad(nn.Module):
         for stage in self.stages:
             a, pre = stage(a)
             saved.append(pre)
+        return self._backward(a, saved, s)
+
+    def image_term(self, image: torch.Tensor) -> torch.Tensor:
+        """The image's share of the first pre-activation, bias included: (B, C_x, S, S) → (B, C_1, h_1, w_1)."""
+        first = self.stages[0]
+        return first.conv(image, self.weight_image, first.bias)
+
+    def from_image_term(self, saliency: torch.Tensor, image_term: torch.Tensor) -> torch.Tensor:
+        """∂U/∂saliency with the first pre-activation's image share precomputed (:meth:`image_term`)."""
+        s = torch.sigmoid(saliency)
+        first = self.stages[0]
+        a, pre = first.activate(first.conv(s, self.weight_saliency, None) + image_term)
+        saved: list[torch.Tensor | None] = [pre]
+        for stage in self.stages[1:]:
+            a, pre = stage(a)
+            saved.append(pre)
+        return self._backward(a, saved, s)
+
+    def _backward(self, a: torch.Tensor, saved: list[torch.Tensor | None], s: torch.Tensor) -> torch.Tensor:
         g = self.tail_grad.expand_as(a)  # (1, C, h, w) → (B, C, h, w): ∂U/∂(last activation)
         for stage, pre in zip(reversed(self.stages), reversed(saved)):
             g = stage.backward(g, pre)
         return g * s * (1 - s)  # (B, 1, S, S)
+
+
+class EnergyImageTerm(nn.Module):
+    """``image (B,3,S,S) → image_term (B,C_1,h_1,w_1)``: what stays constant over the Langevin steps."""
+
+    def __init__(self, grad: EnergyGrad) -> None:
+        super().__init__()
+        self.grad = grad
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.grad.image_term(image)
+
+
+class EnergyGradStep(nn.Module):
+    """``(saliency logits (B,1,S,S), image_term) → ∂U/∂saliency (B,1,S,S)``: one Langevin step's gradient."""
+
+    def __init__(self, grad: EnergyGrad) -> None:
+        super().__init__()
+        self.grad = grad
+
+    def forward(self, saliency: torch.Tensor, image_term: torch.Tensor) -> torch.Tensor:
+        return self.grad.from_image_term(saliency, image_term)
 
 
 def _affine_grad(tail: list[nn.Module], reduction: Callable[[torch.Tensor], torch.Tensor],

@@ -89,10 +89,11 @@ def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: i
 
 
 def flops_per_image(predictor: Predictor, samples: int, steps: int) -> dict[str, float]:
-    """Counted FLOPs of predict for one image, per path."""
+    """Counted FLOPs of predict for one image, per path (the graphs the predictor's loop runs)."""
     m = predictor.manifest
-    f = {name: graph_flops(m.graph_path(name)) for name in m.graphs if name != "energy"}
-    return predictor.runtime_kind.flops(f, samples, steps)
+    runs = predictor.runtime_kind.graph_runs(samples, steps, predictor.loop)
+    f = {name: graph_flops(m.graph_path(name)) for name in {g for path in runs.values() for g in path}}
+    return predictor.runtime_kind.flops(f, samples, steps, predictor.loop)
 
 
 def run_bench(
@@ -161,7 +162,7 @@ def run_bench(
                     call = _runtime_call(predictor, x, latents, k, path)
                     if path == "split":  # the headline: timed with its graphs, to split it into graph and host time
                         t, graph_p50 = timings_with_graphs(call, partial(model_kind.graph_calls, predictor.loop, batch, n), warmup, repeat)
-                        entry["breakdown"] = breakdown(t["p50_ms"], graph_p50, model_kind.graph_runs(n, k)["split"])
+                        entry["breakdown"] = breakdown(t["p50_ms"], graph_p50, model_kind.graph_runs(n, k, predictor.loop)["split"])
                     else:
                         t = timings(call, warmup, repeat)
                     achieved = flops[path] * batch / (t["p50_ms"] / 1e3) / 1e9

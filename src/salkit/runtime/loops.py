@@ -8,7 +8,10 @@ supplies its two callables on the runners' device:
                            latent_decoder once on all N·B rows, sigmoid → (N, B, 1, S, S);
                            ``path="whole"`` runs the ``generator`` graph on N·B rows instead
                            (the authors' way; it agrees with the split path to 1e-5)
-    energy_grad(y)         the ``energy_grad`` graph on the batch's B rows
+    energy_grad(y)         the ``energy_grad`` graph on the batch's B rows; a bundle with the split
+                           energy graphs runs ``energy_image`` once per predict / refine (the image's
+                           share of U's first convolution, constant over the K steps) and then
+                           ``energy_grad_step`` on (y, that share) each step instead
 
 Every buffer of a batch shape is allocated once on the runners' device and bound once
 (:class:`_CoopWorkspace`); the algorithm's elementwise steps write into them
@@ -32,8 +35,23 @@ from salkit.runtime.backends.base import Array, Device, Runner
 class CoopRunners:
     encoder: Runner
     latent_decoder: Runner
-    energy_grad: Runner
+    energy_grad: Runner | None = None  # ∂U/∂y from (y, image): bundles without the split energy graphs
     generator: Runner | None = None  # only for the whole-generator path
+    # The split energy gradient (both or neither): image → image_term once per predict / refine,
+    # then (y, image_term) → ∂U/∂y each Langevin step.
+    energy_image: Runner | None = None
+    energy_grad_step: Runner | None = None
+
+    def __post_init__(self) -> None:
+        if (self.energy_image is None) != (self.energy_grad_step is None):
+            raise SalkitError("the split energy gradient needs both energy_image and energy_grad_step")
+        if self.energy_grad is None and self.energy_grad_step is None:
+            raise SalkitError("the cooperative loop needs energy_grad or energy_image with energy_grad_step")
+
+    @property
+    def split_energy(self) -> bool:
+        """Whether the energy's constant share is computed once per predict (``energy_image``)."""
+        return self.energy_grad_step is not None
 
 
 class _CoopWorkspace:
@@ -60,8 +78,20 @@ class _CoopWorkspace:
         self.probs = self.logits  # sigmoid is applied in place: the logits are not needed afterwards
         self.ops = coop.BufferOps(device.xp, empty, (batch, 1, size, size))
         self.grad = empty((batch, 1, size, size))
-        # energy_grad reads whichever ping-pong buffer holds the current iterate: one binding each.
-        self.grad_bind = tuple(runners.energy_grad.bind({"saliency": y, "image": self.x}, {"grad": self.grad}) for y in self.ops.y)
+        # The gradient graph reads whichever ping-pong buffer holds the current iterate: one binding each.
+        self.image_bind: Any = None
+        if runners.split_energy:
+            assert runners.energy_image is not None and runners.energy_grad_step is not None
+            shape = runners.energy_image.output_shapes({"image": self.x.shape})["image_term"]
+            self.image_term = empty(shape, runners.energy_image._dtype_of("image_term"))
+            self.image_bind = runners.energy_image.bind({"image": self.x}, {"image_term": self.image_term})
+            self.grad_runner = runners.energy_grad_step
+            self.grad_bind = tuple(self.grad_runner.bind({"saliency": y, "image_term": self.image_term}, {"grad": self.grad})
+                                   for y in self.ops.y)
+        else:
+            assert runners.energy_grad is not None
+            self.grad_runner = runners.energy_grad
+            self.grad_bind = tuple(self.grad_runner.bind({"saliency": y, "image": self.x}, {"grad": self.grad}) for y in self.ops.y)
         self.noise: Array | None = None  # (K, B, 1, S, S), allocated at the first noisy call
 
     def sample_probs(self, latents: np.ndarray) -> Array:
@@ -80,9 +110,17 @@ class _CoopWorkspace:
         coop.sigmoid_into(xp, self.logits, self.probs)
         return self.probs.reshape(samples, batch, *self.probs.shape[1:])  # (N·B,1,S,S) → (N,B,1,S,S)
 
+    def prepare_energy(self) -> None:
+        """Once per predict / refine, after the images are uploaded: the energy's constant share
+        (``energy_image``: X's part of U's first convolution) for every step to read. Nothing to
+        do for a bundle without the split graphs."""
+        if self.image_bind is not None:
+            assert self.runners.energy_image is not None
+            self.runners.energy_image.run(self.image_bind)
+
     def energy_grad(self, y: Array) -> Array:
         """∂U/∂y (B, 1, S, S) for the iterate y, one of ``ops.y``."""
-        self.runners.energy_grad.run(self.grad_bind[0 if y is self.ops.y[0] else 1])
+        self.grad_runner.run(self.grad_bind[0 if y is self.ops.y[0] else 1])
         return self.grad
 
     def upload_noise(self, noise: np.ndarray | None, steps: int) -> Array | None:
@@ -133,6 +171,8 @@ class CoopLoop:
             raise SalkitError(f"latents must have shape (N, {batch}, {self.latent_dim}), got {latents.shape}")
         ws = self.workspace(batch, samples, path)
         self.device.upload(np.ascontiguousarray(x, dtype=np.float32), ws.x)
+        if steps:
+            ws.prepare_energy()
         out = coop.predict(ws.sample_probs, latents, ws.energy_grad, steps=steps, step_size=self.step_size,
                            noise=ws.upload_noise(noise, steps), eps=self.logit_eps, uncertainty=uncertainty, ops=ws.ops)
         del out["generator"]
@@ -143,6 +183,8 @@ class CoopLoop:
         ws = self.workspace(x.shape[0], 1, "split")
         self.device.upload(np.ascontiguousarray(x, dtype=np.float32), ws.x)
         self.device.upload(np.ascontiguousarray(maps, dtype=np.float32), ws.ops.mean_map)
+        if steps:
+            ws.prepare_energy()
         refined = coop.refine(ws.ops.mean_map, ws.energy_grad, steps=steps, step_size=self.step_size,
                               noise=ws.upload_noise(noise, steps), eps=self.logit_eps, ops=ws.ops)
         return self._download({"saliency": refined})["saliency"]

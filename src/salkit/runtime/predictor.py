@@ -90,7 +90,7 @@ class Predictor:
             raise
 
     def _build_loop(self) -> None:
-        self.loop = self.runtime_kind.build_loop(self.manifest, self._runner, self.device)
+        self.loop = self.runtime_kind.build_loop(self.manifest, self._runner, self.device, precision=self.precision)
 
     @classmethod
     def from_bundle(

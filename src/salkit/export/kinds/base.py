@@ -30,6 +30,7 @@ class ExportKind:
     reduced_graphs: tuple[str, ...] = ()  # graphs a forced precision (fp16, int8) reduces
     candidate_graphs: tuple[str, ...] = ()  # graphs the automatic choice tries in int8
     triton_loop: str = ""  # file of this folder the Triton loop model runs, e.g. "triton_coop.py"
+    split_energy: bool = False  # graph_defs takes split_energy=True (--split-energy: an energy gradient to split)
 
     def graph_defs(self, model: Any, size: int, data: Any) -> list[GraphDef]:
         """The bundle's graphs of a checkpoint's model (``data``: real images to check on, or None). Every kind."""

@@ -23,11 +23,12 @@ class CoopExport(ExportKind):
     reduced_graphs = ("encoder", "latent_decoder")
     candidate_graphs = ("encoder", "latent_decoder", "energy_grad")
     triton_loop = "triton_coop.py"
+    split_energy = True  # energy_image + energy_grad_step on request (graphs_coop)
 
-    def graph_defs(self, model: Any, size: int, data: Any) -> list[GraphDef]:
+    def graph_defs(self, model: Any, size: int, data: Any, split_energy: bool = False) -> list[GraphDef]:
         from salkit.export import graphs_coop
 
-        return graphs_coop.coop_graphs(model, size, data)
+        return graphs_coop.coop_graphs(model, size, data, split_energy=split_energy)
 
     def store_settings(self, manifest: Manifest, model: Any, train_config: dict[str, Any]) -> None:
         from salkit.export import graphs_coop
@@ -47,6 +48,12 @@ class CoopExport(ExportKind):
         if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
             settings["logit_eps"] = manifest.coop["logit_eps"]
         settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
+        # The artefacts the repository carries are the recorded choice's (salkit.export.triton):
+        # the loop splits the energy gradient exactly when sal-runtime's plan at that precision does.
+        from salkit.runtime.kinds.coop import splits_energy
+
+        chosen = manifest.chosen_plan()
+        settings["split_energy"] = splits_energy(manifest, chosen[1] if chosen else manifest.precision)
         return settings
 
 

@@ -4,7 +4,10 @@ Copied next to the loop model (export/triton_model.py) as ``salkit_loop.py``; it
 Python backend with numpy and the vendored ``salkit.kernels`` only. ``call(graph, inputs,
 outputs)`` runs one graph model of the repository (BLS). Latents and noise follow
 ``kernels.coop.random_inputs``, sal-runtime's seed convention: same bundle, seed and inputs, same
-answer as sal-runtime. Request parameters: samples, steps, noise, seed.
+answer as sal-runtime. Request parameters: samples, steps, noise, seed. With ``split_energy``
+(a bundle with the split energy graphs whose chosen artefacts sal-runtime runs split too), the
+image's share of the energy's first convolution is computed once (``energy_image``) and each step
+calls ``energy_grad_step``, as sal-runtime does; otherwise ``energy_grad`` every step.
 """
 
 from __future__ import annotations
@@ -34,8 +37,15 @@ def run(call: GraphCall, x: np.ndarray, params: dict, s: dict) -> dict:
         (logits,) = call("latent_decoder", feeds, ["logits"])  # (N·B, 1, S, S)
         return coop.ARRAY_OPS.sigmoid(logits).reshape(n, b, *logits.shape[1:])  # (N·B, 1, S, S) → (N, B, 1, S, S)
 
-    def energy_grad(y: np.ndarray) -> np.ndarray:
-        return call("energy_grad", {"saliency": y, "image": x}, ["grad"])[0]  # (B, 1, S, S)
+    if s.get("split_energy"):
+        # X's share of U's first convolution, constant over the steps: once per request (if any step runs).
+        image_term = call("energy_image", {"image": x}, ["image_term"])[0] if steps else None
+
+        def energy_grad(y: np.ndarray) -> np.ndarray:
+            return call("energy_grad_step", {"saliency": y, "image_term": image_term}, ["grad"])[0]  # (B, 1, S, S)
+    else:
+        def energy_grad(y: np.ndarray) -> np.ndarray:
+            return call("energy_grad", {"saliency": y, "image": x}, ["grad"])[0]  # (B, 1, S, S)
 
     out = coop.predict(sample_probs, latents, energy_grad, steps=steps, step_size=s["langevin_step"], noise=noise,
                        eps=s.get("logit_eps", coop.LOGIT_EPS))

@@ -66,8 +66,9 @@ class RuntimeKind:
         """(samples, steps) of a call: the given values checked, or the bundle's. Every kind."""
         raise NotImplementedError
 
-    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device) -> Any:
-        """The kind's loop over the bundle's runners (holding its buffers per batch shape). Every kind."""
+    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> Any:
+        """The kind's loop over the bundle's runners (holding its buffers per batch shape); ``precision``
+        is the plan's, whose artefacts ``runner`` loads. Every kind."""
         raise NotImplementedError
 
     def predict(self, loop: Any, x: np.ndarray, chunks: list[slice], *, samples: int, steps: int, noise: bool,
@@ -91,15 +92,16 @@ class RuntimeKind:
         """The loop's step size, for the bench baselines (0: none)."""
         return 0.0
 
-    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+    def graph_runs(self, samples: int, steps: int, loop: Any = None) -> dict[str, dict[str, GraphRuns]]:
         """Per bench path, the graphs one predict runs and how often (what ``flops`` counts and bench's
-        breakdown of a predict into graph and host time multiplies). Every kind."""
+        breakdown of a predict into graph and host time multiplies); ``loop``: the loop that runs
+        them, where the graphs depend on the bundle (None: the kind's default). Every kind."""
         raise NotImplementedError
 
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int) -> dict[str, float]:
+    def flops(self, graph_flops: dict[str, float], samples: int, steps: int, loop: Any = None) -> dict[str, float]:
         """FLOPs of one image's predict per bench path, from each graph's count at batch 1."""
         return {path: sum(run.calls * run.rows * graph_flops[graph] for graph, run in runs.items())
-                for path, runs in self.graph_runs(samples, steps).items()}
+                for path, runs in self.graph_runs(samples, steps, loop).items()}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         """The predict bench times (the same latents for every implementation). Every kind."""

@@ -1,5 +1,11 @@
 """The cooperative kind (LVM generator + energy model): encoder / latent_decoder / energy_grad
-graphs, the Langevin loop of :mod:`salkit.runtime.loops`, predict with uncertainty, and refine."""
+graphs, the Langevin loop of :mod:`salkit.runtime.loops`, predict with uncertainty, and refine.
+
+Bundles exported with ``--split-energy`` also hold ``energy_image`` (image → image_term, X's share
+of U's first convolution, constant over the K Langevin steps) and ``energy_grad_step`` ((saliency,
+image_term) → grad); :func:`splits_energy` says when the loop runs those instead of ``energy_grad``.
+Bundles without them (older ones, and the default export: the split measured slower, see
+salkit.export.graphs_coop) run ``energy_grad`` every step."""
 
 from __future__ import annotations
 
@@ -15,11 +21,25 @@ from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chu
 from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
 
 
+SPLIT_ENERGY_GRAPHS = ("energy_image", "energy_grad_step")
+
+
+def splits_energy(manifest: Manifest, precision: str = "fp32") -> bool:
+    """Whether a plan at ``precision`` runs the split energy gradient: the bundle holds both split
+    graphs, and the precision does not give ``energy_grad`` a reduced artefact (an int8 graph the
+    export gated and timed) that the split graphs lack — that plan keeps the graph it was judged with."""
+    if not all(name in manifest.graphs for name in SPLIT_ENERGY_GRAPHS):
+        return False
+    reduced = manifest.variants.get(precision, {})
+    return "energy_grad" not in reduced or all(name in reduced for name in SPLIT_ENERGY_GRAPHS)
+
+
 class CoopKind(RuntimeKind):
     name = "coop"
     # encoder: image → feat0..featN ; latent_decoder: feat0..featN, latent → logits
     # generator: image, latent → logits ; energy: saliency, image → energy
     # energy_grad: saliency, image → grad   (saliency is in LOGIT space, see Manifest.coop)
+    # optional, both or neither: energy_image: image → image_term ; energy_grad_step: saliency, image_term → grad
     graphs = ("generator", "encoder", "latent_decoder", "energy", "energy_grad")
     served_models = ("saliency", "refine")
     refines = True
@@ -39,14 +59,17 @@ class CoopKind(RuntimeKind):
         k = coop.get("langevin_steps", 0) if steps is None else steps
         return check_steps("samples", n, 1), check_steps("steps", k, 0)
 
-    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device) -> CoopLoop:
+    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> CoopLoop:
         coop = manifest.coop
+        split = splits_energy(manifest, precision)
         return CoopLoop(
             CoopRunners(
                 encoder=runner("encoder"),
                 latent_decoder=runner("latent_decoder"),
-                energy_grad=runner("energy_grad"),
+                energy_grad=None if split else runner("energy_grad"),
                 generator=None,  # loaded on first use of the whole-generator path
+                energy_image=runner("energy_image") if split else None,
+                energy_grad_step=runner("energy_grad_step") if split else None,
             ),
             device,
             size=manifest.input_size,
@@ -90,12 +113,16 @@ class CoopKind(RuntimeKind):
     def step_size(self, manifest: Manifest) -> float:
         return float(manifest.coop.get("langevin_step", 0.0))
 
-    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
-        # The N samples are decoded in one call on N·B rows; K Langevin steps on the B mean maps.
-        langevin = GraphRuns(steps)
+    def graph_runs(self, samples: int, steps: int, loop: CoopLoop | None = None) -> dict[str, dict[str, GraphRuns]]:
+        # The N samples are decoded in one call on N·B rows; K Langevin steps on the B mean maps
+        # (a loop with the split energy: its image share once, then K steps from it).
+        if loop is not None and loop.runners.split_energy:
+            langevin = {"energy_image": GraphRuns(1 if steps else 0), "energy_grad_step": GraphRuns(steps)}
+        else:
+            langevin = {"energy_grad": GraphRuns(steps)}
         return {
-            "split": {"encoder": GraphRuns(1), "latent_decoder": GraphRuns(1, rows=samples), "energy_grad": langevin},
-            "whole": {"generator": GraphRuns(1, rows=samples), "energy_grad": langevin},
+            "split": {"encoder": GraphRuns(1), "latent_decoder": GraphRuns(1, rows=samples), **langevin},
+            "whole": {"generator": GraphRuns(1, rows=samples), **langevin},
         }
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
@@ -104,8 +131,13 @@ class CoopKind(RuntimeKind):
     def graph_calls(self, loop: CoopLoop, batch: int, samples: int) -> dict[str, Callable[[], None]]:
         ws = loop.workspace(batch, samples, "split")
         runners = loop.runners
-        return {"encoder": lambda: runners.encoder.run(ws.encode), "latent_decoder": lambda: runners.latent_decoder.run(ws.decode),
-                "energy_grad": lambda: runners.energy_grad.run(ws.grad_bind[0])}
+        calls = {"encoder": lambda: runners.encoder.run(ws.encode), "latent_decoder": lambda: runners.latent_decoder.run(ws.decode)}
+        if runners.split_energy:
+            calls["energy_image"] = ws.prepare_energy
+            calls["energy_grad_step"] = lambda: ws.grad_runner.run(ws.grad_bind[0])
+        else:
+            calls["energy_grad"] = lambda: ws.grad_runner.run(ws.grad_bind[0])
+        return calls
 
 
 register_kind(CoopKind())

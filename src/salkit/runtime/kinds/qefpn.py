@@ -34,7 +34,7 @@ class QefpnKind(RuntimeKind):
         t = manifest.qefpn.get("broyden_iterations", 0) if steps is None else steps
         return 1, check_steps("steps (Broyden iterations)", t, 0)
 
-    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device) -> QefpnLoop:
+    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> QefpnLoop:
         q = manifest.qefpn
         return QefpnLoop(
             QefpnRunners(runner("encoder"), runner("f"), runner("decoder")),
@@ -52,7 +52,7 @@ class QefpnKind(RuntimeKind):
                 noise_values: np.ndarray | None, runner: RunnerOf) -> dict[str, np.ndarray]:
         return join_chunks([loop.predict(x[s], iterations=steps) for s in chunks])
 
-    def graph_runs(self, samples: int, steps: int) -> dict[str, dict[str, GraphRuns]]:
+    def graph_runs(self, samples: int, steps: int, loop: Any = None) -> dict[str, dict[str, GraphRuns]]:
         # T Broyden steps plus the one f at z0.
         return {"split": {"encoder": GraphRuns(1), "f": GraphRuns(steps + 1), "decoder": GraphRuns(1)}}
 

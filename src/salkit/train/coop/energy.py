@@ -12,14 +12,21 @@ Widths scale with ``width`` (1.0 = the paper's 32-64-128-256; 2.0 = the authors'
 64-512). The fc input size depends on the image size: (S/8 − 3)². Reduction to a scalar:
 ``energy = −sum(fc outputs)`` per sample (as the authors' code does); low energy = plausible.
 About 0.86 M parameters at 352², width 1.0.
+
+The first convolution is linear in its input channels, ``conv(cat(X, s)) = conv_X(X) + conv_s(s)``,
+and X does not change while Langevin moves Y: :meth:`CoopEnergy.image_term` computes X's share
+(bias included) once and :meth:`CoopEnergy.from_image_term` the energy from it and Y. The
+export's split gradient graphs (salkit.export.vjp) rest on the same identity.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BASE_WIDTHS = (32, 64, 128, 256)
+IMAGE_CHANNELS = 3  # X's channels come first in U's input, then the probability map
 
 
 def energy_body(image_size: int, width: float = 1.0, in_channels: int = 4) -> nn.Sequential:
@@ -47,3 +54,16 @@ class CoopEnergy(nn.Module):
     def forward(self, y_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """y_logits (B,1,S,S), x (B,3,S,S) normalised → energy (B,)."""
         return -self.net(torch.cat([x, torch.sigmoid(y_logits)], dim=1)).sum(dim=1)
+
+    def image_term(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,S,S) → X's share of the first convolution, bias included (B, w1, S, S): constant over Langevin steps."""
+        conv = self.net[0]
+        return F.conv2d(x, conv.weight[:, :IMAGE_CHANNELS], conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    def from_image_term(self, y_logits: torch.Tensor, image_term: torch.Tensor) -> torch.Tensor:
+        """The energy (B,) from y_logits (B,1,S,S) and :meth:`image_term` of x: ``forward(y_logits, x)``
+        with X's share precomputed (equal up to float rounding)."""
+        conv = self.net[0]
+        z = F.conv2d(torch.sigmoid(y_logits), conv.weight[:, IMAGE_CHANNELS:], None, conv.stride, conv.padding, conv.dilation,
+                     conv.groups)
+        return -self.net[1:](z + image_term).sum(dim=1)
