@@ -169,7 +169,7 @@ def test_serve_reports_the_interface_of_the_triton_repository(toy: str, name: st
     ours = {k: v.string_value for k, v in served.parameters.items()}
     assert set(ours) - set(theirs) == {"salkit_backend"} and ours["salkit_backend"] == "ort-cpu"
     assert ours["salkit_request_parameters"] == theirs["salkit_request_parameters"]
-    wiring = {"prefix", "feature_names"}  # how the Triton loop model finds its graph models
+    wiring = {"prefix", "feature_names", "split_energy"}  # how the Triton loop model finds its graph models
     their_settings = json.loads(theirs["salkit_settings"])
     assert set(their_settings) - set(json.loads(ours["salkit_settings"])) <= wiring
     assert {k: v for k, v in their_settings.items() if k not in wiring} == json.loads(ours["salkit_settings"])
