@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 
 import click
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError, report_user_errors
 from experiments.repro_readme import check_readme, write_readme
 
 MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import click
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError, report_user_errors
 
 
 def split_images(data: Path, split: str, count: int) -> list[Path]:

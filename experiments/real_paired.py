@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 CONFIDENCE = 0.95
 RESAMPLES = 9999

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError
 
 BEGIN, END = "<!-- real-photographs:begin -->", "<!-- real-photographs:end -->"
 COLUMNS = [("mae", "MAE ↓"), ("s_measure", "S ↑"), ("max_f", "max F ↑"), ("mean_f", "mean F ↑"), ("mean_e", "mean E ↑")]

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError
 
 BIN = Path(sys.executable).parent
 TINY_128 = ["--preset", "tiny", "--size", "128", "--crop", "0.75"]

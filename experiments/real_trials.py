@@ -25,8 +25,8 @@ from typing import Any
 
 import click
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
 from real_maps import torch_maps  # noqa: E402

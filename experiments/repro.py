@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 import click
 
-from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.atomic import atomic_write_bytes, atomic_write_text
+from salkit.base.errors import SalkitError, report_user_errors
 from experiments.repro_runs import BUDGETS, Budget
 
 # Claims whose measurement trains the first seed's QE-FPN (quasi solver, Sobel edge loss) run.

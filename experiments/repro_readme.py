@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from salkit.kernels.atomic import atomic_write_text
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError
 from experiments.repro_verdict import format_stat
 
 BEGIN = "<!-- results:begin -->"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from salkit.kernels.atomic import atomic_write_text
+from salkit.base.atomic import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 import tritonclient.http as triton
 from PIL import Image
 
-from salkit.kernels.atomic import atomic_write_bytes, atomic_write_text
+from salkit.base.atomic import atomic_write_bytes, atomic_write_text
 from salkit.base.images import decode_image, to_uint8_map
 
 MODELS = ("saliency", "qefpn")  # what a coop or a QE-FPN bundle serves

@@ -142,7 +142,7 @@ def run_bench(args: argparse.Namespace, backend: str, out: Path) -> dict[str, An
 
 
 def write_record(out: Path, record: dict[str, Any]) -> None:
-    from salkit.kernels.atomic import atomic_write_text
+    from salkit.base.atomic import atomic_write_text
 
     atomic_write_text(out / "loadtest.json", json.dumps(record, indent=2) + "\n")
     flat = {

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base.layout import check_dataset, duts_samples, image_folder, read_scribble, scribble_samples
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from experiments import bench_readme
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 README = "# x\n\n## Speed\n\n<!-- bench:begin -->\nold table\n<!-- bench:end -->\n\n## Next\n"
 

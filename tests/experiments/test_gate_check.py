@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from experiments import gate_check
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def _root(tmp_path: Path, synthetic_dataset: Path) -> tuple[Path, list[str]]:

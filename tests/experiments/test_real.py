@@ -112,7 +112,7 @@ def test_a_job_starts_from_its_init_job_and_resumes_from_its_own_checkpoint(tmp_
 def test_a_run_may_skip_the_jobs_nothing_else_needs() -> None:
     import sys
 
-    from salkit.kernels.errors import SalkitError
+    from salkit.base.errors import SalkitError
 
     sys.path.insert(0, str(ROOT / "experiments"))
     from real_maps import rows_for

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from real_paired import interval, paired, photo_scores  # noqa: E402
 
-from salkit.kernels.errors import SalkitError  # noqa: E402
+from salkit.base.errors import SalkitError  # noqa: E402
 
 
 def _save(path: Path, array: np.ndarray) -> None:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from real_seeds import BEGIN, END, aggregate, main, markdown, read_runs  # noqa: E402
 
-from salkit.kernels.errors import SalkitError  # noqa: E402
+from salkit.base.errors import SalkitError  # noqa: E402
 
 
 def _row(mae: float, s: float) -> dict[str, float]:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from experiments import repro, repro_runs
 from experiments.repro_claims import CLAIMS
 from experiments.repro_runs import BUDGETS
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 # The smoke budget trains every claim for three seeds: about 10 minutes on two busy cores.
 pytestmark = pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 
 from experiments import repro_readme
 from experiments.repro_verdict import Check, check_verdict, claim_verdict, summarise_rows
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 README = """# project
 

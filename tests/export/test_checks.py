@@ -10,7 +10,7 @@ import torch
 from salkit.export.checks import _judge_against_float64
 from salkit.export.float_noise import ACCUMULATION_FACTOR, float32_noise
 from salkit.export.graphs import GraphDef
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 class _Cancelling(torch.nn.Module):

@@ -14,7 +14,7 @@ from salkit.export import checks
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.cli import main
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def _run(*args: str):

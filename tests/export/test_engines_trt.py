@@ -14,7 +14,7 @@ import pytest
 
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.engines_trt import build_engine, engine_unavailable_reason
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
 
 

@@ -21,7 +21,7 @@ from salkit.export.graphs import GradientOf, GraphDef
 from salkit.export.graphs_coop import energy_autograd
 from salkit.export.onnx_io import export_module
 from salkit.export.vjp import EnergyGrad, EnergyStructure
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from tests.export.tiny_modules import TinyEnergy
 
 torch.set_num_threads(2)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file, split_plan
 from salkit.runtime.kinds import get_kind
 

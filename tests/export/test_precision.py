@@ -16,7 +16,7 @@ from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.onnx_io import export_module
 from salkit.export.precision import to_fp16, to_int8
 from salkit.export.trt_ops import check_graph
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
 from tests.export.tiny_modules import TinyEnergy
 

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 from salkit.export import precision_auto
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.precision_gate import SALIENCY_MAX_ABS, Gate, compare, failures
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None

@@ -16,7 +16,7 @@ import torch
 from google.protobuf import json_format, text_format
 
 from salkit.export.triton import write_triton_repo
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
 from tests.coop_reference import cooperative_reference
 from tests.export import fake_triton
@@ -247,10 +247,12 @@ def test_loop_model_reports_a_failing_graph_as_a_request_error(coop_repo: Path, 
 def test_vendored_kernels_import_from_the_model_folder(coop_repo: Path) -> None:
     folder = coop_repo / "saliency" / "1"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import salkit.kernels.broyden as b, salkit.kernels.entropy;"
-            "print(b.__file__)")
+            "import salkit.kernels.coop, salkit.kernels.edges, salkit.base.errors as e; print(b.__file__); print(e.__file__)")
     result = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith(str(folder))
+    assert all(line.startswith(str(folder)) for line in result.stdout.split())
+    # Only what the loop imports: the kernels and the error type they raise.
+    assert sorted(p.name for p in (folder / "salkit" / "base").iterdir()) == ["__init__.py", "errors.py"]
 
 
 def test_qefpn_repository_and_loop(tiny_qefpn_bundle: Path, tiny_qefpn_checkpoint: Path, tmp_path: Path) -> None:

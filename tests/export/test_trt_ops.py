@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from salkit.export.trt_ops import OPS_FILE, check_graph, load_supported_ops
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from salkit.export.vjp import EnergyGrad, EnergyStructure
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from tests.export.tiny_modules import TinyEnergy
 
 torch.set_num_threads(2)

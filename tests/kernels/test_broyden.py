@@ -8,7 +8,7 @@ import scipy.optimize
 import torch
 
 from salkit.kernels.broyden import BroydenWorkspace, broyden, solve_fixed
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,7 +10,7 @@ import scipy.ndimage
 import torch
 
 from salkit.kernels.edges import OPERATORS, correlate3x3, edge_magnitude, kernels, max_magnitude
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

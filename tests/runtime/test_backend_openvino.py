@@ -146,7 +146,7 @@ def test_variant_hashes_are_checked(toy_coop_int8, tmp_path, simulated_cpu) -> N
 
     simulated_cpu("avx2")
 
-    from salkit.kernels.errors import SalkitError
+    from salkit.base.errors import SalkitError
 
     copy = tmp_path / "b"
     shutil.copytree(toy_coop_int8, copy)

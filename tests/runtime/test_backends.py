@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends import availability, create_runner, runner_class
 from salkit.runtime.backends.ort import OrtRunner
 from salkit.runtime.bundle import TensorSpec

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.batching import BatcherClosedError, BatchStats, DynamicBatcher, QueueFullError
 from salkit.runtime.batching_predictor import BatchingPredictor
 from tests.runtime.fake_predictor import SIZE, FakePredictor, expected_refine, expected_saliency

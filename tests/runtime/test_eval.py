@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base import metrics as ev
 from salkit.runtime.cmd_eval import eval_command
 from salkit.base.metrics import SCALARS, evaluate_arrays, evaluate_dirs

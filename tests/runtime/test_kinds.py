@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from salkit.base import images
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bench import format_record, run_bench
 from salkit.runtime.bench_flops import graph_flops
 from salkit.runtime.cli import main

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import MANIFEST_NAME, load_bundle
 from salkit.runtime.cpu import cpu_info
 from salkit.runtime.plan import cache_path, choose_plan

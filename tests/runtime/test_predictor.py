@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime import Prediction, Predictor
 from salkit.base.images import preprocess, resize_map
 from salkit.runtime.inputs import to_batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.server.bench import bench_serving, format_report
 from tests.runtime.server_helpers import FAKE_SERVER
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.server.launch import rss_kib, start_server, stop_server, wait_ready
 
 pytestmark = pytest.mark.timeout(60)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base import images
 from salkit.runtime.server.app import create_app
 from tests.runtime.fake_predictor import SIZE, FakePredictor, entropy, expected_refine, expected_saliency, expected_uint8_saliency, make_manifest

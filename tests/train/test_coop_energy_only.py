@@ -16,7 +16,7 @@ from salkit.train.coop.langevin import revise_saliency
 from salkit.train.coop.predictor import load_coop
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.engine.checkpoint import load_checkpoint
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 BASE = ["--preset", "tiny", "--size", "32", "--batch-size", "4", "--grid-every", "0", "--no-progress", "--threads", "1"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.coop.energy import CoopEnergy
 from salkit.train.engine.backbone import build_backbone
 from salkit.train.engine.registry import create_model, get_entry, list_models

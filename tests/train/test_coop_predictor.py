@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from salkit.kernels.entropy import uncertainty_maps
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.coop.predictor import load_coop, predict, predict_tensor, refine_tensor
 from tests.coop_reference import cooperative_reference
 

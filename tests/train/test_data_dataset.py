@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.data.dataset import SaliencyDataset
 

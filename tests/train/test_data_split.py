@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.base.layout import binarise_mask, check_dataset, read_split, split_samples
 

@@ -12,7 +12,7 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.data import synth
 from salkit.train.data.cli import main as sal_data
 from salkit.train.data.synth import CUES, SHAPES, draw_shape, make_scene, write_dataset

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.data.dataset import SaliencyDataset
 
 DUTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "duts-tr"

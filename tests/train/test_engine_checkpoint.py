@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint, make_checkpoint, save_checkpoint
 from salkit.train.engine.registry import create_model
 

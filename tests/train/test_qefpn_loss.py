@@ -7,7 +7,7 @@ import pytest
 import scipy.ndimage
 import torch
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.qefpn.loss import EDGE_CHOICES, qefpn_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

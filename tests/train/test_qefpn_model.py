@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from salkit.export.trt_ops import check_graph
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.registry import create_model, get_entry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

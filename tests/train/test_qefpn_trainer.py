@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 
 from salkit.kernels.broyden import broyden
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 from salkit.train.qefpn.cli import main as train_qefpn
 from salkit.train.qefpn.predict import QEFPNReferencePredictor

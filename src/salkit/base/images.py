@@ -16,8 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from salkit.kernels.atomic import atomic_path
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_path
+from salkit.base.errors import SalkitError
 
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".gif"}

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base.images import decode_gray, decode_image, format_paths, list_images, pair_by_stem
 
 IMAGE_DIRS = ("img", "image", "images", "Imgs", "DUTS-TR-Image", "DUTS-TE-Image")

@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from salkit.kernels.atomic import atomic_write_bytes
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_write_bytes
+from salkit.base.errors import SalkitError
 from salkit.base.images import check_map, decode_gray, pair_by_stem, resize_map
 
 F_BETA2 = 0.3

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,8 +23,8 @@ from salkit.export.batch_profile import BatchProfile
 from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
 from salkit.export.kinds import EXPORT_KINDS, get_export_kind
 from salkit.export.onnx_io import OPSET, export_module, io_specs
-from salkit.kernels.atomic import atomic_directory, make_readable
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_directory, make_readable
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256_file
 from salkit.runtime.kinds import get_kind
 

@@ -49,7 +49,7 @@ import torch
 
 from salkit.export.graphs import GraphDef
 from salkit.export.trt_ops import check_graph
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 CHECK_BATCH_SIZES = (1, 3)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 
 
 @click.command(name="export-trt")

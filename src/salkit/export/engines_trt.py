@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from salkit.export.batch_profile import BatchProfile
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
 
 TIMING_CACHE = "timing.cache"
@@ -68,7 +68,7 @@ def build_engine(trt: Any, logger: Any, onnx_path: Path, plan_path: Path, batch:
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise SalkitError(f"TensorRT failed to build an engine from {onnx_path.name} (see the log above)")
-    from salkit.kernels.atomic import atomic_write_bytes
+    from salkit.base.atomic import atomic_write_bytes
 
     atomic_write_bytes(plan_path, bytes(serialized))
     return bytes(config.get_timing_cache().serialize())

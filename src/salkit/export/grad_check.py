@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.export.vjp import EnergyStructure, fold_bn, split_body
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 FLOAT32_UNIT_ROUNDOFF = 2.0 ** -24
 # |z| within this many roundoffs of the terms' size counts as "could flip in float32". The units

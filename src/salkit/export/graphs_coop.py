@@ -28,7 +28,7 @@ from torch import nn
 
 from salkit.export.graphs import GradientOf, GraphDef
 from salkit.export.vjp import EnergyGrad, EnergyGradStep, EnergyImageTerm, EnergyStructure
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 IMAGE_CHANNELS = 3
 

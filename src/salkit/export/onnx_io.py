@@ -19,7 +19,7 @@ from typing import Sequence
 import onnx
 import torch
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 OPSET = 17
 MAX_IR_VERSION = 10  # onnxruntime 1.31 accepts ≤ 13; 10 (onnx 1.16) is also what TensorRT 10 reads

@@ -28,7 +28,7 @@ import torch
 
 from salkit.export.graphs import GraphDef
 from salkit.export.onnx_io import MAX_IR_VERSION
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
 
 # Which graphs are quantized is the model kind's (salkit.export.kinds): ExportKind.reduced_graphs

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 SPLIT_FILE = "train.txt"
 IMAGE_FOLDERS = ("img", "images", "Imgs")

@@ -4,7 +4,7 @@ Layout::
 
     DIR/<prefix><graph>/config.pbtxt, 1/model.plan | 1/model.onnx   one model per bundle graph
     DIR/<entry>/config.pbtxt, 1/model.py, 1/_salkit_prelude.py, 1/salkit_loop.py,
-                1/salkit/kernels/*.py                                 the loop (Python backend, BLS)
+                1/salkit/kernels/*.py, 1/salkit/base/errors.py        the loop (Python backend, BLS)
 
 ``<prefix>`` is the model kind and ``_`` (``coop_``, ``qefpn_``); ``<entry>`` is the kind's first
 served model, the name ``sal-runtime serve`` gives it (``saliency`` for coop, ``qefpn``);
@@ -12,7 +12,8 @@ served model, the name ``sal-runtime serve`` gives it (``saliency`` for coop, ``
 Graph models use TensorRT plans when the bundle has engines (``tensorrt_plan``, GPU instances)
 and the ONNX graphs otherwise (``onnxruntime_onnx``, CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
-bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only).
+bundle's settings as a JSON ``parameters`` entry and a copy of ``salkit.kernels`` (numpy only) with
+``salkit.base.errors``, the one module of salkit it imports.
 
 Graph models carry the artefacts of the bundle's recorded precision choice (``precision_choice``:
 the int8 ONNX of a graph the gate passed in int8, the float32 graph otherwise).
@@ -34,8 +35,8 @@ from importlib import resources
 from pathlib import Path
 
 from salkit.export.kinds import get_export_kind
-from salkit.kernels.atomic import atomic_directory, make_readable
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_directory, make_readable
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, TensorSpec
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
@@ -129,7 +130,8 @@ def loop_settings(manifest: Manifest, prefix: str) -> dict:
 
 
 def _copy_kernels(target: Path) -> None:
-    """salkit.kernels (numpy-only modules) next to model.py, importable as salkit.kernels."""
+    """salkit.kernels (numpy-only modules) next to model.py, importable as salkit.kernels, with the
+    one module of salkit.base they import (salkit.base.errors, standard library only)."""
     kernels = resources.files("salkit.kernels")
     package = target / "salkit" / "kernels"
     package.mkdir(parents=True)
@@ -137,6 +139,10 @@ def _copy_kernels(target: Path) -> None:
     for entry in kernels.iterdir():
         if entry.name.endswith(".py"):
             (package / entry.name).write_text(entry.read_text())
+    base = target / "salkit" / "base"
+    base.mkdir()
+    (base / "__init__.py").write_text('"""salkit.base.errors, which salkit.kernels imports."""\n')
+    (base / "errors.py").write_text(resources.files("salkit.base").joinpath("errors.py").read_text())
 
 
 def _checked_sys_path(extra_sys_path: list[str] | tuple[str, ...] | None) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 OPS_FILE = "tensorrt_onnx_ops.txt"
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 _PASSTHROUGH = (nn.Identity, nn.Dropout, nn.Dropout2d)
 

@@ -5,7 +5,3 @@ arrays and torch tensors share, so one function serves both sides; where the two
 different code, both forms live in the same module with a test that they agree.
 This package must never import torch at module level.
 """
-
-from salkit.kernels.errors import SalkitError
-
-__all__ = ["SalkitError"]

@@ -47,7 +47,7 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.kernels._namespace import namespace_of
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 Array = Any  # numpy.ndarray or torch.Tensor
 _EPS = 1e-9

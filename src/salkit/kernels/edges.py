@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 Array = Any  # numpy.ndarray or torch.Tensor
 

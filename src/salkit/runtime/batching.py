@@ -30,7 +30,7 @@ from typing import Any, Callable, Hashable, Mapping, Sequence
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 log = logging.getLogger(__name__)
 

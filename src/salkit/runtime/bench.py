@@ -58,7 +58,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bench_baselines import BaselineFactory, measure_baselines, timings
 from salkit.runtime.bench_breakdown import breakdown, format_breakdown, timings_with_graphs
 from salkit.runtime.bench_flops import graph_flops

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 GROUP = "salkit.bench_baselines"
 BaselineFactory = Callable[..., list[dict[str, Any]]]

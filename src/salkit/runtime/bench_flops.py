@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def _onnx() -> Any:

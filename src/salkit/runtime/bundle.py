@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 BUNDLE_FORMAT = "salkit-bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -158,7 +158,7 @@ class Manifest:
 
     def write(self, directory: str | Path) -> Path:
         """Write manifest.json into ``directory`` (normally export's temporary bundle dir)."""
-        from salkit.kernels.atomic import atomic_write_text
+        from salkit.base.atomic import atomic_write_text
 
         path = Path(directory) / MANIFEST_NAME
         atomic_write_text(path, json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")

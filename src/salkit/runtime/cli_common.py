@@ -17,8 +17,8 @@ import click
 import numpy as np
 from PIL import Image
 
-from salkit.kernels.atomic import atomic_path
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_path
+from salkit.base.errors import SalkitError
 from salkit.base.images import format_paths, is_image_path, list_images
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli_common import plan_options
 
 def command_line(ctx: click.Context) -> str:
@@ -69,7 +69,7 @@ def bench(
 
     The performance record, not a test: run it on a quiet machine.
     """
-    from salkit.kernels.atomic import atomic_write_text
+    from salkit.base.atomic import atomic_write_text
     from salkit.runtime.bench import format_record, run_bench
     from salkit.base.images import list_images
 

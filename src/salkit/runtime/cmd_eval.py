@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from salkit.kernels.errors import report_user_errors
+from salkit.base.errors import report_user_errors
 
 
 @click.command(name="eval")

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli_common import plan_options
 
 @click.command(name="predict")

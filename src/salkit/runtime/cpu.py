@@ -34,7 +34,7 @@ import os
 import platform
 from pathlib import Path
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 DISABLE_ENV = "SALKIT_CPU_DISABLE"
 CPUINFO_ENV = "SALKIT_CPUINFO"

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from salkit.kernels import coop
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import Array, Device, Runner
 
 

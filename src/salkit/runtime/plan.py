@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends import BACKENDS, CHOICES, CPU_BACKENDS, GPU_BACKENDS, availability
 from salkit.runtime.bundle import MANIFEST_NAME, Manifest
 from salkit.runtime.cpu import CpuInfo, cpu_info
@@ -216,7 +216,7 @@ def _read_cache() -> dict:
 
 def _write_cache(key: str, entry: dict) -> None:
     """Best effort: a cache that cannot be written only means the next start probes again."""
-    from salkit.kernels.atomic import atomic_write_text
+    from salkit.base.atomic import atomic_write_text
 
     plans = _read_cache()
     plans[key] = entry

@@ -31,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
 from salkit.runtime.cpu import CpuInfo
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends import create_runner, device_for
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle

@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def load_torch_model(ckpt: str | Path, threads: int | None) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from salkit.export.graphs import GraphDef
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest
 
 Outputs = dict[str, np.ndarray]

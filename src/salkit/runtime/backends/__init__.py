@@ -24,7 +24,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import HOST, Device, Runner
 from salkit.runtime.bundle import Manifest
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec
 
 Array = Any  # a buffer of the runner's device: numpy.ndarray on the host

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import HOST, Array, Runner
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import Array, Device, Runner
 from salkit.runtime.bundle import DYNAMIC, GraphSpec, TensorSpec, sha256_file
 

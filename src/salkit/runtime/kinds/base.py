@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import Device, Runner
 from salkit.runtime.bundle import MANIFEST_NAME, Manifest
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.kernels.coop import LOGIT_EPS, random_inputs
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.backends.base import Device
 from salkit.runtime.bundle import Manifest
 from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks, register_kind

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.batching import BatcherClosedError, BatchStats, QueueFullError, validate_batching
 from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.kinds import get_kind

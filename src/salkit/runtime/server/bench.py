@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.server.launch import start_server, stop_server
 
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     print(format_report(report))
     if args.json is not None:
-        from salkit.kernels.atomic import atomic_write_text
+        from salkit.base.atomic import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     return 0

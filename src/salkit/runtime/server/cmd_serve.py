@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli_common import plan_options
 
 MAX_BODY_MB_LIMIT = 4096.0

@@ -30,7 +30,7 @@ import grpc
 from grpc import aio
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.runtime.batching import BatcherClosedError, QueueFullError
 from salkit.runtime.server import grpc_protocol
 from salkit.runtime.server.pipeline import run_inference

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def free_port() -> int:

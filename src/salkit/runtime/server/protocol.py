@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

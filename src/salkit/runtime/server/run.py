@@ -16,7 +16,7 @@ import signal
 import threading
 from typing import Any, Callable
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 log = logging.getLogger("salkit.server")
 

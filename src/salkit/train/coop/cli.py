@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.train.engine.cli_options import backbone_options, resolve_backbone_weights
 
 # Training defaults per preset (the model presets live in salkit.train.coop.model).

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.kernels.coop import LOGIT_EPS
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably
 from salkit.train.coop.trainer import CoopTrainer
 

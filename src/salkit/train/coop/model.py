@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.coop.energy import CoopEnergy
 from salkit.train.coop.generator import CoopGenerator
 from salkit.train.engine.registry import register_model

@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD, decode_gray, decode_image
 from salkit.base.layout import (
     Sample,

@@ -28,7 +28,7 @@ import zlib
 import numpy as np
 from PIL import Image
 
-from salkit.kernels.atomic import atomic_directory
+from salkit.base.atomic import atomic_directory
 from salkit.base.layout import read_mask_bool, read_split, split_samples
 from salkit.train.data.strokes import background_region, part_stroke, strokes
 

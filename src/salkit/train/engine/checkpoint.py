@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from salkit.kernels.atomic import atomic_path
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_path
+from salkit.base.errors import SalkitError
 
 FORMAT = "salkit-checkpoint"
 FORMAT_VERSION = 1

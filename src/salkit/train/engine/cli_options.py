@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import click
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.backbone import BACKBONES, default_weights
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 # salkit's name → (timm architecture, the wheel's module, its model-file class)
 LITE = {

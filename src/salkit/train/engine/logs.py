@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salkit.kernels.atomic import atomic_path, atomic_write_text
+from salkit.base.atomic import atomic_path, atomic_write_text
 
 
 class CsvLog:

@@ -15,7 +15,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 MODEL_MODULES: list[str] = [
     "salkit.train.coop.model",

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.checkpoint import load_checkpoint, make_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salkit.train.engine.distributed import DistContext
 from salkit.train.engine.logs import CsvLog, save_grid

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from salkit.kernels.errors import SalkitError, report_user_errors
+from salkit.base.errors import SalkitError, report_user_errors
 from salkit.train.engine.cli_options import backbone_options, resolve_backbone_weights
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.kernels.edges import OPERATORS, edge_magnitude
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 EDGE_CHOICES = (*OPERATORS, "none")
 _LOG_EPS = 1e-6

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.backbone import build_backbone
 from salkit.train.qefpn.blocks import CrossScaleFusion, InjectedResidualBlock, PyramidDecoder
 from salkit.train.qefpn.solve import (

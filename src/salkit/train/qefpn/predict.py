@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 from salkit.train.qefpn.solve import SolverConfig, solve_implicit
 

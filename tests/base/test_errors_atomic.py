@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from salkit.kernels.atomic import atomic_directory, atomic_path, atomic_write_text
-from salkit.kernels.errors import SalkitError
+from salkit.base.atomic import atomic_directory, atomic_path, atomic_write_text
+from salkit.base.errors import SalkitError
 
 
 def test_atomic_path_leaves_old_file_on_failure(tmp_path: Path) -> None:

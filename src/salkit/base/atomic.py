@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from salkit.kernels.errors import SalkitError
+from salkit.base.errors import SalkitError
 
 
 def _check_parent_writable(path: Path) -> None:
