@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from salkit.kernels.edges import OPERATORS, edge_magnitude
+from salkit.train.losses import soft_iou_loss
 from salkit.base.errors import SalkitError
 
 EDGE_CHOICES = (*OPERATORS, "none")
@@ -23,13 +24,6 @@ _LOG_EPS = 1e-6
 def soft_bce(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean binary cross-entropy of probabilities ``pred`` against soft targets, finite gradients."""
     return -(target * torch.log(pred + _LOG_EPS) + (1 - target) * torch.log(1 - pred + _LOG_EPS)).mean()
-
-
-def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 − Σ S·E / Σ (S + E − S·E), per image (B,1,H,W), averaged over the batch."""
-    inter = (prob * target).sum(dim=(1, 2, 3))  # (B,)
-    union = (prob + target - prob * target).sum(dim=(1, 2, 3))  # (B,)
-    return (1.0 - (inter + 1.0) / (union + 1.0)).mean()
 
 
 def qefpn_loss(logits: torch.Tensor, mask: torch.Tensor, edge: str = "sobel") -> dict[str, torch.Tensor]:
