@@ -128,3 +128,15 @@ def test_training_on_the_descent_loss_makes_the_descent_repair_maps() -> None:
     trained = after()
     assert float((trained - p0).abs().mean()) > 0.005
     assert float((trained - mask).abs().mean()) < float((p0 - mask).abs().mean()) - 0.005
+
+
+def test_descent_loss_adds_the_soft_iou_of_the_final_map(energy: CoopEnergy) -> None:
+    """iou > 0: BCE + iou · (1 − (Σ p·m + 1) / (Σ (p + m − p·m) + 1)), per image, written out in NumPy."""
+    x, y, mask = _inputs(3)
+    final = descend_differentiably(energy, y, x, steps=3, step_size=2.0).detach()
+    p, m = torch.sigmoid(final).numpy(), mask.numpy()
+    bce = float(torch.nn.functional.binary_cross_entropy_with_logits(final, mask))
+    iou = sum(1 - ((p[b] * m[b]).sum() + 1) / ((p[b] + m[b] - p[b] * m[b]).sum() + 1) for b in range(2)) / 2
+    assert iou > 0.05  # the term is not negligible on these inputs
+    assert descent_loss(energy, y, x, mask, 3, 2.0).item() == pytest.approx(bce, rel=1e-10)
+    assert descent_loss(energy, y, x, mask, 3, 2.0, iou=0.5).item() == pytest.approx(bce + 0.5 * iou, rel=1e-10)

@@ -42,3 +42,35 @@ def test_init_copies_weights_and_restarts_the_schedule(tmp_path: Path, synthetic
     both = _cli("--data", synthetic_dataset, "--out", tmp_path / "b", "--size", "64", "--init", tmp_path / "pre" / "last.pt",
                 "--resume", tmp_path / "pre" / "last.pt")
     assert both.exit_code == 2 and "pass one of them" in both.output
+
+
+def test_init_from_g_of_x_starts_g_of_x_h_as_g_of_x(tmp_path: Path, synthetic_dataset: Path) -> None:
+    """G(X) never saw h ≠ 0, so its weights on h are untrained: a coop run started from it zeroes them,
+    and its generator maps the same for every h at the start (a coop checkpoint's are kept)."""
+    from salkit.train.coop.model import coop
+
+    gx = _cli("--data", synthetic_dataset, "--out", tmp_path / "gx", "--size", "64", "--max-steps", "1",
+              "--generator-only", "deterministic")
+    assert gx.exit_code == 0, gx.output
+    before = load_checkpoint(tmp_path / "gx" / "last.pt")["state_dict"]["generator.latent_conv.weight"]
+    d = coop("tiny", backbone_weights=None).generator.latent_dim
+    assert before[:, -d:].abs().min() > 0  # random, untrained
+
+    from salkit.train.coop.cli import _load_init_weights
+    from salkit.train.engine.checkpoint import build_model
+
+    model = build_model(load_checkpoint(tmp_path / "gx" / "last.pt")).eval()
+    _load_init_weights(model, tmp_path / "gx" / "last.pt")
+    weight = model.generator.latent_conv.weight
+    assert torch.equal(weight[:, -d:], torch.zeros_like(weight[:, -d:]))
+    torch.testing.assert_close(weight[:, :-d], before[:, :-d])
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = [model.generator(x, torch.randn(2, d) * 3) for _ in range(2)]
+    torch.testing.assert_close(maps[0], maps[1])
+
+    coop_run = _cli("--data", synthetic_dataset, "--out", tmp_path / "coop", "--size", "64", "--max-steps", "1")
+    assert coop_run.exit_code == 0
+    other = build_model(load_checkpoint(tmp_path / "coop" / "last.pt"))
+    _load_init_weights(other, tmp_path / "coop" / "last.pt")
+    assert other.generator.latent_conv.weight[:, -d:].abs().min() > 0  # a cooperative run's h weights are trained ones

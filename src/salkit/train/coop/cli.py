@@ -37,7 +37,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
                 "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
-                "energy_corrupt", "energy_only", "descent_starts", "descent_samples")
+                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -103,6 +103,8 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
                    "generator,degraded,restyled [all three].")
 @click.option("--descent-samples", type=int, default=None,
               help="With --energy-only: generator samples averaged into Ŷ [4].")
+@click.option("--descent-iou", type=float, default=None,
+              help="Weight of a soft-IoU term beside the descent's BCE (--energy-only, --energy-descent) [0].")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [50].")
 @click.option("--grid-every", type=int, default=None, help="Steps between PNG grids; 0 = never [100].")
 @click.option("--max-steps", type=int, default=None, help="Stop after this many steps in total.")
@@ -150,6 +152,7 @@ def _validate(o: dict[str, Any]) -> None:
         raise SalkitError(f"--size must be a multiple of 32, got {o['size']}")
     _positive("energy_descent", o.get("energy_descent"), allow_zero=True)
     _positive("descent_samples", o.get("descent_samples"))
+    _positive("descent_iou", o.get("descent_iou"), allow_zero=True)
     if o.get("energy_only"):
         if o.get("init") is None and o.get("resume") is None:
             raise SalkitError("--energy-only fine-tunes a trained energy: pass --init CKPT (or --resume an energy-only run)")
@@ -228,6 +231,8 @@ def run(opts: dict[str, Any]) -> Any:
 
 
 def _load_init_weights(model: Any, path: Path) -> None:
+    import torch
+
     from salkit.train.engine.checkpoint import load_checkpoint
 
     init = load_checkpoint(path, expect_kind="coop")
@@ -235,3 +240,9 @@ def _load_init_weights(model: Any, path: Path) -> None:
         raise SalkitError(f"--init {path} holds a coop model of another architecture ({init['model']['config']}); "
                           f"this run builds {model.config}")
     model.load_state_dict(init["state_dict"])
+    if (init.get("train_config", {}).get("coop") or {}).get("generator_only") == "deterministic":
+        # G(X) trained with h = 0 throughout: its weights on h are their random initial values, and
+        # h ~ N(0, I) through them would throw the trained decoder off (CE 38 at the first steps of an
+        # earlier warm start). Zeroed, G(X, h) starts as G(X) for every h and learns its use of h.
+        with torch.no_grad():
+            model.generator.latent_conv.weight[:, -model.generator.latent_dim:].zero_()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from salkit.train.losses import soft_iou_loss
 from salkit.kernels.langevin import langevin_chain
 
 
@@ -36,16 +37,22 @@ def descend_differentiably(energy: torch.nn.Module, y: torch.Tensor, x: torch.Te
 
 
 def descent_loss(energy: torch.nn.Module, starts: torch.Tensor, x: torch.Tensor, mask: torch.Tensor, steps: int,
-                 step_size: float) -> torch.Tensor:
-    """BCE between the descent from ``starts`` (logits) and ``mask``; U runs in eval mode (the
-    chain's mode at training and prediction time) and is put back in its previous mode."""
+                 step_size: float, iou: float = 0.0) -> torch.Tensor:
+    """BCE (+ ``iou`` · soft IoU) between the descent from ``starts`` (logits) and ``mask``; U runs in
+    eval mode (the chain's mode at training and prediction time) and is put back in its previous mode."""
     was_training = energy.training
     energy.eval()
     try:
         final = descend_differentiably(energy, starts, x, steps, step_size)
     finally:
         energy.train(was_training)
-    return F.binary_cross_entropy_with_logits(final, mask)
+    return final_loss(final, mask, iou)
+
+
+def final_loss(final: torch.Tensor, mask: torch.Tensor, iou: float = 0.0) -> torch.Tensor:
+    """BCE of the descent's final logits against ``mask``, plus ``iou`` · the soft IoU loss."""
+    loss = F.binary_cross_entropy_with_logits(final, mask)
+    return loss + iou * soft_iou_loss(torch.sigmoid(final), mask) if iou > 0 else loss
 
 
 def corrupt_masks(mask: torch.Tensor, noise: float = 0.15) -> torch.Tensor:

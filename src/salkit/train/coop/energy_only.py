@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from salkit.kernels.coop import LOGIT_EPS
 from salkit.base.errors import SalkitError
-from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably
+from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably, final_loss
 from salkit.train.coop.trainer import CoopTrainer
 
 START_KINDS = ("generator", "degraded", "restyled")
@@ -107,11 +107,12 @@ class EnergyOnlyTrainer(CoopTrainer):
         optimizer.zero_grad(set_to_none=True)
         final = descend_differentiably(energy, starts, x.repeat(n, 1, 1, 1), s.langevin_steps, s.energy_step)
         target = mask.repeat(n, 1, 1, 1)
-        loss = F.binary_cross_entropy_with_logits(final, target)
+        loss = final_loss(final, target, s.descent_iou)
         loss.backward()
         optimizer.step()
         with torch.no_grad():
             moved = (torch.sigmoid(final) - torch.sigmoid(starts)).abs().mean()
             before = F.binary_cross_entropy_with_logits(starts, target)
+            bce = F.binary_cross_entropy_with_logits(final, target)
         self._last = {"image": x, "mask": mask, "y_hat": starts[:x.shape[0]], "y_tilde": final[:x.shape[0]].detach()}
-        return {"descent_bce": float(loss.detach()), "start_bce": float(before), "moved": float(moved)}
+        return {"descent_bce": float(bce), "descent_loss": float(loss.detach()), "start_bce": float(before), "moved": float(moved)}

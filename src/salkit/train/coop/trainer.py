@@ -72,6 +72,9 @@ class CoopSettings:
     energy_only: bool = False
     descent_starts: str = "generator,degraded,restyled"
     descent_samples: int = 4
+    # Weight of a soft-IoU term beside the descent's BCE (0 = BCE alone). The pixel-mean BCE is
+    # dominated by the background, so a descent that learns from it alone darkens weak object parts too.
+    descent_iou: float = 0.0
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -185,7 +188,7 @@ class CoopTrainer(Trainer):
             from_maps = torch.cat([starts, *negatives[1:]])  # Ŷ (+ the degraded truths)
             loss = loss + s.energy_descent * descent_loss(
                 self.model.energy, from_maps, x.repeat(n, 1, 1, 1), target.repeat(n, 1, 1, 1),
-                s.langevin_steps, s.energy_step)
+                s.langevin_steps, s.energy_step, iou=s.descent_iou)
         loss.backward()
         optimizer.step()
         return float(gap.detach())
