@@ -118,7 +118,7 @@ def stage_maps(out: Path, jobs: dict[str, Any], coop_name: str, echo: Callable[[
 def stage_picture(out: Path, count: int = 6) -> dict[str, Any]:
     """``<out>/examples.png``: ``count`` test photos spread evenly by name, labelled columns."""
     from salkit.base.images import decode_gray, decode_image, list_images, read_mask
-    from salkit.runtime.cli_common import write_grid
+    from salkit.runtime.cli.common import write_grid
 
     paths = list_images(out / "test" / "img")
     shown = min(count, len(paths))

@@ -146,7 +146,7 @@ def test_console_scripts_show_help(script: str) -> None:
 
 def test_sal_runtime_help_does_not_import_heavy_modules() -> None:
     code = (
-        "import sys; from salkit.runtime.cli import main\n"
+        "import sys; from salkit.runtime.cli.main import main\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'tensorrt', 'fastapi', 'uvicorn') if m in sys.modules]\n"
         "print(heavy)"
     )

@@ -103,7 +103,7 @@ def test_choice_without_artefacts_and_malformed_fields_are_refused(tmp_path: Pat
 def test_runtime_cli_names_the_missing_artefact_of_the_recorded_choice(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from salkit.runtime.cli import main
+    from salkit.runtime.cli.main import main
 
     root = _write_bundle(tmp_path / "b")
     obj = json.loads((root / "manifest.json").read_text())

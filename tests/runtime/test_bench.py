@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from salkit.runtime.bench_flops import _matmul_session, gemm_rates, graph_flops
-from salkit.runtime.cli import main
+from salkit.runtime.cli.main import main
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401

@@ -8,7 +8,7 @@ import shlex
 
 from click.testing import CliRunner
 
-from salkit.runtime.cli import main
+from salkit.runtime.cli.main import main
 from tests.runtime.toy_fixtures import toy_qefpn  # noqa: F401
 
 

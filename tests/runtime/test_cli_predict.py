@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.runtime.cli import main
+from salkit.runtime.cli.main import main
 from salkit.base.images import read_mask
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from salkit.base.errors import SalkitError
 from salkit.base import metrics as ev
-from salkit.runtime.cmd_eval import eval_command
+from salkit.runtime.cli.eval import eval_command
 from salkit.base.metrics import SCALARS, evaluate_arrays, evaluate_dirs
 
 

@@ -87,7 +87,7 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
 
     from click.testing import CliRunner
 
-    from salkit.runtime.cli import main
+    from salkit.runtime.cli.main import main
 
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(main, ["bench", "--engine", str(tiny_coop_bundle), "--compare-torch", str(tiny_coop_checkpoint),
@@ -118,7 +118,7 @@ def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, t
     from click.testing import CliRunner
 
     from salkit.runtime import bench_baselines
-    from salkit.runtime.cli import main
+    from salkit.runtime.cli.main import main
 
     monkeypatch.setattr(bench_baselines, "entry_points", lambda group: [])
     result = CliRunner().invoke(main, ["bench", "--engine", str(tiny_coop_bundle), "--compare-torch", str(tiny_coop_checkpoint)])

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.runtime.cli import main as sal_runtime
+from salkit.runtime.cli.main import main as sal_runtime
 from salkit.base.images import decode_image
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_fixtures import toy_coop  # noqa: F401 — session fixture

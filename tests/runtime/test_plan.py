@@ -185,7 +185,7 @@ def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path
     from click.testing import CliRunner
     from PIL import Image
 
-    from salkit.runtime.cli import main
+    from salkit.runtime.cli.main import main
 
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(tmp_path / "in.png")
     monkeypatch.setenv("SALKIT_CPU_DISABLE", "bf16,avx512bf16")

@@ -34,7 +34,7 @@ def serve_command(bundle: Path, backend: str, threads: int | None) -> Callable[[
     """``(max_batch, max_delay_ms) → argv`` of ``sal-runtime serve`` on ``bundle`` (``--port`` is appended)."""
 
     def command(max_batch: int, max_delay_ms: float) -> list[str]:
-        cmd = [sys.executable, "-c", "from salkit.runtime.cli import main; main()", "serve", "--engine", str(bundle),
+        cmd = [sys.executable, "-c", "from salkit.runtime.cli.main import main; main()", "serve", "--engine", str(bundle),
                "--backend", backend, "--max-batch", str(max_batch), "--max-delay-ms", str(max_delay_ms),
                "--log-level", "warning"]  # fmt: skip
         return cmd + (["--threads", str(threads)] if threads is not None else [])

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli_common import plan_options
+from salkit.runtime.cli.common import plan_options
 
 MAX_BODY_MB_LIMIT = 4096.0
 

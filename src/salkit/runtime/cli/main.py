@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import click
 
-from salkit.runtime.cmd_bench import bench
-from salkit.runtime.cmd_eval import eval_command
-from salkit.runtime.cmd_predict import predict
-from salkit.runtime.cmd_refine import refine
+from salkit.runtime.cli.bench import bench
+from salkit.runtime.cli.eval import eval_command
+from salkit.runtime.cli.predict import predict
+from salkit.runtime.cli.refine import refine
 from salkit.runtime.server.cmd_serve import serve
 
 

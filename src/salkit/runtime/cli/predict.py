@@ -7,7 +7,7 @@ import sys
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli_common import plan_options
+from salkit.runtime.cli.common import plan_options
 
 @click.command(name="predict")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="Bundle directory written by export-trt.")
@@ -50,7 +50,7 @@ def predict(
     """
     import numpy as np
 
-    from salkit.runtime.cli_common import ENTROPY_MAX, Failures, check_out_dir, chunks, input_files, progress, write_grid
+    from salkit.runtime.cli.common import ENTROPY_MAX, Failures, check_out_dir, chunks, input_files, progress, write_grid
     from salkit.base.images import decode_image, save_png_map
     from salkit.runtime.predictor import Predictor
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli_common import plan_options
+from salkit.runtime.cli.common import plan_options
 
 def command_line(ctx: click.Context) -> str:
     """The options given on the command line, in the command's order: the record says how it was made."""

@@ -7,7 +7,7 @@ import sys
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli_common import plan_options
+from salkit.runtime.cli.common import plan_options
 
 @click.command(name="refine")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
@@ -28,7 +28,7 @@ def refine(
     Maps are read as grayscale in [0, 1], refined at the bundle's input size and written back at
     each image's size. Unreadable pairs are reported and skipped (exit code 1) unless --strict.
     """
-    from salkit.runtime.cli_common import Failures, check_out_dir, chunks, progress
+    from salkit.runtime.cli.common import Failures, check_out_dir, chunks, progress
     from salkit.base.images import decode_image, pair_by_stem, read_mask, save_png_map
     from salkit.runtime.predictor import Predictor
 
