@@ -193,10 +193,14 @@ def stage_export(run: Run) -> dict[str, Any]:
 def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
     from salkit.base.metrics import SCALARS, evaluate_dirs
 
-    rows = {}
-    for row, folder in rows_for(run.jobs).items():
-        metrics = evaluate_dirs(run.out / "maps" / folder, run.out / "test" / "gt")
-        rows[row] = {key: round(float(metrics[key]), 4) for key in SCALARS}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    folders = rows_for(run.jobs)
+    gt = run.out / "test" / "gt"
+    with ProcessPoolExecutor(max_workers=run.lanes, mp_context=multiprocessing.get_context("spawn")) as pool:  # a row per process
+        scored = dict(zip(folders, pool.map(evaluate_dirs, [run.out / "maps" / f for f in folders.values()], [gt] * len(folders))))
+    rows = {row: {key: round(float(metrics[key]), 4) for key in SCALARS} for row, metrics in scored.items()}
     also = _also_rows(run) if run.also_split else None
     refine_delta = {
         base: {key: round(rows[f"{base} + refine"][key] - rows[base][key], 4) for key in SCALARS}
@@ -214,7 +218,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
     results = {
         "epistemic_max_level": epistemic_max,
         "dataset": str(run.data), "train_split": run.train_split, "test_split": run.test_split,
-        "n_test": int(evaluate_dirs(run.out / "maps" / "zero", run.out / "test" / "gt")["n_images"]),
+        "n_test": int(scored["all-zero map"]["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
         "rows": rows, "refine_delta": refine_delta, "recipe": run.recipe, "train": train.get("recipe"),
         "train_data": str(run.train_data), "also_split": also, "splits": timings.get("data", {}).get("splits"),
@@ -299,7 +303,8 @@ def real(run: Run) -> dict[str, Any]:
     timings["train"] = run.stage(2, "train", lambda: stage_train(run.out, run.jobs, run.lanes, run.checkpoint_every,
                                                                   sources, sizes, run.echo, run.seed))
     timings["export"] = run.stage(3, "export", lambda: stage_export(run))
-    timings["maps"] = run.stage(4, "maps", lambda: stage_maps(run.out, run.jobs, coop_job(run.jobs), run.echo))
+    timings["maps"] = run.stage(4, "maps", lambda: stage_maps(run.out, run.jobs, coop_job(run.jobs), run.echo,
+                                                                workers=run.lanes))
     (run.out / "stages" / "eval.json").unlink(missing_ok=True)  # cheap: always re-read the maps and timings
     timings["eval"] = run.stage(5, "eval", lambda: stage_eval(run, dict(timings)))
     timings["picture"] = run.stage(6, "picture", lambda: stage_picture(run.out))

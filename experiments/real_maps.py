@@ -41,10 +41,11 @@ def centred_gaussian(height: int, width: int, sigma: float = 0.3) -> np.ndarray:
     return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
 
 
-def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str) -> dict[str, list[np.ndarray]]:
+def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: list[int] | None = None) -> dict[str, list[np.ndarray]]:
     """A coop checkpoint's maps through the torch reference, resized back to each photo's size.
 
     ``kind``: "h0" — G(X) with h = 0; "latent" — Ŷ only (an untrained energy is not used); "coop" — Ŷ and Ỹ.
+    ``seeds``: each photo's latent seed (default its position), the runtime's convention.
     """
     import torch
 
@@ -59,13 +60,14 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str) -> dict[st
     steps, step_size = int(recorded.get("langevin_steps", 5)), float(recorded.get("energy_step", 0.4))
     maps: dict[str, list[np.ndarray]] = {"yhat": [], "ytilde": []}
     for i, photo in enumerate(photos):
+        seed = seeds[i] if seeds is not None else i
         back = lambda m: np.clip(resize_map(m[0, 0].numpy(), photo.shape[:2]), 0.0, 1.0)  # noqa: E731 — (1,1,S,S) → (H, W)
         x = torch.from_numpy(preprocess([photo], model.image_size))
         if kind == "h0":
             with torch.no_grad():
                 maps["yhat"].append(back(torch.sigmoid(model.generator(x, torch.zeros(1, model.generator.latent_dim)))))
             continue
-        latents, _ = coop.random_inputs(i, samples=10, batch=1, latent_dim=model.generator.latent_dim, steps=steps,
+        latents, _ = coop.random_inputs(seed, samples=10, batch=1, latent_dim=model.generator.latent_dim, steps=steps,
                                         size=model.image_size, noise=False)  # (N,1,d): the runtime's seed convention
         out = predict_tensor(model, x, torch.from_numpy(latents), steps if kind == "coop" else 0, step_size, uncertainty=False)
         maps["yhat"].append(back(out["generator"]))
@@ -74,45 +76,69 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str) -> dict[st
     return maps
 
 
-def stage_maps(out: Path, jobs: dict[str, Any], coop_name: str, echo: Callable[[str], None]) -> dict[str, Any]:
+def map_folders(out: Path, jobs: dict[str, Any]) -> dict[str, Path]:
+    return {key: out / "maps" / key for key in [*rows_for(jobs).values(), "coop_epistemic"]}
+
+
+def maps_shard(out: Path, jobs: dict[str, Any], shard: int, shards: int) -> int:
+    """The maps of every ``shards``-th test photo from the ``shard``-th, on one thread; seeds are the
+    photos' positions in the whole test set, so the maps do not depend on the sharding."""
+    import sys
+
+    import torch
+
     from salkit.base.images import decode_image, list_images, resize_map, save_png_map
     from salkit.runtime.inputs import to_batch
     from salkit.runtime.predictor import Predictor
 
-    paths = list_images(out / "test" / "img")
+    torch.set_num_threads(1)
+    every = list_images(out / "test" / "img")
+    indices = list(range(shard, len(every), shards))
+    paths = [every[i] for i in indices]
     photos = [decode_image(p) for p in paths]
-    folders = {key: out / "maps" / key for key in [*rows_for(jobs).values(), "coop_epistemic"]}
-    write = lambda key, i, m: save_png_map(folders[key] / f"{paths[i].stem}.png", np.clip(m, 0.0, 1.0))  # noqa: E731
-    by_torch = {"gx": torch_maps(out / "gx" / "last.pt", photos, "h0")["yhat"]}
+    folders = map_folders(out, jobs)
+    write = lambda key, k, m: save_png_map(folders[key] / f"{paths[k].stem}.png", np.clip(m, 0.0, 1.0))  # noqa: E731
+    by_torch = {"gx": torch_maps(out / "gx" / "last.pt", photos, "h0", indices)["yhat"]}
     if "gxh" in jobs:
-        by_torch["gxh"] = torch_maps(out / "gxh" / "last.pt", photos, "latent")["yhat"]
+        by_torch["gxh"] = torch_maps(out / "gxh" / "last.pt", photos, "latent", indices)["yhat"]
     if "scribble" in jobs:
-        scribble = torch_maps(out / "scribble" / "last.pt", photos, "coop")
+        scribble = torch_maps(out / "scribble" / "last.pt", photos, "coop", indices)
         by_torch["scribble_yhat"], by_torch["scribble_ytilde"] = scribble["yhat"], scribble["ytilde"]
-    echo(f"      maps of the models without a bundle (torch reference): {', '.join(by_torch)}")
-    with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu") as coop, \
-            Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu") as qefpn:
+    with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu", threads=1) as coop, \
+            Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu", threads=1) as qefpn:
         size = coop.manifest.input_size
-        for i, (photo, path) in enumerate(zip(photos, paths)):
+        for k, (photo, i) in enumerate(zip(photos, indices)):
             x = to_batch([photo], size, coop.manifest.mean, coop.manifest.std).x
             first = coop.predict_tensor(x, steps=0, seed=i)  # Ŷ: the mean over latent samples, no descent
             y_tilde = coop.refine_tensor(x, first["saliency"])  # Ỹ: the bundle's K Langevin steps on U
             back = lambda m: resize_map(m[0, 0], photo.shape[:2])  # noqa: E731 — (1,1,S,S) → (H, W)
-            write("coop_yhat", i, back(first["saliency"]))
-            write("coop_ytilde", i, back(y_tilde))
-            write("coop_epistemic", i, back(first["epistemic"]) / EPISTEMIC_SCALE)
+            write("coop_yhat", k, back(first["saliency"]))
+            write("coop_ytilde", k, back(y_tilde))
+            write("coop_epistemic", k, back(first["epistemic"]) / EPISTEMIC_SCALE)
             q = qefpn.predict(photo, seed=i).saliency[0]
-            write("qefpn", i, q)
-            write("qefpn_refined", i, coop.refine(photo, q)[0])
-            write("gx_refined", i, coop.refine(photo, by_torch["gx"][i])[0])
+            write("qefpn", k, q)
+            write("qefpn_refined", k, coop.refine(photo, q)[0])
+            write("gx_refined", k, coop.refine(photo, by_torch["gx"][k])[0])
             for key, maps in by_torch.items():
-                write(key, i, maps[i])
-            write("zero", i, np.zeros(photo.shape[:2], np.float32))
-            write("gaussian", i, centred_gaussian(*photo.shape[:2]))
-            if i % 20 == 0:
-                echo(f"      maps: {i + 1}/{len(paths)} photos")
-    return {"photos": len(paths), "coop_checkpoint": str(out / coop_name / "last.pt"),
-            "folders": {k: str(v) for k, v in folders.items()}}
+                write(key, k, maps[k])
+            write("zero", k, np.zeros(photo.shape[:2], np.float32))
+            write("gaussian", k, centred_gaussian(*photo.shape[:2]))
+            if k % 50 == 0:
+                print(f"      maps (shard {shard + 1}/{shards}): {k + 1}/{len(paths)} photos", file=sys.stderr, flush=True)
+    return len(paths)
+
+
+def stage_maps(out: Path, jobs: dict[str, Any], coop_name: str, echo: Callable[[str], None], workers: int = 2) -> dict[str, Any]:
+    """Every row's maps of the test photos, in ``workers`` processes of one thread each (one shard of
+    the photos each): the torch references for the models without a bundle, the bundles through the runtime."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    echo(f"      maps of {', '.join(rows_for(jobs))} in {workers} processes")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        counts = list(pool.map(maps_shard, *zip(*[(out, jobs, shard, workers) for shard in range(workers)])))
+    return {"photos": sum(counts), "workers": workers, "coop_checkpoint": str(out / coop_name / "last.pt"),
+            "folders": {k: str(v) for k, v in map_folders(out, jobs).items()}}
 
 
 def stage_picture(out: Path, count: int = 6) -> dict[str, Any]:

@@ -67,6 +67,17 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
     assert "| coop Ỹ |" in (out / "results.md").read_text()
     with Image.open(out / "examples.png") as picture:
         assert picture.width > 6 * 160 and picture.height > 4 * 160
+    # the maps were made in 3 processes (--lanes 3), a shard of the photos each: one process makes the same
+    import shutil
+
+    sharded = out.parent / "maps_sharded"
+    shutil.copytree(out / "maps", sharded)
+    import real_maps
+
+    assert real_maps.stage_maps(out, real.recipe_jobs("smoke"), "energy", lambda m: None, workers=1)["photos"] == 4
+    for folder in real.MAP_FOLDERS.values():
+        for stem in test_ids:
+            assert (out / "maps" / folder / f"{stem}.png").read_bytes() == (sharded / folder / f"{stem}.png").read_bytes()
     # a second call resumes: every stage is marked done, nothing is trained again
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- real-photographs:begin -->\nold\n<!-- real-photographs:end -->\n\n## after\n")
