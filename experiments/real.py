@@ -134,7 +134,8 @@ def _natural(stem: str) -> tuple[int, str]:
 
 
 def job_splits(run: Run, ids: list[str]) -> dict[str, Any]:
-    """Hold ids out (``held_and_pool``), give each job with ``images`` the first N of the rest."""
+    """Hold ids out (``held_and_pool``), give each job with ``images`` N of the rest: the first N, or
+    the N after the first ``skip`` (a job that continues another's training on photos it has not seen)."""
     from salkit.train.data.scribbles import link_split
 
     held, pool = held_and_pool(ids)
@@ -144,7 +145,7 @@ def job_splits(run: Run, ids: list[str]) -> dict[str, Any]:
     info: dict[str, Any] = {"heldout": len(held), "pool": len(pool), "jobs": {}}
     for name, job in run.jobs.items():
         if job.get("images"):
-            part = pool[: job["images"]]
+            part = pool[job.get("skip", 0): job.get("skip", 0) + job["images"]]
             atomic_write_text(splits / f"{name}.txt", "\n".join(part) + "\n")
             info["jobs"][name] = len(part)
     if held:
@@ -178,14 +179,18 @@ def stage_data(run: Run) -> dict[str, Any]:
 # ---------------------------------------------------------------- 3. export
 def stage_export(run: Run) -> dict[str, Any]:
     sources = {"coop": coop_job(run.jobs), "qefpn": "qefpn"}
-    for bundle, job in sources.items():
+    running = []
+    for bundle, job in sources.items():  # both bundles side by side, one thread each
         log = run.out / "logs" / f"export_{bundle}.log"
         cmd = [str(BIN / "export-trt"), "--ckpt", str(run.out / job / "last.pt"), "--out", str(run.out / f"bundle_{bundle}"), "--force"]
         if (run.out / "calib").is_dir():  # the precision gate judges on held-out training photos, never the test set
             cmd += ["--calib", str(run.out / "calib")]
         with open(log, "w") as handle:
-            if subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT).returncode != 0:
-                raise SalkitError(f"export of {job} failed — see {log}")
+            env = {**os.environ, "OMP_NUM_THREADS": "1"} if run.lanes > 1 else None
+            running.append((job, log, subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)))
+    for job, log, proc in running:
+        if proc.wait() != 0:
+            raise SalkitError(f"export of {job} failed — see {log}")
     return {"bundles": {f"bundle_{b}": str(run.out / job / "last.pt") for b, job in sources.items()}}
 
 

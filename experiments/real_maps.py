@@ -44,14 +44,15 @@ def centred_gaussian(height: int, width: int, sigma: float = 0.3) -> np.ndarray:
 def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: list[int] | None = None) -> dict[str, list[np.ndarray]]:
     """A coop checkpoint's maps through the torch reference, resized back to each photo's size.
 
-    ``kind``: "h0" — G(X) with h = 0; "latent" — Ŷ only (an untrained energy is not used); "coop" — Ŷ and Ỹ.
+    ``kind``: "h0" — G(X) with h = 0; "latent" — Ŷ only (an untrained energy is not used); "coop" — Ŷ and Ỹ;
+    "descent" — Ŷ and the energy's noise-free descent from it for k = 1 … 2K steps ("k1", "k2", …).
     ``seeds``: each photo's latent seed (default its position), the runtime's convention.
     """
     import torch
 
     from salkit.base.images import preprocess, resize_map
     from salkit.kernels import coop
-    from salkit.train.coop.predictor import predict_tensor
+    from salkit.train.coop.predictor import predict_tensor, refine_tensor
     from salkit.train.engine.checkpoint import build_model, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint, expect_kind="coop")
@@ -73,6 +74,8 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: lis
         maps["yhat"].append(back(out["generator"]))
         if kind == "coop":
             maps["ytilde"].append(back(out["saliency"]))
+        for k in range(1, 2 * steps + 1) if kind == "descent" else ():
+            maps.setdefault(f"k{k}", []).append(back(refine_tensor(model, x, out["generator"], k, step_size)))
     return maps
 
 

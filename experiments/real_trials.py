@@ -86,6 +86,16 @@ LITE_TRIALS.update({
                                                       "args": [*LITE, "--size", "224", "--langevin-steps", "3"]},
     "lite G(X) 192px, 3300 photos": {"epochs": [1], "images": 3300, "judge": "h0", "args": [*LITE, "--size", "192", *GX]},
 })
+# The energy fine-tune on strong maps (train-coop --energy-only from the warm-started coop trial): the descent's
+# loss BCE alone, or BCE + soft IoU; judged on Ŷ and its descent for k = 1 … 2K steps.
+ENERGY = [*LITE, "--size", "224", "--langevin-steps", "3", "--energy-only"]
+LITE_TRIALS.update({
+    "lite energy BCE, 160 photos": {"epochs": [1], "images": 160, "skip": 3000, "judge": "descent",
+                                    "init_trial": "lite coop K3 224px from G(X) 2400, +600 photos", "args": ENERGY},
+    "lite energy BCE + IoU, 160 photos": {"epochs": [1], "images": 160, "skip": 3000, "judge": "descent",
+                                          "init_trial": "lite coop K3 224px from G(X) 2400, +600 photos",
+                                          "args": [*ENERGY, "--descent-iou", "1"]},
+})
 TRIALS.update(LITE_TRIALS)
 HELD_JUDGED = 200
 METRICS = ("mae", "s_measure", "max_f", "mean_e")
@@ -197,6 +207,11 @@ def _judge(checkpoint: Path, data: Path, held: Path, kind: str = "coop") -> dict
     for key in ("yhat", "ytilde") if kind == "coop" else ("yhat",):
         metrics = evaluate_arrays(maps[key], gts)
         result[key] = {m: round(float(metrics[m]), 4) for m in METRICS}
+    if kind == "descent":  # Ŷ after k = 1 … 2K noise-free energy steps: does the energy help strong maps?
+        result["descent"] = []
+        for k in sorted(int(key[1:]) for key in maps if key.startswith("k")):
+            metrics = evaluate_arrays(maps[f"k{k}"], gts)
+            result["descent"].append({"steps": k, **{m: round(float(metrics[m]), 4) for m in ("mae", "s_measure")}})
     return result
 
 
