@@ -291,3 +291,20 @@ def test_a_folder_keeps_the_seed_its_models_were_trained_with(tmp_path: Path) ->
     fresh = tmp_path / "f"
     module.check_seed(module.Run(fresh, DATA, "train", "test", "smoke", 1, 20, print, seed=2))
     assert json.loads((fresh / "seed.json").read_text()) == {"seed": 2}  # nothing trained: any seed may start it
+
+
+def test_a_job_that_continues_another_trains_on_photos_the_other_has_not_seen(tmp_path: Path) -> None:
+    """``skip``: the hour recipe's coop and G(X,h) start from G(X) and take the N pool photos after G(X)'s."""
+    real = _real_module()
+    ids = (DATA / "train.txt").read_text().split()[:100]
+    run = type("Run", (), {"out": tmp_path, "train_data": DATA,
+                           "jobs": {"gx": {"images": 30}, "coop": {"images": 10, "skip": 30, "init": "gx"}}})()
+    info = real.job_splits(run, ids)
+    gx, coop = ((tmp_path / "splits" / f"{n}.txt").read_text().split() for n in ("gx", "coop"))
+    held = (tmp_path / "splits" / "heldout.txt").read_text().split()
+    assert info["jobs"] == {"gx": 30, "coop": 10} and len(held) == 20
+    assert not set(gx) & set(coop) and not (set(gx) | set(coop)) & set(held)
+    hour = real.RECIPES["hour"]
+    for name, job in hour.items():
+        if job.get("init") == "gx":
+            assert job["skip"] >= hour["gx"]["images"], name
