@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from salkit.runtime.bench_flops import _matmul_session, gemm_rates, graph_flops
+from salkit.runtime.bench.flops import _matmul_session, gemm_rates, graph_flops
 from salkit.runtime.cli.main import main
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
@@ -49,7 +49,7 @@ def test_graph_flops_match_torch_layer_count(toy_coop) -> None:  # type: ignore[
 
 
 def test_gemm_peak_is_the_best_kernel_and_the_onnxruntime_kernel_multiplies(monkeypatch) -> None:
-    from salkit.runtime import bench_flops
+    from salkit.runtime.bench import flops as bench_flops
 
     rates = gemm_rates(size=256, repeats=2)
     assert set(rates) == {"numpy", "onnxruntime"} and all(0.1 < r < 1e5 for r in rates.values())
@@ -160,7 +160,7 @@ def test_int8_and_openvino_peak_graphs_multiply() -> None:
     """The int8 peak times a real u8 × s8 product (and the OpenVINO QDQ graph a real float one)."""
     import onnxruntime as ort
 
-    from salkit.runtime.bench_peaks import _matmul_model, gemm_peaks
+    from salkit.runtime.bench.peaks import _matmul_model, gemm_peaks
 
     rng = np.random.default_rng(0)
     # Activations below 128: on AVX2 without VNNI, MLAS sums u8·s8 pairs in int16 and saturates with
@@ -180,7 +180,7 @@ def _record(achieved: float) -> dict:
 def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None:
     """The peak of a precision is the maximum over every engine's rate (best of the two
     measurements each), named by the engine that set it; the plan's own engine is only a comparison."""
-    from salkit.runtime.bench import _finish_peaks
+    from salkit.runtime.bench.record import _finish_peaks
 
     first = {"fp32": {"numpy": 120.0, "onnxruntime": 250.0, "openvino": 200.0, "torch": 240.0},
              "bf16": {"openvino": 432.0, "torch": 1631.0}, "int8": {"onnxruntime": 1966.0, "openvino": 300.0}}
@@ -217,7 +217,7 @@ def test_torch_peaks_come_through_the_bench_plugin_or_say_not_installed(monkeypa
     process never imports it for that); without the plug-in the engine is recorded as not installed."""
     import importlib.metadata
 
-    from salkit.runtime import bench_peaks
+    from salkit.runtime.bench import peaks as bench_peaks
     from salkit.train.bench_torch import torch_baselines, torch_gemm_rates
 
     assert torch_baselines.gemm_rates is torch_gemm_rates  # the hook the runtime finds on the plug-in

@@ -117,8 +117,8 @@ def test_an_old_bundle_runs_energy_grad_every_step(toy_coop) -> None:  # type: i
 
 def test_bench_counts_the_graphs_the_split_predict_runs(tiny_coop_split_bundle: Path) -> None:
     """The bench's FLOPs per image follow the loop: X's share once, K step graphs (not K energy_grad)."""
-    from salkit.runtime.bench import flops_per_image
-    from salkit.runtime.bench_flops import graph_flops
+    from salkit.runtime.bench.record import flops_per_image
+    from salkit.runtime.bench.flops import graph_flops
 
     with Predictor.from_bundle(tiny_coop_split_bundle, backend="ort-cpu", precision="fp32", threads=1) as predictor:
         f = {name: graph_flops(predictor.manifest.graph_path(name)) for name in predictor.manifest.graphs if name != "energy"}

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from salkit.base import images
 from salkit.base.errors import SalkitError
-from salkit.runtime.bench import format_record, run_bench
-from salkit.runtime.bench_flops import graph_flops
+from salkit.runtime.bench.record import format_record, run_bench
+from salkit.runtime.bench.flops import graph_flops
 from salkit.runtime.cli.main import main
 from salkit.runtime.kinds import KINDS, get_kind, kind_of, known_kinds
 from salkit.runtime.predictor import Predictor

@@ -117,7 +117,7 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
 def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, tiny_coop_checkpoint, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from salkit.runtime import bench_baselines
+    from salkit.runtime.bench import baselines as bench_baselines
     from salkit.runtime.cli.main import main
 
     monkeypatch.setattr(bench_baselines, "entry_points", lambda group: [])

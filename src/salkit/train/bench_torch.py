@@ -152,7 +152,7 @@ def torch_gemm_rates(size: int, repeats: int, *, bf16: bool) -> dict[str, float]
     fp32 and, where the CPU has bf16 units (``bf16``; elsewhere torch emulates it and the rate
     would be an fp32 unit's), bf16 through ``torch.matmul`` (oneDNN / MKL); int8 through
     ``torch._int_mm`` (s8 × s8 → s32) where this torch build runs it on the CPU. Two operations
-    per multiply-add, as for the other engines (salkit.runtime.bench_peaks).
+    per multiply-add, as for the other engines (salkit.runtime.bench.peaks).
     """
     import time
 
@@ -187,5 +187,5 @@ def torch_gemm_rates(size: int, repeats: int, *, bf16: bool) -> dict[str, float]
     return rates
 
 
-# The roofline's hook (salkit.runtime.bench_peaks): the plug-in the bench already knows carries it.
+# The roofline's hook (salkit.runtime.bench.peaks): the plug-in the bench already knows carries it.
 torch_baselines.gemm_rates = torch_gemm_rates  # type: ignore[attr-defined]

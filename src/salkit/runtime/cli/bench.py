@@ -70,7 +70,7 @@ def bench(
     The performance record, not a test: run it on a quiet machine.
     """
     from salkit.base.atomic import atomic_write_text
-    from salkit.runtime.bench import format_record, run_bench
+    from salkit.runtime.bench.record import format_record, run_bench
     from salkit.base.images import list_images
 
     images = list_images(images_dir) if images_dir else None
@@ -78,7 +78,7 @@ def bench(
     if ckpt:
         from functools import partial
 
-        from salkit.runtime.bench_baselines import baseline_plugin
+        from salkit.runtime.bench.baselines import baseline_plugin
 
         if not Path(ckpt).is_file():
             raise SalkitError(f"--compare-torch {ckpt}: no such checkpoint file")

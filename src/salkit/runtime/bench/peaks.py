@@ -15,7 +15,7 @@ can be 3× faster than the runtime's own engines, and a roofline against the pla
 would call that unused throughput "the limit". The runtime never imports torch: the
 ``salkit.bench_baselines`` plug-in that times torch's predict for ``--compare-torch`` also offers
 ``gemm_rates(size, repeats, *, bf16) -> {precision: GFLOP/s}``, and :func:`plugin_gemm_rates`
-runs it in a child process (``python -m salkit.runtime.bench_peaks``), so neither torch's memory
+runs it in a child process (``python -m salkit.runtime.bench.peaks``), so neither torch's memory
 nor its OpenMP threads stay in the process whose predicts are timed. Where the plug-in is absent
 (a runtime-only install) its status says ``not installed`` and it sets no peak.
 
@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from salkit.runtime.bench_flops import best_gemm_rate, gemm_rates
+from salkit.runtime.bench.flops import best_gemm_rate, gemm_rates
 from salkit.runtime.cpu import cpu_info
 
 
@@ -143,11 +143,11 @@ def plugin_gemm_rates(name: str, size: int, repeats: int, *, bf16: bool,
     measured in a child process; status ``measured``, ``not installed`` or ``failed: …`` (one line)."""
     from importlib.metadata import entry_points
 
-    from salkit.runtime.bench_baselines import GROUP
+    from salkit.runtime.bench.baselines import GROUP
 
     if not any(ep.name == name for ep in entry_points(group=GROUP)):
         return {}, NOT_INSTALLED
-    command = [sys.executable, "-m", "salkit.runtime.bench_peaks", name, str(size), str(repeats), "bf16" if bf16 else "no-bf16"]
+    command = [sys.executable, "-m", "salkit.runtime.bench.peaks", name, str(size), str(repeats), "bf16" if bf16 else "no-bf16"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -165,7 +165,7 @@ def _plugin_child(name: str, size: int, repeats: int, bf16: bool) -> dict[str, A
     """What the child process of :func:`plugin_gemm_rates` prints (one JSON line)."""
     from importlib.metadata import entry_points
 
-    from salkit.runtime.bench_baselines import GROUP
+    from salkit.runtime.bench.baselines import GROUP
 
     found = [ep for ep in entry_points(group=GROUP) if ep.name == name]
     if not found:

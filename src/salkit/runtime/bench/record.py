@@ -8,18 +8,18 @@ engine reaches on this CPU — numpy, ONNX Runtime, OpenVINO and torch (through 
 ``salkit.bench_baselines`` plug-in, in a child process) — not the plan's own engine's, which can
 leave most of the CPU's matrix throughput unused; ``roofline_fraction_plan_engine`` is the
 fraction of the plan's own engine's rate, for comparison. Peaks for fp32, bf16 and int8 are
-recorded with the engine that set each (see :mod:`salkit.runtime.bench_peaks`). For a cooperative bundle both paths are timed:
+recorded with the engine that set each (see :mod:`salkit.runtime.bench.peaks`). For a cooperative bundle both paths are timed:
 ``split`` (encoder once, latent decoder on N·B rows; the runtime's default and the headline
 numbers) and ``whole`` (the generator graph N times over). The split predict is timed together with
-its graphs (:mod:`salkit.runtime.bench_breakdown`): ``breakdown`` splits one predict into the time
+its graphs (:mod:`salkit.runtime.bench.breakdown`): ``breakdown`` splits one predict into the time
 in graphs (calls × each graph's p50) and the host time between them.
 
-Baselines (:mod:`salkit.runtime.bench_baselines`, e.g. torch from ``--compare-torch``) run on
+Baselines (:mod:`salkit.runtime.bench.baselines`, e.g. torch from ``--compare-torch``) run on
 the same inputs and latents at every batch size: ``speedup_vs_torch`` compares with torch the
 authors' way at its best batch size, ``speedup_vs_torch_best`` with torch's best CPU recipe at
 its best batch size. With an fp32 bundle next to an int8/fp16 one, both run on the same inputs:
 ``speedup_vs_fp32`` and ``mae_delta``. Other plans (``--compare-plans``) are timed interleaved
-with the main one, per graph and per predict (:mod:`salkit.runtime.bench_plans`).
+with the main one, per graph and per predict (:mod:`salkit.runtime.bench.plans`).
 
 The JSON record (stable keys)::
 
@@ -59,10 +59,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from salkit.base.errors import SalkitError
-from salkit.runtime.bench_baselines import BaselineFactory, measure_baselines, timings
-from salkit.runtime.bench_breakdown import breakdown, format_breakdown, timings_with_graphs
-from salkit.runtime.bench_flops import graph_flops
-from salkit.runtime.bench_peaks import best, best_engine, engine_peaks
+from salkit.runtime.bench.baselines import BaselineFactory, measure_baselines, timings
+from salkit.runtime.bench.breakdown import breakdown, format_breakdown, timings_with_graphs
+from salkit.runtime.bench.flops import graph_flops
+from salkit.runtime.bench.peaks import best, best_engine, engine_peaks
 from salkit.runtime.bundle import Manifest, load_bundle
 from salkit.runtime.cpu import cpu_info
 from salkit.runtime.kinds import KINDS, kind_of
@@ -114,7 +114,7 @@ def run_bench(
     gemm_size: int = 1536,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict[str, Any]:
-    """``baselines``: a factory from :mod:`salkit.runtime.bench_baselines` with its source bound,
+    """``baselines``: a factory from :mod:`salkit.runtime.bench.baselines` with its source bound,
     called as ``baselines(kind=, samples=, steps=, step_size=, bf16=, threads=)``."""
     if not batches or any(b < 1 for b in batches):
         raise SalkitError(f"--batch needs positive batch sizes, got {list(batches)}")
@@ -202,7 +202,7 @@ def run_bench(
             if speedup:
                 entry[speedup] = entry["images_per_s"] / result["best_images_per_s"]
     if compare_plans:
-        from salkit.runtime.bench_plans import compare
+        from salkit.runtime.bench.plans import compare
 
         record["plans"] = compare(m, [predictor.plan, *compare_plans], inputs, k, threads, warmup, repeat, progress)
     return record
