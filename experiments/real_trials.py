@@ -84,6 +84,8 @@ LITE_TRIALS.update({
                                                        "args": [*LITE, "--size", "224", "--langevin-steps", "3"]},
     "lite coop K3 224px from ImageNet, 1500 photos": {"epochs": [1], "images": 1500, "judge": "coop",
                                                       "args": [*LITE, "--size", "224", "--langevin-steps", "3"]},
+    "lite G(X) 224px + IoU, 2400 photos": {"epochs": [1], "images": 2400, "judge": "h0",
+                                           "args": [*LITE, "--size", "224", *GX, "--iou-weight", "1"]},
     "lite G(X) 192px, 3300 photos": {"epochs": [1], "images": 3300, "judge": "h0", "args": [*LITE, "--size", "192", *GX]},
 })
 # The energy fine-tune on strong maps (train-coop --energy-only from the warm-started coop trial): the descent's

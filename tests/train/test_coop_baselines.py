@@ -57,3 +57,30 @@ def test_generator_only_refuses_scribbles(tmp_path: Path, data: Path) -> None:
     result = CliRunner().invoke(main, ["--data", str(data), "--out", str(tmp_path / "run"), *ARGS,
                                        "--generator-only", "latent", "--scribble"])
     assert result.exit_code == 2 and "--generator-only" in result.output and "--scribble" in result.output
+
+
+def test_iou_weight_adds_the_soft_iou_to_the_generators_bce(tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--iou-weight w: the generator's supervised term is BCE + w · (1 − (Σ p·m + 1)/(Σ (p + m − p·m) + 1)),
+    recomputed here in NumPy from the logits the step saw."""
+    import numpy as np
+
+    seen: list[tuple[np.ndarray, np.ndarray, float]] = []
+    update = CoopTrainer._update_generator
+
+    def recording(self, feats, h, y_tilde, mask, **kw):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            logits = self.model.generator.decode(feats, h).double().numpy()
+        regression, ce, lam = update(self, feats, h, y_tilde, mask, **kw)
+        seen.append((logits, mask.double().numpy(), ce))
+        return regression, ce, lam
+
+    monkeypatch.setattr(CoopTrainer, "_update_generator", recording)
+    result = CliRunner().invoke(main, ["--data", str(data), "--out", str(tmp_path / "run"), *ARGS, "--max-steps", "1",
+                                       "--generator-only", "deterministic", "--iou-weight", "0.5"])
+    assert result.exit_code == 0, result.output
+    (logits, mask, ce), = seen
+    p = 1.0 / (1.0 + np.exp(-logits))
+    bce = np.mean(np.maximum(logits, 0) - logits * mask + np.log1p(np.exp(-np.abs(logits))))
+    iou = np.mean([1 - ((p[b] * mask[b]).sum() + 1) / ((p[b] + mask[b] - p[b] * mask[b]).sum() + 1) for b in range(len(p))])
+    assert iou > 0.05
+    assert ce == pytest.approx(bce + 0.5 * iou, rel=1e-4)

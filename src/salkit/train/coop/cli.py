@@ -37,7 +37,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
                 "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
-                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou")
+                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight")
 
 
 def _positive(name: str, value: float | int | None, *, allow_zero: bool = False) -> None:
@@ -103,6 +103,8 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
                    "generator,degraded,restyled [all three].")
 @click.option("--descent-samples", type=int, default=None,
               help="With --energy-only: generator samples averaged into Ŷ [4].")
+@click.option("--iou-weight", type=float, default=None,
+              help="Weight of a soft-IoU term beside the generator's BCE against full masks; 0 = paper [0].")
 @click.option("--descent-iou", type=float, default=None,
               help="Weight of a soft-IoU term beside the descent's BCE (--energy-only, --energy-descent) [0].")
 @click.option("--checkpoint-every", type=int, default=None, help="Steps between checkpoints [50].")
@@ -153,6 +155,7 @@ def _validate(o: dict[str, Any]) -> None:
     _positive("energy_descent", o.get("energy_descent"), allow_zero=True)
     _positive("descent_samples", o.get("descent_samples"))
     _positive("descent_iou", o.get("descent_iou"), allow_zero=True)
+    _positive("iou_weight", o.get("iou_weight"), allow_zero=True)
     if o.get("energy_only"):
         if o.get("init") is None and o.get("resume") is None:
             raise SalkitError("--energy-only fine-tunes a trained energy: pass --init CKPT (or --resume an energy-only run)")

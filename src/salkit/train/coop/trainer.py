@@ -42,6 +42,7 @@ from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop.energy_losses import corrupt_masks, descent_loss
 from salkit.train.coop.langevin import revise_latent, revise_saliency
 from salkit.train.engine.trainer import Trainer
+from salkit.train.losses import soft_iou_loss
 
 MASK_EPS = 1e-4
 
@@ -75,6 +76,9 @@ class CoopSettings:
     # Weight of a soft-IoU term beside the descent's BCE (0 = BCE alone). The pixel-mean BCE is
     # dominated by the background, so a descent that learns from it alone darkens weak object parts too.
     descent_iou: float = 0.0
+    # Not in the paper: weight of a soft-IoU term beside the generator's BCE against full masks (0 = the
+    # paper's BCE alone). Scribble supervision (partial masks) keeps its BCE alone.
+    iou_weight: float = 0.0
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -206,6 +210,8 @@ class CoopTrainer(Trainer):
         regression = (logits - y_tilde).pow(2).mean() / (2.0 * s.sigma * s.sigma) if y_tilde is not None else logits.new_zeros(())
         if ce_mask is None:
             ce = F.binary_cross_entropy_with_logits(logits, mask)
+            if s.iou_weight > 0:
+                ce = ce + s.iou_weight * soft_iou_loss(torch.sigmoid(logits), mask)
         else:
             ce = F.binary_cross_entropy_with_logits(logits, mask, weight=ce_mask, reduction="sum") / ce_mask.sum().clamp(min=1.0)
         lam = ce_weight_at(self.step, self.total_steps, s.ce_weight) if ce_weight is None else ce_weight
