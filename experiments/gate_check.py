@@ -39,7 +39,7 @@ def split_images(data: Path, split: str, count: int) -> list[Path]:
 
 def check(engine: Path, data: Path, split: str, count: int) -> dict:
     from salkit.base.images import decode_image, preprocess
-    from salkit.export.precision_gate import REFERENCE_PLAN, Gate
+    from salkit.export.precision.gate import REFERENCE_PLAN, Gate
     from salkit.runtime.bundle import load_bundle
 
     manifest = load_bundle(engine)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from salkit.export.bundle_writer import ExportOptions, _int8_scheme
-from salkit.export.precision_auto import PrecisionJob, apply_precision
-from salkit.export.precision_calib import CalibrationImages
+from salkit.export.precision.auto import PrecisionJob, apply_precision
+from salkit.export.precision.calib import CalibrationImages
 from salkit.runtime.bundle import Manifest, load_bundle, sha256_file
 from salkit.runtime.plan import choose_plan
 from tests.fixtures.cpus import CPU_NAMES

@@ -35,7 +35,7 @@ def _with_plan(bundle: Path, out: Path, plan: str) -> Path:
 def test_the_recorded_plan_is_judged_on_the_other_splits_photographs(tmp_path: Path, tiny_coop_bundle: Path,
                                                                      synthetic_dataset: Path, monkeypatch) -> None:
     from salkit.base.images import decode_image, preprocess
-    from salkit.export import precision_gate
+    from salkit.export.precision import gate as precision_gate
 
     root, test_ids = _root(tmp_path, synthetic_dataset)
     seen: dict = {}

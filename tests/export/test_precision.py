@@ -14,7 +14,7 @@ from onnx import numpy_helper
 
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.onnx_io import export_module
-from salkit.export.precision import to_fp16, to_int8
+from salkit.export.precision.artefacts import to_fp16, to_int8
 from salkit.export.trt_ops import check_graph
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
@@ -87,7 +87,7 @@ PLAN_SECONDS = {"ort-cpu:fp32": 1.0, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, 
 def _fast_timers(monkeypatch, simulated_cpu) -> None:
     """Timers that call int8 twice as fast: tiny graphs time nothing real, the gate stays real. The
     CPU is fixed too (AVX-512 with VNNI, no bf16): which plans are candidates must not depend on it."""
-    from salkit.export import precision_auto
+    from salkit.export.precision import auto as precision_auto
 
     simulated_cpu("avx512")
     monkeypatch.setattr(precision_auto, "time_graphs", lambda paths, feeds: [0.5 if ".int8." in p.name else 1.0 for p in paths])
@@ -97,7 +97,7 @@ def _fast_timers(monkeypatch, simulated_cpu) -> None:
 def _recheck_recorded_plans(manifest, calib: Path) -> None:
     """Every plan the bundle may use is re-judged here, independently of the gate's code: the
     runtime's maps with the recorded artefacts against its float32 maps, on the held photographs."""
-    from salkit.export.precision_calib import load_calibration
+    from salkit.export.precision.calib import load_calibration
     from salkit.runtime.predictor import Predictor
 
     held = load_calibration(calib, manifest.input_size, manifest.mean, manifest.std, 16, 8).held
@@ -153,7 +153,7 @@ def test_int8_on_real_photographs_uses_the_training_split_only(tmp_path: Path, u
 
 
 def test_calibration_files_follow_the_training_split(tmp_path: Path, synthetic_dataset: Path) -> None:
-    from salkit.export.precision_calib import calibration_files
+    from salkit.export.precision.calib import calibration_files
 
     root = tmp_path / "data"
     shutil.copytree(synthetic_dataset, root)

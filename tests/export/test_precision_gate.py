@@ -15,9 +15,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from salkit.export import precision_auto
+from salkit.export.precision import auto as precision_auto
 from salkit.export.bundle_writer import ExportOptions, export_bundle
-from salkit.export.precision_gate import SALIENCY_MAX_ABS, Gate, compare, failures
+from salkit.export.precision.gate import SALIENCY_MAX_ABS, Gate, compare, failures
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
 
@@ -36,7 +36,7 @@ def fp32_bundle(tmp_path_factory: pytest.TempPathFactory, untrained_coop_checkpo
 
 
 def _held(manifest, synthetic_dataset: Path, n: int = 3) -> np.ndarray:
-    from salkit.export.precision_calib import load_calibration
+    from salkit.export.precision.calib import load_calibration
 
     return load_calibration(synthetic_dataset, manifest.input_size, manifest.mean, manifest.std, 4, n).held
 
@@ -156,7 +156,7 @@ def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wro
 
 def test_auto_drops_the_blamed_graph_and_records_only_passing_plans(tmp_path: Path, untrained_coop_checkpoint: Path,
                                                                     synthetic_dataset: Path, monkeypatch, simulated_cpu) -> None:
-    from salkit.export import precision
+    from salkit.export.precision import artefacts as precision
 
     simulated_cpu("amx")  # every candidate: bf16 is gated and timed too, and loses to int8 on time
 

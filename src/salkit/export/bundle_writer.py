@@ -1,7 +1,7 @@
 """Checkpoint → bundle, all or nothing.
 
 Every graph is exported into a temporary directory, checked (:mod:`salkit.export.checks`),
-given the lower-precision artefacts that pass the precision gate (:mod:`salkit.export.precision_auto`)
+given the lower-precision artefacts that pass the precision gate (:mod:`salkit.export.precision.auto`)
 and built into TensorRT engines; the manifest is written last
 and the directory is renamed into place only then (``atomic_directory``): a failed export never
 leaves a half bundle, and ``--force`` replaces an old bundle only after the new one is complete.
@@ -28,7 +28,7 @@ from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256_file
 from salkit.runtime.kinds import get_kind
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # salkit.export.precision_auto.PRECISION_CHOICES
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8")  # salkit.export.precision.auto.PRECISION_CHOICES
 DATA_CHECK_IMAGES = 4  # dataset images each graph is checked on (fp32 only)
 CALIB_IMAGES = 16  # training-split photographs int8 is calibrated (and each graph checked) on
 GATE_IMAGES = 24  # further training-split photographs the precision gate judges the final maps on (8 passed a
@@ -43,13 +43,13 @@ class ExportOptions:
     out: Path
     size: int | None = None
     batch: BatchProfile = BatchProfile()
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8 (see salkit.export.precision_auto)
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 | int8 (see salkit.export.precision.auto)
     calib: Path | None = None
     build_engines: bool = True
     triton_repo: Path | None = None
     force: bool = False
     exporter: str = "torchscript"
-    int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "cpu7" | "auto" (see salkit.export.precision)
+    int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "cpu7" | "auto" (see salkit.export.precision.artefacts)
     triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton)
     triton_sys_path: tuple[str, ...] = ()
     # coop: "gate" keeps the energy step count that helps on --calib's masked photos (energy_steps.py);
@@ -134,7 +134,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     if options.precision in ("fp16", "bf16", "int8") and options.calib is None:
         what = "calibrate the quantization and gate it on" if options.precision == "int8" else "gate it on"
         raise SalkitError(f"--precision {options.precision} needs --calib DIR (photographs to {what})")
-    from salkit.export.precision_auto import unsupported_reason
+    from salkit.export.precision.auto import unsupported_reason
 
     unsupported = unsupported_reason(options.precision)
     if unsupported:
@@ -150,7 +150,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     mean, std = _normalisation(train_config)
     data, calib = None, None
     if options.calib is not None:
-        from salkit.export.precision_calib import load_calibration
+        from salkit.export.precision.calib import load_calibration
 
         reduced = options.precision != "fp32"
         calib = load_calibration(options.calib, size, mean, std, CALIB_IMAGES if reduced else DATA_CHECK_IMAGES,
@@ -183,7 +183,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             progress(f"checking {graph.name} (onnx.checker, TensorRT ops, ONNX Runtime vs torch)")
             validation = validate_graph(graph, path)
             manifest.graphs[graph.name] = _graph_spec(path, onnx_model, validation)
-        from salkit.export.precision_auto import PrecisionJob, apply_precision
+        from salkit.export.precision.auto import PrecisionJob, apply_precision
 
         scheme = _int8_scheme(options)
         apply_precision(PrecisionJob(manifest, graphs, tmp, calib, scheme, progress), options.precision)
@@ -224,7 +224,7 @@ def _gate_energy_steps(manifest: Manifest, directory: Path, calib: Path, progres
 
 def _int8_scheme(options: ExportOptions) -> str:
     """``auto``: TensorRT's symmetric scheme when engines are built here, else the CPU one
-    (7-bit weights where the CPU has no int8 dot product, see salkit.export.precision)."""
+    (7-bit weights where the CPU has no int8 dot product, see salkit.export.precision.artefacts)."""
     from salkit.export.engines_trt import engine_unavailable_reason
     from salkit.runtime.cpu import cpu_info
 

@@ -26,7 +26,7 @@ MAE_TOLERANCE = 5e-4  # MAE differences below this are not worth another energy-
 
 def masked_photos(root: Path, limit: int = MAX_PHOTOS) -> list[tuple[Path, Path]]:
     """(photo, mask) pairs of a calibration root with a mask folder, in the calibration order; [] without one."""
-    from salkit.export.precision_calib import calibration_files
+    from salkit.export.precision.calib import calibration_files
 
     folder = next((root / name for name in MASK_FOLDERS if (root / name).is_dir()), None)
     if folder is None:

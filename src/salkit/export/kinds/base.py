@@ -50,7 +50,7 @@ class ExportKind:
 
     def gate_metrics(self, reference: Outputs, candidate: Outputs, tolerance: float) -> dict[str, float]:
         """The gate's numbers beyond saliency for one candidate predict against the reference
-        (keys salkit.export.precision_gate.failures knows: entropy_mean_abs, residual + residual_limit)."""
+        (keys salkit.export.precision.gate.failures knows: entropy_mean_abs, residual + residual_limit)."""
         return {}
 
     def triton_settings(self, manifest: Manifest) -> dict[str, Any]:

@@ -30,9 +30,9 @@ import numpy as np
 
 from salkit.export.graphs import GraphDef
 from salkit.export.kinds import get_export_kind
-from salkit.export.precision import ARTEFACT_PRECISIONS, drop_variant, write_variant
-from salkit.export.precision_calib import CalibrationImages
-from salkit.export.precision_gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
+from salkit.export.precision.artefacts import ARTEFACT_PRECISIONS, drop_variant, write_variant
+from salkit.export.precision.calib import CalibrationImages
+from salkit.export.precision.gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
 from salkit.runtime.cpu import CpuInfo, cpu_info

@@ -1,7 +1,7 @@
 """Lower-precision ONNX artefacts written *beside* the float32 graphs (the reference, always kept):
 ``<graph>.<precision>.onnx``, recorded in the manifest's ``variants`` (:mod:`salkit.runtime.bundle`).
 Whether a plan may use them is not decided here but by the precision gate on the final maps
-(:mod:`salkit.export.precision_gate`); what is recorded here per artefact is element-wise: its
+(:mod:`salkit.export.precision.gate`); what is recorded here per artefact is element-wise: its
 difference to the float32 graph on the calibration images and on random inputs.
 
 * ``fp16``: weights and activations in float16, graph inputs/outputs kept float32 (the runtime's
