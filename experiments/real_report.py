@@ -59,7 +59,7 @@ def _recipe(results: dict[str, Any]) -> list[str]:
 def trials_table(trials: list[dict[str, Any]]) -> list[str]:
     """One row per (trial, epochs): the trial's own CPU minutes so far and its held-out scores."""
     held = next((r["n_held"] for r in trials if "n_held" in r), 0)
-    lines = [f"| trial (tiny preset, batch 8; {held} held-out train photos) | epochs | train CPU min | "
+    lines = [f"| trial (batch 8; judged on {held} held-out train photos) | epochs | train CPU min | "
              "MAE Ŷ ↓ | S Ŷ ↑ | max F Ŷ ↑ | S Ỹ ↑ |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in trials:
         if "yhat" in r:
