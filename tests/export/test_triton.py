@@ -15,7 +15,7 @@ import pytest
 import torch
 from google.protobuf import json_format, text_format
 
-from salkit.export.triton import write_triton_repo
+from salkit.export.triton_repo import write_triton_repo
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle, sha256_file
 from tests.coop_reference import cooperative_reference
@@ -253,6 +253,38 @@ def test_vendored_kernels_import_from_the_model_folder(coop_repo: Path) -> None:
     assert all(line.startswith(str(folder)) for line in result.stdout.split())
     # Only what the loop imports: the kernels and the error type they raise.
     assert sorted(p.name for p in (folder / "salkit" / "base").iterdir()) == ["__init__.py", "errors.py"]
+
+
+# What a model of the repository can import inside Triton's Python backend: the standard library,
+# numpy, ONNX Runtime (the Python-backend graph model), the backend's utilities, the prelude beside
+# it, and the copy of salkit.kernels with salkit.base.errors that _copy_kernels writes.
+TRITON_IMPORTS = {"numpy", "onnxruntime", "triton_python_backend_utils", "_salkit_prelude"}
+TRITON_SALKIT = ("salkit.kernels", "salkit.base.errors")
+
+
+def test_the_triton_side_imports_only_what_a_model_folder_holds() -> None:
+    import ast
+
+    import salkit.export.triton
+
+    package = Path(salkit.export.triton.__file__).parent
+    wrong = []
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if path.name == "prelude.py" and top not in sys.stdlib_module_names:  # it runs before numpy is on sys.path
+                    wrong.append(f"{path.name}:{node.lineno} imports {name} (standard library only)")
+                elif top == "salkit":
+                    if not any(name == p or name.startswith(p + ".") for p in TRITON_SALKIT):
+                        wrong.append(f"{path.name}:{node.lineno} imports {name}")
+                elif top not in TRITON_IMPORTS and top not in sys.stdlib_module_names:
+                    wrong.append(f"{path.name}:{node.lineno} imports {name}")
+            if isinstance(node, ast.ImportFrom) and node.level:
+                wrong.append(f"{path.name}:{node.lineno}: a relative import (the file is copied alone)")
+    assert not wrong, wrong
 
 
 def test_qefpn_repository_and_loop(tiny_qefpn_bundle: Path, tiny_qefpn_checkpoint: Path, tmp_path: Path) -> None:

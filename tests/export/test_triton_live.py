@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salkit.export.triton import write_triton_repo
+from salkit.export.triton_repo import write_triton_repo
 from salkit.runtime.bundle import load_bundle
 
 PYTRITON = "nvidia-pytriton==0.7.0"

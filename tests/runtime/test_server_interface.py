@@ -146,7 +146,7 @@ def test_statistics_count_requests_batches_and_time() -> None:
 
 
 def _triton_entry(bundle: Path, tmp_path: Path, name: str):  # noqa: ANN202
-    from salkit.export.triton import write_triton_repo
+    from salkit.export.triton_repo import write_triton_repo
     from salkit.runtime.bundle import load_bundle
 
     write_triton_repo(load_bundle(bundle), bundle, tmp_path / "repo")

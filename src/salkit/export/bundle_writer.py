@@ -50,7 +50,7 @@ class ExportOptions:
     force: bool = False
     exporter: str = "torchscript"
     int8_scheme: str = "auto"  # "tensorrt" | "cpu" | "cpu7" | "auto" (see salkit.export.precision.artefacts)
-    triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton)
+    triton_graph_backend: str = "auto"  # "auto" | "onnxruntime" | "python" (see salkit.export.triton_repo)
     triton_sys_path: tuple[str, ...] = ()
     # coop: "gate" keeps the energy step count that helps on --calib's masked photos (energy_steps.py);
     # "trained" keeps the training's K.
@@ -195,7 +195,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             _gate_energy_steps(manifest, tmp, options.calib, progress)  # a bundle with an energy
         make_readable(tmp)
         if options.triton_repo is not None:
-            from salkit.export.triton import write_triton_repo
+            from salkit.export.triton_repo import write_triton_repo
 
             progress(f"writing Triton model repository {options.triton_repo}")
             manifest.root = tmp

@@ -3,10 +3,11 @@
 The export side of a kind (:class:`ExportKind`): the graphs a checkpoint of the kind is cut into,
 the loop settings written into the manifest, which graphs the precisions reduce, what the
 precision gate compares beyond the saliency maps, and the loop the Triton repository runs
-(``triton_<kind>.py`` in this folder, copied next to the Triton loop model: numpy and
+(``salkit/export/triton/loop_<kind>.py``, copied next to the Triton loop model: numpy and
 ``salkit.kernels`` only). The runtime side is ``salkit.runtime.kinds`` (docs/architecture.md,
 "Model kinds"). Adding a kind to export is one module here, registered with
-:func:`register_export_kind` and imported by the package's ``__init__``, plus its Triton loop.
+:func:`register_export_kind` and imported by the package's ``__init__``, plus its Triton loop
+(``salkit/export/triton/loop_<kind>.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class ExportKind:
     size_fixed_by: str = "its graphs"  # what in the checkpoint fixes the input side (named when --size differs)
     reduced_graphs: tuple[str, ...] = ()  # graphs a forced precision (fp16, int8) reduces
     candidate_graphs: tuple[str, ...] = ()  # graphs the automatic choice tries in int8
-    triton_loop: str = ""  # file of this folder the Triton loop model runs, e.g. "triton_coop.py"
+    triton_loop: str = ""  # file of salkit.export.triton the Triton loop model runs, e.g. "loop_coop.py"
     split_energy: bool = False  # graph_defs takes split_energy=True (--split-energy: an energy gradient to split)
 
     def graph_defs(self, model: Any, size: int, data: Any) -> list[GraphDef]:

@@ -22,7 +22,7 @@ class CoopExport(ExportKind):
     # the split path the runtime runs, so a reduced generator would go unjudged.
     reduced_graphs = ("encoder", "latent_decoder")
     candidate_graphs = ("encoder", "latent_decoder", "energy_grad")
-    triton_loop = "triton_coop.py"
+    triton_loop = "loop_coop.py"
     split_energy = True  # energy_image + energy_grad_step on request (graphs_coop)
 
     def graph_defs(self, model: Any, size: int, data: Any, split_energy: bool = False) -> list[GraphDef]:
@@ -48,7 +48,7 @@ class CoopExport(ExportKind):
         if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
             settings["logit_eps"] = manifest.coop["logit_eps"]
         settings["feature_names"] = [t.name for t in manifest.graphs["encoder"].outputs]
-        # The artefacts the repository carries are the recorded choice's (salkit.export.triton):
+        # The artefacts the repository carries are the recorded choice's (salkit.export.triton_repo):
         # the loop splits the energy gradient exactly when sal-runtime's plan at that precision does.
         from salkit.runtime.kinds.coop import splits_energy
 

@@ -21,7 +21,7 @@ class QefpnExport(ExportKind):
     size_fixed_by = "its equilibrium state"  # the state size D fixes the side
     reduced_graphs = ("encoder", "decoder")
     candidate_graphs = ("encoder", "decoder", "f")
-    triton_loop = "triton_qefpn.py"
+    triton_loop = "loop_qefpn.py"
 
     def graph_defs(self, model: Any, size: int, data: Any) -> list[GraphDef]:
         from salkit.export import graphs_qefpn

@@ -1,7 +1,7 @@
 """Model configuration in Triton's schema (``GET /v2/models/{m}/config``, gRPC ModelConfig).
 
 The interface part — inputs, outputs and the salkit parameters — is one description shared with
-the Triton model repository that ``export-trt --triton-repo`` writes (salkit.export.triton renders
+the Triton model repository that ``export-trt --triton-repo`` writes (salkit.export.triton_repo renders
 the same dicts as ``config.pbtxt``), so a client built from either config works on both servers.
 
 Triton's config gives every input one datatype. The configs describe the layout both servers

@@ -1,6 +1,6 @@
 """The cooperative loop of the Triton loop model (``export-trt --triton-repo``).
 
-Copied next to the loop model (export/triton_model.py) as ``salkit_loop.py``; it runs in Triton's
+Copied next to the loop model (``loop_model.py`` of this package) as ``salkit_loop.py``; it runs in Triton's
 Python backend with numpy and the vendored ``salkit.kernels`` only. ``call(graph, inputs,
 outputs)`` runs one graph model of the repository (BLS). Latents and noise follow
 ``kernels.coop.random_inputs``, sal-runtime's seed convention: same bundle, seed and inputs, same

@@ -8,7 +8,8 @@ Layout::
 
 ``<prefix>`` is the model kind and ``_`` (``coop_``, ``qefpn_``); ``<entry>`` is the kind's first
 served model, the name ``sal-runtime serve`` gives it (``saliency`` for coop, ``qefpn``);
-``salkit_loop.py`` is the kind's Triton loop (``salkit.export.kinds``, e.g. ``triton_coop.py``).
+``salkit_loop.py`` is the kind's Triton loop (``ExportKind.triton_loop``, e.g. ``loop_coop.py``). The
+files these models run come from :mod:`salkit.export.triton`.
 Graph models use TensorRT plans when the bundle has engines (``tensorrt_plan``, GPU instances)
 and the ONNX graphs otherwise (``onnxruntime_onnx``, CPU instances unless told otherwise). ``max_batch_size`` is the bundle's profile maximum, so the
 batch axis is implicit in ``dims``; every model has dynamic batching. The loop model carries the
@@ -40,6 +41,8 @@ from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, TensorSpec
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
+
+TRITON_SIDE = "salkit.export.triton"  # the package of the files the repository's models run
 
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
          "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "bool": "TYPE_BOOL"}
@@ -173,8 +176,8 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
     precision = chosen[1] if chosen else manifest.precision
     artefacts = manifest.at_precision(precision)  # the chosen artefacts (float32 graphs for bf16)
     kind = instance_kind or ("KIND_GPU" if engines else "KIND_CPU")
-    graph_model = resources.files("salkit.export").joinpath("triton_graph_model.py").read_text()
-    prelude = resources.files("salkit.export").joinpath("triton_prelude.py").read_text()
+    graph_model = resources.files(TRITON_SIDE).joinpath("graph_model.py").read_text()
+    prelude = resources.files(TRITON_SIDE).joinpath("prelude.py").read_text()
     prefix = f"{manifest.model_kind}_"
     names = []
     with atomic_directory(repo, force=force) as tmp:
@@ -194,9 +197,9 @@ def write_triton_repo(manifest: Manifest, bundle_dir: Path, repo: Path, *, force
         entry = get_kind(manifest.model_kind).served_models[0]
         version = tmp / entry / "1"
         version.mkdir(parents=True)
-        (version / "model.py").write_text(resources.files("salkit.export").joinpath("triton_model.py").read_text())
+        (version / "model.py").write_text(resources.files(TRITON_SIDE).joinpath("loop_model.py").read_text())
         loop = get_export_kind(manifest.model_kind).triton_loop
-        (version / "salkit_loop.py").write_text(resources.files("salkit.export.kinds").joinpath(loop).read_text())
+        (version / "salkit_loop.py").write_text(resources.files(TRITON_SIDE).joinpath(loop).read_text())
         (version / "_salkit_prelude.py").write_text(prelude)
         _copy_kernels(version)
         (tmp / entry / "config.pbtxt").write_text(entry_config(entry, manifest, loop_settings(manifest, prefix), extra))

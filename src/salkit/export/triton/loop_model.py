@@ -4,12 +4,12 @@
 # (resized and normalised with the bundle's mean/std) → the outputs of the kind's entry model
 # (coop: SALIENCY [B, 1, S, S] probabilities and UNCERTAINTY [B, 3, S, S]; qefpn: SALIENCY,
 # ITERATIONS [B], RESIDUAL [B]). Each graph of the bundle is a model of this repository (name:
-# <prefix><graph>), called with BLS. The loop is the kind's (salkit/export/kinds/triton_<kind>.py),
+# <prefix><graph>), called with BLS. The loop is the kind's (salkit/export/triton/loop_<kind>.py),
 # copied next to this file as salkit_loop.py: run(call, x, params, settings) → outputs. It uses
 # the algorithms of salkit.kernels, the same functions sal-runtime runs, from the copy of
 # salkit.kernels that sits next to this file (numpy only): the Triton host needs numpy and
 # nothing else of salkit. Same bundle, seed and inputs: same answer as sal-runtime.
-# EXTRA_SYS_PATH (config.pbtxt parameter): see _salkit_prelude.py (export/triton_prelude.py).
+# EXTRA_SYS_PATH (config.pbtxt parameter): see _salkit_prelude.py (export/triton/prelude.py).
 from __future__ import annotations
 
 import sys
