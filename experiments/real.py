@@ -207,6 +207,11 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         scored = dict(zip(folders, pool.map(evaluate_dirs, [run.out / "maps" / f for f in folders.values()], [gt] * len(folders))))
     rows = {row: {key: round(float(metrics[key]), 4) for key in SCALARS} for row, metrics in scored.items()}
     also = _also_rows(run) if run.also_split else None
+    from real_paired import paired
+    from real_table1 import PAIRED_CLAIMS
+
+    by_photo = {claim: paired(run.out, MAP_FOLDERS[ours], MAP_FOLDERS[base], {"mae"})
+                for claim, ours, base in PAIRED_CLAIMS if ours in rows and base in rows}
     refine_delta = {
         base: {key: round(rows[f"{base} + refine"][key] - rows[base][key], 4) for key in SCALARS}
         for base in ("QE-FPN", "G(X)")
@@ -225,7 +230,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         "dataset": str(run.data), "train_split": run.train_split, "test_split": run.test_split,
         "n_test": int(scored["all-zero map"]["n_images"]),
         "protocol": "maps at each photo's own size; gt binarised at > 128; per-image min-max scaling (sal-runtime eval)",
-        "rows": rows, "refine_delta": refine_delta, "recipe": run.recipe, "train": train.get("recipe"),
+        "rows": rows, "refine_delta": refine_delta, "paired": by_photo, "recipe": run.recipe, "train": train.get("recipe"),
         "train_data": str(run.train_data), "also_split": also, "splits": timings.get("data", {}).get("splits"),
         "energy_steps": _bundle_energy_steps(run.out / "bundle_coop"),
         "seed": run.seed, "skipped": list(run.skip),

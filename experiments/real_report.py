@@ -95,7 +95,7 @@ def published(results: dict[str, Any], picture: str = "examples.png", trials: li
         "",
         "The energy on these maps:",
         "",
-        *energy_claims(rows, results["refine_delta"], results.get("energy_steps")),
+        *energy_claims(rows, results["refine_delta"], results.get("energy_steps"), results.get("paired")),
     ]
     table2 = [c for c in (_comparison(rows, "coop Ỹ", "G(X,h) alone"), _comparison(rows, "coop Ỹ", "G(X)")) if c]
     if table2:

@@ -50,9 +50,26 @@ def verdicts(rows: dict[str, dict[str, float]]) -> list[str]:
     return out
 
 
+# The energy's claims photo by photo: (claim, the row that should be better, the row it starts from).
+PAIRED_CLAIMS = [("Ỹ against Ŷ", "coop Ỹ", "coop Ŷ"), ("refine on G(X)", "G(X) + refine", "G(X)"),
+                 ("refine on QE-FPN", "QE-FPN + refine", "QE-FPN")]
+
+
+def paired_claims(paired: dict[str, Any]) -> list[str]:
+    """Each claim photo by photo (experiments/real_paired.py): the mean difference, its bootstrap interval and the
+    share of photographs on which the revised map is better (ties — an energy that does nothing — count as not better)."""
+    out = []
+    for claim, p in paired.items():
+        parts = [f"{'MAE' if key == 'mae' else 'S'} {d['mean']:+.4f} [{d['ci'][0]:+.4f}, {d['ci'][1]:+.4f}], better on "
+                 f"{100 * d['better_share']:.0f} %" for key, d in ((k, p[k]) for k in ("mae", "s_measure"))]
+        out.append(f"- {claim}, photo by photo over {p['n']} photographs: " + "; ".join(parts) + ".")
+    return out
+
+
 def energy_claims(rows: dict[str, dict[str, float]], refine_delta: dict[str, dict[str, float]],
-                  energy_steps: dict[str, Any] | None) -> list[str]:
-    """Ỹ against Ŷ, refine against the maps it starts from, and the step count the export kept."""
+                  energy_steps: dict[str, Any] | None, paired: dict[str, Any] | None = None) -> list[str]:
+    """Ỹ against Ŷ, refine against the maps it starts from (means, and photo by photo when ``paired`` is given),
+    and the step count the export kept."""
     out = []
     if "coop Ỹ" in rows and "coop Ŷ" in rows:
         d = {k: rows["coop Ỹ"][k] - rows["coop Ŷ"][k] for k in ("mae", "s_measure")}
@@ -73,10 +90,10 @@ def energy_claims(rows: dict[str, dict[str, float]], refine_delta: dict[str, dic
                    f"{moved(by[last])}. It kept {chosen}"
                    + (f" ({moved(by[chosen])})." if chosen else
                       ": no step count lowered MAE without lowering S, so `predict` and `refine` leave maps as they are."))
-    return out
+    return out + paired_claims(paired or {})
 
 
-__all__ = ["PAPER", "TARGETS", "energy_claims", "table", "verdicts"]
+__all__ = ["PAIRED_CLAIMS", "PAPER", "TARGETS", "energy_claims", "paired_claims", "table", "verdicts"]
 
 
 FRONT_ROWS = ["coop Ỹ", "coop Ỹ, scribbles", "QE-FPN", "G(X)", "G(X,h) alone"]

@@ -48,6 +48,15 @@ def test_energy_claims_say_harm_only_beyond_0_002() -> None:
     assert "It kept 0: no step count lowered MAE without lowering S" in text
 
 
+def test_paired_claims_name_the_interval_and_the_share() -> None:
+    from real_table1 import paired_claims
+
+    text = "\n".join(paired_claims({"refine on G(X)": {"n": 850, "mae": {"mean": -0.0012, "ci": [-0.002, -0.0004], "better_share": 0.61},
+                                                         "s_measure": {"mean": 0.0, "ci": [0.0, 0.0], "better_share": 0.0}}}))
+    assert text == ("- refine on G(X), photo by photo over 850 photographs: MAE -0.0012 [-0.0020, -0.0004], better on 61 %; "
+                    "S +0.0000 [+0.0000, +0.0000], better on 0 %.")
+
+
 def test_the_front_page_fits_the_readme() -> None:
     results = {"rows": {**ROWS, "G(X,h) alone": _row(0.8, 0.1)}, "recipe": "hour", "n_test": 850,
                "timing": {"stages_wall_s": {"train": 3000, "maps": 600}, "cores": 2, "cpu": "Intel Xeon"}}
