@@ -21,11 +21,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash scripts/demo.sh
 
-# The performance record at 352² (sal-runtime bench against torch eager and torch's best CPU recipe),
-# in runs/bench/*.json, and the speed section of docs/speed.md generated from it (BENCH_DOC= to skip).
+# The performance record (sal-runtime bench against torch eager and torch's best CPU recipe) of the
+# paper presets at 352² and of make real's bundles (BENCH_REAL, empty to leave them out), in
+# runs/bench/*.json, kept per CPU class in BENCH_KEEP; the full records go to BENCH_DOC, a short
+# table per CPU class to BENCH_README (empty to skip either).
 BENCH_DOC ?= docs/speed.md
+BENCH_README ?= README.md
+BENCH_REAL ?= runs/real
+BENCH_KEEP ?= docs/bench
 bench: $(STAMP)
-	PATH="$(abspath $(VENV))/bin:$$PATH" BENCH_DOC="$(BENCH_DOC)" bash scripts/bench.sh
+	PATH="$(abspath $(VENV))/bin:$$PATH" BENCH_DOC="$(BENCH_DOC)" BENCH_README="$(BENCH_README)" BENCH_REAL="$(BENCH_REAL)" \
+		BENCH_KEEP="$(BENCH_KEEP)" bash scripts/bench.sh
 
 # locust against a local `sal-runtime serve` with real photographs: runs/loadtest/loadtest.{json,csv}
 # (LOADTEST_ARGS="--duration 30 --users 8"; LOADTEST_BUNDLE=DIR to load another bundle).

@@ -100,6 +100,9 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyp
         assert entry["torch_best_recipe_images_per_s"] is None and entry["speedup_vs_torch_best"] is None
         _check_breakdown(entry, {"encoder": 1, "latent_decoder": 1, "energy_grad": k})
     assert "img/s" in result.output and "host" in result.output
+    # The record names what it timed, and the text every precision's peak with the engine that set it.
+    assert record["model"]["kind"] == "coop" and set(record["model"]) == {"kind", "name", "backbone", "checkpoint_sha256"}
+    assert f"GEMM peaks per precision, best engine: fp32 {peaks['fp32']:.0f} ({machine['gemm_peak_engines']['fp32']})" in result.output
 
 
 def _check_breakdown(entry: dict, calls: dict[str, int]) -> None:
@@ -198,6 +201,9 @@ def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None
     assert entry["paths"]["whole"]["roofline_fraction"] == pytest.approx(150.0 / 1631.0)
     assert machine["plan_engine"] == "openvino" and machine["plan_engine_gemm_gflops"] == 519.0
     assert entry["roofline_fraction_plan_engine"] == pytest.approx(300.0 / 519.0)
+    from salkit.runtime.bench.record import peaks_line
+
+    assert peaks_line(machine) == "fp32 260 (torch), bf16 1631 (torch), int8 1966 (onnxruntime)"
     # An fp32 plan on ONNX Runtime: the fp32 peak is torch's here, not the plan's MLAS rate.
     record = _record(100.0)
     _finish_peaks(record, "coop", first, again, "fp32", "onnxruntime")
@@ -210,6 +216,7 @@ def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None
     assert record["machine"]["gemm_peak_precision"] == "fp32" and record["machine"]["gemm_peak_gflops"] == 260.0
     assert record["machine"]["gemm_peaks_gflops"]["bf16"] is None and record["machine"]["gemm_peak_engines"]["bf16"] is None
     assert record["coop"]["1"]["roofline_fraction_plan_engine"] is None
+    assert peaks_line(record["machine"]) == "fp32 260 (torch), bf16 none, int8 1966 (onnxruntime)"
 
 
 def test_torch_peaks_come_through_the_bench_plugin_or_say_not_installed(monkeypatch) -> None:

@@ -24,6 +24,7 @@ with the main one, per graph and per predict (:mod:`salkit.runtime.bench.plans`)
 The JSON record (stable keys)::
 
     {"bundle", "backend", "precision", "plan", "plan_reason",
+     "model": {"kind", "name", "backbone", "checkpoint_sha256"},  # what was benched (from the manifest)
      "machine": {"cpus", "cpu": {"model", "flags", "bf16", "int8", …}, "platform",
                  "gemm_peak_gflops",                         # the peak of the plan's precision, over engines
                  "gemm_peak_engine",                         # the engine that set it
@@ -88,6 +89,14 @@ def bench_inputs(m: Manifest, batch: int, images: Sequence[Path] | None, seed: i
     return preprocess(pictures, m.input_size, m.mean, m.std)
 
 
+def model_facts(m: Manifest) -> dict[str, Any]:
+    """Which model a record times, so records of a paper preset and of a deployed bundle stay apart
+    after the bundles are gone (the backbone from the checkpoint's config, as export recorded it)."""
+    source = m.extra.get("checkpoint") or {}
+    return {"kind": m.model_kind, "name": m.model_name, "backbone": (source.get("config") or {}).get("backbone"),
+            "checkpoint_sha256": source.get("sha256")}
+
+
 def flops_per_image(predictor: Predictor, samples: int, steps: int) -> dict[str, float]:
     """Counted FLOPs of predict for one image, per path (the graphs the predictor's loop runs)."""
     m = predictor.manifest
@@ -145,7 +154,7 @@ def run_bench(
         flops = flops_per_image(predictor, n, k)
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
-            "plan": predictor.plan, "plan_reason": predictor.backend_reason,
+            "plan": predictor.plan, "plan_reason": predictor.backend_reason, "model": model_facts(m),
             "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json()},
             "settings": {"samples": n if model_kind.takes_samples else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},
@@ -248,6 +257,13 @@ def _peak_source(machine: dict[str, Any]) -> str:
     return text + ")" + (f"; not in the peaks: {', '.join(missing)}" if missing else "")
 
 
+def peaks_line(machine: dict[str, Any]) -> str:
+    """"fp32 260 (torch), bf16 none, int8 1966 (onnxruntime)": every precision's peak and who set it."""
+    peaks, engines = machine.get("gemm_peaks_gflops") or {}, machine.get("gemm_peak_engines") or {}
+    return ", ".join(f"{p} {peaks[p]:.0f} ({engines.get(p) or '?'})" if peaks.get(p) else f"{p} none"
+                     for p in ("fp32", "bf16", "int8") if p in peaks)
+
+
 def format_record(record: dict[str, Any]) -> str:
     kind = next(name for name in KINDS if name in record)  # the record keeps its numbers under the kind's name
     machine = record["machine"]
@@ -256,6 +272,7 @@ def format_record(record: dict[str, Any]) -> str:
         f"{record['bundle']} ({kind}, plan {record.get('plan', record['backend'])}) on {machine.get('cpu', {}).get('model', '?')}, "
         f"{machine['cpus']} CPUs; {machine.get('gemm_peak_precision', 'fp32')} GEMM peak {machine['gemm_peak_gflops']:.1f} GFLOP/s"
         f"{_peak_source(machine)}",
+        f"GEMM peaks per precision, best engine: {peaks_line(machine)}",
         f"{'batch':>5} {'path':>6} {'img/s':>8} {'p50 ms':>9} {'p99 ms':>9} {'GFLOP/img':>10} {'roofline':>9}"
         + "".join(f" {'vs ' + key:>22}" for key in baselines),
     ]
