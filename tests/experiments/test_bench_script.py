@@ -92,7 +92,7 @@ def test_bench_sh_benches_make_reals_bundles_with_both_baselines(tmp_path: Path)
     out = tmp_path / "out"
     benched = [c for c in calls if c.startswith("sal-runtime bench") and "--compare-torch" in c]
     assert len(benched) == 4
-    assert f"--engine {real}/bundle_coop --compare-torch {real}/energy/last.pt --batch 1,8 --json {out}/real_coop.json" in benched[2]
+    assert f"--engine {real}/bundle_coop --compare-torch {real}/energy/last.pt --batch 1,4 --json {out}/real_coop.json" in benched[2]
     assert f"--engine {real}/bundle_qefpn --compare-torch {real}/qefpn/last.pt" in benched[3]
     (readme,) = [c for c in calls if c.startswith("python -m experiments.bench_readme")]
     assert f"{out}/coop.json {out}/qefpn.json {out}/real_coop.json {out}/real_qefpn.json --out" in readme
