@@ -5,7 +5,7 @@
 
 Export calibrates and gates on PASCAL-S's train split only. This checks — does not tune — the
 plan it chose (``manifest.precision_choice``) on the first ``--images`` photographs of another
-split with the same gate (export.precision_gate: final saliency maps mean |Δ| ≤ 0.003, max ≤ 0.05,
+split with the same gate (export.precision.gate: final saliency maps mean |Δ| ≤ 0.003, max ≤ 0.05,
 entropy maps mean ≤ 0.01, QE-FPN residual), same seed, same latents, float32 on ort-cpu as the
 reference. Exit code 0 whatever the verdict (the record says it); 2 on bad input.
 """
