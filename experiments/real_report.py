@@ -64,7 +64,10 @@ def trials_table(trials: list[dict[str, Any]]) -> list[str]:
     for r in trials:
         if "yhat" in r:
             scores = f"{r['yhat']['mae']:.3f} | {r['yhat']['s_measure']:.3f} | {r['yhat']['max_f']:.3f} | "
-            scores += f"{r['ytilde']['s_measure']:.3f}" if "ytilde" in r else "— (G(X): no energy)"
+            if "descent" in r:  # the energy's descent from Ŷ, k = 1 … 2K steps
+                scores += "after k = 1…{} steps: ".format(len(r["descent"])) + ", ".join(f"{d['s_measure']:.3f}" for d in r["descent"])
+            else:
+                scores += f"{r['ytilde']['s_measure']:.3f}" if "ytilde" in r else "— (G(X): no energy)"
         else:
             scores = f"{r['cpu_s_per_step']:.1f} CPU s per step ({r['steps']} steps timed) | — | — | —"
         lines.append(f"| {r['name']} | {r['epochs']} | {r['train_cpu_s'] / 60:.1f} | {scores} |")
