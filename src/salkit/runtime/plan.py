@@ -38,8 +38,9 @@ from typing import Callable
 
 from salkit.base.errors import SalkitError
 from salkit.runtime.backends import BACKENDS, CHOICES, CPU_BACKENDS, GPU_BACKENDS, availability
-from salkit.runtime.bundle import MANIFEST_NAME, Manifest
+from salkit.runtime.bundle import ARTEFACT_PRECISIONS, MANIFEST_NAME, Manifest, split_plan
 from salkit.runtime.cpu import CpuInfo, cpu_info
+from salkit.runtime.graph_plans import base_plan, describe, problems, recorded_mix
 from salkit.runtime.precision import (
     PRECISION_CHOICES, PRECISIONS, backend_precisions, cpu_unusable, gate_verdict, plan_name, recorded_choice, unusable,
 )
@@ -53,15 +54,39 @@ class Plan:
     backend: str
     precision: str
     reason: str  # one line, for the user
+    # graph → "<backend>:<precision>" when the graphs run on different plans (salkit.runtime.graph_plans);
+    # empty: every graph runs backend:precision. A mix's backend:precision is its most common plan.
+    graphs: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return plan_name(self.backend, self.precision)
 
     @property
+    def mixed(self) -> bool:
+        return bool(self.graphs)
+
+    def plan_of(self, graph: str) -> tuple[str, str]:
+        """(backend, precision) that runs ``graph``."""
+        return split_plan(self.graphs[graph]) if graph in self.graphs else (self.backend, self.precision)
+
+    @property
+    def loop_precision(self) -> str:
+        """The precision whose artefacts decide the loop's shape (a kind may pick graphs by it, e.g.
+        the split energy gradient only where no reduced energy_grad is to run): a mix's reduced
+        artefact precision when it has one."""
+        reduced = [split_plan(p)[1] for p in self.graphs.values() if split_plan(p)[1] in ARTEFACT_PRECISIONS]
+        return reduced[0] if reduced else self.precision
+
+    @property
+    def label(self) -> str:
+        """"openvino:bf16", or per graph when mixed: "per graph (encoder ort-cpu:int8, …)"."""
+        return f"per graph ({describe(self.graphs)})" if self.graphs else self.name
+
+    @property
     def line(self) -> str:
-        """What every command prints: the plan that runs and why."""
-        return f"plan {self.name}: {self.reason}"
+        """What every command prints: the plan that runs (per graph when mixed) and why."""
+        return f"plan {self.label}: {self.reason}"
 
 
 def cache_path() -> Path:
@@ -93,7 +118,55 @@ def choose_plan(
         raise SalkitError(f"unknown backend {backend!r}; choose one of {', '.join(CHOICES)}")
     if precision not in PRECISION_CHOICES:
         raise SalkitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISION_CHOICES)}")
+    if precision == "mix":
+        return _forced_mix(manifest, backend, cpu or cpu_info(ask_openvino=True))
+    mix = recorded_mix(manifest) if (backend, precision) == ("auto", "auto") else {}
     reasons = availability(manifest)
+    if not mix or any(not reasons[b] for b in GPU_BACKENDS):
+        return _single(manifest, backend, precision, threads, check_gate, probe, cpu, fallback, reasons)
+    cpu = cpu or cpu_info(ask_openvino=not reasons.get("openvino"))
+    found = problems(manifest, mix, cpu, reasons)
+    for problem in found:
+        if problem.what == "file":  # a bundle that lost a file is broken, whatever runs it
+            raise SalkitError(f"bundle {manifest.root}: {problem.clause}")
+    if not found:
+        seconds = manifest.precision_choice.get("mix_seconds")
+        how = f", {1e3 * float(seconds):.0f} ms a predict at export" if isinstance(seconds, (int, float)) else ""
+        return _mixed(mix, f"auto chose the bundle's per-graph plan (checked on {cpu.model}{how})")
+    plan = _single(manifest, backend, precision, threads, check_gate, probe, cpu, fallback, reasons)
+    note = "; the bundle's per-graph plan is not used here: " + "; ".join(p.clause for p in found)
+    return dataclasses.replace(plan, reason=plan.reason + note)
+
+
+def _mixed(mix: dict[str, str], reason: str) -> Plan:
+    backend, precision = split_plan(base_plan(mix))
+    return Plan(backend, precision, reason, dict(mix))
+
+
+def _forced_mix(manifest: Manifest, backend: str, cpu: CpuInfo) -> Plan:
+    """``--precision mix``: exactly the recorded per-graph plan. A missing engine or graph file is an
+    error naming the graph; a precision this CPU lacks runs that graph at fp32 on its engine and says so."""
+    if backend != "auto":
+        raise SalkitError(f"--precision mix runs the engines the bundle's per-graph plan names; leave --backend auto "
+                          f"(got {backend})")
+    mix = recorded_mix(manifest)
+    if not mix:
+        raise SalkitError(f"bundle {manifest.root} records no per-graph plan (--precision mix); use auto or a precision")
+    found = problems(manifest, mix, cpu, availability(manifest))
+    for problem in found:
+        if problem.what != "precision":
+            raise SalkitError(f"bundle {manifest.root}: {problem.clause}")
+    notes = []
+    for problem in found:
+        instead = plan_name(split_plan(problem.plan)[0], "fp32")
+        mix[problem.graph] = instead
+        notes.append(f"; {problem.clause}: runs {instead} instead")
+    return _mixed(mix, "requested (the bundle's per-graph plan)" + "".join(notes))
+
+
+def _single(manifest: Manifest, backend: str, precision: str, threads: int | None, check_gate: bool,
+            probe: Probe | None, cpu: CpuInfo | None, fallback: bool, reasons: dict[str, str]) -> Plan:
+    """One plan for every graph (the choice before per-graph plans, and the fallback from one)."""
     ask = backend in ("auto", "openvino") and not reasons.get("openvino")
     cpu = cpu or cpu_info(ask_openvino=ask)  # OpenVINO's own view of bf16 where it may run
     if backend != "auto" and reasons[backend]:
@@ -142,7 +215,7 @@ def choose_plan(
 def _instead(manifest: Manifest, backend: str, precision: str, why: str, threads: int | None, check_gate: bool,
              probe: Probe | None, cpu: CpuInfo) -> Plan:
     """The request at fp32 (always native), with a reason that names what was asked and why it does not run here."""
-    plan = choose_plan(manifest, backend, "fp32", threads, check_gate=check_gate, probe=probe, cpu=cpu, fallback=False)
+    plan = _single(manifest, backend, "fp32", threads, check_gate, probe, cpu, False, availability(manifest))
     asked = plan_name(backend, precision) if backend != "auto" else f"precision {precision}"
     how = "" if plan.reason == "requested" else f" ({plan.reason})"
     return Plan(plan.backend, plan.precision, f"{asked} was requested, but this CPU cannot run it: {why}; "

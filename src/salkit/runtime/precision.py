@@ -36,7 +36,7 @@ from salkit.runtime.bundle import Manifest, sha256_file
 from salkit.runtime.cpu import CpuInfo
 
 PRECISIONS = ("fp32", "bf16", "int8")
-PRECISION_CHOICES = ("auto", *PRECISIONS)
+PRECISION_CHOICES = ("auto", *PRECISIONS, "mix")  # mix: the per-graph plan the bundle records (salkit.runtime.graph_plans)
 CPU_BACKEND_PRECISIONS = {"ort-cpu": ("fp32", "int8"), "openvino": ("fp32", "bf16", "int8")}
 _GRAPH_FILE_PRECISION = {"fp32": None, "bf16": None, "int8": "int8"}  # which variant files a precision reads
 

@@ -71,7 +71,9 @@ class Predictor:
             plan = choose_plan(manifest, backend, precision, threads, check_gate=check_gate, probe=probe or probe_predict,
                                fallback=fallback)
         self.backend_name, self.precision, self.backend_reason = plan.backend, plan.precision, plan.reason
-        self.plan_line = plan.line  # what the commands print: the plan that runs and why
+        self.plan_line = plan.line  # what the commands print: the plan that runs (per graph when mixed) and why
+        self.graph_plans = dict(plan.graphs)  # graph → "<backend>:<precision>" when mixed, else {}
+        self._plan = plan
         self.device = device_for(self.backend_name)
         self._lock = threading.Lock()
         self._runners: dict[str, Runner] = {}
@@ -90,7 +92,7 @@ class Predictor:
             raise
 
     def _build_loop(self) -> None:
-        self.loop = self.runtime_kind.build_loop(self.manifest, self._runner, self.device, precision=self.precision)
+        self.loop = self.runtime_kind.build_loop(self.manifest, self._runner, self.device, precision=self._plan.loop_precision)
 
     @classmethod
     def from_bundle(
@@ -105,9 +107,8 @@ class Predictor:
 
     def _runner(self, graph: str) -> Runner:
         if graph not in self._runners:
-            runner = create_runner(
-                self.backend_name, self.manifest, graph, threads=self._threads, device=self.device, precision=self.precision
-            )
+            backend, precision = self._plan.plan_of(graph)
+            runner = create_runner(backend, self.manifest, graph, threads=self._threads, device=self.device, precision=precision)
             self._runners[graph] = runner.load()
         return self._runners[graph]
 
