@@ -213,7 +213,7 @@ def _gate_energy_steps(manifest: Manifest, directory: Path, calib: Path, progres
     gate = gate_energy_steps(directory, calib, progress)
     if gate is None:
         return
-    manifest.coop["langevin_steps"] = gate["chosen"]
+    get_export_kind(manifest.model_kind).set_energy_steps(manifest, gate["chosen"])
     manifest.extra["energy_steps"] = gate
     best = next(r for r in gate["by_steps"] if r["steps"] == gate["chosen"])
     base = gate["by_steps"][0]

@@ -69,6 +69,7 @@ def choose(rows: list[dict[str, float]], tolerance: float = MAE_TOLERANCE) -> in
 
 def gate_energy_steps(bundle: Path, calib: Path, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any] | None:
     """Judge the written coop bundle's step counts on ``calib``'s masked photos; None when it has no masks."""
+    from salkit.export.kinds import get_export_kind
     from salkit.runtime.bundle import load_bundle
     from salkit.runtime.predictor import Predictor
 
@@ -76,7 +77,7 @@ def gate_energy_steps(bundle: Path, calib: Path, progress: Callable[[str], None]
     if not pairs:
         return None
     manifest = load_bundle(bundle)
-    trained = int(manifest.coop.get("langevin_steps", 0))
+    trained = get_export_kind(manifest.model_kind).energy_steps(manifest)
     if trained < 1:
         return None
     progress(f"judging the energy's step count 0…{2 * trained} on {len(pairs)} held-out photos with masks")

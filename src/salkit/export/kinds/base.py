@@ -58,6 +58,14 @@ class ExportKind:
         """What the Triton loop needs beyond the model config's settings (graph wiring)."""
         return {}
 
+    def energy_steps(self, manifest: Manifest) -> int:
+        """The energy descent's step count per predict the bundle keeps (0: the kind has no energy)."""
+        return 0
+
+    def set_energy_steps(self, manifest: Manifest, steps: int) -> None:
+        """Keep ``steps`` as the bundle's energy step count (the energy-steps gate's choice). Kinds with an energy."""
+        raise NotImplementedError(f"{self.name} has no energy steps")
+
 
 EXPORT_KINDS: dict[str, ExportKind] = {}
 

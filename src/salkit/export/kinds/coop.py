@@ -43,6 +43,12 @@ class CoopExport(ExportKind):
         per_map = [float(np.abs(candidate[k].astype(np.float64) - reference[k]).mean()) for k in ENTROPY_KEYS if k in reference]
         return {"entropy_mean_abs": max(per_map, default=0.0)}
 
+    def energy_steps(self, manifest: Manifest) -> int:
+        return int(manifest.coop.get("langevin_steps", 0))
+
+    def set_energy_steps(self, manifest: Manifest, steps: int) -> None:
+        manifest.coop["langevin_steps"] = int(steps)
+
     def triton_settings(self, manifest: Manifest) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise
