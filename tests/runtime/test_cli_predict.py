@@ -108,15 +108,36 @@ def test_refine_folder(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-u
     for stem, (h, w) in SIZES.items():
         Image.fromarray(np.full((h, w), 100, np.uint8)).save(maps / f"{stem}.png")
     out = tmp_path / "refined"
-    result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", maps, "--out", out, "--steps", "3")
+    result = _run("refine", "--engine", toy_coop.path, "--input", folder, "--maps", maps, "--out", out, "--steps", "3")
     assert result.exit_code == 0, result.output
     for stem, size in SIZES.items():
         refined = read_mask(out / f"{stem}.png")
         assert refined.shape == size
         assert np.abs(refined - 100 / 255).max() > 2 / 255  # the energy moved the flat map
     (maps / "c.png").unlink()
-    result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", maps, "--out", out)
+    result = _run("refine", "--engine", toy_coop.path, "--input", folder, "--maps", maps, "--out", out)
     assert result.exit_code == 2 and "c.png" in result.output
+
+
+def test_refine_takes_input_and_its_former_name_images(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    for stem, (h, w) in SIZES.items():
+        Image.fromarray(np.full((h, w), 100, np.uint8)).save(maps / f"{stem}.png")
+    written = {}
+    for option in ("--input", "--images"):
+        out = tmp_path / option.strip("-")
+        result = _run("refine", "--engine", toy_coop.path, option, folder, "--maps", maps, "--out", out, "--steps", "2")
+        assert result.exit_code == 0, result.output
+        assert ("deprecated" in result.output) == (option == "--images")
+        written[option] = {stem: read_mask(out / f"{stem}.png") for stem in SIZES}
+    for stem in SIZES:
+        np.testing.assert_array_equal(written["--input"][stem], written["--images"][stem])
+    help_text = _run("refine", "--help").output
+    assert "--input" in help_text and "--images" not in help_text
+    assert _run("refine", "--engine", toy_coop.path, "--maps", maps, "--out", tmp_path / "x").exit_code == 2
+    both = _run("refine", "--engine", toy_coop.path, "--input", folder, "--images", folder, "--maps", maps, "--out", tmp_path / "y")
+    assert both.exit_code == 2 and "--input only" in both.output
 
 
 def test_grid_has_labelled_columns_and_a_ground_truth_column(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -146,7 +146,7 @@ def test_cli_predict_and_refine_write_maps_at_the_displayed_size(photos, toy_coo
         with Image.open(pred / f"{Path(name).stem}.png") as img:
             assert img.size[::-1] == displayed, name
     refined = tmp_path / "refined"
-    result = _run("refine", "--engine", toy_coop.path, "--images", folder, "--maps", pred, "--out", refined,
+    result = _run("refine", "--engine", toy_coop.path, "--input", folder, "--maps", pred, "--out", refined,
                   "--backend", "ort-cpu", "--threads", "1", "--strict")
     assert result.exit_code == 0, result.output
     for name, (_, displayed) in photos.items():
@@ -161,7 +161,7 @@ def test_refine_refuses_a_map_in_the_stored_orientation(photos, toy_coop, tmp_pa
     path, (h, w) = photos["exif6.jpg"]
     (images / path.name).write_bytes(path.read_bytes())
     Image.fromarray(np.zeros((w, h), np.uint8)).save(maps / "exif6.png")  # stored 30×50, displayed 50×30
-    result = _run("refine", "--engine", toy_coop.path, "--images", images, "--maps", maps, "--out", tmp_path / "out",
+    result = _run("refine", "--engine", toy_coop.path, "--input", images, "--maps", maps, "--out", tmp_path / "out",
                   "--backend", "ort-cpu", "--threads", "1")
     assert result.exit_code == 1 and "exif6.png" in result.output and "displayed orientation" in result.output
 

@@ -11,7 +11,9 @@ from salkit.runtime.cli.common import plan_options
 
 @click.command(name="refine")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
-@click.option("--images", "images_dir", required=True, type=click.Path(), help="Folder of images.")
+@click.option("--input", "images_dir", type=click.Path(), help="Folder of images (required).")
+# --images is refine's former name of --input (predict's name); scripts that use it keep working.
+@click.option("--images", "images_alias", type=click.Path(), hidden=True)
 @click.option("--maps", "maps_dir", required=True, type=click.Path(), help="Folder of saliency maps to refine, paired by file stem.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the refined <stem>.png maps.")
 @click.option("--steps", type=int, help="Langevin steps K (default: the bundle's).")
@@ -20,8 +22,8 @@ from salkit.runtime.cli.common import plan_options
 @click.option("--strict", is_flag=True, help="Abort (exit 2, nothing written) on the first unreadable file.")
 @report_user_errors
 def refine(
-    bundle: str, images_dir: str, maps_dir: str, out_dir: str, steps: int | None, backend: str, precision: str,
-    threads: int | None, batch_size: int | None, strict: bool,
+    bundle: str, images_dir: str | None, images_alias: str | None, maps_dir: str, out_dir: str, steps: int | None,
+    backend: str, precision: str, threads: int | None, batch_size: int | None, strict: bool,
 ) -> None:
     """Langevin revision of existing maps under the bundle's energy (paper §6.3).
 
@@ -32,6 +34,7 @@ def refine(
     from salkit.base.images import decode_image, pair_by_stem, read_mask, save_png_map
     from salkit.runtime.predictor import Predictor
 
+    images_dir = _input_folder(images_dir, images_alias)
     pairs = pair_by_stem(images_dir, maps_dir, what_a="image folder", what_b="map folder")
     out = check_out_dir(out_dir)
     failures = Failures(strict)
@@ -80,3 +83,15 @@ def refine(
     code = failures.summary(done)
     if code:
         sys.exit(code)
+
+
+def _input_folder(images_dir: str | None, images_alias: str | None) -> str:
+    """--input, or the deprecated --images (a note on stderr); one of them, not both."""
+    if images_dir is not None and images_alias is not None:
+        raise click.UsageError("give --input only (--images is its deprecated name)")
+    if images_alias is not None:
+        click.echo("note: refine --images is deprecated; use --input", err=True)
+        return images_alias
+    if images_dir is None:
+        raise click.UsageError("Missing option '--input'.")
+    return images_dir
