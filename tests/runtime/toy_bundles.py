@@ -90,7 +90,7 @@ class ToyCoop(nn.Module):
         self.generator = ToyGenerator(self.encoder, self.decoder)
 
 
-class ToyQefpn(nn.Module):
+class ToyQEFPN(nn.Module):
     def __init__(self, seed: int = 0) -> None:
         super().__init__()
         torch.manual_seed(seed)
@@ -158,7 +158,7 @@ def build_coop_bundle(directory: Path, model: ToyCoop, *, step: float = 0.4, ste
     return manifest
 
 
-def build_qefpn_bundle(directory: Path, model: ToyQefpn, *, iterations: int = 12, memory: int = 8, tol: float = 1e-4) -> Manifest:
+def build_qefpn_bundle(directory: Path, model: ToyQEFPN, *, iterations: int = 12, memory: int = 8, tol: float = 1e-4) -> Manifest:
     directory.mkdir(parents=True, exist_ok=True)
     x = torch.randn(2, 3, SIZE, SIZE)
     z = torch.randn(2, STATE)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from salkit.runtime.bundle import Manifest, load_bundle
-from tests.runtime.toy_bundles import ToyCoop, ToyQefpn, build_coop_bundle, build_qefpn_bundle
+from tests.runtime.toy_bundles import ToyCoop, ToyQEFPN, build_coop_bundle, build_qefpn_bundle
 
 
 @dataclass
@@ -29,7 +29,7 @@ def toy_coop(tmp_path_factory: pytest.TempPathFactory) -> Toy:
 
 @pytest.fixture(scope="session")
 def toy_qefpn(tmp_path_factory: pytest.TempPathFactory) -> Toy:
-    model = ToyQefpn(seed=0).eval()
+    model = ToyQEFPN(seed=0).eval()
     path = tmp_path_factory.mktemp("toy") / "qefpn"
     build_qefpn_bundle(path, model)
     return Toy(model, path, load_bundle(path))

@@ -29,14 +29,14 @@ from salkit.runtime.backends.base import Array, Device, Runner
 
 
 @dataclasses.dataclass
-class QefpnRunners:
+class QEFPNRunners:
     encoder: Runner
     f: Runner
     decoder: Runner
 
 
-class _QefpnWorkspace:
-    def __init__(self, runners: QefpnRunners, device: Device, batch: int, size: int, state_dim: int) -> None:
+class _QEFPNWorkspace:
+    def __init__(self, runners: QEFPNRunners, device: Device, batch: int, size: int, state_dim: int) -> None:
         empty = device.empty
         self.x = empty((batch, 3, size, size))
         self.injection = empty((batch, state_dim))
@@ -50,10 +50,10 @@ class _QefpnWorkspace:
         self.decode = runners.decoder.bind({"z": self.z}, {"logits": self.logits})
 
 
-class QefpnLoop:
+class QEFPNLoop:
     def __init__(
         self,
-        runners: QefpnRunners,
+        runners: QEFPNRunners,
         device: Device,
         *,
         size: int,
@@ -66,11 +66,11 @@ class QefpnLoop:
         self.runners, self.device = runners, device
         self.size, self.state_dim = size, state_dim
         self.iterations, self.memory, self.tol, self.stop_mode = iterations, memory, tol, stop_mode
-        self._workspaces: dict[int, _QefpnWorkspace] = {}
+        self._workspaces: dict[int, _QEFPNWorkspace] = {}
 
-    def workspace(self, batch: int) -> _QefpnWorkspace:
+    def workspace(self, batch: int) -> _QEFPNWorkspace:
         if batch not in self._workspaces:
-            self._workspaces[batch] = _QefpnWorkspace(self.runners, self.device, batch, self.size, self.state_dim)
+            self._workspaces[batch] = _QEFPNWorkspace(self.runners, self.device, batch, self.size, self.state_dim)
         return self._workspaces[batch]
 
     def predict(self, x: np.ndarray, *, iterations: int | None = None) -> dict[str, np.ndarray]:

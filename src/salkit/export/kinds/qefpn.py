@@ -16,7 +16,7 @@ from salkit.runtime.bundle import Manifest
 RESIDUAL_FACTOR = 2.0
 
 
-class QefpnExport(ExportKind):
+class QEFPNExport(ExportKind):
     name = "qefpn"
     size_fixed_by = "its equilibrium state"  # the state size D fixes the side
     reduced_graphs = ("encoder", "decoder")
@@ -42,4 +42,4 @@ class QefpnExport(ExportKind):
                 "residual_limit": max(RESIDUAL_FACTOR * residual_fp32, tolerance)}
 
 
-register_export_kind(QefpnExport())
+register_export_kind(QEFPNExport())

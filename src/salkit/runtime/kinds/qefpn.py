@@ -11,10 +11,10 @@ from salkit.runtime.backends.base import Device
 from salkit.runtime.bundle import Manifest
 from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks, register_kind
 from salkit.runtime.loops import check_steps
-from salkit.runtime.loops_qefpn import QefpnLoop, QefpnRunners
+from salkit.runtime.loops_qefpn import QEFPNLoop, QEFPNRunners
 
 
-class QefpnKind(RuntimeKind):
+class QEFPNKind(RuntimeKind):
     name = "qefpn"
     # encoder: image → injection (B, D) ; f: z (B, D), injection (B, D) → f_z (B, D)
     # decoder: z (B, D) → logits (B, 1, S, S)
@@ -34,10 +34,10 @@ class QefpnKind(RuntimeKind):
         t = manifest.qefpn.get("broyden_iterations", 0) if steps is None else steps
         return 1, check_steps("steps (Broyden iterations)", t, 0)
 
-    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> QefpnLoop:
+    def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> QEFPNLoop:
         q = manifest.qefpn
-        return QefpnLoop(
-            QefpnRunners(runner("encoder"), runner("f"), runner("decoder")),
+        return QEFPNLoop(
+            QEFPNRunners(runner("encoder"), runner("f"), runner("decoder")),
             device,
             size=manifest.input_size,
             state_dim=int(q["state_dim"]),
@@ -47,7 +47,7 @@ class QefpnKind(RuntimeKind):
             stop_mode=str(q.get("stop_mode", "rel")),
         )
 
-    def predict(self, loop: QefpnLoop, x: np.ndarray, chunks: list[slice], *, samples: int, steps: int, noise: bool,
+    def predict(self, loop: QEFPNLoop, x: np.ndarray, chunks: list[slice], *, samples: int, steps: int, noise: bool,
                 uncertainty: bool, seed: int | None, path: str, latents: np.ndarray | None,
                 noise_values: np.ndarray | None, runner: RunnerOf) -> dict[str, np.ndarray]:
         return join_chunks([loop.predict(x[s], iterations=steps) for s in chunks])
@@ -59,10 +59,10 @@ class QefpnKind(RuntimeKind):
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         return lambda: predictor.predict_tensor(x, steps=steps)
 
-    def graph_calls(self, loop: QefpnLoop, batch: int, samples: int) -> dict[str, Callable[[], None]]:
+    def graph_calls(self, loop: QEFPNLoop, batch: int, samples: int) -> dict[str, Callable[[], None]]:
         ws, runners = loop.workspace(batch), loop.runners
         return {"encoder": lambda: runners.encoder.run(ws.encode), "f": lambda: runners.f.run(ws.f),
                 "decoder": lambda: runners.decoder.run(ws.decode)}
 
 
-register_kind(QefpnKind())
+register_kind(QEFPNKind())

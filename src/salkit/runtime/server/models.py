@@ -193,7 +193,7 @@ class SaliencyModel(ServedModel):
         return {k: out[k] for k in wanted}
 
 
-class QefpnModel(SaliencyModel):
+class QEFPNModel(SaliencyModel):
     name = "qefpn"
     outputs = (
         TensorMeta("SALIENCY", "FP32", (-1, 1, -1, -1)),
@@ -249,7 +249,7 @@ class RefineModel(ServedModel):
 
 # The models a kind can serve, by name (RuntimeKind.served_models names them; the kind's first
 # model takes /predict). A kind whose outputs fit none of these adds its class here.
-SERVED_MODELS: dict[str, type[ServedModel]] = {cls.name: cls for cls in (SaliencyModel, QefpnModel, RefineModel)}
+SERVED_MODELS: dict[str, type[ServedModel]] = {cls.name: cls for cls in (SaliencyModel, QEFPNModel, RefineModel)}
 
 
 def models_for(batching: BatchingPredictor) -> dict[str, ServedModel]:
