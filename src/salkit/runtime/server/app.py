@@ -36,7 +36,7 @@ from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
 from salkit.runtime.server.guard import PAGE_PATH, BodyTooLarge, Guard
-from salkit.runtime.server.metrics import ServerMetrics
+from salkit.runtime.server.prometheus import ServerMetrics
 from salkit.runtime.server.models import ServedModel, models_for
 from salkit.runtime.server.page import page_info, page_route
 from salkit.runtime.server.pipeline import run_inference

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 
 from starlette.routing import Match
 
-from salkit.runtime.server.metrics import ServerMetrics
+from salkit.runtime.server.prometheus import ServerMetrics
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
