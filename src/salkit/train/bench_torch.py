@@ -154,18 +154,12 @@ def torch_gemm_rates(size: int, repeats: int, *, bf16: bool) -> dict[str, float]
     ``torch._int_mm`` (s8 × s8 → s32) where this torch build runs it on the CPU. Two operations
     per multiply-add, as for the other engines (salkit.runtime.bench.peaks).
     """
-    import time
-
     import torch
 
+    from salkit.base.timing import best_gemm_rate
+
     def rate(call: Callable[[], Any]) -> float:
-        call()  # warm-up: threads start, kernels are chosen
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            best = min(best, time.perf_counter() - start)
-        return 2.0 * size**3 / best / 1e9
+        return best_gemm_rate(call, size, repeats)
 
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator) for _ in range(2))

@@ -10,13 +10,13 @@ this machine reaches on the most favourable dense kernel. The ``onnx`` package i
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from salkit.base.errors import SalkitError
+from salkit.base.timing import best_gemm_rate
 
 
 def _onnx() -> Any:
@@ -138,17 +138,6 @@ def gemm_rates(size: int = 1536, repeats: int = 8) -> dict[str, float]:
 def gemm_peak_gflops(size: int = 1536, repeats: int = 8) -> float:
     """The machine's measured fp32 GEMM peak: the best of :func:`gemm_rates`."""
     return max(gemm_rates(size, repeats).values())
-
-
-def best_gemm_rate(call: Callable[[], Any], size: int, repeats: int) -> float:
-    """GFLOP/s of the fastest of ``repeats`` calls of a ``size``² matrix product, after one warm-up call."""
-    call()  # warm-up: threads start, pages fault in, kernels are chosen
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best / 1e9
 
 
 def _matmul_session(size: int) -> Any:

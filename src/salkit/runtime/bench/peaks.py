@@ -32,7 +32,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from salkit.runtime.bench.flops import best_gemm_rate, gemm_rates
+from salkit.base.timing import best_gemm_rate
+from salkit.runtime.bench.flops import gemm_rates
 from salkit.runtime.cpu import cpu_info
 
 
