@@ -23,7 +23,7 @@ from salkit.runtime.bundle import load_bundle, sha256_file
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 # Stand-in predict times of every plan export may time (a plan missing here is a KeyError, not a guess).
-PLAN_SECONDS = {"ort-cpu:fp32": 1.0, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:bf16": 0.7}
+PLAN_SECONDS = {"ort-cpu:fp32": 1.0, "openvino:fp32": 1.1, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:bf16": 0.7, "auto:mix": 0.45}
 
 
 @pytest.fixture(scope="module")
@@ -143,12 +143,17 @@ class _StandIns:
     def plan_timer(plans, x):
         return [PLAN_SECONDS[f"{backend}:{precision}"] for _, backend, precision in plans]
 
+    @staticmethod
+    def graph_plan_timer(manifest, graph, plans, feeds):
+        return [PLAN_SECONDS[plan] for plan in plans]
+
 
 def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wrong: tuple[str, ...]):
     fakes = _StandIns(wrong)
     monkeypatch.setattr(precision_auto, "run_with_predictor", fakes.run)
     monkeypatch.setattr(precision_auto, "time_graphs", fakes.graph_timer)
     monkeypatch.setattr(precision_auto, "time_plans", fakes.plan_timer)
+    monkeypatch.setattr(precision_auto, "time_graph_plans", fakes.graph_plan_timer)
     out = tmp_path / "auto"
     export_bundle(ExportOptions(ckpt=checkpoint, out=out, calib=calib, build_engines=False))  # precision auto
     return load_bundle(out), fakes

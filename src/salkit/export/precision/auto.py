@@ -8,7 +8,10 @@
    the graph the gate blames goes back to float32 and the rest are judged again;
 2. bf16 (an OpenVINO compile hint, no artefact) only where the CPU has native bf16;
 3. time a full predict of every passing plan against ort-cpu fp32 and record the fastest, or fp32
-   when nothing passes or nothing is faster. Artefacts of plans that did not pass are deleted.
+   when nothing passes or nothing is faster. Artefacts of plans that did not pass are deleted;
+4. beside that single plan, a per-graph plan (each graph on its own engine and precision, chosen by
+   timing each graph alone, gated on the final maps with a bisection to the graph to blame, and
+   kept only when its predict beats the single plan's): :mod:`salkit.export.precision.mix`.
 
 A forced precision (``fp16``, ``bf16``, ``int8``) writes its artefacts for the graphs of
 the kind's ``reduced_graphs`` and must pass the gate, else the export is
@@ -22,7 +25,6 @@ one the runtime on the same CPU may run.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +35,8 @@ from salkit.export.kinds import get_export_kind
 from salkit.export.precision.artefacts import ARTEFACT_PRECISIONS, drop_variant, write_variant
 from salkit.export.precision.calib import CalibrationImages
 from salkit.export.precision.gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
+from salkit.export.precision.mix import MIX, GraphPlanTimer, MixSearch, graph_candidates, time_graph_plans
+from salkit.export.precision.timing import GRAPH_REPEATS, PLAN_REPEATS, best_interleaved
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
 from salkit.runtime.cpu import CpuInfo, cpu_info
@@ -40,8 +44,6 @@ from salkit.runtime.cpu import CpuInfo, cpu_info
 PRECISION_CHOICES = ("auto", "fp32", "fp16", "bf16", "int8")
 PAYS = 0.9  # a reduced graph is kept only if it runs in at most 90 % of its float32 time
 FASTER = 0.95  # a plan replaces fp32 only if its predict takes at most 95 % of fp32's
-GRAPH_REPEATS = 5
-PLAN_REPEATS = 3
 
 # (graph files, feeds) → best seconds of each; ([(manifest view, backend, precision)], x) → best seconds of each.
 # Repeats alternate between the candidates, so a neighbour's load on the shared cores hits all alike.
@@ -71,26 +73,13 @@ def unsupported_reason(precision: str, cpu: CpuInfo | None = None) -> str:
     return ""
 
 
-def _best_interleaved(calls: list[Callable[[], Any]], repeats: int) -> list[float]:
-    """Best wall time of each call over ``repeats`` rounds (one untimed warm-up round first)."""
-    for call in calls:
-        call()
-    best = [float("inf")] * len(calls)
-    for _ in range(repeats):
-        for i, call in enumerate(calls):
-            start = time.perf_counter()
-            call()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
 def time_graphs(paths: list[Path], feeds: dict[str, np.ndarray]) -> list[float]:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
     sessions = [ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"]) for p in paths]
-    return _best_interleaved([lambda s=s: s.run(None, feeds) for s in sessions], GRAPH_REPEATS)
+    return best_interleaved([lambda s=s: s.run(None, feeds) for s in sessions], GRAPH_REPEATS)
 
 
 def time_plans(plans: list[tuple[Manifest, str, str]], x: np.ndarray) -> list[float]:
@@ -104,10 +93,10 @@ def time_plans(plans: list[tuple[Manifest, str, str]], x: np.ndarray) -> list[fl
     try:
         for manifest, backend, precision in plans:
             options: dict[str, Any] = {}
-            if precision in HINT_PRECISIONS and "precision" in inspect.signature(Predictor).parameters:
+            if precision in (*HINT_PRECISIONS, MIX) and "precision" in inspect.signature(Predictor).parameters:
                 options["precision"] = precision
             predictors.append(Predictor(manifest, backend=backend, fallback=False, **options))
-        return _best_interleaved([lambda p=p: p.predict_tensor(x, seed=0) for p in predictors], PLAN_REPEATS)
+        return best_interleaved([lambda p=p: p.predict_tensor(x, seed=0) for p in predictors], PLAN_REPEATS)
     finally:
         for predictor in predictors:
             predictor.close()
@@ -126,6 +115,7 @@ class PrecisionJob:
     run: PlanRunner | None = None
     graph_timer: GraphTimer | None = None
     plan_timer: PlanTimer | None = None
+    graph_plan_timer: GraphPlanTimer | None = None
     _gate: Gate | None = None
 
     def __post_init__(self) -> None:
@@ -133,6 +123,7 @@ class PrecisionJob:
         self.run = self.run or (lambda *args: run_with_predictor(*args))
         self.graph_timer = self.graph_timer or (lambda *args: time_graphs(*args))
         self.plan_timer = self.plan_timer or (lambda *args: time_plans(*args))
+        self.graph_plan_timer = self.graph_plan_timer or (lambda *args: time_graph_plans(*args))
 
     @property
     def gate(self) -> Gate:
@@ -149,13 +140,17 @@ class PrecisionJob:
         """Rows a graph runs on per image in the runtime's loop (the kind's: coop decodes N samples at once)."""
         return get_export_kind(self.manifest.model_kind).rows(self.manifest, name)
 
-    def _speedup(self, name: str, precision: str) -> tuple[float, float]:
-        """(fp32 s, reduced s) of one graph alone on a calibration input of the runtime's rows."""
+    def feeds(self, name: str) -> dict[str, np.ndarray]:
+        """A calibration input of graph ``name`` with the rows it runs on per image in the runtime's loop."""
         graph = self._graph(name)
         assert graph.data_inputs is not None
         rows = self._rows(name)
-        feeds = {n: np.repeat(t[:1].detach().numpy().astype(np.float32), rows, axis=0)
-                 for n, t in zip(graph.input_names, graph.feeds(*graph.data_inputs))}
+        return {n: np.repeat(t[:1].detach().numpy().astype(np.float32), rows, axis=0)
+                for n, t in zip(graph.input_names, graph.feeds(*graph.data_inputs))}
+
+    def _speedup(self, name: str, precision: str) -> tuple[float, float]:
+        """(fp32 s, reduced s) of one graph alone on a calibration input of the runtime's rows."""
+        feeds = self.feeds(name)
         fp32 = self.directory / self.manifest.graphs[name].file
         reduced = self.directory / self.manifest.variants[precision][name]["file"]
         t32, tq = self.graph_timer([fp32, reduced], feeds)
@@ -275,6 +270,14 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
         if not any(v.get("passed") for p, v in gate.items() if p.endswith(":int8")):
             for name in list(manifest.variants.get("int8", {})):
                 drop_variant(manifest, job.directory, "int8", name)
+    _single_plan(job, choice)
+    if job.calib is not None:
+        _per_graph_plan(job, ov)
+
+
+def _single_plan(job: PrecisionJob, choice: dict[str, Any]) -> None:
+    """The one plan for every graph: the fastest that passed, if it beats fp32."""
+    manifest, gate = job.manifest, job.manifest.precision_gate
     passing = [p for p, v in gate.items() if v.get("passed")]
     if not passing:
         manifest.precision_choice = {**choice, "reason": "no reduced-precision plan passed the gate here"}
@@ -293,6 +296,20 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
     else:
         reason = f"no plan that passed the gate is faster than {REFERENCE_PLAN} (best {best}: {ratio:.2f}×)"
         manifest.precision_choice = {**choice, "reason": reason, "seconds": seconds}
+
+
+def _per_graph_plan(job: PrecisionJob, openvino: str) -> None:
+    """Beside the single plan: each graph on its own engine and precision (salkit.export.precision.mix)."""
+    manifest = job.manifest
+    graphs = [g for g in get_export_kind(manifest.model_kind).candidate_graphs if g in manifest.graphs]
+    assert job.cpu is not None and job.graph_plan_timer is not None and job.plan_timer is not None
+    search = MixSearch(manifest, job.gate, graphs, {g: graph_candidates(manifest, g, job.cpu, openvino) for g in graphs},
+                       job.feeds, job.graph_plan_timer, job.plan_timer, job.progress, FASTER)
+    record = search.run(manifest.precision_choice.get("plan") or REFERENCE_PLAN)
+    if job.int8_scheme == "cpu" and any(p.endswith(":int8") for p in record.get("graphs", {}).values()):
+        record["int8_vnni"] = job.cpu.int8_vnni  # 8-bit u8·s8 weights: judged on this kind of int8 unit only
+    job.progress(f"per-graph plan: {record['mix_reason']}")
+    manifest.precision_choice.update(record)
 
 
 def _bf16(job: PrecisionJob, openvino: str) -> dict[str, Any]:

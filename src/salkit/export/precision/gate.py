@@ -44,7 +44,9 @@ def run_with_predictor(manifest: Manifest, backend: str, precision: str, x: np.n
     from salkit.runtime.predictor import Predictor
 
     options: dict[str, Any] = {}
-    if precision in HINT_PRECISIONS:
+    if precision == "mix":  # the view's recorded per-graph plan, exactly (salkit.export.precision.mix)
+        options["precision"] = precision
+    elif precision in HINT_PRECISIONS:
         if "precision" not in inspect.signature(Predictor).parameters:
             raise SalkitError(f"this runtime cannot compile graphs to {precision} (no precision hints)")
         options["precision"] = precision
@@ -73,7 +75,7 @@ def failures(metrics: dict[str, float]) -> list[tuple[str, float, float]]:
     return [(what, value, limit) for what, value, limit in bounds if not value <= limit]
 
 
-def _excess(metrics: dict[str, float]) -> float:
+def excess(metrics: dict[str, float]) -> float:
     """How far past its bounds a run is (the largest value/limit ratio; ≤ 1 passes)."""
     ratios = [value / limit if limit > 0 else float("inf") for _, value, limit in failures(metrics)]
     return max(ratios, default=0.0) if all(np.isfinite(ratios)) else float("inf")
@@ -123,7 +125,7 @@ class Gate:
             if not after:
                 blame = (f"; graph {culprit} is to blame: with it back in fp32 the maps pass "
                          f"(saliency max |Δ| {without['saliency_max_abs']:.3g})")
-            elif _excess(without) < _excess(metrics):  # it helps, but another reduced graph fails too
+            elif excess(without) < excess(metrics):  # it helps, but another reduced graph fails too
                 blame = f"; graph {culprit} contributes most, and not alone: with it back in fp32 {_describe(after)}"
             else:
                 blame = (f"; no single graph is to blame (none back in fp32 brings the maps closer); {culprit} comes "
@@ -140,7 +142,7 @@ class Gate:
         best, best_metrics = "", {}
         for graph in reduced:
             trial = self._measure(backend, precision, reference_graphs=(graph,))
-            if not best or _excess(trial) < _excess(best_metrics):
+            if not best or excess(trial) < excess(best_metrics):
                 best, best_metrics = graph, trial
         return best, best_metrics or metrics
 
