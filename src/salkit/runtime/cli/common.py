@@ -38,8 +38,9 @@ def plan_options(command: F) -> F:
                      help="Backend; auto measures the CPU backends the bundle allows (cached) and takes the fastest."),
         click.option("--precision", metavar="|".join(PRECISION_CHOICES), default="auto", show_default=True,
                      help="fp32, bf16 (openvino, CPUs with bf16 units), int8 (the bundle's int8 graphs); auto: what the "
-                          "bundle's precision gate passed and this CPU runs natively. A precision this CPU lacks runs "
-                          "at fp32 instead, and the command says so."),
+                          "bundle's precision gate passed and this CPU runs natively (its per-graph plan first, where it records "
+                          "one); mix: exactly that per-graph plan. A precision this CPU lacks runs at fp32 instead, and "
+                          "the command says so."),
         click.option("--threads", type=int, help="CPU threads for the backend (default: one per core)."),
     )
     for option in reversed(options):
