@@ -80,9 +80,12 @@ def cpu_line(record: Mapping[str, Any]) -> str:
     present = [f for f in CAPABILITIES if f in flags]
     peaks, engines = machine.get("gemm_peaks_gflops") or {}, machine.get("gemm_peak_engines") or {}
     peak_text = ", ".join(f"{p} {v:.0f}" + (f" ({engines[p]})" if engines.get(p) else "") for p, v in sorted(peaks.items()) if v)
+    load = machine.get("load_average") or {}
+    load_text = (f"; load average {load['start']:.1f} before the run, {load['end']:.1f} at its end"
+                 if load.get("start") is not None and load.get("end") is not None else "")
     return (f"CPU: **{cpu.get('model', 'unknown')}**, {machine.get('cpus')} cores; "
             f"{', '.join(present) if present else 'no AVX-512, no VNNI, no bf16, no AMX'}; "
-            f"measured GEMM peaks (GFLOP/s, best engine): {peak_text or 'not recorded'}")
+            f"measured GEMM peaks (GFLOP/s, best engine): {peak_text or 'not recorded'}{load_text}")
 
 
 def _roofline(entry: Mapping[str, Any], machine: Mapping[str, Any]) -> str:

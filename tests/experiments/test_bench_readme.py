@@ -52,7 +52,9 @@ def bench_readme_speedup(key: str) -> str:
 def test_section_shows_both_baselines_the_cpu_and_the_targets(tmp_path: Path) -> None:
     coop = record("coop", {"1": 2.0, "8": 4.0}, torch={"1": 0.2, "8": 0.4}, best={"1": 1.0, "8": 1.5})
     qefpn = record("qefpn", {"1": 1.0}, torch={"1": 0.5}, best=None)
+    coop["machine"]["load_average"] = {"start": 0.42, "end": 2.31}
     text = bench_readme.render([coop, qefpn], "cmd")
+    assert "load average 0.4 before the run, 2.3 at its end" in text
     assert "**Test CPU 9000**" in text and "amx_bf16" in text and "bf16 600 (torch)" in text and "fp32 100 (onnxruntime)" in text
     # batch 1: 2.0 img/s vs 0.2 (authors') and 1.0 (best recipe); best batch 4.0 vs 0.4 and 1.5.
     coop_label, qefpn_label = "coop ResNet-50 352², N 10, K 5", "QE-FPN ResNet-50 352², T 5"

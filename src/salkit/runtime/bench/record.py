@@ -32,7 +32,9 @@ The JSON record (stable keys)::
                  "gemm_peak_engines": {"fp32", "bf16", "int8"},  # the engine that set each (null: none)
                  "gemm_rates_gflops": {precision: {engine: GFLOP/s}}, "gemm_peak_samples_gflops",
                  "gemm_engines": {engine: "measured" | "not installed" | why not},
-                 "plan_engine", "plan_engine_gemm_gflops"},  # the plan's own engine and its rate
+                 "plan_engine", "plan_engine_gemm_gflops",   # the plan's own engine and its rate
+                 "load_average": {"start", "end"}},          # 1-minute load average before the run and at its end (the
+                                                             # bench's own threads count in the end one)
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
                             "roofline_fraction_plan_engine",
@@ -131,6 +133,7 @@ def run_bench(
         raise SalkitError(f"--gemm-size must be >= 64, got {gemm_size}")
     if warmup < 0 or repeat < 1:
         raise SalkitError(f"--warmup must be >= 0 and --repeat >= 1, got {warmup} and {repeat}")
+    load_start = _load()  # before any of this run's own work adds to it
     m = load_bundle(bundle)
     model_kind = kind_of(m)
     kind = model_kind.name
@@ -155,7 +158,7 @@ def run_bench(
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
             "plan": predictor.plan, "plan_reason": predictor.backend_reason, "model": model_facts(m),
-            "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json()},
+            "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json(), "load_average": {"start": load_start}},
             "settings": {"samples": n if model_kind.takes_samples else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},
             kind: {},
@@ -200,6 +203,7 @@ def run_bench(
         progress("measuring the GEMM peaks again")
         again, _ = engine_peaks(gemm_size)
     record["machine"]["gemm_engines"] = engines
+    record["machine"]["load_average"]["end"] = _load()
     _finish_peaks(record, kind, rates, again, predictor.precision, PLAN_ENGINES.get(predictor.backend_name))
     for key, result in measured.items():
         sample = result.pop("sample")
@@ -240,6 +244,14 @@ def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, 
             p["roofline_fraction_plan_engine"] = p["achieved_gflops"] / own if own else None
         entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
         entry["roofline_fraction_plan_engine"] = entry["paths"]["split"]["roofline_fraction_plan_engine"]
+
+
+def _load() -> float | None:
+    """The 1-minute load average: other jobs slow torch and the runtime unequally, so a record says how busy it ran."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):  # not on this platform
+        return None
 
 
 def _runtime_call(predictor: Predictor, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
