@@ -10,20 +10,24 @@ stage() { printf '\n== %s\n' "$*"; }
 
 SHARED=${DEMO_SHARED:-../shared/data}
 if [[ -z ${DEMO_SYNTHETIC:-} && -f $SHARED/duts-tr/train.txt && -f $SHARED/pascal-s/test.txt ]]; then
-  # Real photographs: an ImageNet-pretrained EfficientNet-Lite0 learns saliency from 320 DUTS-TR photographs
+  # Real photographs: an ImageNet-pretrained EfficientNet-Lite0 learns saliency from 480 DUTS-TR photographs
   # in a couple of minutes; it is judged on 40 PASCAL-S photographs it never saw (links, nothing is copied).
-  stage "1/7 real photographs: 320 DUTS-TR to train on, 24 more to check the export, 40 PASCAL-S to judge → $OUT/data"
+  # As make real's recipe does, G(X) learns first (BCE + soft IoU), and the cooperative model starts from it.
+  stage "1/7 real photographs: 480 DUTS-TR to train on, 24 more to check the export, 40 PASCAL-S to judge → $OUT/data"
   mkdir -p "$OUT/data"
-  awk 'NR % 32 == 1 && n++ < 320' "$SHARED/duts-tr/train.txt" > "$OUT/data/train.txt"
-  awk 'NR % 32 == 17 && n++ < 24' "$SHARED/duts-tr/train.txt" > "$OUT/data/calib.txt"
+  awk 'NR % 20 == 1 && n++ < 320' "$SHARED/duts-tr/train.txt" > "$OUT/data/gx.txt"
+  awk 'NR % 20 == 11 && n++ < 160' "$SHARED/duts-tr/train.txt" > "$OUT/data/train.txt"
+  awk 'NR % 20 == 7 && n++ < 24' "$SHARED/duts-tr/train.txt" > "$OUT/data/calib.txt"
   head -40 "$SHARED/pascal-s/test.txt" > "$OUT/data/test.txt"
+  sal-data link-split --data "$SHARED/duts-tr" --split "$OUT/data/gx.txt" --out "$OUT/data/gx" --force
   sal-data link-split --data "$SHARED/duts-tr" --split "$OUT/data/train.txt" --out "$OUT/data/train" --force
   sal-data link-split --data "$SHARED/duts-tr" --split "$OUT/data/calib.txt" --out "$OUT/data/calib" --force
   sal-data link-split --data "$SHARED/pascal-s" --split "$OUT/data/test.txt" --out "$OUT/data/test" --force
 
-  stage "2/7 train the cooperative model from ImageNet EfficientNet-Lite0 → $OUT/coop"
-  train-coop --data "$OUT/data/train" --out "$OUT/coop" --preset lite --size "${DEMO_REAL_SIZE:-160}" --epochs 1 \
-    --langevin-steps 3 --force
+  stage "2/7 train G(X) on 320 photos, then the cooperative model from it on 160 more → $OUT/gx, $OUT/coop"
+  LITE=(--preset lite --size "${DEMO_REAL_SIZE:-160}" --epochs 1 --iou-weight 1 --force)
+  train-coop --data "$OUT/data/gx" --out "$OUT/gx" "${LITE[@]}" --generator-only deterministic
+  train-coop --data "$OUT/data/train" --out "$OUT/coop" "${LITE[@]}" --langevin-steps 3 --init "$OUT/gx/last.pt"
   CALIB=(--calib "$OUT/data/calib")
 else
   # No shared photographs (or DEMO_SYNTHETIC=1): procedural scenes and the tiny model, in about half a minute.
