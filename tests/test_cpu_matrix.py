@@ -76,7 +76,9 @@ def export_on(cpu: str, toy: Path, out: Path, simulated_cpu) -> Manifest:  # typ
     calib = CalibrationImages(calibration=held, held=held, held_overlaps_calibration=True, source="stand-in", unreadable=[])
     scheme = _int8_scheme(ExportOptions(ckpt=out / "none.pt", out=out, build_engines=False))  # the CPU's scheme
     apply_precision(ToyJob(manifest, [], out, calib, scheme, lambda _: None, run=same_maps,
-                           plan_timer=lambda plans, x: [SECONDS[f"{b}:{p}"] for _, b, p in plans]), "auto")
+                           plan_timer=lambda plans, x: [SECONDS[f"{b}:{p}"] for _, b, p in plans],
+                           # every graph alone as fast as its plan: each graph's fastest is the same plan, so no mix
+                           graph_plan_timer=lambda m, graph, plans, feeds: [SECONDS[p] for p in plans]), "auto")
     manifest.write(out)
     return load_bundle(out)
 

@@ -124,3 +124,18 @@ def test_export_records_the_mix_its_timings_and_the_graph_the_gate_blamed(tmp_pa
     with plan:
         assert plan.graph_plans == choice.get("graphs", {})
         assert plan.plan_line.startswith("plan per graph (encoder ort-cpu:int8, latent_decoder ort-cpu:fp32")
+
+
+def test_a_plan_that_cannot_run_a_graph_is_no_candidate_for_it(tmp_path: Path, tiny_coop_bundle: Path) -> None:
+    """Measured here: OpenVINO could not compile a QDQ energy_grad. Such a plan times as inf, the export goes on."""
+    from salkit.export.precision.mix import time_graph_plans
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_coop_bundle, bundle)
+    manifest = load_bundle(bundle)
+    (bundle / "encoder.int8.onnx").write_bytes(b"not an onnx graph")
+    manifest.variants = {"int8": {"encoder": {"file": "encoder.int8.onnx"}}}
+    size = manifest.input_size
+    feeds = {"image": np.zeros((1, 3, size, size), np.float32)}
+    fp32, int8 = time_graph_plans(manifest, "encoder", ["ort-cpu:fp32", "ort-cpu:int8"], feeds)
+    assert np.isfinite(fp32) and int8 == float("inf")

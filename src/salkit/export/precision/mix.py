@@ -24,6 +24,7 @@ A mix that is one plan for every graph is that single plan, not a mix. The recor
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -67,14 +68,23 @@ def time_graph_plans(manifest: Manifest, graph: str, plans: list[str], feeds: di
     """Best seconds of ``graph`` alone under each plan, with the runtime's own runners."""
     from salkit.runtime.backends import create_runner
 
-    runners = []
+    runners: dict[int, Any] = {}
     try:
-        for plan in plans:
+        for i, plan in enumerate(plans):
             backend, precision = split_plan(plan)
-            runners.append(create_runner(backend, manifest, graph, precision=precision).load())
-        return best_interleaved([lambda r=r: r.infer(feeds) for r in runners], GRAPH_REPEATS)
+            runner = create_runner(backend, manifest, graph, precision=precision)
+            try:  # loaded and run once: an engine that cannot compile this graph (e.g. OpenVINO on a QDQ
+                # gradient graph) is no candidate for it, not the end of the export
+                runner.load().infer(feeds)
+            except SalkitError:
+                runner.close()
+                continue
+            runners[i] = runner
+        best = best_interleaved([lambda r=r: r.infer(feeds) for r in runners.values()], GRAPH_REPEATS)
+        timed = dict(zip(runners, best))
+        return [timed.get(i, float("inf")) for i in range(len(plans))]  # inf: this plan cannot run the graph
     finally:
-        for runner in runners:
+        for runner in runners.values():
             runner.close()
 
 
@@ -128,7 +138,10 @@ class MixSearch:
             plans = self.candidates[name]
             if len(plans) > 1:
                 self.progress(f"per-graph plans: {name} alone under {', '.join(plans)}")
-                seconds[name] = dict(zip(plans, self.graph_timer(self.manifest, name, plans, self.feeds(name))))
+                timed = zip(plans, self.graph_timer(self.manifest, name, plans, self.feeds(name)))
+                seconds[name] = {plan: t for plan, t in timed if math.isfinite(t)}  # the ones that ran
+                if failed := [p for p in plans if p not in seconds[name]]:
+                    self.progress(f"per-graph plans: {name} cannot run on {', '.join(failed)}")
         record: dict[str, Any] = {"graph_seconds": seconds, "mix_blamed": []}
         if not seconds:
             return {**record, "mix_reason": "one candidate plan per graph here: no per-graph plan"}
