@@ -66,6 +66,9 @@ class ToyJob(PrecisionJob):
     def _speedup(self, name: str, precision: str) -> tuple[float, float]:
         return 1.0, 0.5
 
+    def feeds(self, name: str) -> dict:
+        return {}  # the stand-in timers read no input
+
 
 def export_on(cpu: str, toy: Path, out: Path, simulated_cpu) -> Manifest:  # type: ignore[no-untyped-def]
     """The toy bundle given export's ``auto`` precision on the simulated ``cpu``."""
