@@ -39,11 +39,16 @@ def _parse(path: Path):
     return text_format.Parse(path.read_text(), _model_config_pb2().ModelConfig())
 
 
+def _repo(bundle: Path, factory: pytest.TempPathFactory, name: str) -> Path:
+    """The Triton repository of ``bundle``, written once per module into a fresh folder."""
+    repo = factory.mktemp(name) / "repo"
+    write_triton_repo(load_bundle(bundle), bundle, repo)
+    return repo
+
+
 @pytest.fixture(scope="module")
 def coop_repo(tiny_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("triton") / "repo"
-    write_triton_repo(load_bundle(tiny_coop_bundle), tiny_coop_bundle, repo)
-    return repo
+    return _repo(tiny_coop_bundle, tmp_path_factory, "triton")
 
 
 def test_every_config_parses_and_matches_the_bundle(coop_repo: Path, tiny_coop_bundle: Path) -> None:
@@ -160,16 +165,12 @@ def _load_loop_model(repo: Path, entry: str):
 
 @pytest.fixture(scope="module")
 def strong_repo(strong_coop_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("triton_strong") / "repo"
-    write_triton_repo(load_bundle(strong_coop_bundle), strong_coop_bundle, repo)
-    return repo
+    return _repo(strong_coop_bundle, tmp_path_factory, "triton_strong")
 
 
 @pytest.fixture(scope="module")
 def strong_split_repo(strong_coop_split_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = tmp_path_factory.mktemp("triton_strong_split") / "repo"
-    write_triton_repo(load_bundle(strong_coop_split_bundle), strong_coop_split_bundle, repo)
-    return repo
+    return _repo(strong_coop_split_bundle, tmp_path_factory, "triton_strong_split")
 
 
 def test_loop_model_of_a_split_bundle_computes_the_image_share_once(strong_split_repo: Path, strong_repo: Path) -> None:
