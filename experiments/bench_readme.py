@@ -29,7 +29,7 @@ from salkit.base.atomic import atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
 from experiments.bench_classes import cpu_class, kept
 from experiments.bench_classes import keep as file_records
-from experiments.bench_tables import kind_of, model_label, readme_tables
+from experiments.bench_tables import kind_of, model_label, plan_text, readme_tables
 from experiments.repro_readme import check_markers, write_readme
 
 MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")
@@ -100,7 +100,7 @@ def rows(record: Mapping[str, Any]) -> list[str]:
     out = []
     for batch, entry in record[kind].items():
         baselines = [entry.get(f"{key}_images_per_s") for key in BASELINES]
-        out.append(f"| {model_label(record)} | {record.get('plan', record.get('backend'))} | {batch} | {_rate(entry['images_per_s'])} | "
+        out.append(f"| {model_label(record)} | {plan_text(record)} | {batch} | {_rate(entry['images_per_s'])} | "
                    + " | ".join(_rate(b) for b in baselines)
                    + f" | {_x(entry.get('speedup_vs_torch'))} | {_x(entry.get('speedup_vs_torch_best'))} | "
                    f"{_roofline(entry, record['machine'])} |")
@@ -163,7 +163,7 @@ def section(records: Sequence[Mapping[str, Any]], gates: Sequence[Mapping[str, A
         reason = str(record.get("plan_reason", "reason not recorded")).split("; not candidates")[0]  # the choice, not the list
         source = f" Transcribed from {record['transcribed_from']}." if record.get("transcribed_from") else ""
         lines.append(f"- {model_label(record)} (run of {record.get('recorded_utc', 'unknown date')}): {cpu_line(record)}. "
-                     f"Plan `{record.get('plan')}`: {reason}.{source}")
+                     f"Plan `{plan_text(record)}`: {reason}.{source}")
     lines += [
         "",
         "| model | plan | batch | runtime img/s | " + " img/s | ".join(BASELINES.values())

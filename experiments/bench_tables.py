@@ -32,6 +32,14 @@ def model_label(record: Mapping[str, Any]) -> str:
     return f"{name} {settings.get('input_size')}², {loop}"
 
 
+def plan_text(record: Mapping[str, Any]) -> str:
+    """The plan that ran: "openvino:fp32", or per graph "encoder openvino:int8, energy_grad openvino:fp32, …"."""
+    graphs = record.get("graph_plans") or {}
+    if not graphs:
+        return str(record.get("plan", record.get("backend")))
+    return "per graph: " + ", ".join(f"{graph} {plan}" for graph, plan in sorted(graphs.items()))
+
+
 def _ours(record: Mapping[str, Any]) -> dict[str, float]:
     return {batch: entry["images_per_s"] for batch, entry in record[kind_of(record)].items()}
 
@@ -52,7 +60,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def table_row(record: Mapping[str, Any]) -> str:
     ours = _pair(_ours(record))
-    cells = [model_label(record), f"`{record.get('plan')}`", f"{_num(ours[0])} / {_num(ours[1])}"]
+    cells = [model_label(record), f"`{plan_text(record)}`", f"{_num(ours[0])} / {_num(ours[1])}"]
     ratios = []
     for key, _, _ in README_BASELINES:
         theirs = _pair((record.get(key) or {}).get("per_batch") or {})
@@ -86,4 +94,4 @@ def readme_tables(entries: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["kind_of", "model_label", "readme_tables"]
+__all__ = ["kind_of", "model_label", "plan_text", "readme_tables"]

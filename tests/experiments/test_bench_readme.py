@@ -204,3 +204,11 @@ def test_the_kept_records_in_the_repository_render() -> None:
     entries = kept(Path(__file__).resolve().parents[2] / "docs" / "bench")
     assert entries and all({cpu_class(r)[0] for r in e["records"]} == {e["cpu_class"]} for e in entries)
     assert bench_readme.readme_tables(entries).count("| model | plan |") == len(entries)
+
+
+def test_a_per_graph_plan_is_named_graph_by_graph() -> None:
+    coop = record("coop", {"1": 2.0}, torch={"1": 0.2}, best={"1": 1.0})
+    coop["graph_plans"] = {"latent_decoder": "openvino:int8", "encoder": "openvino:int8", "energy_grad": "openvino:fp32"}
+    plan = "per graph: encoder openvino:int8, energy_grad openvino:fp32, latent_decoder openvino:int8"
+    assert f"| {plan} | 1 | 2.00 |" in bench_readme.render([coop], "cmd")
+    assert f"| `{plan}` |" in bench_readme.readme_tables(bench_readme._by_class([coop], []))

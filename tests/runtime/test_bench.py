@@ -103,6 +103,7 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyp
     # The record names what it timed, and the text every precision's peak with the engine that set it.
     assert record["model"]["kind"] == "coop" and set(record["model"]) == {"kind", "name", "backbone", "checkpoint_sha256"}
     assert set(machine["load_average"]) == {"start", "end"}  # how busy the machine was: a ratio's context
+    assert isinstance(record["graph_plans"], dict)  # {} for one plan, graph → plan for a per-graph one
     assert f"GEMM peaks per precision, best engine: fp32 {peaks['fp32']:.0f} ({machine['gemm_peak_engines']['fp32']})" in result.output
 
 

@@ -24,6 +24,7 @@ with the main one, per graph and per predict (:mod:`salkit.runtime.bench.plans`)
 The JSON record (stable keys)::
 
     {"bundle", "backend", "precision", "plan", "plan_reason",
+     "graph_plans": {graph: "<backend>:<precision>"},  # a per-graph plan ("plan" is then its most common one); {} otherwise
      "model": {"kind", "name", "backbone", "checkpoint_sha256"},  # what was benched (from the manifest)
      "machine": {"cpus", "cpu": {"model", "flags", "bf16", "int8", …}, "platform",
                  "gemm_peak_gflops",                         # the peak of the plan's precision, over engines
@@ -157,7 +158,8 @@ def run_bench(
         flops = flops_per_image(predictor, n, k)
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
-            "plan": predictor.plan, "plan_reason": predictor.backend_reason, "model": model_facts(m),
+            "plan": predictor.plan, "plan_reason": predictor.backend_reason, "graph_plans": predictor.graph_plans,
+            "model": model_facts(m),
             "machine": {"cpus": os.cpu_count(), "cpu": cpu.to_json(), "load_average": {"start": load_start}},
             "settings": {"samples": n if model_kind.takes_samples else None, "steps": k, "input_size": m.input_size,
                          "warmup": warmup, "repeat": repeat, "threads": threads},
