@@ -11,7 +11,7 @@ TRITON_ENV ?= .triton-env
 # CHROMIUM_ENV/.ready names the binary.
 CHROMIUM_ENV ?= .chromium-env
 
-.PHONY: demo test test-fast bench loadtest clean-demo repro real real-seeds triton-env chromium-env
+.PHONY: demo lint test test-fast bench loadtest clean-demo repro real real-seeds triton-env chromium-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -65,7 +65,11 @@ real-seeds: $(addprefix real-seed-,$(REAL_SEEDS))
 # Every test: `pytest` alone deselects the `slow` ones (pyproject addopts -m "not slow");
 # `-m "slow or not slow"` selects them back, in the same run (the session fixtures are built once).
 # `gpu` tests are selected and skip themselves on a machine without an NVIDIA GPU.
-test: $(STAMP) $(TRITON_ENV)/.ready $(CHROMIUM_ENV)/.ready
+# ruff's rules and ignores: pyproject.toml [tool.ruff]. No formatter: the hand layout stays.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint $(STAMP) $(TRITON_ENV)/.ready $(CHROMIUM_ENV)/.ready
 	SALKIT_TRITON_ENV="$(abspath $(TRITON_ENV))" SALKIT_CHROMIUM="$$(cat $(CHROMIUM_ENV)/.ready)" $(PY) -m pytest -m "slow or not slow" $(PYTEST_ARGS)
 
 # The quick loop while working: no slow tests.

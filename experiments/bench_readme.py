@@ -25,12 +25,12 @@ from typing import Any, Mapping, Sequence
 
 import click
 
-from salkit.base.atomic import atomic_write_text
-from salkit.base.errors import SalkitError, report_user_errors
 from experiments.bench_classes import cpu_class, kept
 from experiments.bench_classes import keep as file_records
 from experiments.bench_tables import kind_of, model_label, plan_text, readme_tables
 from experiments.repro_readme import check_markers, write_readme
+from salkit.base.atomic import atomic_write_text
+from salkit.base.errors import SalkitError, report_user_errors
 
 MARKERS = ("<!-- bench:begin -->", "<!-- bench:end -->")
 README_MARKERS = ("<!-- speed:begin -->", "<!-- speed:end -->")

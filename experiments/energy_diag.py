@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from energy_data import DEFAULT_ROOT, Pairs, load_split  # noqa: E402
-from energy_probe import probe  # noqa: E402
+from energy_data import DEFAULT_ROOT, Pairs, load_split
+from energy_probe import probe
 
 RUNS = Path("runs/energy")
 METRICS = ("mae", "s_measure", "mean_e", "max_f")
@@ -117,7 +117,7 @@ def _quick(maps: torch.Tensor, full_masks: list[np.ndarray]) -> dict[str, float]
     from salkit.base.images import resize_map
 
     mae, sm = sod.MAE(), sod.Smeasure()
-    for m, gt in zip(maps, full_masks):
+    for m, gt in zip(maps, full_masks, strict=True):
         pred = np.clip(resize_map(m[0].numpy(), gt.shape).astype(np.float64), 0.0, 1.0)
         low, high = pred.min(), pred.max()
         pred = (pred - low) / (high - low) if high > low else pred
@@ -126,7 +126,7 @@ def _quick(maps: torch.Tensor, full_masks: list[np.ndarray]) -> dict[str, float]
     return {"mae": float(mae.get_results()["mae"]), "s_measure": float(sm.get_results()["sm"])}
 
 
-def _batched(fn, *tensors: torch.Tensor, size: int = 32) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _batched(fn, *tensors: torch.Tensor, size: int = 32) -> torch.Tensor:
     return torch.cat([fn(*(t[i:i + size] for t in tensors)) for i in range(0, tensors[0].shape[0], size)])
 
 

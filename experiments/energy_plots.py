@@ -24,7 +24,7 @@ def _read(path: Path) -> dict[str, list[float]]:
     return {k: [float(r[k]) for r in rows] for k in rows[0]}
 
 
-def _figure(n: int, rows: int = 1):  # type: ignore[no-untyped-def]
+def _figure(n: int, rows: int = 1):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +74,7 @@ def step_scale(names: list[str], runs: Path, out: Path) -> None:
         ax.tick_params(labelsize=7)
         ax2 = axes[1][i]
         ax2.plot(d["step"], d["cos_hat"], label="cos(descent, truth − Ŷ)")
-        ax2.plot(d["step"], [a - b for a, b in zip(d["mae_hat"], d["mae_tilde"])], label="MAE(Ŷ) − MAE(Ỹ)")
+        ax2.plot(d["step"], [a - b for a, b in zip(d["mae_hat"], d["mae_tilde"], strict=True)], label="MAE(Ŷ) − MAE(Ỹ)")
         ax2.axhline(0.0, color="grey", lw=0.5)
         ax2.set_xlabel("step", fontsize=8)
         ax2.tick_params(labelsize=7)
@@ -116,7 +116,7 @@ def _running(values: list[float], width: int = 10) -> list[float]:
 def finetune(name: str, runs: Path, out: Path) -> None:
     d = _read(runs / name / "log.csv")
     plt, fig, axes = _figure(2)
-    gain = [a - b for a, b in zip(d["start_bce"], d["descent_bce"])]
+    gain = [a - b for a, b in zip(d["start_bce"], d["descent_bce"], strict=True)]
     axes[0][0].plot(d["step"], _running(gain))
     axes[0][0].axhline(0.0, color="grey", lw=0.5)
     axes[0][0].set_ylabel("BCE(start) − BCE(after K steps)", fontsize=8)

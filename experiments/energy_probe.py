@@ -36,7 +36,7 @@ def eval_mode(*modules: torch.nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, mode in zip(modules, modes):
+        for m, mode in zip(modules, modes, strict=True):
             m.train(mode)
 
 

@@ -50,10 +50,10 @@ from salkit.base.atomic import atomic_write_bytes, atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture  # noqa: E402
-from real_report import markdown, publish_readme, readme_section  # noqa: E402
-from real_table1 import front_page  # noqa: E402
-from real_train import BIN, RECIPES, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train  # noqa: E402
+from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture
+from real_report import markdown, publish_readme, readme_section
+from real_table1 import front_page
+from real_train import BIN, RECIPES, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train
 
 __all__ = ["MAP_FOLDERS", "PICTURE_COLUMNS", "RECIPES", "centred_gaussian", "main", "real"]
 SCRIBBLE_SEED = 0
@@ -196,15 +196,15 @@ def stage_export(run: Run) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- 5. eval
 def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
-    from salkit.base.metrics import SCALARS, evaluate_dirs
-
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    from salkit.base.metrics import SCALARS, evaluate_dirs
 
     folders = rows_for(run.jobs)
     gt = run.out / "test" / "gt"
     with ProcessPoolExecutor(max_workers=run.lanes, mp_context=multiprocessing.get_context("spawn")) as pool:  # a row per process
-        scored = dict(zip(folders, pool.map(evaluate_dirs, [run.out / "maps" / f for f in folders.values()], [gt] * len(folders))))
+        scored = dict(zip(folders, pool.map(evaluate_dirs, [run.out / "maps" / f for f in folders.values()], [gt] * len(folders)), strict=True))
     rows = {row: {key: round(float(metrics[key]), 4) for key in SCALARS} for row, metrics in scored.items()}
     also = _also_rows(run) if run.also_split else None
     from real_paired import paired

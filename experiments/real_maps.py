@@ -62,7 +62,7 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: lis
     maps: dict[str, list[np.ndarray]] = {"yhat": [], "ytilde": []}
     for i, photo in enumerate(photos):
         seed = seeds[i] if seeds is not None else i
-        back = lambda m: np.clip(resize_map(m[0, 0].numpy(), photo.shape[:2]), 0.0, 1.0)  # noqa: E731 — (1,1,S,S) → (H, W)
+        back = lambda m, shape=photo.shape[:2]: np.clip(resize_map(m[0, 0].numpy(), shape), 0.0, 1.0)
         x = torch.from_numpy(preprocess([photo], model.image_size))
         if kind == "h0":
             with torch.no_grad():
@@ -100,7 +100,7 @@ def maps_shard(out: Path, jobs: dict[str, Any], shard: int, shards: int) -> int:
     paths = [every[i] for i in indices]
     photos = [decode_image(p) for p in paths]
     folders = map_folders(out, jobs)
-    write = lambda key, k, m: save_png_map(folders[key] / f"{paths[k].stem}.png", np.clip(m, 0.0, 1.0))  # noqa: E731
+    write = lambda key, k, m: save_png_map(folders[key] / f"{paths[k].stem}.png", np.clip(m, 0.0, 1.0))
     by_torch = {"gx": torch_maps(out / "gx" / "last.pt", photos, "h0", indices)["yhat"]}
     if "gxh" in jobs:
         by_torch["gxh"] = torch_maps(out / "gxh" / "last.pt", photos, "latent", indices)["yhat"]
@@ -110,11 +110,11 @@ def maps_shard(out: Path, jobs: dict[str, Any], shard: int, shards: int) -> int:
     with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu", threads=1) as coop, \
             Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu", threads=1) as qefpn:
         size = coop.manifest.input_size
-        for k, (photo, i) in enumerate(zip(photos, indices)):
+        for k, (photo, i) in enumerate(zip(photos, indices, strict=True)):
             x = to_batch([photo], size, coop.manifest.mean, coop.manifest.std).x
             first = coop.predict_tensor(x, steps=0, seed=i)  # Ŷ: the mean over latent samples, no descent
             y_tilde = coop.refine_tensor(x, first["saliency"])  # Ỹ: the bundle's K Langevin steps on U
-            back = lambda m: resize_map(m[0, 0], photo.shape[:2])  # noqa: E731 — (1,1,S,S) → (H, W)
+            back = lambda m, shape=photo.shape[:2]: resize_map(m[0, 0], shape)
             write("coop_yhat", k, back(first["saliency"]))
             write("coop_ytilde", k, back(y_tilde))
             write("coop_epistemic", k, back(first["epistemic"]) / EPISTEMIC_SCALE)
@@ -139,7 +139,7 @@ def stage_maps(out: Path, jobs: dict[str, Any], coop_name: str, echo: Callable[[
 
     echo(f"      maps of {', '.join(rows_for(jobs))} in {workers} processes")
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        counts = list(pool.map(maps_shard, *zip(*[(out, jobs, shard, workers) for shard in range(workers)])))
+        counts = list(pool.map(maps_shard, *zip(*[(out, jobs, shard, workers) for shard in range(workers)], strict=True)))
     return {"photos": sum(counts), "workers": workers, "coop_checkpoint": str(out / coop_name / "last.pt"),
             "folders": {k: str(v) for k, v in map_folders(out, jobs).items()}}
 

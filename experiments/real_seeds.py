@@ -28,9 +28,9 @@ from salkit.base.atomic import atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from real_maps import MAP_FOLDERS  # noqa: E402
-from real_paired import CONFIDENCE, paired  # noqa: E402
-from real_report import LOWER_IS_BETTER, publish_readme, readme_section  # noqa: E402
+from real_maps import MAP_FOLDERS
+from real_paired import CONFIDENCE, paired
+from real_report import LOWER_IS_BETTER, publish_readme, readme_section
 
 BEGIN, END = "<!-- real-seeds:begin -->", "<!-- real-seeds:end -->"
 METRICS = (("mae", "MAE ↓"), ("s_measure", "S ↑"), ("max_f", "max F ↑"))

@@ -84,7 +84,7 @@ def energy_claims(rows: dict[str, dict[str, float]], refine_delta: dict[str, dic
         by = {r["steps"]: r for r in energy_steps["by_steps"]}
         base, trained, chosen = by[0], by[energy_steps["trained"]], energy_steps["chosen"]
         last = max(by)
-        moved = lambda r: f"MAE {base['mae']:.4f} → {r['mae']:.4f}, S {base['s_measure']:.4f} → {r['s_measure']:.4f}"  # noqa: E731
+        moved = lambda r: f"MAE {base['mae']:.4f} → {r['mae']:.4f}, S {base['s_measure']:.4f} → {r['s_measure']:.4f}"
         out.append(f"- On {energy_steps['photos']} held-out DUTS-TR photographs the export judged 0…{last} energy steps on "
                    f"the bundle's own Ŷ: the trained {energy_steps['trained']} moved {moved(trained)}, {last} moved "
                    f"{moved(by[last])}. It kept {chosen}"

@@ -297,7 +297,7 @@ def stage_train(out: Path, jobs: dict[str, dict[str, Any]], lanes: int, checkpoi
         return sizes[job.get("data", "train")]
 
     totals = {n: job["epochs"] * math.ceil(count(n, job) / job["batch"]) for n, job in jobs.items()}
-    make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every, seed)  # noqa: E731
+    make = lambda name, threads: command(out, sources, name, jobs[name], threads, checkpoint_every, seed)
     runner = Lanes(out, jobs, make, lanes, totals, checkpoint_every, echo)
     runner.run()
     finished = {n: json.loads((out / n / "finished").read_text() or "{}") for n in jobs}

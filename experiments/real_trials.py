@@ -29,9 +29,8 @@ from salkit.base.atomic import atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from real_maps import torch_maps  # noqa: E402
-from real_train import BIN, held_and_pool, synthetic_scenes  # noqa: E402
-
+from real_maps import torch_maps
+from real_train import BIN, held_and_pool, synthetic_scenes
 
 TINY = ["--preset", "tiny"]
 # name → train-coop options on fit.txt, judged after each number of epochs in "epochs" (one run,

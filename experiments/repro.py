@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 import click
 
+from experiments.repro_runs import BUDGETS, Budget
 from salkit.base.atomic import atomic_write_bytes, atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
-from experiments.repro_runs import BUDGETS, Budget
 
 # Claims whose measurement trains the first seed's QE-FPN (quasi solver, Sobel edge loss) run.
 QEFPN_CLAIMS = frozenset({"refine", "solvers", "edge", "operators", "residuals"})
@@ -36,7 +36,7 @@ QEFPN_CLAIMS = frozenset({"refine", "solvers", "edge", "operators", "residuals"}
 
 def scribble_mode_available() -> bool:
     try:
-        from salkit.train.coop.scribble import ScribbleOptions  # noqa: F401
+        from salkit.train.coop.scribble import ScribbleOptions  # noqa: F401 — imported only to see whether it exists
     except ImportError:
         return False
     return True
@@ -93,7 +93,7 @@ def reproduce(out: Path, budget: Budget, claims: list[str] | None = None,
             continue
         t0 = time.time()
         per_seed = []
-        for seed, cache in zip(budget.seeds, caches):
+        for seed, cache in zip(budget.seeds, caches, strict=True):
             if cache.is_file():
                 measured = json.loads(cache.read_text())
             else:
@@ -265,8 +265,8 @@ def write_grids(out: Path, ctx: Any, results: dict[str, Any], maps: dict[str, An
     import numpy as np
     import torch
 
-    from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
     from experiments import repro_runs as rr
+    from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
     from salkit.train.engine.logs import save_grid
 
     seed = ctx.budget.seeds[0]

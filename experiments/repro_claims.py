@@ -74,7 +74,7 @@ def measure_ablation(ctx: Context, seed: int) -> dict[str, Any]:
     latent = ctx.coop_maps(seed, generator_only="latent")["generator"]  # mean over the N samples
     coop = ctx.coop_maps(seed)
     return {"rows": dict(zip(ABLATION_ROWS, (ctx.score(deterministic), ctx.score(latent),
-                                             ctx.score(coop["generator"]), ctx.score(coop["coop"]))))}
+                                             ctx.score(coop["generator"]), ctx.score(coop["coop"])), strict=True))}
 
 
 def measure_refine(ctx: Context, seed: int) -> dict[str, Any]:

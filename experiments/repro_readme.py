@@ -11,14 +11,13 @@ that wrote it), so regenerating without new measurements leaves the file unchang
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from experiments.repro_verdict import format_stat
 from salkit.base.atomic import atomic_write_text
 from salkit.base.errors import SalkitError
-from experiments.repro_verdict import format_stat
 
 BEGIN = "<!-- results:begin -->"
 END = "<!-- results:end -->"

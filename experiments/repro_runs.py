@@ -174,7 +174,7 @@ def coop_refine(ckpt: Path, images: torch.Tensor, maps: np.ndarray) -> np.ndarra
     cfg = _coop_settings(ckpt)
     maps_t = torch.as_tensor(maps, dtype=torch.float32)[:, None]  # (B,1,S,S)
     out = [refine_tensor(model, x, m, cfg["langevin_steps"], cfg["energy_step"]).detach()
-           for x, m in zip(_batches(images), _batches(maps_t))]
+           for x, m in zip(_batches(images), _batches(maps_t), strict=True)]
     return torch.cat(out)[:, 0].numpy()
 
 

@@ -56,7 +56,7 @@ def photographs(data: Path, split: str, limit: int | None) -> list[Path]:
 
 
 def get_json(url: str, timeout: float = 10) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 — 127.0.0.1 only
+    with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -72,7 +72,7 @@ def infer_once(url: str, model: str, path: Path) -> None:
                        "outputs": [{"name": "SALIENCY", "parameters": {"binary_data": True}}]}).encode()  # fmt: skip
     request = urllib.request.Request(url + f"/v2/models/{model}/infer", data=head + rgb.tobytes(), method="POST",
                                      headers={HEADER: str(len(head)), "Content-Type": "application/octet-stream"})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=300) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=300) as response:
         response.read()
 
 
@@ -164,7 +164,7 @@ def write_record(out: Path, record: dict[str, Any]) -> None:
 def targets(record: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, each with the numbers it compares (None when one side is missing)."""
     locust, server, bench = record["locust"], record["server"], record.get("bench") or {}
-    ratio = lambda a, b: a / b if a is not None and b else None  # noqa: E731
+    ratio = lambda a, b: a / b if a is not None and b else None
     throughput = ratio(locust["requests_per_s"], bench.get("images_per_s"))
     # One full batch's compute: the server's own statistics when it ran full batches; otherwise
     # (closed-loop users often split into two alternating part batches) the bench's p50 at that
@@ -223,7 +223,7 @@ def main() -> int:
                "--backend", args.backend, "--max-batch", str(args.max_batch), "--max-delay-ms", str(args.max_delay_ms),
                "--log-level", "warning"]  # fmt: skip
     load_before = os.getloadavg()
-    log = open(args.out / "server.log", "wb")  # noqa: SIM115 — closed in finally
+    log = open(args.out / "server.log", "wb")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         ready_s = wait_ready(url, proc, args.ready_timeout)

@@ -42,7 +42,7 @@ def _request(path: str) -> tuple[bytes, dict[str, str], tuple[int, int], str]:
 
 
 @events.init.add_listener
-def _load_photographs(environment, **_: object) -> None:  # noqa: ANN001
+def _load_photographs(environment, **_: object) -> None:
     global _cycle
     with open(os.environ["LOADTEST_IMAGES"], encoding="utf-8") as listing:
         paths = [line.strip() for line in listing if line.strip()]
@@ -59,7 +59,7 @@ def _record(start_time: float, response_time: float, exception: object = None, *
 
 
 @events.test_stop.add_listener
-def _write_records(environment, **_: object) -> None:  # noqa: ANN001
+def _write_records(environment, **_: object) -> None:
     path = os.environ.get("LOADTEST_RECORDS")
     if path:
         with open(path, "w", encoding="utf-8") as handle:

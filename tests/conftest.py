@@ -14,11 +14,14 @@ import pytest
 # Two cores: keep every library from oversubscribing them when pytest runs.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-from tests.fixtures.data import *  # noqa: E402,F401,F403
-from tests.fixtures.models import *  # noqa: E402,F401,F403
-from tests.fixtures.qefpn_models import *  # noqa: E402,F401,F403
-from tests.fixtures.bundles import *  # noqa: E402,F401,F403
-from tests.fixtures.cpus import *  # noqa: E402,F401,F403
+# The fixtures pytest finds by name: star imports of the fixture modules and names imported for
+# pytest alone are how conftest shares them (F403, F401).
+from tests.fixtures.bundles import *  # noqa: F403 — fixture module, see above
+from tests.fixtures.cpus import *  # noqa: F403 — fixture module, see above
+from tests.fixtures.data import *  # noqa: F403 — fixture module, see above
+from tests.fixtures.models import *  # noqa: F403 — fixture module, see above
+from tests.fixtures.qefpn_models import *  # noqa: F403 — fixture module, see above
+from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401 — session fixtures, see above
 
 if os.environ.get("SALKIT_TEST_CPU"):  # the whole session on one simulated CPU (tests/fixtures/cpus.py)
     import tempfile

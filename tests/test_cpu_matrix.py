@@ -23,13 +23,12 @@ from salkit.runtime.bundle import Manifest, load_bundle, sha256_file
 from salkit.runtime.plan import choose_plan
 from tests.fixtures.cpus import CPU_NAMES
 from tests.runtime.toy_bundles import SIZE
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 
 pytest.importorskip("openvino")  # the matrix below is written for both CPU backends (salkit[all] installs it)
 
 # Stand-in predict times: bf16 is fastest where it may run, then int8; OpenVINO's fp32 beats ORT's.
 SECONDS = {"openvino:bf16": 0.4, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:fp32": 0.9, "ort-cpu:fp32": 1.0}
-F, I, B = "openvino:fp32", "ort-cpu:int8", "openvino:bf16"  # noqa: E741
+F, I, B = "openvino:fp32", "ort-cpu:int8", "openvino:bf16"  # noqa: E741 — F, I, B name the plans in the tables below, one letter each
 RECORDED = {"none": "ort-cpu:fp32", "avx2": I, "avx512": I, "avx512_bf16": B, "amx": B}  # what export records there
 # RUNS[exported on][run on]: the plan the runtime takes. An int8 exported with VNNI (8-bit weights)
 # does not run on AVX2 alone; one exported without (7-bit, "cpu7") runs wherever int8 does.
@@ -70,7 +69,7 @@ class ToyJob(PrecisionJob):
         return {}  # the stand-in timers read no input
 
 
-def export_on(cpu: str, toy: Path, out: Path, simulated_cpu) -> Manifest:  # type: ignore[no-untyped-def]
+def export_on(cpu: str, toy: Path, out: Path, simulated_cpu) -> Manifest:
     """The toy bundle given export's ``auto`` precision on the simulated ``cpu``."""
     simulated_cpu(cpu)
     shutil.copytree(toy, out)
@@ -87,7 +86,7 @@ def export_on(cpu: str, toy: Path, out: Path, simulated_cpu) -> Manifest:  # typ
 
 
 @pytest.mark.parametrize("exported", CPU_NAMES)
-def test_a_bundle_exported_on_one_cpu_runs_on_every_other(exported: str, toy_coop, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_bundle_exported_on_one_cpu_runs_on_every_other(exported: str, toy_coop, tmp_path, simulated_cpu) -> None:
     manifest = export_on(exported, toy_coop.path, tmp_path / "bundle", simulated_cpu)
     assert manifest.precision_choice["plan"] == RECORDED[exported]
     assert manifest.precision_gate["openvino:bf16"]["passed"] == (exported in ("avx512_bf16", "amx"))
@@ -111,7 +110,7 @@ def test_a_bundle_exported_on_one_cpu_runs_on_every_other(exported: str, toy_coo
 
 
 @pytest.mark.parametrize("cpu", CPU_NAMES)
-def test_serve_announces_the_plan_its_predictor_runs(cpu: str, toy_coop, tmp_path, simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_serve_announces_the_plan_its_predictor_runs(cpu: str, toy_coop, tmp_path, simulated_cpu, monkeypatch) -> None:
     """An AMX-exported bundle served on each CPU: the start-up line names the predictor's plan."""
     from click.testing import CliRunner
 
@@ -123,7 +122,7 @@ def test_serve_announces_the_plan_its_predictor_runs(cpu: str, toy_coop, tmp_pat
     simulated_cpu(cpu)
     ran: list[str] = []
 
-    def server(load, **options):  # type: ignore[no-untyped-def]  # the predictor serve would serve, no sockets
+    def server(load, **options):  # the predictor serve would serve, no sockets
         with load() as predictor:
             ran.append(predictor.plan)
         return 0
@@ -137,7 +136,7 @@ def test_serve_announces_the_plan_its_predictor_runs(cpu: str, toy_coop, tmp_pat
     assert announced and ran == [announced.group(1)] == [RUNS["amx"][cpu]], output
 
 
-def test_a_forced_plan_this_cpu_lacks_is_named_with_the_one_that_runs(toy_coop, tmp_path, simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_a_forced_plan_this_cpu_lacks_is_named_with_the_one_that_runs(toy_coop, tmp_path, simulated_cpu, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from salkit.runtime.server import run

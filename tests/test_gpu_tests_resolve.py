@@ -119,7 +119,7 @@ def _check_call(fn: Any, call: ast.Call, where: str) -> Any:
         return Instance(fn)
     try:
         made = typing.get_type_hints(fn).get("return")
-    except Exception:  # noqa: BLE001 - unresolvable annotations: the result's type stays unknown
+    except Exception:
         return None
     return Instance(made) if inspect.isclass(made) and made.__module__.startswith("salkit") else None
 

@@ -76,7 +76,7 @@ def test_broken_files_raise_with_their_path(tmp_path: Path, content: object) -> 
         buffer = io.BytesIO()
         Image.fromarray(np.repeat(np.repeat(RGB, 8, 0), 8, 1)).save(buffer, format="JPEG")
         content = buffer.getvalue()[: len(buffer.getvalue()) // 2]
-    path.write_bytes(content)  # type: ignore[arg-type]
+    path.write_bytes(content)
     with pytest.raises(SalkitError, match="broken.jpg"):
         decode_image(path)
     with pytest.raises(SalkitError, match="broken.jpg"):
@@ -190,9 +190,9 @@ def test_resize_map_shapes_and_range() -> None:
 )
 def test_maps_with_bad_values_or_shapes_are_refused(tmp_path: Path, bad: object, message: str) -> None:
     with pytest.raises(SalkitError, match=message):
-        resize_map(bad, (4, 4))  # type: ignore[arg-type]
+        resize_map(bad, (4, 4))
     with pytest.raises(SalkitError, match=message):
-        save_png_map(tmp_path / "m.png", bad)  # type: ignore[arg-type]
+        save_png_map(tmp_path / "m.png", bad)
     assert not any(tmp_path.iterdir())
 
 

@@ -119,8 +119,8 @@ def test_gate_records_are_listed_with_their_verdict() -> None:
             "verdict": {"passed": True, "saliency_mean_abs": 0.00031, "saliency_max_abs": 0.0021, "entropy_mean_abs": 0.0012}}
     gate["bundle"] = coop["bundle"]  # named by the model benched from the same bundle
     text = bench_readme.render([coop], "cmd", [gate])
-    assert "- coop ResNet-50 352², N 10, K 5 `openvino:int8` on 24 photographs of the test split (checked, not tuned on): saliency mean |Δ| 0.00031, " \
-           "max |Δ| 0.0021, entropy mean |Δ| 0.0012 — **within the gate**" in text
+    assert ("- coop ResNet-50 352², N 10, K 5 `openvino:int8` on 24 photographs of the test split (checked, not tuned on): "
+            "saliency mean |Δ| 0.00031, max |Δ| 0.0021, entropy mean |Δ| 0.0012 — **within the gate**") in text
     gate["verdict"]["passed"] = False
     assert "**outside the gate**" in bench_readme.render([coop], "cmd", [gate])
 

@@ -23,7 +23,7 @@ pytestmark = [
 ]
 
 
-def _real_module():  # type: ignore[no-untyped-def]
+def _real_module():
     spec = importlib.util.spec_from_file_location("experiments_real", ROOT / "experiments" / "real.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

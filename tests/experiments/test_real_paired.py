@@ -12,9 +12,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from real_paired import interval, paired, photo_scores  # noqa: E402
+from real_paired import interval, paired, photo_scores  # noqa: E402 — after experiments/ is put on sys.path
 
-from salkit.base.errors import SalkitError  # noqa: E402
+from salkit.base.errors import SalkitError  # noqa: E402 — after experiments/ is put on sys.path
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -54,7 +54,7 @@ def _mae(pred_u8: np.ndarray, gt: np.ndarray) -> float:
 def test_paired_deltas_and_shares_equal_a_hand_computation(tmp_path: Path) -> None:
     run, gts, base, ours = _run(tmp_path)
     result = paired(run, "ours", "base", {"mae"})
-    deltas = np.array([_mae(o, g) - _mae(b, g) for o, b, g in zip(ours, base, gts)])
+    deltas = np.array([_mae(o, g) - _mae(b, g) for o, b, g in zip(ours, base, gts, strict=True)])
     assert result["n"] == 24
     assert result["mae"]["mean"] == pytest.approx(deltas.mean(), abs=1e-9)
     assert result["mae"]["better_share"] == pytest.approx((deltas < 0).mean())

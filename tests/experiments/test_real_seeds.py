@@ -14,9 +14,9 @@ from click.testing import CliRunner
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from real_seeds import BEGIN, END, aggregate, main, markdown, read_runs  # noqa: E402
+from real_seeds import BEGIN, END, aggregate, main, markdown, read_runs  # noqa: E402 — after experiments/ is put on sys.path
 
-from salkit.base.errors import SalkitError  # noqa: E402
+from salkit.base.errors import SalkitError  # noqa: E402 — after experiments/ is put on sys.path
 
 
 def _row(mae: float, s: float) -> dict[str, float]:

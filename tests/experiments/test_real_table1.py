@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from real_table1 import PAPER, energy_claims, front_page, table, verdicts  # noqa: E402
+from real_table1 import PAPER, energy_claims, front_page, table, verdicts  # noqa: E402 — after experiments/ is put on sys.path
 
 
 def _row(s: float, mae: float) -> dict[str, float]:

@@ -131,8 +131,8 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
     import py_sod_metrics as sod
     from PIL import Image
 
-    from salkit.base.metrics import render_curves_png
     from experiments.repro_curves import WIDTH, curve_results, curves_png
+    from salkit.base.metrics import render_curves_png
 
     rng = np.random.default_rng(0)
     masks = np.zeros((3, 24, 24), dtype=bool)
@@ -144,7 +144,7 @@ def test_curves_are_pysodmetrics_precision_recall_of_the_maps() -> None:
     results = curve_results(maps, masks)
     for label, values in maps.items():
         reference = sod.Fmeasure()
-        for m, gt in zip(values, masks):
+        for m, gt in zip(values, masks, strict=True):
             reference.step(pred=np.rint(m * 255).astype(np.uint8), gt=gt.astype(np.uint8) * 255)
         pr = reference.get_results()["pr"]
         # The toolkit orders thresholds from 255 down to 0; the curves go up.

@@ -10,7 +10,7 @@ from experiments.repro_verdict import Check, auroc, check_verdict, claim_verdict
 
 
 def _seeds(a_values: list[float], b_values: list[float], metric: str = "s_measure") -> list[dict]:
-    return [{"A": {metric: a}, "B": {metric: b}} for a, b in zip(a_values, b_values)]
+    return [{"A": {metric: a}, "B": {metric: b}} for a, b in zip(a_values, b_values, strict=True)]
 
 
 def test_better_check_counts_seeds_and_uses_the_metric_direction() -> None:

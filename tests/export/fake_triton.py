@@ -75,7 +75,7 @@ def install(repo: Path) -> types.ModuleType:
             feeds = {t.name(): t.as_numpy() for t in self.inputs}
             calls.append((self.model_name, next(iter(feeds.values())).shape[0]))
             out = sessions[self.model_name].run(self.outputs, feeds)
-            return InferenceResponse([Tensor(n, a) for n, a in zip(self.outputs, out)])
+            return InferenceResponse([Tensor(n, a) for n, a in zip(self.outputs, out, strict=True)])
 
     def by_name(holder, name: str) -> Tensor | None:
         tensors = holder.inputs if hasattr(holder, "inputs") else holder.output_tensors

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from salkit.base.errors import SalkitError
 from salkit.export.checks import _judge_against_float64
 from salkit.export.float_noise import ACCUMULATION_FACTOR, float32_noise
 from salkit.export.graphs import GraphDef
-from salkit.base.errors import SalkitError
 
 
 class _Cancelling(torch.nn.Module):
@@ -43,7 +43,7 @@ def _judge(graph: GraphDef, inputs: tuple[torch.Tensor], got: np.ndarray, expect
     return _judge_against_float64(graph, inputs, "t", "y", got, expected, err, err / np.abs(expected).max(), 1e-4)
 
 
-def test_monte_carlo_noise_is_of_float32_size(cancelling) -> None:  # type: ignore[no-untyped-def]
+def test_monte_carlo_noise_is_of_float32_size(cancelling) -> None:
     graph, inputs, expected, exact = cancelling
     exact_mc, (noise,) = float32_noise(graph.module, inputs)
     np.testing.assert_allclose(exact_mc[0].numpy(), exact, rtol=1e-12)
@@ -54,7 +54,7 @@ def test_monte_carlo_noise_is_of_float32_size(cancelling) -> None:  # type: igno
     assert well_conditioned < 1e-6  # no cancellation, no noise beyond rounding
 
 
-def test_float32_noise_of_torch_size_is_accepted(cancelling) -> None:  # type: ignore[no-untyped-def]
+def test_float32_noise_of_torch_size_is_accepted(cancelling) -> None:
     graph, inputs, expected, exact = cancelling
     # Another float32 implementation: off from the truth by about as much as torch, differently.
     got = (exact - (expected - exact)).astype(np.float32)
@@ -63,14 +63,14 @@ def test_float32_noise_of_torch_size_is_accepted(cancelling) -> None:  # type: i
     assert rel_err == pytest.approx(abs_err / np.abs(exact).max())
 
 
-def test_a_lucky_torch_float32_does_not_make_float32_noise_fail(cancelling) -> None:  # type: ignore[no-untyped-def]
+def test_a_lucky_torch_float32_does_not_make_float32_noise_fail(cancelling) -> None:
     """torch float32 equal to float64 (the old rule then allowed ONNX Runtime no noise at all)."""
     graph, inputs, expected, exact = cancelling
     got = (exact + (expected - exact)[::-1]).astype(np.float32)  # float32-sized noise, elsewhere
     _judge(graph, inputs, got, exact.astype(np.float32))
 
 
-def test_a_wrong_output_is_still_refused(cancelling) -> None:  # type: ignore[no-untyped-def]
+def test_a_wrong_output_is_still_refused(cancelling) -> None:
     graph, inputs, expected, exact = cancelling
     _, (noise,) = float32_noise(graph.module, inputs)
     got = (exact + 2 * ACCUMULATION_FACTOR * noise).astype(np.float32)

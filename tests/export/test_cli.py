@@ -10,11 +10,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from salkit.base.errors import SalkitError
 from salkit.export import checks
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.cli import main
-from salkit.base.errors import SalkitError
 
 
 def _run(*args: str):
@@ -198,7 +198,7 @@ def test_split_energy_reaches_the_export_and_only_a_coop_model_takes_it(tmp_path
 
     seen: list[ExportOptions] = []
 
-    def stop(options: ExportOptions, progress=None):  # type: ignore[no-untyped-def]
+    def stop(options: ExportOptions, progress=None):
         seen.append(options)
         raise SalkitError("stopped before exporting")
 

@@ -119,10 +119,10 @@ def test_split_generator_equals_whole_generator(coop) -> None:
     n = 4
     latents = rng.standard_normal((n, 2, 8)).astype(np.float32)
     # Features (B, C, h, w) repeated sample-major → (N·B, C, h, w), latents (N, B, d) → (N·B, d).
-    feeds = {name: np.broadcast_to(f, (n, *f.shape)).reshape(n * 2, *f.shape[1:]) for name, f in zip(feat_names, feats)}
+    feeds = {name: np.broadcast_to(f, (n, *f.shape)).reshape(n * 2, *f.shape[1:]) for name, f in zip(feat_names, feats, strict=True)}
     feeds["latent"] = latents.reshape(n * 2, 8)
     split = sessions["latent_decoder"].run(["logits"], feeds)[0].reshape(n, 2, 1, 64, 64)
     for k in range(n):
         whole = sessions["generator"].run(["logits"], {"image": x, "latent": latents[k]})[0]
-        sigmoid = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+        sigmoid = lambda z: 1 / (1 + np.exp(-z))
         assert np.abs(sigmoid(split[k]) - sigmoid(whole)).max() <= 1e-5

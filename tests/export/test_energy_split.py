@@ -16,8 +16,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from salkit.export.graphs_coop import energy_structure
 from salkit.export.grad_check import flip_envelope
+from salkit.export.graphs_coop import energy_structure
 from salkit.export.vjp import EnergyGrad, EnergyGradStep, EnergyImageTerm
 from salkit.train.coop.energy import CoopEnergy
 from salkit.train.coop.model import PRESETS
@@ -47,7 +47,7 @@ def _input(energy: CoopEnergy, batch: int, seed: int = 1) -> tuple[torch.Tensor,
     return 3 * torch.randn(batch, 1, size, size, generator=g), torch.randn(batch, 3, size, size, generator=g)
 
 
-def _value_and_input_grads(fn, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _value_and_input_grads(fn, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     y, x = y.clone().requires_grad_(True), x.clone().requires_grad_(True)
     value = fn(y, x)
     grad_y, grad_x = torch.autograd.grad(value.sum(), (y, x))
@@ -90,7 +90,7 @@ def test_the_split_is_exact_in_float64() -> None:
     y, x = (t.double() for t in _input(energy, 3))
     whole = _value_and_input_grads(energy, y, x)
     split = _value_and_input_grads(lambda y_, x_: energy.from_image_term(y_, energy.image_term(x_)), y, x)
-    for a, b in zip(split, whole):
+    for a, b in zip(split, whole, strict=True):
         assert (a - b).abs().max() <= 1e-12 * b.abs().max()
     grad = EnergyGrad(energy_structure(energy), 3, energy.image_size).eval()
     stepped = EnergyGradStep(grad)(y, EnergyImageTerm(grad)(x))

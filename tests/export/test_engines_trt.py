@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from salkit.base.errors import SalkitError
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.engines_trt import build_engine, engine_unavailable_reason
-from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
 
 

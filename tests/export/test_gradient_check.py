@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
+from salkit.base.errors import SalkitError
 from salkit.export.checks import validate_graph
 from salkit.export.grad_check import DIRECTIONAL_TOLERANCE
 from salkit.export.graphs import GradientOf, GraphDef
 from salkit.export.graphs_coop import energy_autograd
 from salkit.export.onnx_io import export_module
 from salkit.export.vjp import EnergyGrad, EnergyStructure
-from salkit.base.errors import SalkitError
 from tests.export.tiny_modules import TinyEnergy
 
 torch.set_num_threads(2)
@@ -47,7 +47,7 @@ def _inputs(b: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
 class _TransposedKernel(EnergyGrad):
     """The second conv undone with its kernel transposed (rows ↔ columns)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         stage = self.stages[1]
         stage.weight_t = stage.weight_t.transpose(-1, -2).contiguous()  # (Cout, Cin, kw, kh)
@@ -56,7 +56,7 @@ class _TransposedKernel(EnergyGrad):
 class _MissingMask(EnergyGrad):
     """The first activation's derivative left out (as if every unit were active)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stages[0].slope = None
 

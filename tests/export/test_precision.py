@@ -12,11 +12,11 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from salkit.base.errors import SalkitError
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.onnx_io import export_module
 from salkit.export.precision.artefacts import to_fp16, to_int8
 from salkit.export.trt_ops import check_graph
-from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import load_bundle
 from tests.export.tiny_modules import TinyEnergy
 
@@ -125,7 +125,7 @@ def _int8_auto_bundle(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch
     verdict = manifest.precision_gate["ort-cpu:int8"]
     if manifest.variants:  # what passed: a calibrated int8 artefact with its element-wise record
         assert verdict["passed"] and verdict["saliency_max_abs"] <= 0.05 and manifest.chosen_plan() == ("ort-cpu", "int8")
-        for name, entry in manifest.variants["int8"].items():
+        for entry in manifest.variants["int8"].values():
             model = onnx.load(str(manifest.root / entry["file"]))
             assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}
             assert _quantized_types(model) == {onnx.TensorProto.UINT8}

@@ -15,8 +15,8 @@ import pytest
 import torch
 from google.protobuf import json_format, text_format
 
-from salkit.export.triton_repo import write_triton_repo
 from salkit.base.errors import SalkitError
+from salkit.export.triton_repo import write_triton_repo
 from salkit.runtime.bundle import load_bundle, sha256_file
 from tests.coop_reference import cooperative_reference
 from tests.export import fake_triton
@@ -77,7 +77,7 @@ def test_every_config_parses_and_matches_the_bundle(coop_repo: Path, tiny_coop_b
 
 
 def _assert_graph_io(config, graph, pb2) -> None:
-    for declared, spec in [*zip(config.input, graph.inputs), *zip(config.output, graph.outputs)]:
+    for declared, spec in [*zip(config.input, graph.inputs, strict=True), *zip(config.output, graph.outputs, strict=True)]:
         assert declared.name == spec.name and declared.data_type == pb2.TYPE_FP32
         if len(spec.shape) == 1:  # (B,): Triton needs non-empty dims, so [1] reshaped to []
             assert list(declared.dims) == [1] and declared.HasField("reshape") and list(declared.reshape.shape) == []
@@ -138,10 +138,10 @@ def test_python_graph_model_reads_its_sys_path_and_batches_requests(tiny_coop_bu
     responses = model.execute([fake_triton.Request({"image": x}) for x in images])
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     names = [t.name for t in manifest.graphs["encoder"].outputs]
-    for x, response in zip(images, responses):
+    for x, response in zip(images, responses, strict=True):
         assert not response.has_error()
         got = {t.name(): t.as_numpy() for t in response.output_tensors}
-        for name, want in zip(names, session.run(names, {"image": x})):
+        for name, want in zip(names, session.run(names, {"image": x}), strict=True):
             assert got[name].shape == want.shape and np.abs(got[name] - want).max() <= 1e-5
     (bad,) = model.execute([fake_triton.Request({"image": np.zeros((1, 3, 8, 8), np.float32)})])
     assert bad.has_error() and "image" in bad.error().message().lower()
@@ -358,7 +358,7 @@ def test_graph_models_carry_the_recorded_precision_choice(untrained_coop_checkpo
     write_triton_repo(manifest, bundle, tmp_path / "r_int8", graph_backend="openvino")
     manifest.precision_choice = {"plan": "openvino:bf16", "cpu": "test"}
     write_triton_repo(manifest, bundle, tmp_path / "r_bf16", graph_backend="openvino")
-    model = lambda repo, graph: tmp_path / repo / f"coop_{graph}" / "1" / "model.onnx"  # noqa: E731
+    model = lambda repo, graph: tmp_path / repo / f"coop_{graph}" / "1" / "model.onnx"
     assert sha256_file(model("r_int8", "encoder")) == manifest.variants["int8"]["encoder"]["sha256"]
     assert sha256_file(model("r_int8", "latent_decoder")) == manifest.graphs["latent_decoder"].sha256
     assert sha256_file(model("r_bf16", "encoder")) == manifest.graphs["encoder"].sha256

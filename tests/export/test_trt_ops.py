@@ -9,8 +9,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from salkit.export.trt_ops import OPS_FILE, check_graph, load_supported_ops
 from salkit.base.errors import SalkitError
+from salkit.export.trt_ops import OPS_FILE, check_graph, load_supported_ops
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from salkit.export.vjp import EnergyGrad, EnergyStructure
 from salkit.base.errors import SalkitError
+from salkit.export.vjp import EnergyGrad, EnergyStructure
 from tests.export.tiny_modules import TinyEnergy
 
 torch.set_num_threads(2)

@@ -7,8 +7,8 @@ import pytest
 import scipy.optimize
 import torch
 
-from salkit.kernels.broyden import BroydenWorkspace, broyden, solve_fixed
 from salkit.base.errors import SalkitError
+from salkit.kernels.broyden import BroydenWorkspace, broyden, solve_fixed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -139,7 +139,7 @@ def test_degenerate_updates_are_nan_safe() -> None:
 
 
 def test_line_search_solves_a_stiff_system() -> None:
-    f = lambda z: 3.0 * np.tanh(z @ A.T * 2.0) + C  # noqa: E731
+    f = lambda z: 3.0 * np.tanh(z @ A.T * 2.0) + C
     z_ls, stats_ls = broyden(f, np.zeros((B, D)), max_iter=60, tol=1e-9, line_search=True)
     assert np.all(stats_ls["abs_lowest"] < 1e-9)
     np.testing.assert_allclose(f(z_ls), z_ls, atol=1e-8)
@@ -183,7 +183,7 @@ def test_a_reused_workspace_gives_what_fresh_solves_give(library: str, memory: i
     fresh = [broyden(f, z0, max_iter=12, tol=0, memory=memory) for f, z0 in problems]
     workspace = BroydenWorkspace()
     kept = None
-    for (f, z0), (z_fresh, s_fresh) in zip(problems, fresh):
+    for (f, z0), (z_fresh, s_fresh) in zip(problems, fresh, strict=True):
         z, stats = broyden(f, z0, max_iter=12, tol=0, memory=memory, workspace=workspace)
         assert np.array_equal(np.asarray(z), np.asarray(z_fresh))
         assert np.array_equal(np.stack([np.asarray(t) for t in stats["abs_trace"]]), np.stack([np.asarray(t) for t in s_fresh["abs_trace"]]))

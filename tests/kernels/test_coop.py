@@ -53,11 +53,11 @@ def torch_energy_grad(y: torch.Tensor) -> torch.Tensor:
     return g
 
 
-def _reference(noise: np.ndarray | None, steps: int = 3):  # type: ignore[no-untyped-def]
+def _reference(noise: np.ndarray | None, steps: int = 3):
     return cooperative_reference(torch_generator, torch_energy, X, LATENTS, steps, STEP, noise)
 
 
-def _buffer_ops(xp, dtype):  # type: ignore[no-untyped-def]
+def _buffer_ops(xp, dtype):
     if xp is torch:
         return coop.BufferOps(torch, lambda shape: torch.empty(shape, dtype=dtype), (B, 1, S, S))
     return coop.BufferOps(np, lambda shape: np.empty(shape, dtype), (B, 1, S, S))
@@ -104,14 +104,14 @@ def test_refine_from_saturated_maps_equals_the_reference() -> None:
 
 
 @pytest.mark.parametrize("xp", [np, torch])
-def test_buffer_ops_are_bit_identical_to_the_allocating_ops_in_float32(xp) -> None:  # type: ignore[no-untyped-def]
+def test_buffer_ops_are_bit_identical_to_the_allocating_ops_in_float32(xp) -> None:
     rng = np.random.default_rng(2)
     p, g, xi = (rng.uniform(0, 1, (B, 1, S, S)).astype(np.float32) for _ in range(3))
     probs = rng.uniform(0, 1, (N, B, 1, S, S)).astype(np.float32)
     wrap = torch.from_numpy if xp is torch else np.asarray
     p, g, xi, probs = wrap(p), wrap(g), wrap(xi), wrap(probs)
     ops = _buffer_ops(xp, torch.float32 if xp is torch else np.float32)
-    same = lambda a, b: np.array_equal(np.asarray(a), np.asarray(b))  # noqa: E731
+    same = lambda a, b: np.array_equal(np.asarray(a), np.asarray(b))
     assert same(ops.mean(probs), coop.ARRAY_OPS.mean(probs))
     y0 = ops.logit(p, 1e-3)
     assert y0 is ops.y[0] and same(y0, coop.ARRAY_OPS.logit(p, 1e-3))
@@ -133,7 +133,7 @@ def test_the_seed_convention() -> None:
 
 def test_the_chain_takes_indexed_or_drawn_noise_and_sees_every_iterate() -> None:
     y0 = np.linspace(-1, 1, 6)
-    grad = lambda y: 2.0 * y  # noqa: E731  U = y²
+    grad = lambda y: 2.0 * y
     seen: list[tuple[int, np.ndarray]] = []
     kicks = np.random.default_rng(3).standard_normal((3, 6))
     indexed = langevin_chain(grad, y0, 3, 0.5, kicks, after_step=lambda k, y: (seen.append((k, y)), y)[1])

@@ -9,8 +9,8 @@ import pytest
 import scipy.ndimage
 import torch
 
-from salkit.kernels.edges import OPERATORS, correlate3x3, edge_magnitude, kernels, max_magnitude
 from salkit.base.errors import SalkitError
+from salkit.kernels.edges import OPERATORS, correlate3x3, edge_magnitude, kernels, max_magnitude
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -6,7 +6,7 @@ import pytest
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_plan_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def _private_plan_cache(tmp_path_factory: pytest.TempPathFactory):
     patch = pytest.MonkeyPatch()
     patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
     yield

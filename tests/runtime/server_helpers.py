@@ -22,7 +22,7 @@ TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def make_client(app: Any):  # noqa: ANN201 — starlette TestClient
+def make_client(app: Any):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's notice about httpx vs httpx2
         from starlette.testclient import TestClient
@@ -41,7 +41,9 @@ def json_tensor(name: str, array: np.ndarray, datatype: str) -> dict:
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
 
 
-def binary_request(inputs: list[tuple[str, np.ndarray, str]], outputs: list[dict] | None = None, parameters: dict | None = None) -> tuple[bytes, dict]:
+def binary_request(
+    inputs: list[tuple[str, np.ndarray, str]], outputs: list[dict] | None = None, parameters: dict | None = None
+) -> tuple[bytes, dict]:
     """A v2 request with every input in the binary extension; returns (body, headers)."""
     head: dict = {
         "inputs": [
@@ -113,7 +115,7 @@ def grpc_infer_request(
     parameters: dict | None = None,
     outputs: list[str] | None = None,
     version: str = "",
-):  # noqa: ANN201 — a service_pb2.ModelInferRequest
+):
     """A v2 gRPC request built by hand: raw_input_contents, or typed contents when ``raw`` is False."""
     from tritonclient.grpc import service_pb2
 
@@ -138,5 +140,5 @@ def grpc_outputs(response: Any) -> dict[str, np.ndarray]:
     assert len(response.raw_output_contents) == len(response.outputs)
     return {
         out.name: np.frombuffer(raw, dtype=dtypes[out.datatype]).reshape(list(out.shape))
-        for out, raw in zip(response.outputs, response.raw_output_contents)
+        for out, raw in zip(response.outputs, response.raw_output_contents, strict=True)
     }

@@ -7,12 +7,11 @@ import pytest
 
 pytest.importorskip("openvino")
 
-from salkit.runtime.backends import availability, create_runner  # noqa: E402
-from salkit.runtime.bundle import load_bundle  # noqa: E402
-from salkit.runtime.predictor import Predictor  # noqa: E402
-from tests.runtime.toy_bundles import LATENT, SIZE  # noqa: E402
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: E402,F401
-from tests.runtime.toy_precision import passed, quantize_int8, with_precision_records  # noqa: E402
+from salkit.runtime.backends import availability, create_runner
+from salkit.runtime.bundle import load_bundle
+from salkit.runtime.predictor import Predictor
+from tests.runtime.toy_bundles import LATENT, SIZE
+from tests.runtime.toy_precision import passed, quantize_int8, with_precision_records
 
 
 def _feeds(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -31,7 +30,7 @@ def test_openvino_is_available_here() -> None:
     assert availability()["openvino"] == ""
 
 
-def test_runner_describes_and_matches_ort(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_runner_describes_and_matches_ort(toy_coop) -> None:
     with create_runner("openvino", toy_coop.manifest, "energy_grad", threads=1) as ov, \
             create_runner("ort-cpu", toy_coop.manifest, "energy_grad", threads=1) as ort:
         assert ov.describe() == ort.describe()
@@ -40,7 +39,7 @@ def test_runner_describes_and_matches_ort(toy_coop) -> None:  # type: ignore[no-
         assert np.abs(got - want).max() <= 1e-5 * max(1.0, float(np.abs(want).max()))
 
 
-def test_bound_run_reads_and_writes_the_loop_buffers(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_bound_run_reads_and_writes_the_loop_buffers(toy_coop) -> None:
     with create_runner("openvino", toy_coop.manifest, "energy_grad", threads=1) as runner:
         feeds = _feeds(2)
         ins, outs = runner.allocate({k: v.shape for k, v in feeds.items()})
@@ -57,7 +56,7 @@ def test_bound_run_reads_and_writes_the_loop_buffers(toy_coop) -> None:  # type:
         assert np.abs(target - runner.infer(feeds)["grad"]).max() > 0.0
 
 
-def test_compile_options_follow_threads_and_precision(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_compile_options_follow_threads_and_precision(toy_coop) -> None:
     with create_runner("openvino", toy_coop.manifest, "energy_grad", threads=1, precision="bf16") as runner:
         assert runner.config()["INFERENCE_PRECISION_HINT"] == "bf16"
         compiled = runner.compiled({"saliency": (1, 1, SIZE, SIZE), "image": (1, 3, SIZE, SIZE)})
@@ -70,7 +69,7 @@ def test_compile_options_follow_threads_and_precision(toy_coop) -> None:  # type
 
 
 @pytest.mark.parametrize("path", ["split", "whole"])
-def test_coop_predict_equals_ort_cpu(toy_coop, path) -> None:  # type: ignore[no-untyped-def]
+def test_coop_predict_equals_ort_cpu(toy_coop, path) -> None:
     x = _images(3)
     latents = np.random.default_rng(1).standard_normal((4, 3, LATENT), dtype=np.float32)
     noise = np.random.default_rng(2).standard_normal((3, 3, 1, SIZE, SIZE), dtype=np.float32)
@@ -88,7 +87,7 @@ def test_coop_predict_equals_ort_cpu(toy_coop, path) -> None:  # type: ignore[no
         assert np.abs(ov.refine_tensor(x, maps) - ref.refine_tensor(x, maps)).max() <= 1e-5
 
 
-def test_qefpn_predict_equals_ort_cpu(toy_qefpn) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_predict_equals_ort_cpu(toy_qefpn) -> None:
     x = _images(2, seed=3)
     with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", precision="fp32", threads=1) as ref, \
             Predictor.from_bundle(toy_qefpn.path, backend="openvino", precision="fp32", threads=1) as ov:
@@ -98,7 +97,7 @@ def test_qefpn_predict_equals_ort_cpu(toy_qefpn) -> None:  # type: ignore[no-unt
 
 
 @pytest.fixture(scope="module")
-def toy_coop_int8(toy_coop, tmp_path_factory):  # type: ignore[no-untyped-def]
+def toy_coop_int8(toy_coop, tmp_path_factory):
     work = tmp_path_factory.mktemp("int8")
     encoder, decoder = work / "encoder.onnx", work / "latent_decoder.onnx"
     images = [_images(4, seed=100 + i) for i in range(4)]
@@ -114,7 +113,7 @@ def toy_coop_int8(toy_coop, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("backend", ["ort-cpu", "openvino"])
-def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend, simulated_cpu) -> None:
     """The int8 plan reads the QDQ files (its maps differ from fp32) and stays close to fp32."""
     simulated_cpu("avx2")  # a CPU with an int8 path, else a forced int8 plan runs at fp32
     x = _images(2, seed=4)
@@ -131,7 +130,7 @@ def test_int8_graphs_run_on_both_backends(toy_coop_int8, backend, simulated_cpu)
     assert 0.0 < delta.max() <= 0.25 and delta.mean() <= 0.05
 
 
-def test_int8_plans_agree_across_backends(toy_coop_int8, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_int8_plans_agree_across_backends(toy_coop_int8, simulated_cpu) -> None:
     simulated_cpu("avx2")
     x = _images(2, seed=6)
     latents = np.random.default_rng(7).standard_normal((4, 2, LATENT), dtype=np.float32)
@@ -141,7 +140,7 @@ def test_int8_plans_agree_across_backends(toy_coop_int8, simulated_cpu) -> None:
     assert delta.max() <= 0.1 and delta.mean() <= 0.01  # measured: max 0.04, mean 0.004 (int8 rounding differs)
 
 
-def test_variant_hashes_are_checked(toy_coop_int8, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_variant_hashes_are_checked(toy_coop_int8, tmp_path, simulated_cpu) -> None:
     import shutil
 
     simulated_cpu("avx2")

@@ -13,13 +13,12 @@ from salkit.runtime.backends import availability, create_runner, runner_class
 from salkit.runtime.backends.ort import OrtRunner
 from salkit.runtime.bundle import TensorSpec
 from tests.runtime.toy_bundles import ToyEnergyGrad
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture()
-def grad_runner(toy_coop):  # type: ignore[no-untyped-def]
+def grad_runner(toy_coop):
     with create_runner("ort-cpu", toy_coop.manifest, "energy_grad", threads=1) as runner:
         yield runner
 
@@ -32,13 +31,13 @@ def _feeds(batch: int = 2) -> dict[str, np.ndarray]:
     }
 
 
-def test_describe_reads_the_graph(grad_runner) -> None:  # type: ignore[no-untyped-def]
+def test_describe_reads_the_graph(grad_runner) -> None:
     inputs, outputs = grad_runner.describe()
     assert inputs == (TensorSpec("saliency", (-1, 1, 32, 32), "float32"), TensorSpec("image", (-1, 3, 32, 32), "float32"))
     assert [o.name for o in outputs] == ["grad"] and outputs[0].shape == (-1, 1, 32, 32)
 
 
-def test_infer_matches_torch(grad_runner, toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_infer_matches_torch(grad_runner, toy_coop) -> None:
     feeds = _feeds()
     out = grad_runner.infer(feeds)["grad"]
     y = torch.from_numpy(feeds["saliency"]).requires_grad_(True)
@@ -47,7 +46,7 @@ def test_infer_matches_torch(grad_runner, toy_coop) -> None:  # type: ignore[no-
     assert np.abs(ToyEnergyGrad(toy_coop.model.energy)(y, torch.from_numpy(feeds["image"])).detach().numpy() - out).max() <= 1e-5
 
 
-def test_run_writes_into_the_bound_buffers(grad_runner) -> None:  # type: ignore[no-untyped-def]
+def test_run_writes_into_the_bound_buffers(grad_runner) -> None:
     feeds = _feeds(3)
     ins, outs = grad_runner.allocate({k: v.shape for k, v in feeds.items()})
     binding = grad_runner.bind(ins, outs)
@@ -75,14 +74,14 @@ def test_run_writes_into_the_bound_buffers(grad_runner) -> None:  # type: ignore
         (lambda f: {**f, "saliency": np.where(f["saliency"] > 1, np.nan, f["saliency"]).astype(np.float32)}, ["NaN"]),
     ],
 )
-def test_infer_refuses_bad_feeds(grad_runner, change, words) -> None:  # type: ignore[no-untyped-def]
+def test_infer_refuses_bad_feeds(grad_runner, change, words) -> None:
     with pytest.raises(SalkitError) as err:
         grad_runner.infer(change(_feeds()))
     for word in words:
         assert word in str(err.value), (word, str(err.value))
 
 
-def test_runner_life_cycle(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_runner_life_cycle(toy_coop) -> None:
     runner = create_runner("ort-cpu", toy_coop.manifest, "encoder", threads=1)
     with pytest.raises(SalkitError, match="not loaded"):
         runner.describe()
@@ -92,7 +91,7 @@ def test_runner_life_cycle(toy_coop) -> None:  # type: ignore[no-untyped-def]
     assert not runner.loaded and runner.session is None
 
 
-def test_graph_that_contradicts_the_manifest_is_refused(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_graph_that_contradicts_the_manifest_is_refused(toy_coop) -> None:
     spec = toy_coop.manifest.graphs["energy_grad"]
     renamed = dataclasses.replace(spec, outputs=(TensorSpec("gradient", (-1, 1, 32, 32), "float32"),))
     with pytest.raises(SalkitError, match="'gradient'"):
@@ -105,7 +104,7 @@ def test_graph_that_contradicts_the_manifest_is_refused(toy_coop) -> None:  # ty
         OrtRunner(garbage, spec).load()
 
 
-def test_threads_option_is_checked(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_threads_option_is_checked(toy_coop) -> None:
     with pytest.raises(SalkitError, match="threads"):
         create_runner("ort-cpu", toy_coop.manifest, "encoder", threads=0)
     runner = create_runner("ort-cpu", toy_coop.manifest, "encoder", threads=2).load()
@@ -113,7 +112,7 @@ def test_threads_option_is_checked(toy_coop) -> None:  # type: ignore[no-untyped
     assert int(runner.session.get_session_options().graph_optimization_level) == 99  # ORT_ENABLE_ALL
 
 
-def test_auto_picks_an_available_backend_and_says_which(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_an_available_backend_and_says_which(toy_coop, tmp_path, monkeypatch) -> None:
     from salkit.runtime.plan import choose_plan
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # the stand-in probe's choice is cached for this test only

@@ -7,7 +7,6 @@ import pytest
 
 from salkit.runtime.backends import availability
 from salkit.runtime.predictor import Predictor
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 pytestmark = pytest.mark.gpu
 
@@ -17,7 +16,7 @@ def _x(batch: int = 2) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", ["ort-cuda", "ort-trt"])
-def test_ort_gpu_providers_agree_with_cpu(toy_coop, backend: str) -> None:  # type: ignore[no-untyped-def]
+def test_ort_gpu_providers_agree_with_cpu(toy_coop, backend: str) -> None:
     if availability(toy_coop.manifest)[backend]:
         pytest.skip(availability(toy_coop.manifest)[backend])
     x, latents = _x(), np.random.default_rng(1).standard_normal((4, 2, 3), dtype=np.float32)
@@ -28,7 +27,7 @@ def test_ort_gpu_providers_agree_with_cpu(toy_coop, backend: str) -> None:  # ty
         assert np.abs(a[key] - b[key]).max() <= 1e-4, key
 
 
-def test_native_tensorrt_runner_with_engines_agrees_with_cpu(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_native_tensorrt_runner_with_engines_agrees_with_cpu(toy_coop, tmp_path) -> None:
     trt = pytest.importorskip("tensorrt")
     from salkit.export.batch_profile import BatchProfile
     from salkit.export.engines_trt import build_engine

@@ -291,7 +291,7 @@ def test_knobs_are_validated_with_a_fix(kwargs: dict, message: str) -> None:
 
 def test_non_callable_and_bad_requests_are_refused() -> None:
     with pytest.raises(SalkitError, match="needs a callable"):
-        DynamicBatcher(42)  # type: ignore[arg-type]
+        DynamicBatcher(42)
     with DynamicBatcher(lambda x, y: x, 4, 0) as batcher:
         with pytest.raises(SalkitError, match="leading batch axis"):
             batcher.submit([np.zeros((2, 1)), np.zeros((3, 1))])
@@ -318,7 +318,7 @@ def test_batching_predictor_matches_direct_calls_and_groups_options() -> None:
         refined = bp.submit_refine(xs[0], np.full((1, 1, SIZE, SIZE), 0.5, np.float32), steps=2)
         fake.gate.set()
         blocker.result(5)
-        for i, (x, f) in enumerate(zip(xs, futures)):
+        for i, (x, f) in enumerate(zip(xs, futures, strict=True)):
             out = f.result(5)
             np.testing.assert_allclose(out["saliency"], expected_saliency(x, 4 if i % 2 else 2, 3), rtol=1e-6)
             assert set(out) == {"saliency", "predictive", "aleatoric", "epistemic"}
@@ -346,7 +346,7 @@ def test_batching_predictor_from_many_threads() -> None:
     with BatchingPredictor(fake, max_batch_size=8, max_delay_ms=20) as bp:
         with concurrent.futures.ThreadPoolExecutor(12) as pool:
             outs = list(pool.map(lambda x: bp.predict_tensor(x, uncertainty=False), xs))
-    for x, out in zip(xs, outs):
+    for x, out in zip(xs, outs, strict=True):
         assert set(out) == {"saliency"}
         np.testing.assert_allclose(out["saliency"], expected_saliency(x, 2, 3), rtol=1e-6)
     sizes = [n for _, n, _ in fake.calls]

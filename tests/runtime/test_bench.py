@@ -15,7 +15,6 @@ from salkit.runtime.bench.flops import _matmul_session, gemm_rates, graph_flops
 from salkit.runtime.cli.main import main
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 KEYS = {"images_per_s", "p50_ms", "p99_ms", "torch_images_per_s", "speedup_vs_torch", "roofline_fraction",
         "speedup_vs_fp32", "mae_delta", "gflop_per_image", "paths"}
@@ -25,7 +24,7 @@ def torch_flops(module: nn.Module, *args: torch.Tensor) -> int:
     """Dense FLOPs of one forward, from torch's layers and the shapes they actually see."""
     total = 0
 
-    def hook(layer, inputs, output):  # type: ignore[no-untyped-def]
+    def hook(layer, inputs, output):
         nonlocal total
         if isinstance(layer, nn.Conv2d):
             total += 2 * output.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
@@ -40,7 +39,7 @@ def torch_flops(module: nn.Module, *args: torch.Tensor) -> int:
     return total
 
 
-def test_graph_flops_match_torch_layer_count(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_graph_flops_match_torch_layer_count(toy_coop) -> None:
     model = toy_coop.model
     x = torch.zeros(1, 3, SIZE, SIZE)
     assert graph_flops(toy_coop.path / "encoder.onnx") == torch_flops(model.encoder, x)
@@ -61,11 +60,11 @@ def test_gemm_peak_is_the_best_kernel_and_the_onnxruntime_kernel_multiplies(monk
     np.testing.assert_allclose(product, a @ b, rtol=1e-4, atol=1e-4)
 
 
-def _bench(*args: str):  # type: ignore[no-untyped-def]
+def _bench(*args: str):
     return CliRunner().invoke(main, ["bench", "--gemm-size", "256", *map(str, args)], catch_exceptions=False)
 
 
-def test_bench_record_coop(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_record_coop(toy_coop, tmp_path) -> None:
     out = tmp_path / "bench.json"
     result = _bench("--engine", toy_coop.path, "--batch", "1,2", "--repeat", "3", "--threads", "1", "--json", out)
     assert result.exit_code == 0, result.output
@@ -118,7 +117,7 @@ def _check_breakdown(entry: dict, calls: dict[str, int]) -> None:
 
 
 @pytest.mark.parametrize("toy", ["toy_coop", "toy_qefpn"])
-def test_graph_runs_count_the_runs_a_predict_makes(toy, request) -> None:  # type: ignore[no-untyped-def]
+def test_graph_runs_count_the_runs_a_predict_makes(toy, request) -> None:
     bundle = request.getfixturevalue(toy)
     with Predictor.from_bundle(bundle.path, backend="ort-cpu", threads=1) as predictor:
         kind = predictor.runtime_kind
@@ -128,7 +127,7 @@ def test_graph_runs_count_the_runs_a_predict_makes(toy, request) -> None:  # typ
         for name in runs:  # each loop keeps its runners under the graphs' names
             runner = getattr(predictor.loop.runners, name)
 
-            def counting(binding, name=name, run=runner.run):  # type: ignore[no-untyped-def]
+            def counting(binding, name=name, run=runner.run):
                 counted[name] += 1
                 return run(binding)
 
@@ -137,7 +136,7 @@ def test_graph_runs_count_the_runs_a_predict_makes(toy, request) -> None:  # typ
     assert counted == {name: run.calls for name, run in runs.items()} and steps > 1
 
 
-def test_bench_against_an_fp32_bundle(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_against_an_fp32_bundle(toy_coop, tmp_path) -> None:
     other = tmp_path / "other"
     build_coop_bundle(other, ToyCoop(seed=1))
     out = tmp_path / "b.json"
@@ -148,12 +147,13 @@ def test_bench_against_an_fp32_bundle(toy_coop, tmp_path) -> None:  # type: igno
     assert json.loads(out.read_text())["coop"]["2"]["mae_delta"] > 1e-3
 
 
-def test_bench_qefpn_and_bad_options(toy_qefpn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_qefpn_and_bad_options(toy_qefpn, tmp_path) -> None:
     out = tmp_path / "q.json"
     assert _bench("--engine", toy_qefpn.path, "--batch", "2", "--repeat", "2", "--json", out).exit_code == 0
     entry = json.loads(out.read_text())["qefpn"]["2"]
     t = toy_qefpn.manifest.qefpn["broyden_iterations"]
-    expected = graph_flops(toy_qefpn.path / "encoder.onnx") + (t + 1) * graph_flops(toy_qefpn.path / "f.onnx") + graph_flops(toy_qefpn.path / "decoder.onnx")
+    count = lambda name: graph_flops(toy_qefpn.path / f"{name}.onnx")
+    expected = count("encoder") + (t + 1) * count("f") + count("decoder")
     assert entry["gflop_per_image"] * 1e9 == pytest.approx(expected)
     _check_breakdown(entry, {"encoder": 1, "f": t + 1, "decoder": 1})
     result = _bench("--engine", toy_qefpn.path, "--batch", "1,x")
@@ -250,7 +250,7 @@ def test_the_torch_gemm_rates_per_precision() -> None:
     assert all(rate > 0 for rate in (*with_bf16.values(), *without.values()))
 
 
-def test_bench_compares_plans_interleaved(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_compares_plans_interleaved(toy_coop, tmp_path) -> None:
     pytest.importorskip("openvino")
     out = tmp_path / "plans.json"
     result = _bench("--engine", toy_coop.path, "--batch", "2", "--repeat", "2", "--threads", "1", "--backend", "ort-cpu",

@@ -9,10 +9,9 @@ import shlex
 from click.testing import CliRunner
 
 from salkit.runtime.cli.main import main
-from tests.runtime.toy_fixtures import toy_qefpn  # noqa: F401
 
 
-def test_bench_record_holds_its_command_line(toy_qefpn, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_record_holds_its_command_line(toy_qefpn, tmp_path) -> None:
     out = tmp_path / "q b.json"  # a space: the command must stay one shell word per argument
     args = ["bench", "--engine", str(toy_qefpn.path), "--batch", "2", "--repeat", "2", "--gemm-size", "256", "--json", str(out)]
     result = CliRunner().invoke(main, args, catch_exceptions=False)
@@ -21,6 +20,6 @@ def test_bench_record_holds_its_command_line(toy_qefpn, tmp_path) -> None:  # ty
     words = shlex.split(command)
     assert words[:2] == ["sal-runtime", "bench"]
     # Exactly the options given (in the command's declaration order), defaults left out.
-    given = dict(zip(args[1::2], args[2::2]))
-    assert dict(zip(words[2::2], words[3::2])) == given
+    given = dict(zip(args[1::2], args[2::2], strict=True))
+    assert dict(zip(words[2::2], words[3::2], strict=True)) == given
     assert json.loads(out.read_text())["machine"]["platform"] == platform.platform()

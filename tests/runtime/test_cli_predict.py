@@ -7,16 +7,15 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.runtime.cli.main import main
 from salkit.base.images import read_mask
+from salkit.runtime.cli.main import main
 from salkit.runtime.predictor import Predictor
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 SIZES = {"a": (40, 60), "b": (32, 32), "c": (25, 19)}
 
 
 @pytest.fixture()
-def folder(tmp_path):  # type: ignore[no-untyped-def]
+def folder(tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     rng = np.random.default_rng(0)
@@ -25,11 +24,11 @@ def folder(tmp_path):  # type: ignore[no-untyped-def]
     return images
 
 
-def _run(*args: str):  # type: ignore[no-untyped-def]
+def _run(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
-def test_predict_folder_writes_maps_at_original_size(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_predict_folder_writes_maps_at_original_size(toy_coop, folder, tmp_path) -> None:
     out = tmp_path / "out"
     result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", out, "--uncertainty",
                   "--grid", tmp_path / "grid.png", "--backend", "ort-cpu", "--threads", "1", "--batch-size", "2")
@@ -47,7 +46,7 @@ def test_predict_folder_writes_maps_at_original_size(toy_coop, folder, tmp_path)
     assert np.abs(read_mask(out / "a.png") - first.saliency[0]).max() <= 0.5 / 255 + 1e-6
 
 
-def test_predict_single_file_with_limit_and_options(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_predict_single_file_with_limit_and_options(toy_coop, folder, tmp_path) -> None:
     out = tmp_path / "one"
     assert _run("predict", "--engine", toy_coop.path, "--input", folder / "c.png", "--out", out, "--samples", "2", "--steps", "1").exit_code == 0
     assert [p.name for p in out.iterdir()] == ["c.png"]
@@ -56,7 +55,7 @@ def test_predict_single_file_with_limit_and_options(toy_coop, folder, tmp_path) 
     assert sorted(p.name for p in out2.iterdir()) == ["a.png", "b.png"]
 
 
-def test_bad_file_is_skipped_or_aborts_with_strict(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bad_file_is_skipped_or_aborts_with_strict(toy_coop, folder, tmp_path) -> None:
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 definitely not a jpeg")
     out = tmp_path / "tolerant"
     result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", out)
@@ -79,10 +78,10 @@ def test_bad_file_is_skipped_or_aborts_with_strict(toy_coop, folder, tmp_path) -
         (["--backend", "ort-cuda"], ["ort-cuda", "not usable"]),
     ],
 )
-def test_user_errors_are_one_line_exit_2(toy_coop, folder, tmp_path, args, words) -> None:  # type: ignore[no-untyped-def]
+def test_user_errors_are_one_line_exit_2(toy_coop, folder, tmp_path, args, words) -> None:
     base = {"--engine": str(toy_coop.path), "--input": str(folder), "--out": str(tmp_path / "o")}
     extra = []
-    for key, value in zip(args[::2], args[1::2]):
+    for key, value in zip(args[::2], args[1::2], strict=True):
         if key in base:
             base[key] = str(tmp_path / value) if "missing" in value or "no_" in value else value
         else:
@@ -95,14 +94,14 @@ def test_user_errors_are_one_line_exit_2(toy_coop, folder, tmp_path, args, words
         assert word in line
 
 
-def test_qefpn_predict_and_uncertainty_refusal(toy_qefpn, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_predict_and_uncertainty_refusal(toy_qefpn, folder, tmp_path) -> None:
     assert _run("predict", "--engine", toy_qefpn.path, "--input", folder, "--out", tmp_path / "q").exit_code == 0
     assert len(list((tmp_path / "q").iterdir())) == 3
     result = _run("predict", "--engine", toy_qefpn.path, "--input", folder, "--out", tmp_path / "q2", "--uncertainty")
     assert result.exit_code == 2 and "coop" in result.output
 
 
-def test_refine_folder(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_refine_folder(toy_coop, folder, tmp_path) -> None:
     maps = tmp_path / "maps"
     maps.mkdir()
     for stem, (h, w) in SIZES.items():
@@ -119,7 +118,7 @@ def test_refine_folder(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-u
     assert result.exit_code == 2 and "c.png" in result.output
 
 
-def test_refine_takes_input_and_its_former_name_images(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_refine_takes_input_and_its_former_name_images(toy_coop, folder, tmp_path) -> None:
     maps = tmp_path / "maps"
     maps.mkdir()
     for stem, (h, w) in SIZES.items():
@@ -140,7 +139,7 @@ def test_refine_takes_input_and_its_former_name_images(toy_coop, folder, tmp_pat
     assert both.exit_code == 2 and "--input only" in both.output
 
 
-def test_grid_has_labelled_columns_and_a_ground_truth_column(toy_coop, folder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_grid_has_labelled_columns_and_a_ground_truth_column(toy_coop, folder, tmp_path) -> None:
     masks = tmp_path / "gt"
     masks.mkdir()
     for stem, (h, w) in SIZES.items():

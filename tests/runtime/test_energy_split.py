@@ -18,14 +18,13 @@ import pytest
 from salkit.runtime.bundle import load_bundle
 from salkit.runtime.kinds.coop import SPLIT_ENERGY_GRAPHS, splits_energy
 from salkit.runtime.predictor import Predictor
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 
 TOLERANCE = 1e-5
 MAPS = ("saliency", "predictive", "aleatoric", "epistemic")
 
 
 @pytest.fixture(scope="module", params=["tiny", "strong"])
-def bundles(request) -> tuple[Path, Path, bool]:  # type: ignore[no-untyped-def]
+def bundles(request) -> tuple[Path, Path, bool]:
     """(a checkpoint's split bundle, its bundle without the split graphs, whether its energy moves the maps ≥ 0.05)."""
     split = request.getfixturevalue(f"{request.param}_coop_split_bundle")
     return split, request.getfixturevalue(f"{request.param}_coop_bundle"), request.param == "strong"
@@ -34,14 +33,14 @@ def bundles(request) -> tuple[Path, Path, bool]:  # type: ignore[no-untyped-def]
 def _count_runs(predictor: Predictor, counts: dict[str, int]) -> None:
     """Count every graph run from now on (runners loaded later are not counted)."""
     for name, runner in predictor._runners.items():
-        def counting(binding, name=name, run=runner.run):  # type: ignore[no-untyped-def]
+        def counting(binding, name=name, run=runner.run):
             counts[name] = counts.get(name, 0) + 1
             return run(binding)
 
-        runner.run = counting  # type: ignore[method-assign]
+        runner.run = counting
 
 
-def test_new_bundle_runs_the_split_energy_and_equals_the_old_path(bundles) -> None:  # type: ignore[no-untyped-def]
+def test_new_bundle_runs_the_split_energy_and_equals_the_old_path(bundles) -> None:
     new_path, old_path, strong = bundles
     assert set(SPLIT_ENERGY_GRAPHS) <= set(load_bundle(new_path).graphs)
     assert not set(SPLIT_ENERGY_GRAPHS) & set(load_bundle(old_path).graphs)  # the default export writes none
@@ -104,7 +103,7 @@ def test_a_reduced_energy_grad_keeps_the_whole_graph() -> None:
     assert splits_energy(dataclasses.replace(new, variants=all_int8), "int8")
 
 
-def test_an_old_bundle_runs_energy_grad_every_step(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_an_old_bundle_runs_energy_grad_every_step(toy_coop) -> None:
     """The runtime tests' toy bundle is of the older layout: it runs energy_grad K times a predict."""
     assert not set(SPLIT_ENERGY_GRAPHS) & set(toy_coop.manifest.graphs)
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as predictor:
@@ -117,8 +116,8 @@ def test_an_old_bundle_runs_energy_grad_every_step(toy_coop) -> None:  # type: i
 
 def test_bench_counts_the_graphs_the_split_predict_runs(tiny_coop_split_bundle: Path) -> None:
     """The bench's FLOPs per image follow the loop: X's share once, K step graphs (not K energy_grad)."""
-    from salkit.runtime.bench.record import flops_per_image
     from salkit.runtime.bench.flops import graph_flops
+    from salkit.runtime.bench.record import flops_per_image
 
     with Predictor.from_bundle(tiny_coop_split_bundle, backend="ort-cpu", precision="fp32", threads=1) as predictor:
         f = {name: graph_flops(predictor.manifest.graph_path(name)) for name in predictor.manifest.graphs if name != "energy"}

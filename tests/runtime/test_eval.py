@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import ndimage
 
-from salkit.base.errors import SalkitError
 from salkit.base import metrics as ev
-from salkit.runtime.cli.eval import eval_command
+from salkit.base.errors import SalkitError
 from salkit.base.metrics import SCALARS, evaluate_arrays, evaluate_dirs
+from salkit.runtime.cli.eval import eval_command
 
 
 def _pairs(n: int = 5, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -42,7 +42,7 @@ def _reference(preds: list[np.ndarray], gts: list[np.ndarray]) -> dict[str, obje
         warnings.simplefilter("ignore")  # the classic Fmeasure class is deprecated but still the reference
         fm = sod.Fmeasure(beta=0.3)
     mae, sm, wfm, em = sod.MAE(), sod.Smeasure(), sod.WeightedFmeasure(), sod.Emeasure()
-    for pred, gt in zip(preds, gts):
+    for pred, gt in zip(preds, gts, strict=True):
         for metric in (fm, mae, sm, wfm, em):
             metric.step(pred=pred, gt=gt)
     f = fm.get_results()
@@ -71,7 +71,7 @@ def test_metrics_equal_pysodmetrics_called_directly() -> None:
 def test_per_image_scores_equal_pysodmetrics_image_by_image_and_average_to_the_table() -> None:
     preds, gts = _pairs(4, seed=3)
     scores = ev.per_image_scores(preds, gts)
-    for i, (pred, gt) in enumerate(zip(preds, gts)):
+    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
         mae, sm = sod.MAE(), sod.Smeasure()
         mae.step(pred=pred, gt=gt)  # PySODMetrics' own normalisation of uint8 maps
         sm.step(pred=pred, gt=gt)
@@ -106,7 +106,7 @@ def test_without_minmax_matches_pysodmetrics_unnormalised() -> None:
     floats = [0.2 + 0.6 * p / 255.0 for p in preds]  # a map that never reaches 0 or 1
     ours = evaluate_arrays(floats, gts, minmax=False)
     mae, sm = sod.MAE(), sod.Smeasure()
-    for pred, gt in zip(floats, gts):
+    for pred, gt in zip(floats, gts, strict=True):
         mae.step(pred=pred, gt=gt > 128, normalize=False)
         sm.step(pred=pred, gt=gt > 128, normalize=False)
     assert ours["mae"] == pytest.approx(float(mae.get_results()["mae"]), abs=1e-12)
@@ -128,7 +128,7 @@ def test_predictions_are_resized_to_the_ground_truth() -> None:
     small = [np.asarray(Image.fromarray(p).resize((p.shape[1] // 2, p.shape[0] // 2), Image.BILINEAR)) for p in preds]
     resized = [
         np.asarray(Image.fromarray((s / 255.0).astype(np.float32)).resize(g.shape[::-1], Image.BILINEAR)).astype(np.float64)
-        for s, g in zip(small, gts)
+        for s, g in zip(small, gts, strict=True)
     ]
     ours = evaluate_arrays(small, gts)
     direct = evaluate_arrays([np.clip(r, 0, 1) for r in resized], gts)
@@ -157,7 +157,7 @@ def test_array_errors(preds: list, gts: list, message: str) -> None:
 def _write_folders(tmp_path: Path, preds: list[np.ndarray], gts: list[np.ndarray]) -> tuple[Path, Path]:
     pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
     pred_dir.mkdir(), gt_dir.mkdir()
-    for i, (pred, gt) in enumerate(zip(preds, gts)):
+    for i, (pred, gt) in enumerate(zip(preds, gts, strict=True)):
         Image.fromarray(pred).save(pred_dir / f"im{i}.png")
         Image.fromarray(gt).save(gt_dir / f"im{i}.png")
     return pred_dir, gt_dir

@@ -22,7 +22,6 @@ from salkit.runtime.cli.main import main
 from salkit.runtime.plan import choose_plan
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import SIZE
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 from tests.runtime.toy_precision import passed, quantize_int8, with_precision_records
 
 # The gate's thresholds (salkit.export.precision.gate): the runtime tests do not import export.
@@ -31,7 +30,7 @@ MIX = {"encoder": "ort-cpu:int8", "latent_decoder": "openvino:fp32", "energy_gra
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SALKIT_CPU_DISABLE", raising=False)
 
@@ -41,13 +40,13 @@ def _images(n: int, seed: int) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def int8_encoder(toy_coop, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+def int8_encoder(toy_coop, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("mix") / "encoder.int8.onnx"
     quantize_int8(toy_coop.path / "encoder.onnx", target, [{"image": _images(4, seed=100 + i)} for i in range(4)])
     return target
 
 
-def _mixed_bundle(toy_coop, int8_encoder: Path, out: Path, mix: dict[str, str] | None = MIX) -> Path:  # type: ignore[no-untyped-def]
+def _mixed_bundle(toy_coop, int8_encoder: Path, out: Path, mix: dict[str, str] | None = MIX) -> Path:
     path = with_precision_records(toy_coop.path, out, variant_files={"int8": {"encoder": int8_encoder}},
                                   gate={"ort-cpu:int8": passed()}, choice="ort-cpu:int8")
     if mix is not None:
@@ -60,11 +59,11 @@ def _mixed_bundle(toy_coop, int8_encoder: Path, out: Path, mix: dict[str, str] |
 class Probe:
     """A stand-in probe for auto's single-plan fallback: ort-cpu:fp32 is the fast one."""
 
-    def __call__(self, manifest, backend, precision, threads) -> float:  # type: ignore[no-untyped-def]
+    def __call__(self, manifest, backend, precision, threads) -> float:
         return 1e-6 if (backend, precision) == ("ort-cpu", "fp32") else 1.0
 
 
-def test_a_mixed_plan_runs_graph_by_graph_within_the_gate_of_fp32(toy_coop, int8_encoder, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_a_mixed_plan_runs_graph_by_graph_within_the_gate_of_fp32(toy_coop, int8_encoder, tmp_path, simulated_cpu) -> None:
     simulated_cpu("avx512")
     path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / "mixed")
     x = _images(3, seed=7)
@@ -81,7 +80,7 @@ def test_a_mixed_plan_runs_graph_by_graph_within_the_gate_of_fp32(toy_coop, int8
     assert 0 < delta.max() <= SALIENCY_MAX_ABS and delta.mean() <= SALIENCY_MEAN_ABS  # the int8 encoder did run
 
 
-def test_a_bundle_without_a_mix_loads_as_before(toy_coop, int8_encoder, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_a_bundle_without_a_mix_loads_as_before(toy_coop, int8_encoder, tmp_path, simulated_cpu) -> None:
     simulated_cpu("avx512")
     path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / "single", mix=None)
     plan = choose_plan(load_bundle(path), threads=1, probe=Probe())
@@ -97,7 +96,7 @@ def test_a_bundle_without_a_mix_loads_as_before(toy_coop, int8_encoder, tmp_path
     ("avx512", None, "latent_decoder", "bf16 needs AMX-BF16 or AVX512-BF16"),  # exported where bf16 exists
 ])
 def test_auto_rechecks_the_mix_and_falls_back_with_a_reason(toy_coop, int8_encoder, tmp_path, simulated_cpu, monkeypatch,
-                                                            cpu, off, graph, want) -> None:  # type: ignore[no-untyped-def]
+                                                            cpu, off, graph, want) -> None:
     simulated_cpu(cpu)
     if off:
         monkeypatch.setenv("SALKIT_CPU_DISABLE", off)
@@ -113,7 +112,7 @@ def test_auto_rechecks_the_mix_and_falls_back_with_a_reason(toy_coop, int8_encod
 
 
 def test_a_forced_mix_runs_a_graph_this_cpu_lacks_the_precision_of_at_fp32(toy_coop, int8_encoder, tmp_path, simulated_cpu,
-                                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+                                                                          monkeypatch) -> None:
     simulated_cpu("avx512")
     monkeypatch.setenv("SALKIT_CPU_DISABLE", "int8")
     path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / "mixed")
@@ -123,7 +122,7 @@ def test_a_forced_mix_runs_a_graph_this_cpu_lacks_the_precision_of_at_fp32(toy_c
     assert plan.reason.endswith("runs ort-cpu:fp32 instead")
 
 
-def _predict(bundle: Path, tmp_path: Path, *args: str):  # type: ignore[no-untyped-def]
+def _predict(bundle: Path, tmp_path: Path, *args: str):
     images = tmp_path / "images"
     images.mkdir(exist_ok=True)
     Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(images / "a.png")
@@ -134,7 +133,7 @@ def _predict(bundle: Path, tmp_path: Path, *args: str):  # type: ignore[no-untyp
 
 
 def test_a_forced_mix_naming_an_engine_not_installed_is_a_one_line_error(toy_coop, int8_encoder, tmp_path, simulated_cpu,
-                                                                         monkeypatch) -> None:  # type: ignore[no-untyped-def]
+                                                                         monkeypatch) -> None:
     simulated_cpu("avx512")
     path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / "mixed")
     missing = {**availability(), "openvino": "the openvino package is not installed (pip install 'salkit[openvino]')"}
@@ -151,7 +150,7 @@ def test_a_forced_mix_naming_an_engine_not_installed_is_a_one_line_error(toy_coo
 
 @pytest.mark.parametrize("precision", ["auto", "mix"])
 def test_a_missing_graph_file_of_the_mix_is_a_one_line_error(toy_coop, int8_encoder, tmp_path, simulated_cpu,
-                                                             precision) -> None:  # type: ignore[no-untyped-def]
+                                                             precision) -> None:
     simulated_cpu("avx512")
     path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / "mixed")
     manifest = load_bundle(path)
@@ -163,7 +162,7 @@ def test_a_missing_graph_file_of_the_mix_is_a_one_line_error(toy_coop, int8_enco
     assert not out.exists()
 
 
-def test_a_mix_that_names_an_unknown_graph_or_a_gpu_backend_is_refused(toy_coop, int8_encoder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_mix_that_names_an_unknown_graph_or_a_gpu_backend_is_refused(toy_coop, int8_encoder, tmp_path) -> None:
     for mix, words in (({**MIX, "nope": "ort-cpu:fp32"}, "names graph 'nope'"),
                        ({**MIX, "encoder": "ort-cuda:fp32"}, "graph encoder runs on ort-cuda:fp32")):
         path = _mixed_bundle(toy_coop, int8_encoder, tmp_path / f"bad{len(words)}", mix)

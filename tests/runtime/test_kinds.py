@@ -13,15 +13,14 @@ from click.testing import CliRunner
 
 from salkit.base import images
 from salkit.base.errors import SalkitError
-from salkit.runtime.bench.record import format_record, run_bench
 from salkit.runtime.bench.flops import graph_flops
+from salkit.runtime.bench.record import format_record, run_bench
 from salkit.runtime.cli.main import main
 from salkit.runtime.kinds import KINDS, get_kind, kind_of, known_kinds
 from salkit.runtime.predictor import Predictor
 from salkit.runtime.server.app import create_app
 from salkit.runtime.server.model_config import model_settings
 from tests.runtime.server_helpers import binary_request, decode_response, make_client, wait_ready
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401 — session fixture
 from tests.runtime.toy_kind import TEMPERATURE, ToyKind, build_toy_bundle, reference
 
 pytestmark = pytest.mark.timeout(300)
@@ -51,7 +50,7 @@ def test_a_kind_is_registered_once() -> None:
         register_kind(KINDS["coop"])
 
 
-def _edited_copy(source: Path, target: Path, edit) -> Path:  # type: ignore[no-untyped-def]
+def _edited_copy(source: Path, target: Path, edit) -> Path:
     shutil.copytree(source, target)
     manifest = json.loads((target / "manifest.json").read_text())
     edit(manifest)
@@ -63,7 +62,7 @@ def _edited_copy(source: Path, target: Path, edit) -> Path:  # type: ignore[no-u
     (lambda m: m.update(model_kind="nope"), "unknown model kind 'nope' (expected one of ['coop', 'qefpn'])"),
     (lambda m: m["graphs"].pop("energy_grad"), "coop bundle lacks graphs ['energy_grad']"),
 ])
-def test_cli_refuses_a_bundle_of_an_unknown_kind_or_missing_graphs(toy_coop, tmp_path, edit, message) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_cli_refuses_a_bundle_of_an_unknown_kind_or_missing_graphs(toy_coop, tmp_path, edit, message) -> None:
     bundle = _edited_copy(toy_coop.path, tmp_path / "bad", edit)
     image = tmp_path / "a.png"
     images.save_png_map(image, np.full((8, 8), 0.5, np.float32))
@@ -106,7 +105,7 @@ def test_a_third_kind_predicts_through_the_predictor(toy_kind: Path, tmp_path: P
     folder = tmp_path / "photos"
     folder.mkdir()
     images.save_png_map(folder / "a.png", np.full((12, 12), 0.25, np.float32))
-    run = lambda *extra: CliRunner().invoke(main, ["predict", "--engine", str(toy_kind), "--input", str(folder), *extra])  # noqa: E731
+    run = lambda *extra: CliRunner().invoke(main, ["predict", "--engine", str(toy_kind), "--input", str(folder), *extra])
     assert run("--out", str(tmp_path / "maps")).exit_code == 0 and (tmp_path / "maps" / "a.png").is_file()
     refused = run("--out", str(tmp_path / "u"), "--uncertainty")
     assert refused.exit_code == 2 and "--uncertainty needs" in refused.output and "is toy" in refused.output

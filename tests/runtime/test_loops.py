@@ -13,24 +13,23 @@ from salkit.kernels.broyden import broyden
 from salkit.kernels.entropy import uncertainty_maps
 from salkit.runtime.predictor import Predictor
 from tests.coop_reference import cooperative_reference
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 torch.set_num_threads(1)
 STEP = 0.4
 
 
-def torch_coop_reference(model, x, latents, steps, noise=None, start=None):  # type: ignore[no-untyped-def]
+def torch_coop_reference(model, x, latents, steps, noise=None, start=None):
     """The authors' way: the whole generator once per latent sample; the energy gradient by autograd."""
     return cooperative_reference(model.generator, model.energy, x, latents, steps, STEP, noise, start)
 
 
 @pytest.fixture(scope="module")
-def coop_predictor(toy_coop):  # type: ignore[no-untyped-def]
+def coop_predictor(toy_coop):
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as predictor:
         yield predictor
 
 
-def _inputs(batch: int = 3, samples: int = 4, steps: int = 3, seed: int = 0):  # type: ignore[no-untyped-def]
+def _inputs(batch: int = 3, samples: int = 4, steps: int = 3, seed: int = 0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, 3, 32, 32), dtype=np.float32)
     latents = rng.standard_normal((samples, batch, 3), dtype=np.float32)
@@ -39,7 +38,7 @@ def _inputs(batch: int = 3, samples: int = 4, steps: int = 3, seed: int = 0):  #
 
 
 @pytest.mark.parametrize("with_noise", [False, True])
-def test_coop_predict_matches_torch_reference(toy_coop, coop_predictor, with_noise: bool) -> None:  # type: ignore[no-untyped-def]
+def test_coop_predict_matches_torch_reference(toy_coop, coop_predictor, with_noise: bool) -> None:
     x, latents, noise = _inputs()
     noise = noise if with_noise else None
     out = coop_predictor.predict_tensor(x, latents=latents, steps=3, noise_values=noise, uncertainty=True)
@@ -54,7 +53,7 @@ def test_coop_predict_matches_torch_reference(toy_coop, coop_predictor, with_noi
     assert out["epistemic"].max() > 1e-3  # the samples differ, so there is something to measure
 
 
-def test_split_path_equals_whole_generator_path(coop_predictor) -> None:  # type: ignore[no-untyped-def]
+def test_split_path_equals_whole_generator_path(coop_predictor) -> None:
     x, latents, _ = _inputs(batch=2, samples=5, seed=1)
     split = coop_predictor.predict_tensor(x, latents=latents, steps=2, path="split")
     whole = coop_predictor.predict_tensor(x, latents=latents, steps=2, path="whole")
@@ -64,7 +63,7 @@ def test_split_path_equals_whole_generator_path(coop_predictor) -> None:  # type
     assert np.abs(other["saliency"] - split["saliency"]).max() > 1e-3  # the latents do matter
 
 
-def test_refine_matches_torch_reference(toy_coop, coop_predictor) -> None:  # type: ignore[no-untyped-def]
+def test_refine_matches_torch_reference(toy_coop, coop_predictor) -> None:
     x, _, noise = _inputs(batch=2, steps=4, seed=2)
     maps = np.random.default_rng(3).uniform(0, 1, (2, 1, 32, 32)).astype(np.float32)
     maps[0, 0, :4] = 0.0  # saturated values go through the clipping, not to ±inf
@@ -76,7 +75,7 @@ def test_refine_matches_torch_reference(toy_coop, coop_predictor) -> None:  # ty
     assert np.abs(refined - maps).max() > 1e-3
 
 
-def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_predictor) -> None:  # type: ignore[no-untyped-def]
+def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_predictor) -> None:
     x, latents, _ = _inputs(batch=2, samples=2, seed=6)
     coop_predictor.predict_tensor(x, latents=latents, steps=2, uncertainty=False)  # builds the workspace
     workspaces = dict(coop_predictor.loop._workspaces)
@@ -94,7 +93,7 @@ def test_langevin_memory_does_not_grow_with_steps_and_buffers_are_reused(coop_pr
     assert coop_predictor.loop._workspaces == workspaces  # same buffers reused, none rebuilt
 
 
-def test_qefpn_predict_matches_torch_broyden(toy_qefpn) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_predict_matches_torch_broyden(toy_qefpn) -> None:
     model, q = toy_qefpn.model, toy_qefpn.manifest.qefpn
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 3, 32, 32), dtype=np.float32)
@@ -116,7 +115,7 @@ def test_qefpn_predict_matches_torch_broyden(toy_qefpn) -> None:  # type: ignore
     assert (short["residual"] > out["residual"]).all()  # two iterations leave a larger residual
 
 
-def test_qefpn_predicts_reuse_the_solver_buffers(toy_qefpn) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_predicts_reuse_the_solver_buffers(toy_qefpn) -> None:
     rng = np.random.default_rng(8)
     first, second = (rng.standard_normal((2, 3, 32, 32), dtype=np.float32) for _ in range(2))
     with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", threads=1) as predictor:

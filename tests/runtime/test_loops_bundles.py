@@ -17,7 +17,7 @@ def _x(size: int, batch: int = 2, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=["tiny", "strong"])
-def coop(request):  # type: ignore[no-untyped-def]
+def coop(request):
     """The tiny checkpoint, and the same with an energy whose descent moves the maps by ≥ 0.05."""
     from salkit.train.coop.predictor import load_coop
 
@@ -27,14 +27,14 @@ def coop(request):  # type: ignore[no-untyped-def]
         yield predictor, load_coop(checkpoint), request.param == "strong"
 
 
-def _moved(predictor, x, latents, steps) -> float:  # type: ignore[no-untyped-def]
+def _moved(predictor, x, latents, steps) -> float:
     """Mean |descended − starting map|: how much the energy moves the maps."""
     start = predictor.predict_tensor(x, latents=latents, steps=0, uncertainty=False)["saliency"]
     return float(np.abs(predictor.predict_tensor(x, latents=latents, steps=steps, uncertainty=False)["saliency"] - start).mean())
 
 
 @pytest.mark.parametrize("with_noise", [False, True])
-def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -> None:  # type: ignore[no-untyped-def]
+def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -> None:
     from salkit.train.coop.predictor import predict_tensor
 
     predictor, model, strong = coop
@@ -56,7 +56,7 @@ def test_coop_bundle_matches_torch_reference_predictor(coop, with_noise: bool) -
         assert _moved(predictor, x, latents, k) >= 0.05
 
 
-def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-untyped-def]
+def test_coop_bundle_refine_matches_torch(coop) -> None:
     from salkit.train.coop.predictor import refine_tensor
 
     predictor, model, _ = coop
@@ -68,7 +68,7 @@ def test_coop_bundle_refine_matches_torch(coop) -> None:  # type: ignore[no-unty
     assert np.abs(ours - ref.numpy()).max() <= 1e-4
 
 
-def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:
     from salkit.train.qefpn.predict import QEFPNReferencePredictor
 
     reference = QEFPNReferencePredictor.from_checkpoint(tiny_qefpn_checkpoint)
@@ -82,7 +82,7 @@ def test_qefpn_bundle_matches_torch_reference_predictor(tiny_qefpn_bundle, tiny_
     assert (ours["iterations"] <= t).all()
 
 
-def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint, tmp_path) -> None:
     import json
 
     from click.testing import CliRunner
@@ -114,7 +114,7 @@ def test_bench_compares_with_torch_eager(tiny_coop_bundle, tiny_coop_checkpoint,
     assert "torch split reference" in result.output
 
 
-def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, tiny_coop_checkpoint, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, tiny_coop_checkpoint, monkeypatch) -> None:
     from click.testing import CliRunner
 
     from salkit.runtime.bench import baselines as bench_baselines
@@ -125,7 +125,7 @@ def test_bench_without_the_train_plugin_says_what_to_install(tiny_coop_bundle, t
     assert result.exit_code == 2 and "salkit[train]" in result.output
 
 
-def test_torch_eager_baseline_computes_what_the_runtime_computes(coop) -> None:  # type: ignore[no-untyped-def]
+def test_torch_eager_baseline_computes_what_the_runtime_computes(coop) -> None:
     """The bench's torch side (whole generator N times, autograd gradient) does the same work as the
     runtime: same maps from the same inputs, also where the energy moves them."""
     from salkit.train import bench_torch
@@ -142,7 +142,7 @@ def test_torch_eager_baseline_computes_what_the_runtime_computes(coop) -> None: 
         assert _moved(predictor, x, latents, k) >= 0.05
 
 
-def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefpn_bundle, tiny_qefpn_checkpoint) -> None:
     from salkit.train import bench_torch
 
     with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as qefpn:
@@ -155,7 +155,7 @@ def test_qefpn_torch_eager_baseline_computes_what_the_runtime_computes(tiny_qefp
         np.testing.assert_allclose(best, ours, atol=1e-4)
 
 
-def test_torch_best_recipe_runs_in_bf16_when_asked(coop, request) -> None:  # type: ignore[no-untyped-def]
+def test_torch_best_recipe_runs_in_bf16_when_asked(coop, request) -> None:
     """bf16 autocast really changes the arithmetic (the maps move, a little), channels_last does not."""
     from salkit.train import bench_torch
 
@@ -172,7 +172,7 @@ def test_torch_best_recipe_runs_in_bf16_when_asked(coop, request) -> None:  # ty
     assert 1e-4 < np.abs(bf16 - ours).max() < 0.1
 
 
-def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_bundle) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_bundle) -> None:
     from threadpoolctl import threadpool_info
 
     def blas_threads() -> set[int]:
@@ -183,7 +183,7 @@ def test_qefpn_solve_keeps_numpy_blas_on_one_thread_and_restores_it(tiny_qefpn_b
     with Predictor.from_bundle(tiny_qefpn_bundle, backend="ort-cpu", threads=2) as predictor:
         runner = predictor.loop.runners.f
         run = runner.run
-        runner.run = lambda binding: (seen.append(blas_threads()), run(binding))[1]  # type: ignore[method-assign]
+        runner.run = lambda binding: (seen.append(blas_threads()), run(binding))[1]
         predictor.predict_tensor(_x(predictor.manifest.input_size), steps=3)
     assert len(seen) == 4 and all(s == {1} for s in seen)  # z0 and 3 steps, all inside the solve
     assert blas_threads() == before

@@ -22,7 +22,6 @@ from PIL import Image
 
 from tests.runtime.chromium import BrowserError, Chromium, Page, find_chromium
 from tests.runtime.server_helpers import AUTH, ROOT, SAL_RUNTIME, TOKEN, binary_request, decode_response, live_server
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401 — session fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 PASCAL_S = ROOT.parent / "shared" / "data" / "pascal-s"
@@ -70,7 +69,7 @@ def _shown_map(page: Page, element: str) -> tuple[np.ndarray, str | None]:
     return rgba[..., 0], got["query"]
 
 
-def test_the_page_in_chromium_shows_the_predict_answer(toy_coop, tmp_path: Path) -> None:  # noqa: ANN001, F811
+def test_the_page_in_chromium_shows_the_predict_answer(toy_coop, tmp_path: Path) -> None:
     binary = find_chromium()
     if binary is None:
         pytest.skip("no Chromium on PATH or at $SALKIT_CHROMIUM: `make chromium-env` installs Debian's chromium (scripts/chromium_env.sh)")

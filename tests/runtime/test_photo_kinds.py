@@ -19,10 +19,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from salkit.runtime.cli.main import main as sal_runtime
 from salkit.base.images import decode_image
+from salkit.runtime.cli.main import main as sal_runtime
 from salkit.runtime.predictor import Predictor
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401 — session fixture
 
 RNG = np.random.default_rng(11)
 
@@ -89,12 +88,12 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, tu
 
 
 @pytest.fixture(scope="module")
-def predictor(toy_coop):  # type: ignore[no-untyped-def]  # noqa: F811
+def predictor(toy_coop):
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as p:
         yield p
 
 
-def test_python_api_paths_bytes_and_pil_images(photos, predictor) -> None:  # type: ignore[no-untyped-def]
+def test_python_api_paths_bytes_and_pil_images(photos, predictor) -> None:
     for name, (path, displayed) in photos.items():
         by_path = predictor.predict(path, seed=0).saliency[0]
         assert by_path.shape == displayed, name
@@ -105,7 +104,7 @@ def test_python_api_paths_bytes_and_pil_images(photos, predictor) -> None:  # ty
 
 
 @pytest.mark.parametrize(("name", "turn"), [("exif6.jpg", -1), ("exif8.png", 1), ("exif3.jpg", 2)])
-def test_exif_orientation_gives_the_map_of_the_displayed_photo(photos, predictor, name: str, turn: int) -> None:  # type: ignore[no-untyped-def]
+def test_exif_orientation_gives_the_map_of_the_displayed_photo(photos, predictor, name: str, turn: int) -> None:
     path, _ = photos[name]
     with Image.open(path) as img:
         stored = np.asarray(img.convert("RGB"))  # the pixels as stored, no EXIF applied
@@ -117,7 +116,7 @@ def test_exif_orientation_gives_the_map_of_the_displayed_photo(photos, predictor
     assert np.abs(wrong - want).max() > 1e-3  # the check would notice a map turned the wrong way
 
 
-def test_16_bit_and_alpha_decode_like_their_8_bit_pictures(photos) -> None:  # type: ignore[no-untyped-def]
+def test_16_bit_and_alpha_decode_like_their_8_bit_pictures(photos) -> None:
     rgb16 = decode_image(photos["rgb16.png"][0])
     grey16 = decode_image(photos["grey16.png"][0])
     assert rgb16.dtype == grey16.dtype == np.uint8 and rgb16.shape == (26, 38, 3) and grey16.shape == (30, 44, 3)
@@ -126,17 +125,17 @@ def test_16_bit_and_alpha_decode_like_their_8_bit_pictures(photos) -> None:  # t
     assert np.array_equal(decode_image(photos["rgba.png"][0]), rgba[:, :, :3])  # alpha dropped, as OpenCV does
 
 
-def test_uint16_arrays_equal_their_8_bit_pictures(predictor) -> None:  # type: ignore[no-untyped-def]
+def test_uint16_arrays_equal_their_8_bit_pictures(predictor) -> None:
     rgb = _rgb(20, 30)
     want = predictor.predict(rgb, seed=0).saliency[0]
     np.testing.assert_array_equal(predictor.predict(rgb.astype(np.uint16) * 257, seed=0).saliency[0], want)
 
 
-def _run(*args: object):  # type: ignore[no-untyped-def]
+def _run(*args: object):
     return CliRunner().invoke(sal_runtime, [str(a) for a in args])
 
 
-def test_cli_predict_and_refine_write_maps_at_the_displayed_size(photos, toy_coop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_cli_predict_and_refine_write_maps_at_the_displayed_size(photos, toy_coop, tmp_path: Path) -> None:
     folder = next(iter(photos.values()))[0].parent
     pred = tmp_path / "pred"
     result = _run("predict", "--engine", toy_coop.path, "--input", folder, "--out", pred, "--backend", "ort-cpu",
@@ -154,7 +153,7 @@ def test_cli_predict_and_refine_write_maps_at_the_displayed_size(photos, toy_coo
             assert img.size[::-1] == displayed, name
 
 
-def test_refine_refuses_a_map_in_the_stored_orientation(photos, toy_coop, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_refine_refuses_a_map_in_the_stored_orientation(photos, toy_coop, tmp_path: Path) -> None:
     images, maps = tmp_path / "img", tmp_path / "maps"
     images.mkdir()
     maps.mkdir()
@@ -166,7 +165,7 @@ def test_refine_refuses_a_map_in_the_stored_orientation(photos, toy_coop, tmp_pa
     assert result.exit_code == 1 and "exif6.png" in result.output and "displayed orientation" in result.output
 
 
-def test_http_predict_answers_at_the_displayed_size(photos, toy_coop, predictor) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_http_predict_answers_at_the_displayed_size(photos, toy_coop, predictor) -> None:
     from salkit.runtime.server.app import create_app
     from tests.runtime.server_helpers import make_client, wait_ready
 

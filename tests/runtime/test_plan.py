@@ -20,13 +20,11 @@ from salkit.runtime.cpu import cpu_info
 from salkit.runtime.plan import cache_path, choose_plan
 from salkit.runtime.predictor import Predictor
 from tests.runtime.toy_bundles import LATENT, SIZE, ToyCoop, build_coop_bundle
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 from tests.runtime.toy_precision import passed, rejected, with_precision_records
 
 
-
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("SALKIT_CPU_DISABLE", raising=False)
 
@@ -37,25 +35,25 @@ class StandIn:
     def __init__(self, fast: str) -> None:
         self.fast, self.calls = fast, []
 
-    def __call__(self, manifest, backend, precision, threads) -> float:  # type: ignore[no-untyped-def]
+    def __call__(self, manifest, backend, precision, threads) -> float:
         self.calls.append(f"{backend}:{precision}")
         return 1e-6 if f"{backend}:{precision}" == self.fast else 1.0
 
 
 @pytest.fixture(scope="module")
-def wrong_decoder(tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+def wrong_decoder(tmp_path_factory) -> Path:
     """A latent_decoder with other weights: same I/O, wrong maps (what a broken int8 graph looks like)."""
     other = tmp_path_factory.mktemp("wrong") / "coop"
     build_coop_bundle(other, ToyCoop(seed=7).eval())
     return other / "latent_decoder.onnx"
 
 
-def _bundle(toy_coop, tmp_path, wrong_decoder, gate, choice=None) -> Path:  # type: ignore[no-untyped-def]
+def _bundle(toy_coop, tmp_path, wrong_decoder, gate, choice=None) -> Path:
     return with_precision_records(toy_coop.path, tmp_path / "bundle", variant_files={"int8": {"latent_decoder": wrong_decoder}},
                                   gate=gate, choice=choice)
 
 
-def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:
     simulated_cpu("avx512")  # int8 native: only the gate keeps it out
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": rejected(), "openvino:int8": rejected()})
     probe = StandIn("ort-cpu:int8")
@@ -70,7 +68,7 @@ def test_auto_never_picks_a_plan_the_gate_rejected(toy_coop, tmp_path, wrong_dec
         assert np.abs(predictor.predict_tensor(x, latents=latents)["saliency"] - want).max() <= 1e-5
 
 
-def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:
     simulated_cpu("avx2")
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": passed(saliency_max=0.001)})
     probe = StandIn("ort-cpu:int8")
@@ -79,7 +77,7 @@ def test_the_same_stand_in_is_picked_once_the_gate_passes_it(toy_coop, tmp_path,
     assert "ort-cpu:int8" in probe.calls and "openvino:int8" not in probe.calls  # openvino:int8 was not judged
 
 
-def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"openvino:bf16": passed()})
     manifest = load_bundle(path)
     amx = simulated_cpu("amx")
@@ -95,7 +93,7 @@ def test_a_cached_choice_is_reused_only_while_it_is_still_allowed(toy_coop, tmp_
     assert fallback.precision == "fp32" and "forced off" in fallback.reason
 
 
-def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_decoder, simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_decoder, simulated_cpu, monkeypatch) -> None:
     """A bundle exported where bf16 exists (its gate passed and chose openvino:bf16), run where it does not."""
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"openvino:bf16": passed()}, choice="openvino:bf16")
     simulated_cpu("amx")
@@ -117,13 +115,13 @@ def test_bf16_forced_off_runs_a_bf16_bundle_correctly(toy_coop, tmp_path, wrong_
         Predictor.from_bundle(path, backend="openvino", precision="bf16", threads=1, fallback=False)
 
 
-def StandIn_calls(path: Path) -> list[str]:  # noqa: N802 - reads as the probe's record
+def StandIn_calls(path: Path) -> list[str]:
     probe = StandIn("none")
     choose_plan(load_bundle(path), threads=1, probe=probe)
     return probe.calls
 
 
-def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:  # type: ignore[no-untyped-def]
+def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:
     path = _bundle(toy_coop, tmp_path, wrong_decoder, {"ort-cpu:int8": rejected("entropy mean |Δ| 0.02 > 0.01")})
     zen3 = simulated_cpu("avx2")
     manifest = load_bundle(path)
@@ -144,7 +142,7 @@ def test_named_plans_are_checked(toy_coop, tmp_path, wrong_decoder, simulated_cp
     assert choose_plan(manifest, "ort-cpu", "fp32", cpu=zen3).name == "ort-cpu:fp32"
 
 
-def test_cpu_flags_are_read_and_can_be_forced_off(simulated_cpu, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_cpu_flags_are_read_and_can_be_forced_off(simulated_cpu, monkeypatch) -> None:
     amx = simulated_cpu("amx")
     assert amx.model == "simulated Intel Xeon Platinum 8480+ (AMX)" and amx.bf16 and amx.int8_vnni
     assert {"amx_bf16", "amx_int8", "avx512_bf16", "avx512_vnni", "avx_vnni", "avx512f"} <= amx.flags
@@ -164,7 +162,7 @@ def test_cpu_flags_are_read_and_can_be_forced_off(simulated_cpu, monkeypatch) ->
         cpu_info()
 
 
-def test_cli_says_in_one_line_which_plan_runs_instead_of_one_the_cpu_lacks(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_says_in_one_line_which_plan_runs_instead_of_one_the_cpu_lacks(toy_coop, tmp_path) -> None:
     pytest.importorskip("openvino")
     image = tmp_path / "in.png"
     from PIL import Image
@@ -181,7 +179,7 @@ def test_cli_says_in_one_line_which_plan_runs_instead_of_one_the_cpu_lacks(toy_c
     assert (tmp_path / "out" / "in.png").is_file()
 
 
-def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path, monkeypatch) -> None:
     from click.testing import CliRunner
     from PIL import Image
 
@@ -198,7 +196,7 @@ def test_an_unknown_capability_to_disable_is_a_one_line_error(toy_coop, tmp_path
             "amx, avx512 or the flags amx_bf16, amx_int8, avx512_bf16, avx512_vnni, avx_vnni, avx512f, avx2"]
 
 
-def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypatch) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
@@ -209,9 +207,9 @@ def test_an_unwritable_cache_only_costs_a_new_probe(toy_coop, tmp_path, monkeypa
     assert (Path(toy_coop.path) / MANIFEST_NAME).is_file()
 
 
-def test_a_plan_that_fails_in_the_probe_is_passed_over(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_a_plan_that_fails_in_the_probe_is_passed_over(toy_coop) -> None:
     pytest.importorskip("openvino")  # two CPU backends, so the probe runs
-    def probe(manifest, backend, precision, threads):  # type: ignore[no-untyped-def]
+    def probe(manifest, backend, precision, threads):
         if backend == "openvino":
             raise SalkitError("graph 'encoder': OpenVINO cannot compile encoder.onnx")
         return 1.0

@@ -15,16 +15,15 @@ import torch
 from PIL import Image
 
 from salkit.base.errors import SalkitError
-from salkit.runtime import Prediction, Predictor
 from salkit.base.images import preprocess, resize_map
+from salkit.runtime import Prediction, Predictor
 from salkit.runtime.inputs import to_batch
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: F401
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def predictor(toy_coop):  # type: ignore[no-untyped-def]
+def predictor(toy_coop):
     with Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1) as p:
         yield p
 
@@ -33,7 +32,7 @@ def _rgb(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def test_predict_equals_tensor_level_resized_back(predictor, toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_predict_equals_tensor_level_resized_back(predictor, toy_coop) -> None:
     images = [_rgb(40, 50, 1), _rgb(32, 32, 2), _rgb(17, 90, 3)]
     result = predictor.predict(images, seed=7)
     assert isinstance(result, Prediction)
@@ -48,7 +47,7 @@ def test_predict_equals_tensor_level_resized_back(predictor, toy_coop) -> None: 
     assert predictor.predict(images, uncertainty=False, seed=7).uncertainty is None
 
 
-def test_every_image_mode_and_input_kind(predictor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_every_image_mode_and_input_kind(predictor, tmp_path) -> None:
     rgb = _rgb(24, 36, 4)
     gray = rgb[:, :, 0]
     modes = {
@@ -72,13 +71,13 @@ def test_every_image_mode_and_input_kind(predictor, tmp_path) -> None:  # type: 
     assert np.abs(rows[3] - rows[0]).mean() < 0.2  # a palette image is the quantised picture
 
 
-def test_float_batches_and_dlpack_tensors(predictor, toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_float_batches_and_dlpack_tensors(predictor, toy_coop) -> None:
     m = toy_coop.manifest
     x = preprocess([_rgb(32, 32, 5), _rgb(32, 32, 6)], 32, m.mean, m.std)
     from_numpy = predictor.predict(x, seed=3)
     from_torch = predictor.predict(torch.from_numpy(x.copy()), seed=3)
     single = predictor.predict([x[0], x[1]], seed=3)  # (3, H, W) items
-    for a, b, c in zip(from_numpy.saliency, from_torch.saliency, single.saliency):
+    for a, b, c in zip(from_numpy.saliency, from_torch.saliency, single.saliency, strict=True):
         assert a.shape == (32, 32)
         assert np.array_equal(a, b) and np.array_equal(a, c)
     tensor = predictor.predict_tensor(torch.from_numpy(x.copy()), seed=3)
@@ -87,7 +86,7 @@ def test_float_batches_and_dlpack_tensors(predictor, toy_coop) -> None:  # type:
     assert predictor.predict(big, seed=3).saliency[0].shape == (64, 64)
 
 
-def test_seeds_make_predictions_reproducible(predictor) -> None:  # type: ignore[no-untyped-def]
+def test_seeds_make_predictions_reproducible(predictor) -> None:
     x = np.random.default_rng(8).standard_normal((2, 3, 32, 32), dtype=np.float32)
     a = predictor.predict_tensor(x, seed=11)
     b = predictor.predict_tensor(x, seed=11)
@@ -112,14 +111,14 @@ def test_seeds_make_predictions_reproducible(predictor) -> None:  # type: ignore
         (3.5, ["float"]),
     ],
 )
-def test_bad_inputs_are_user_errors(predictor, bad, words) -> None:  # type: ignore[no-untyped-def]
+def test_bad_inputs_are_user_errors(predictor, bad, words) -> None:
     with pytest.raises(SalkitError) as err:
         predictor.predict(bad)
     for word in words:
         assert word in str(err.value)
 
 
-def test_corrupt_image_file_is_a_user_error(predictor, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_corrupt_image_file_is_a_user_error(predictor, tmp_path) -> None:
     good = tmp_path / "good.png"
     Image.fromarray(_rgb(20, 20)).save(good)
     truncated = tmp_path / "truncated.png"
@@ -128,7 +127,7 @@ def test_corrupt_image_file_is_a_user_error(predictor, tmp_path) -> None:  # typ
         predictor.predict([good, truncated])
 
 
-def test_tensor_level_checks(predictor) -> None:  # type: ignore[no-untyped-def]
+def test_tensor_level_checks(predictor) -> None:
     x = np.zeros((1, 3, 32, 32), np.float32)
     for bad, word in [(x.astype(np.float64), "float32"), (x[:, :, :16], "shape"), (x[0], "shape"), (x[:0], "empty")]:
         with pytest.raises(SalkitError, match=word):
@@ -143,7 +142,7 @@ def test_tensor_level_checks(predictor) -> None:  # type: ignore[no-untyped-def]
         predictor.predict_tensor(x, latents=np.zeros((2, 1, 5), np.float32))
 
 
-def test_refine_images_and_maps(predictor) -> None:  # type: ignore[no-untyped-def]
+def test_refine_images_and_maps(predictor) -> None:
     images = [_rgb(30, 40, 9), _rgb(32, 32, 10)]
     maps = [np.random.default_rng(0).uniform(0, 1, (30, 40)).astype(np.float32), np.full((32, 32), 200, np.uint8)]
     refined = predictor.refine(images, maps, steps=3)
@@ -156,7 +155,7 @@ def test_refine_images_and_maps(predictor) -> None:  # type: ignore[no-untyped-d
         predictor.refine(images, maps[:1])
 
 
-def test_concurrent_callers_get_their_own_answers(predictor) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_callers_get_their_own_answers(predictor) -> None:
     rng = np.random.default_rng(12)
     batches = [rng.standard_normal((1 + i % 3, 3, 32, 32), dtype=np.float32) for i in range(8)]
     serial = [predictor.predict_tensor(x, seed=i)["saliency"] for i, x in enumerate(batches)]
@@ -169,7 +168,7 @@ def test_concurrent_callers_get_their_own_answers(predictor) -> None:  # type: i
                 out = predictor.predict_tensor(batches[i], seed=i)["saliency"]
                 assert np.array_equal(out, serial[i])
             results[i] = out
-        except BaseException as err:  # noqa: BLE001 - re-raised in the main thread
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
@@ -181,7 +180,7 @@ def test_concurrent_callers_get_their_own_answers(predictor) -> None:  # type: i
     assert sorted(results) == list(range(8))
 
 
-def test_qefpn_bundle_reports_solver_stats(toy_qefpn) -> None:  # type: ignore[no-untyped-def]
+def test_qefpn_bundle_reports_solver_stats(toy_qefpn) -> None:
     with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", threads=1) as p:
         result = p.predict([_rgb(20, 30), _rgb(32, 32, 1)])
         assert [s.shape for s in result.saliency] == [(20, 30), (32, 32)]
@@ -191,7 +190,7 @@ def test_qefpn_bundle_reports_solver_stats(toy_qefpn) -> None:  # type: ignore[n
             p.refine([_rgb(8, 8)], [np.zeros((8, 8), np.float32)])
 
 
-def test_closed_predictor_refuses_work(toy_coop) -> None:  # type: ignore[no-untyped-def]
+def test_closed_predictor_refuses_work(toy_coop) -> None:
     p = Predictor.from_bundle(toy_coop.path, backend="ort-cpu", threads=1)
     with p:
         p.predict_tensor(np.zeros((1, 3, 32, 32), np.float32))
@@ -199,12 +198,12 @@ def test_closed_predictor_refuses_work(toy_coop) -> None:  # type: ignore[no-unt
         p.predict_tensor(np.zeros((1, 3, 32, 32), np.float32))
 
 
-def _copy_bundle(src, dst):  # type: ignore[no-untyped-def]
+def _copy_bundle(src, dst):
     shutil.copytree(src, dst)
     return dst
 
 
-def test_broken_bundles_are_refused(toy_coop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_broken_bundles_are_refused(toy_coop, tmp_path) -> None:
     wrong_version = _copy_bundle(toy_coop.path, tmp_path / "v")
     manifest = json.loads((wrong_version / "manifest.json").read_text())
     manifest["format_version"] = 99
@@ -238,12 +237,12 @@ def test_importing_the_runtime_stays_light() -> None:
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/runtime.md"])
-def test_documented_example_runs(toy_coop, document: str) -> None:  # type: ignore[no-untyped-def]
+def test_documented_example_runs(toy_coop, document: str) -> None:
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[2] / document).read_text()
     code = doc.split("```python\n", 1)[1].split("```", 1)[0]
     scope: dict = {"BUNDLE": toy_coop.path}
-    exec(compile(code, document, "exec"), scope)  # noqa: S102 - our own documentation
+    exec(compile(code, document, "exec"), scope)
     assert scope["saliency"].shape == (120, 90)
     assert scope["refined"][0].shape == (120, 90) and scope["epistemic"].shape == (120, 90)

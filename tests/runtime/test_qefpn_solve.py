@@ -16,7 +16,7 @@ from salkit.kernels.broyden import broyden
 DIM = 12
 
 
-def _problem(batch: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def _problem(batch: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((DIM, DIM))
     w *= 0.9 / np.linalg.norm(w, 2)
@@ -24,7 +24,7 @@ def _problem(batch: int, seed: int = 0):  # type: ignore[no-untyped-def]
     return lambda z: np.tanh(z @ w.T + inj)  # (B, D) → (B, D), contractive
 
 
-def dense_broyden(f, z0: np.ndarray, steps: int, memory: int) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def dense_broyden(f, z0: np.ndarray, steps: int, memory: int) -> list[np.ndarray]:
     """Iterates z_1 … z_T of Broyden's good method, J⁻¹ as a dense matrix, per sample."""
     out = []
     for b in range(z0.shape[0]):

@@ -12,7 +12,6 @@ import pytest
 
 from salkit.runtime.server.launch import start_server, stop_server
 from tests.runtime.server_helpers import ROOT, SAL_RUNTIME
-from tests.runtime.toy_fixtures import toy_coop  # noqa: F401
 from tests.runtime.toy_precision import passed, with_precision_records
 
 # What each CPU may run of a bundle exported on an AMX Xeon (int8 judged with VNNI, bf16 passed).
@@ -23,7 +22,7 @@ ALLOWED = {
 
 
 @pytest.mark.parametrize("cpu", sorted(ALLOWED))
-def test_the_start_up_line_names_the_plan_the_served_predictor_runs(cpu: str, toy_coop, tmp_path, simulated_cpu) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_start_up_line_names_the_plan_the_served_predictor_runs(cpu: str, toy_coop, tmp_path, simulated_cpu) -> None:
     pytest.importorskip("openvino")
     int8 = passed(int8_vnni=True)
     bundle = with_precision_records(

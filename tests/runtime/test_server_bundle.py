@@ -19,14 +19,13 @@ from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.predictor import Predictor
 from salkit.runtime.server.app import create_app
 from salkit.runtime.server.cmd_serve import serve
-from tests.runtime.server_helpers import SAL_RUNTIME, AUTH, TOKEN, binary_request, decode_response, json_tensor, live_server, make_client, wait_ready
-from tests.runtime.toy_fixtures import toy_qefpn  # noqa: F401 — session fixture
+from tests.runtime.server_helpers import AUTH, SAL_RUNTIME, TOKEN, binary_request, decode_response, json_tensor, live_server, make_client, wait_ready
 
 pytestmark = pytest.mark.timeout(300)
 
 
 @pytest.fixture(scope="module")
-def reference(tiny_coop_bundle: Path):  # noqa: ANN201
+def reference(tiny_coop_bundle: Path):
     with Predictor.from_bundle(tiny_coop_bundle, backend="ort-cpu", threads=1) as predictor:
         yield predictor
 
@@ -64,7 +63,7 @@ def test_v2_answers_equal_the_predictor(tiny_coop_bundle: Path, reference: Predi
         np.testing.assert_allclose(decode_response(r.content, r.headers)["MAP"], reference.refine_tensor(x, maps, steps=2), atol=1e-6)
 
 
-def test_qefpn_bundle_over_v2(toy_qefpn) -> None:  # noqa: ANN001, F811
+def test_qefpn_bundle_over_v2(toy_qefpn) -> None:
     with Predictor.from_bundle(toy_qefpn.path, backend="ort-cpu", threads=1) as ref:
         m = ref.manifest
         x = images.preprocess(list(_images(2, 20, 20)), m.input_size, m.mean, m.std)
@@ -83,12 +82,11 @@ def test_qefpn_bundle_over_v2(toy_qefpn) -> None:  # noqa: ANN001, F811
 
 
 def test_batching_predictor_on_a_real_predictor(reference: Predictor) -> None:
-    m = reference.manifest
     imgs = [_images(1, 30, 30, seed=i)[0] for i in range(6)]
     with BatchingPredictor(reference, max_batch_size=4, max_delay_ms=20) as bp:
         seeded = bp.predict(imgs[:2], seed=11)
         direct = reference.predict(imgs[:2], seed=11)
-        for a, b in zip(seeded.saliency, direct.saliency):
+        for a, b in zip(seeded.saliency, direct.saliency, strict=True):
             np.testing.assert_array_equal(a, b)
         with concurrent.futures.ThreadPoolExecutor(6) as pool:
             outs = list(pool.map(lambda im: bp.predict([im], uncertainty=False), imgs))

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 grpc = pytest.importorskip("grpc")
-from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402
+from tritonclient.grpc import service_pb2, service_pb2_grpc  # noqa: E402 — after importorskip, so a host without gRPC skips the module
 
-from salkit.runtime.server.app import create_app  # noqa: E402
-from tests.runtime.fake_predictor import SIZE, FakePredictor, expected_refine, expected_saliency, expected_uint8_saliency  # noqa: E402
-from tests.runtime.server_helpers import GRPC_AUTH, TOKEN, grpc_infer_request, grpc_outputs, make_client, wait_ready  # noqa: E402
+from salkit.runtime.server.app import create_app  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tests.runtime.fake_predictor import SIZE, FakePredictor, expected_refine, expected_saliency, expected_uint8_saliency  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tests.runtime.server_helpers import GRPC_AUTH, TOKEN, grpc_infer_request, grpc_outputs, make_client, wait_ready  # noqa: E402 — after importorskip, so a host without gRPC skips the module
 
 pytestmark = pytest.mark.timeout(120)
 LIMIT = 256 * 1024
@@ -27,7 +27,7 @@ def fake() -> FakePredictor:
 
 
 @pytest.fixture(scope="module")
-def stub(fake: FakePredictor):  # noqa: ANN201
+def stub(fake: FakePredictor):
     app = create_app(lambda: fake, max_batch_size=8, max_delay_ms=20, max_body_bytes=LIMIT, token=TOKEN, grpc_port=0)
     with make_client(app) as client:
         wait_ready(client)
@@ -39,17 +39,17 @@ def _image(n: int = 2, h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
 
 
-def _infer(stub, message, metadata=GRPC_AUTH):  # noqa: ANN001, ANN202
+def _infer(stub, message, metadata=GRPC_AUTH):
     return stub.ModelInfer(message, metadata=metadata, timeout=30)
 
 
-def _good_call(stub) -> None:  # noqa: ANN001
+def _good_call(stub) -> None:
     img = _image(1, seed=5)
     out = grpc_outputs(_infer(stub, grpc_infer_request([("IMAGE", img, "UINT8")], outputs=["SALIENCY"])))
     np.testing.assert_allclose(out["SALIENCY"], expected_uint8_saliency(img), atol=1e-6)
 
 
-def test_health_metadata_and_ready(stub) -> None:  # noqa: ANN001
+def test_health_metadata_and_ready(stub) -> None:
     assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=10).live  # no token needed
     assert stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=10).ready
     meta = stub.ServerMetadata(service_pb2.ServerMetadataRequest(), metadata=GRPC_AUTH, timeout=10)
@@ -65,7 +65,7 @@ def test_health_metadata_and_ready(stub) -> None:  # noqa: ANN001
     assert ready.ready and not unknown.ready  # Triton answers ready: false for a model it does not have
 
 
-def test_raw_uint8_infer_with_parameters(stub, fake: FakePredictor) -> None:  # noqa: ANN001
+def test_raw_uint8_infer_with_parameters(stub, fake: FakePredictor) -> None:
     img = _image(2)
     message = grpc_infer_request([("IMAGE", img, "UINT8")], parameters={"samples": 4, "steps": 1})
     message.id = "r7"
@@ -80,7 +80,7 @@ def test_raw_uint8_infer_with_parameters(stub, fake: FakePredictor) -> None:  # 
     assert fake.calls[-1][2] == {"samples": 2, "steps": 3, "noise": True, "uncertainty": False, "seed": 3}
 
 
-def test_typed_contents_fp32_and_uint8(stub) -> None:  # noqa: ANN001
+def test_typed_contents_fp32_and_uint8(stub) -> None:
     x = np.random.default_rng(1).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
     typed = grpc_outputs(_infer(stub, grpc_infer_request([("IMAGE", x, "FP32")], raw=False, outputs=["SALIENCY"])))
     np.testing.assert_allclose(typed["SALIENCY"], expected_saliency(x, 2, 3), atol=1e-6)
@@ -89,7 +89,7 @@ def test_typed_contents_fp32_and_uint8(stub) -> None:  # noqa: ANN001
     np.testing.assert_allclose(typed_u8["SALIENCY"], expected_uint8_saliency(img), atol=1e-6)
 
 
-def test_refine_over_grpc(stub) -> None:  # noqa: ANN001
+def test_refine_over_grpc(stub) -> None:
     img = _image(2, 16, 16)
     maps = np.random.default_rng(2).random((2, 1, 16, 16)).astype(np.float32)
     message = grpc_infer_request([("IMAGE", img, "UINT8"), ("MAP", maps, "FP32")], model="refine", parameters={"steps": 5})
@@ -102,12 +102,12 @@ def _bad_calls() -> list[tuple[str, object, tuple, grpc.StatusCode, str]]:
     nan = np.zeros((1, 3, SIZE, SIZE), np.float32)
     nan[0, 1, 2, 3] = np.nan
 
-    def edited(edit, **kwargs):  # noqa: ANN001, ANN202 — a request changed after it was built
+    def edited(edit, **kwargs):
         message = grpc_infer_request(kwargs.pop("inputs", good), **kwargs)
         edit(message)
         return message
 
-    def shape(*dims: int):  # noqa: ANN202
+    def shape(*dims: int):
         return lambda m: (m.inputs[0].ClearField("shape"), m.inputs[0].shape.extend(dims))
 
     absurd = (1, 2**40, 2**40, 3)
@@ -146,7 +146,7 @@ def _bad_calls() -> list[tuple[str, object, tuple, grpc.StatusCode, str]]:
 
 
 @pytest.mark.parametrize(("name", "message", "metadata", "code", "reason"), _bad_calls(), ids=[b[0] for b in _bad_calls()])
-def test_bad_call_gets_status_and_one_line_and_server_keeps_serving(stub, name, message, metadata, code, reason) -> None:  # noqa: ANN001
+def test_bad_call_gets_status_and_one_line_and_server_keeps_serving(stub, name, message, metadata, code, reason) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         _infer(stub, message, metadata)
     assert caught.value.code() == code, (caught.value.code(), caught.value.details())
@@ -154,7 +154,7 @@ def test_bad_call_gets_status_and_one_line_and_server_keeps_serving(stub, name, 
     _good_call(stub)
 
 
-def test_other_calls_need_the_token_but_health_does_not(stub) -> None:  # noqa: ANN001
+def test_other_calls_need_the_token_but_health_does_not(stub) -> None:
     for call, request in [
         (stub.ServerMetadata, service_pb2.ServerMetadataRequest()),
         (stub.ModelMetadata, service_pb2.ModelMetadataRequest(name="saliency")),
@@ -197,7 +197,7 @@ def test_unavailable_until_loaded() -> None:
             _good_call_no_token(stub)
 
 
-def _good_call_no_token(stub) -> None:  # noqa: ANN001
+def _good_call_no_token(stub) -> None:
     img = _image(1, seed=5)
     out = grpc_outputs(_infer(stub, grpc_infer_request([("IMAGE", img, "UINT8")], outputs=["SALIENCY"]), ()))
     np.testing.assert_allclose(out["SALIENCY"], expected_uint8_saliency(img), atol=1e-6)

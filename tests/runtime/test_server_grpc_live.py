@@ -14,13 +14,13 @@ import pytest
 
 grpc = pytest.importorskip("grpc")
 tritongrpc = pytest.importorskip("tritonclient.grpc")
-import tritonclient.http as tritonhttp  # noqa: E402
-from google.protobuf import json_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc  # noqa: E402
-from tritonclient.utils import InferenceServerException  # noqa: E402
+import tritonclient.http as tritonhttp  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from google.protobuf import json_format  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tritonclient.utils import InferenceServerException  # noqa: E402 — after importorskip, so a host without gRPC skips the module
 
-from tests.runtime.fake_predictor import SIZE, expected_saliency, expected_uint8_saliency  # noqa: E402
-from tests.runtime.server_helpers import (  # noqa: E402
+from tests.runtime.fake_predictor import SIZE, expected_saliency, expected_uint8_saliency  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tests.runtime.server_helpers import (  # noqa: E402 — after importorskip, so a host without gRPC skips the module
     AUTH,
     FAKE_SERVER,
     TOKEN,
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.timeout(180)
 LIMIT = 64 * 1024
 
 
-def _image_input(img: np.ndarray):  # noqa: ANN202
+def _image_input(img: np.ndarray):
     image = tritongrpc.InferInput("IMAGE", list(img.shape), "UINT8")
     image.set_data_from_numpy(img)
     return image
@@ -108,7 +108,7 @@ def test_sigterm_drains_both_listeners_and_exits_zero() -> None:
         def http_call() -> None:
             try:
                 outcome["http"] = httpx.post(url + "/v2/models/saliency/infer", content=body, headers=headers, timeout=30)
-            except Exception as err:  # noqa: BLE001 — reported by the assertion below
+            except Exception as err:
                 outcome["http_error"] = err
 
         def grpc_call() -> None:
@@ -116,7 +116,7 @@ def test_sigterm_drains_both_listeners_and_exits_zero() -> None:
                 with grpc.insecure_channel(address) as channel:
                     stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
                     outcome["grpc"] = stub.ModelInfer(grpc_infer_request([("IMAGE", x, "FP32")], outputs=["SALIENCY"]), timeout=30)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 outcome["grpc_error"] = err
 
         callers = [threading.Thread(target=http_call), threading.Thread(target=grpc_call)]

@@ -15,25 +15,24 @@ import numpy as np
 import pytest
 
 grpc = pytest.importorskip("grpc")
-from google.protobuf import json_format, text_format  # noqa: E402
-from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc  # noqa: E402
+from google.protobuf import json_format, text_format  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc  # noqa: E402 — after importorskip, so a host without gRPC skips the module
 
-from salkit.runtime.predictor import Predictor  # noqa: E402
-from salkit.runtime.server.app import create_app  # noqa: E402
-from tests.runtime.fake_predictor import SIZE, FakePredictor, make_manifest  # noqa: E402
-from tests.runtime.server_helpers import SAL_RUNTIME, binary_request, json_tensor, live_server_grpc, make_client, wait_ready  # noqa: E402
-from tests.runtime.toy_fixtures import toy_coop, toy_qefpn  # noqa: E402,F401 — session fixtures
+from salkit.runtime.predictor import Predictor  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from salkit.runtime.server.app import create_app  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tests.runtime.fake_predictor import SIZE, FakePredictor, make_manifest  # noqa: E402 — after importorskip, so a host without gRPC skips the module
+from tests.runtime.server_helpers import SAL_RUNTIME, binary_request, json_tensor, live_server_grpc, make_client, wait_ready  # noqa: E402 — after importorskip, so a host without gRPC skips the module
 
 pytestmark = pytest.mark.timeout(300)
 INFER = "/v2/models/saliency/infer"
 
 
-def _stub(app):  # noqa: ANN001, ANN202
+def _stub(app):
     channel = grpc.insecure_channel(f"127.0.0.1:{app.state.salkit_grpc.port}")
     return channel, service_pb2_grpc.GRPCInferenceServiceStub(channel)
 
 
-def _config(client, stub, name: str):  # noqa: ANN001, ANN202
+def _config(client, stub, name: str):
     """The config over HTTP (parsed into Triton's ModelConfig: an unknown field fails) and over gRPC."""
     response = client.get(f"/v2/models/{name}/config")
     assert response.status_code == 200, response.text
@@ -62,7 +61,8 @@ def test_config_in_triton_schema_on_both_protocols() -> None:
             assert json.loads(params["salkit_settings"]) == {"kind": "coop", **make_manifest().coop}
             assert json.loads(params["salkit_request_parameters"]) == {"samples": "INT64", "steps": "INT64", "noise": "BOOL", "seed": "INT64"}
             refine = _config(client, stub, "refine")
-            assert [t.name for t in refine.input] == ["IMAGE", "MAP"] and json.loads(refine.parameters["salkit_request_parameters"].string_value) == {"steps": "INT64"}
+            assert [t.name for t in refine.input] == ["IMAGE", "MAP"]
+            assert json.loads(refine.parameters["salkit_request_parameters"].string_value) == {"steps": "INT64"}
             # A client that builds its request from the config alone is served.
             x = np.zeros((2, *config.input[0].dims), np.float32)
             body, headers = binary_request([("IMAGE", x, "FP32")])
@@ -145,7 +145,7 @@ def test_statistics_count_requests_batches_and_time() -> None:
     assert held["ns"] >= hold * 1e9
 
 
-def _triton_entry(bundle: Path, tmp_path: Path, name: str):  # noqa: ANN202
+def _triton_entry(bundle: Path, tmp_path: Path, name: str):
     from salkit.export.triton_repo import write_triton_repo
     from salkit.runtime.bundle import load_bundle
 
@@ -175,7 +175,7 @@ def test_serve_reports_the_interface_of_the_triton_repository(toy: str, name: st
     assert {k: v for k, v in their_settings.items() if k not in wiring} == json.loads(ours["salkit_settings"])
 
 
-def test_grpc_and_http_clients_get_identical_maps(toy_coop) -> None:  # noqa: ANN001, F811
+def test_grpc_and_http_clients_get_identical_maps(toy_coop) -> None:
     import tritonclient.grpc as tritongrpc
     import tritonclient.http as tritonhttp
 
@@ -209,7 +209,7 @@ def test_grpc_and_http_clients_get_identical_maps(toy_coop) -> None:  # noqa: AN
     assert counts == [2, 2]  # one request per protocol, both in the same statistics
 
 
-def test_cli_refuses_grpc_ports_it_cannot_use(toy_coop) -> None:  # noqa: ANN001, F811
+def test_cli_refuses_grpc_ports_it_cannot_use(toy_coop) -> None:
     import socket
     import subprocess
 

@@ -15,7 +15,7 @@ import pytest
 
 from salkit.runtime.server.launch import rss_kib
 from tests.runtime.fake_predictor import SIZE, expected_saliency, expected_uint8_saliency
-from tests.runtime.server_helpers import FAKE_SERVER, AUTH, TOKEN, binary_request, decode_response, live_server
+from tests.runtime.server_helpers import AUTH, FAKE_SERVER, TOKEN, binary_request, decode_response, live_server
 
 pytestmark = pytest.mark.timeout(180)
 FAKE = FAKE_SERVER
@@ -75,7 +75,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero() -> None:
         def slow_call() -> None:
             try:
                 outcome["response"] = httpx.post(url + "/v2/models/saliency/infer", content=body, headers=headers, timeout=30)
-            except Exception as err:  # noqa: BLE001 — reported by the assertion below
+            except Exception as err:
                 outcome["error"] = err
 
         caller = threading.Thread(target=slow_call)

@@ -19,7 +19,7 @@ LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
-def client():  # noqa: ANN201
+def client():
     app = create_app(lambda: FakePredictor(), max_delay_ms=1, max_body_bytes=LIMIT, token=TOKEN)
     with make_client(app) as c:
         wait_ready(c)
@@ -38,7 +38,7 @@ def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
-def test_the_page_is_one_self_contained_html_file(client) -> None:  # noqa: ANN001
+def test_the_page_is_one_self_contained_html_file(client) -> None:
     r = client.get("/")  # no token: a browser opening the URL cannot send one
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     html = r.text
@@ -58,7 +58,7 @@ def test_the_page_is_one_self_contained_html_file(client) -> None:  # noqa: ANN0
     assert client.head("/").status_code == 200
 
 
-def test_with_a_token_the_api_still_answers_401_without_it(client) -> None:  # noqa: ANN001
+def test_with_a_token_the_api_still_answers_401_without_it(client) -> None:
     assert client.get("/?format=json").status_code == 401
     assert client.get("/?format=html").status_code == 401  # any ?format is the page's data, not the page
     for method, path in (("POST", "/predict"), ("POST", "/v2/models/refine/infer"), ("GET", "/v2/models/saliency"), ("GET", "/metrics")):
@@ -68,7 +68,7 @@ def test_with_a_token_the_api_still_answers_401_without_it(client) -> None:  # n
     assert client.get("/?format=json", headers=AUTH).status_code == 200
 
 
-def test_the_page_data_names_model_plan_and_limits(client) -> None:  # noqa: ANN001
+def test_the_page_data_names_model_plan_and_limits(client) -> None:
     info = client.get("/?format=json", headers=AUTH).json()
     assert info == {
         "model_name": "fake_coop",
@@ -126,7 +126,7 @@ def test_the_page_is_served_while_the_model_loads() -> None:
         ({"image": ("notes.txt", b"hello", "text/plain")}, None, "notes.txt is not an image file"),
     ],
 )
-def test_bad_uploads_get_one_line_and_the_server_keeps_serving(client, files, content, message) -> None:  # noqa: ANN001
+def test_bad_uploads_get_one_line_and_the_server_keeps_serving(client, files, content, message) -> None:
     headers = dict(AUTH)
     if content is not None:
         headers["Content-Type"] = "multipart/form-data; boundary=x"

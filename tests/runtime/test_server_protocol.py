@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salkit.base.errors import SalkitError
 from salkit.base import images
+from salkit.base.errors import SalkitError
 from salkit.runtime.server.app import create_app
 from tests.runtime.fake_predictor import SIZE, FakePredictor, entropy, expected_refine, expected_saliency, expected_uint8_saliency, make_manifest
 from tests.runtime.server_helpers import AUTH, TOKEN, binary_request, decode_response, json_tensor, make_client, wait_ready
@@ -32,7 +32,7 @@ def fake() -> FakePredictor:
 
 
 @pytest.fixture(scope="module")
-def client(fake: FakePredictor):  # noqa: ANN201
+def client(fake: FakePredictor):
     app = create_app(lambda: fake, max_batch_size=8, max_delay_ms=20, max_body_bytes=LIMIT, token=TOKEN)
     with make_client(app) as c:
         wait_ready(c)
@@ -46,14 +46,14 @@ def _image(n: int = 2, h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
 _reference = expected_uint8_saliency
 
 
-def _good_request(client) -> None:  # noqa: ANN001
+def _good_request(client) -> None:
     img = _image(1, seed=5)
     r = client.post(INFER, json={"inputs": [json_tensor("IMAGE", img, "UINT8")], "outputs": [{"name": "SALIENCY"}]}, headers=AUTH)
     assert r.status_code == 200, r.text
     np.testing.assert_allclose(decode_response(r.content, r.headers)["SALIENCY"], _reference(img), atol=1e-6)
 
 
-def test_health_and_metadata(client) -> None:  # noqa: ANN001
+def test_health_and_metadata(client) -> None:
     assert client.get("/v2/health/live").json() == {"live": True}
     assert client.get("/v2/health/ready").status_code == 200
     meta = client.get("/v2", headers=AUTH).json()
@@ -70,7 +70,7 @@ def test_health_and_metadata(client) -> None:  # noqa: ANN001
     assert client.get("/no/such/route", headers=AUTH).status_code == 404
 
 
-def test_json_uint8_infer_matches_reference(client) -> None:  # noqa: ANN001
+def test_json_uint8_infer_matches_reference(client) -> None:
     img = _image(2)
     body = {"id": "r1", "inputs": [json_tensor("IMAGE", img, "UINT8")], "parameters": {"samples": 4, "steps": 1}}
     r = client.post(INFER, json=body, headers=AUTH)
@@ -87,7 +87,7 @@ def test_json_uint8_infer_matches_reference(client) -> None:  # noqa: ANN001
         np.testing.assert_allclose(out["UNCERTAINTY"][:, channel], want, atol=1e-5)
 
 
-def test_binary_fp32_infer_with_binary_and_json_outputs(client, fake: FakePredictor) -> None:  # noqa: ANN001
+def test_binary_fp32_infer_with_binary_and_json_outputs(client, fake: FakePredictor) -> None:
     x = np.random.default_rng(1).standard_normal((3, 3, SIZE, SIZE)).astype(np.float32)
     calls = len(fake.calls)
     body, headers = binary_request(
@@ -108,7 +108,7 @@ def test_binary_fp32_infer_with_binary_and_json_outputs(client, fake: FakePredic
     assert fake.calls[-1][2]["uncertainty"] is False and len(fake.calls) == calls + 2
 
 
-def test_gzip_request_body(client) -> None:  # noqa: ANN001
+def test_gzip_request_body(client) -> None:
     img = _image(1)
     raw = json.dumps({"inputs": [json_tensor("IMAGE", img, "UINT8")], "outputs": [{"name": "SALIENCY"}]}).encode()
     r = client.post(INFER, content=gzip.compress(raw), headers={**AUTH, "Content-Encoding": "gzip"})
@@ -116,7 +116,7 @@ def test_gzip_request_body(client) -> None:  # noqa: ANN001
     np.testing.assert_allclose(decode_response(r.content, r.headers)["SALIENCY"], _reference(img), atol=1e-6)
 
 
-def test_refine_model(client) -> None:  # noqa: ANN001
+def test_refine_model(client) -> None:
     img = _image(2, 16, 16)  # already S×S: MAP passes through unresized
     maps = np.random.default_rng(2).random((2, 1, 16, 16)).astype(np.float32)
     body = {"inputs": [json_tensor("IMAGE", img, "UINT8"), json_tensor("MAP", maps, "FP32")], "parameters": {"steps": 5}}
@@ -131,7 +131,7 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_predict_route_raw_multipart_and_json(client) -> None:  # noqa: ANN001
+def test_predict_route_raw_multipart_and_json(client) -> None:
     img = _image(1, 30, 22, seed=3)
     want = images.to_uint8_map(_reference(img)[0, 0])
     raw = client.post("/predict", content=_png_bytes(img[0]), headers=AUTH)
@@ -148,7 +148,7 @@ def test_predict_route_raw_multipart_and_json(client) -> None:  # noqa: ANN001
     assert np.asarray(Image.open(io.BytesIO(unc.content))).max() <= 255 and bits.max() <= 1
 
 
-def _chunks(data: bytes):  # noqa: ANN202 — a body without Content-Length
+def _chunks(data: bytes):
     for i in range(0, len(data), 4096):
         yield data[i : i + 4096]
 
@@ -196,7 +196,7 @@ def _bad_requests() -> list[tuple[str, dict, int, str]]:
 
 
 @pytest.mark.parametrize(("name", "kwargs", "status", "reason"), _bad_requests(), ids=[b[0] for b in _bad_requests()])
-def test_bad_request_gets_reason_and_server_keeps_serving(client, name: str, kwargs: dict, status: int, reason: str) -> None:  # noqa: ANN001
+def test_bad_request_gets_reason_and_server_keeps_serving(client, name: str, kwargs: dict, status: int, reason: str) -> None:
     kwargs = dict(kwargs)
     url = kwargs.pop("url", INFER)
     r = client.post(url, **kwargs)
@@ -205,7 +205,7 @@ def test_bad_request_gets_reason_and_server_keeps_serving(client, name: str, kwa
     _good_request(client)
 
 
-def test_health_needs_no_token_but_metrics_does(client) -> None:  # noqa: ANN001
+def test_health_needs_no_token_but_metrics_does(client) -> None:
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers=AUTH).status_code == 200
@@ -217,7 +217,7 @@ def _metric(text: str, name: str, labels: str = "") -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def test_concurrent_requests_are_batched_and_metrics_show_it(client, fake: FakePredictor) -> None:  # noqa: ANN001
+def test_concurrent_requests_are_batched_and_metrics_show_it(client, fake: FakePredictor) -> None:
     before = client.get("/metrics", headers=AUTH).text
     fake.gate = threading.Event()
     first = len(fake.calls)
@@ -245,7 +245,7 @@ def test_concurrent_requests_are_batched_and_metrics_show_it(client, fake: FakeP
             outs = [f.result(30) for f in futures]
     finally:
         fake.gate = None
-    for x, out in zip(xs, outs):
+    for x, out in zip(xs, outs, strict=True):
         np.testing.assert_allclose(out, expected_saliency(x, 2, 3), atol=1e-6)
     sizes = [n for _, n, _ in fake.calls[first:]]
     rest = 12 - sizes[0]  # max_batch_size=8: the queued rows fill whole batches, then one partial

@@ -28,7 +28,7 @@ def test_only_the_generator_learns_with_the_documented_latent_and_target(
     calls: list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
     update = CoopTrainer._update_generator
 
-    def recording(self, feats, h, y_tilde, mask, **kw):  # type: ignore[no-untyped-def]
+    def recording(self, feats, h, y_tilde, mask, **kw):
         calls.append((h.detach().clone(), None if y_tilde is None else y_tilde.detach().clone(), mask.clone()))
         return update(self, feats, h, y_tilde, mask, **kw)
 
@@ -67,7 +67,7 @@ def test_iou_weight_adds_the_soft_iou_to_the_generators_bce(tmp_path: Path, data
     seen: list[tuple[np.ndarray, np.ndarray, float]] = []
     update = CoopTrainer._update_generator
 
-    def recording(self, feats, h, y_tilde, mask, **kw):  # type: ignore[no-untyped-def]
+    def recording(self, feats, h, y_tilde, mask, **kw):
         with torch.no_grad():
             logits = self.model.generator.decode(feats, h).double().numpy()
         regression, ce, lam = update(self, feats, h, y_tilde, mask, **kw)

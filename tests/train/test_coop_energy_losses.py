@@ -12,7 +12,6 @@ from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiabl
 from salkit.train.coop.langevin import revise_saliency
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Small convolutions and their double backward: a second thread only adds spin-waiting.
@@ -59,7 +58,7 @@ def test_descent_loss_gradient_matches_finite_differences(energy: CoopEnergy) ->
     params = dict(e.named_parameters())
     grads = torch.autograd.grad(loss, [params["net.0.weight"], params["net.14.weight"]])
     assert not e.training  # eval mode kept
-    for (name, index), grad in zip((("net.0.weight", (3, 3, 1, 1)), ("net.14.weight", (5, 0))), grads):
+    for (name, index), grad in zip((("net.0.weight", (3, 3, 1, 1)), ("net.14.weight", (5, 0))), grads, strict=True):
         p, h = params[name], 1e-6
         with torch.no_grad():
             p[index] += h

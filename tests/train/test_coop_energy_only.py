@@ -9,24 +9,24 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
+from salkit.base.errors import SalkitError
 from salkit.train.coop.cli import main
-from salkit.train.coop.energy_only import START_KINDS, parse_starts, restyle, to_logits
 from salkit.train.coop.energy_losses import corrupt_masks
+from salkit.train.coop.energy_only import START_KINDS, parse_starts, restyle, to_logits
 from salkit.train.coop.langevin import revise_saliency
 from salkit.train.coop.predictor import load_coop
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.engine.checkpoint import load_checkpoint
-from salkit.base.errors import SalkitError
 
 BASE = ["--preset", "tiny", "--size", "32", "--batch-size", "4", "--grid-every", "0", "--no-progress", "--threads", "1"]
 
 
-def _cli(*args: object):  # type: ignore[no-untyped-def]
+def _cli(*args: object):
     return CliRunner().invoke(main, [*map(str, args), *BASE])
 
 
 @pytest.fixture(scope="module")
-def data(synthetic_dataset_factory) -> Path:  # type: ignore[no-untyped-def]
+def data(synthetic_dataset_factory) -> Path:
     return synthetic_dataset_factory(8, 32, 5)
 
 

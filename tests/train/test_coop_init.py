@@ -14,7 +14,7 @@ BASE = ["--preset", "tiny", "--batch-size", "4", "--grid-every", "0", "--no-prog
         "--langevin-steps", "1"]
 
 
-def _cli(*args: object):  # type: ignore[no-untyped-def]
+def _cli(*args: object):
     return CliRunner().invoke(main, [*map(str, args), *BASE])
 
 

@@ -108,7 +108,7 @@ def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path,
 
     e = m.energy(torch.cat([mask_to_logits(batch["mask"]), last["y_tilde"]]), torch.cat([batch["image"]] * 2))
     (e[:2].mean() - e[2:].mean() + energy_reg * e.pow(2).mean()).backward()
-    for got, p in zip(seen["energy"], m.energy.parameters()):
+    for got, p in zip(seen["energy"], m.energy.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-4)
     assert len(seen["generator"]) == len(list(m.generator.parameters()))  # every parameter got a gradient
 
@@ -116,5 +116,5 @@ def test_trainer_step_gradients_come_only_from_the_losses(monkeypatch, tmp_path,
 def test_ce_weight_decays_linearly_to_zero() -> None:
     values = [ce_weight_at(s, 10, 2.0) for s in range(0, 13)]
     assert values[0] == 2.0 and values[5] == pytest.approx(1.0) and values[10] == 0.0 and values[12] == 0.0
-    diffs = [a - b for a, b in zip(values[:10], values[1:11])]
+    diffs = [a - b for a, b in zip(values[:10], values[1:11], strict=True)]
     assert all(d == pytest.approx(0.2) for d in diffs)

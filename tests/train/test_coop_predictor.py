@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from salkit.kernels.entropy import uncertainty_maps
 from salkit.base.errors import SalkitError
+from salkit.kernels.entropy import uncertainty_maps
 from salkit.train.coop.predictor import load_coop, predict, predict_tensor, refine_tensor
 from tests.coop_reference import cooperative_reference
 

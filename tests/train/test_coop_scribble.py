@@ -188,7 +188,7 @@ def test_scribble_step_gradients_and_an_unannotated_row(monkeypatch, tmp_path) -
     m.zero_grad(set_to_none=True)
     e = m.energy(torch.cat([last["y_rec"], last["y_tilde"]]), torch.cat([batch["image"]] * 2))  # (4,)
     (e[0] - e[2]).backward()  # row 1 drops out of both terms
-    for got, p in zip(seen["energy"], m.energy.parameters()):
+    for got, p in zip(seen["energy"], m.energy.parameters(), strict=True):
         torch.testing.assert_close(got, p.grad, atol=1e-5, rtol=1e-4)
     assert len(seen["generator"]) == len(list(m.generator.parameters()))
 

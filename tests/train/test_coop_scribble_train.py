@@ -96,7 +96,7 @@ def test_hidden_gt_only_measures_and_resume_is_exact(tmp_path: Path, data: Path)
     assert {"recovery_mae", "recovery_s", "recovery_mae_unknown"} <= set(rows_a[0]) and "recovery_mae" not in rows_b[0]
     assert all(0.0 < float(r["recovery_mae"]) < 1.0 and 0.0 < float(r["recovery_s"]) < 1.0 for r in rows_a)
     assert [float(r["lambda"]) for r in rows_a + rows_b] == [1.0] * 8  # λ stays constant in scribble mode by default
-    for r_a, r_b in zip(rows_a, rows_b):  # the same training numbers, with or without the hidden gt
+    for r_a, r_b in zip(rows_a, rows_b, strict=True):  # the same training numbers, with or without the hidden gt
         assert r_a["energy_gap"] == r_b["energy_gap"] and r_a["ce"] == r_b["ce"]
     for run, panels in ((a, 4), (b, 3)):  # image | scribble | recovered (| gt), one row per image
         assert sorted(p.name for p in (run / "recovered").iterdir()) == ["step_0000002.png", "step_0000004.png"]

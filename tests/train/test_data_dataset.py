@@ -89,7 +89,7 @@ def test_errors_name_the_files(synthetic_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(SalkitError, match="does not exist"):
         SaliencyDataset(tmp_path / "none", 32)
     with pytest.raises(SalkitError, match="labels"):
-        SaliencyDataset(synthetic_dataset, 32, labels="boxes")  # type: ignore[arg-type]
+        SaliencyDataset(synthetic_dataset, 32, labels="boxes")
     data = Path(shutil.copytree(synthetic_dataset, tmp_path / "data"))
     Image.new("L", (30, 30)).save(data / "gt" / "synth_00006.png")
     with pytest.raises(SalkitError, match="synth_00006"):

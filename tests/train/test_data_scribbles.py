@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from salkit.base.layout import check_dataset
 from salkit.train.data.cli import main as sal_data
 from salkit.train.data.dataset import SaliencyDataset
-from salkit.base.layout import check_dataset
 from salkit.train.data.scribbles import scribble_from_mask, scribble_rng
 
 

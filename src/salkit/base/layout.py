@@ -143,7 +143,7 @@ def read_split(root: str | os.PathLike[str], split: str | os.PathLike[str]) -> t
     if not ids:
         raise SalkitError(f"split file {path} lists no ids (empty split)")
     seen: set[str] = set()
-    repeated = [i for i in ids if i in seen or seen.add(i)]  # type: ignore[func-returns-value]
+    repeated = [i for i in ids if i in seen or seen.add(i)]
     if repeated:
         raise SalkitError(f"split file {path} repeats ids: {format_paths(repeated)}")
     return path, ids

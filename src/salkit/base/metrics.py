@@ -88,7 +88,7 @@ def per_image_scores(
     import py_sod_metrics as sod
 
     mae, s = np.empty(len(labels)), np.empty(len(labels))
-    for i, (pred_raw, gt_raw, label) in enumerate(zip(preds, gts, labels)):
+    for i, (pred_raw, gt_raw, label) in enumerate(zip(preds, gts, labels, strict=True)):
         _, scaled, gt = _pair(pred_raw, gt_raw, label, minmax)
         one_mae, one_s = sod.MAE(), sod.Smeasure()
         one_mae.step(pred=scaled, gt=gt, normalize=False)
@@ -125,7 +125,7 @@ def evaluate_arrays(
     mae, sm, wfm, em = sod.MAE(), sod.Smeasure(), sod.WeightedFmeasure(), sod.Emeasure()
     decided = 0
     pixels = 0
-    for pred_raw, gt_raw, label in zip(preds, gts, labels):
+    for pred_raw, gt_raw, label in zip(preds, gts, labels, strict=True):
         pred, scaled, gt = _pair(pred_raw, gt_raw, label, minmax)
         decided += int(np.count_nonzero((pred < 0.1) | (pred > 0.9)))
         pixels += pred.size
@@ -181,7 +181,7 @@ def format_table(results: dict[str, object]) -> str:
     """The scalar metrics as a two-column text table."""
     width = max(len(key) for key in SCALARS)
     lines = [f"{'images':<{width}}  {results['n_images']}"]
-    lines += [f"{key:<{width}}  {float(results[key]):.4f}" for key in SCALARS]  # type: ignore[arg-type]
+    lines += [f"{key:<{width}}  {float(results[key]):.4f}" for key in SCALARS]
     return "\n".join(lines)
 
 

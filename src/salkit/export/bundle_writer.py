@@ -18,13 +18,13 @@ from typing import Any, Callable
 import onnx
 import torch
 
+from salkit.base.atomic import atomic_directory, make_readable
+from salkit.base.errors import SalkitError
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.export.batch_profile import BatchProfile
 from salkit.export.checks import CHECK_BATCH_SIZES, validate_graph
 from salkit.export.kinds import EXPORT_KINDS, get_export_kind
 from salkit.export.onnx_io import OPSET, export_module, io_specs
-from salkit.base.atomic import atomic_directory, make_readable
-from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import GraphSpec, Manifest, TensorSpec, sha256_file
 from salkit.runtime.kinds import get_kind
 
@@ -161,7 +161,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     graphs = get_export_kind(kind).graph_defs(model, size, data, **({"split_energy": True} if options.split_energy else {}))
 
     manifest = Manifest(
-        model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,  # type: ignore[arg-type]
+        model_kind=kind, model_name=str(ckpt["model"]["name"]), input_size=size, mean=mean, std=std,
         precision="fp32", batch=options.batch.as_dict(), graphs={},
         versions=_versions(ckpt, options.exporter),
         extra={"checkpoint": {"file": options.ckpt.name, "sha256": sha256_file(options.ckpt),

@@ -47,9 +47,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from salkit.base.errors import SalkitError
 from salkit.export.graphs import GraphDef
 from salkit.export.trt_ops import check_graph
-from salkit.base.errors import SalkitError
 
 CHECK_BATCH_SIZES = (1, 3)
 
@@ -69,12 +69,12 @@ def session(path: str | Path, threads: int = 2) -> ort.InferenceSession:
 
 
 def _feeds(graph: GraphDef, inputs: Sequence[torch.Tensor]) -> dict[str, np.ndarray]:
-    return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs))}
+    return {name: t.detach().cpu().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs), strict=True)}
 
 
 def _checked_outputs(graph: GraphDef, got: Sequence[np.ndarray], shapes: Sequence[tuple[int, ...]],
                      label: str) -> None:
-    for name, a, shape in zip(graph.output_names, got, shapes):
+    for name, a, shape in zip(graph.output_names, got, shapes, strict=True):
         if a.shape != tuple(shape):
             raise SalkitError(f"graph {graph.name!r} output {name!r} on {label}: ONNX Runtime gives shape "
                               f"{a.shape}, torch {tuple(shape)}")
@@ -90,7 +90,7 @@ def compare(graph: GraphDef, sess: ort.InferenceSession, inputs: Sequence[torch.
         expected = [t.detach().cpu().numpy() for t in graph.run_reference(*inputs)]
     _checked_outputs(graph, got, [b.shape for b in expected], label)
     worst_abs, worst_rel = 0.0, 0.0
-    for name, a, b in zip(graph.output_names, got, expected):
+    for name, a, b in zip(graph.output_names, got, expected, strict=True):
         err = float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
         scale = float(np.abs(b).max()) if b.size else 0.0
         rel = err / scale if scale > 0 else err
@@ -162,7 +162,7 @@ def validate_graph(graph: GraphDef, path: str | Path, *, tolerance: float | None
     return errors
 
 
-def _smooth_judge(graph: GraphDef, sess: ort.InferenceSession):  # type: ignore[no-untyped-def]
+def _smooth_judge(graph: GraphDef, sess: ort.InferenceSession):
     def judge(inputs: Sequence[torch.Tensor], label: str, tolerance: float | None, first: bool) -> dict[str, float]:
         abs_err, rel_err = compare(graph, sess, inputs, label, tolerance)  # module global: tests replace it
         return {"max_abs_err": abs_err, "max_rel_err": rel_err}
@@ -170,7 +170,7 @@ def _smooth_judge(graph: GraphDef, sess: ort.InferenceSession):  # type: ignore[
     return judge
 
 
-def _gradient_judge(graph: GraphDef, sess: ort.InferenceSession, path: Path, tolerance: float):  # type: ignore[no-untyped-def]
+def _gradient_judge(graph: GraphDef, sess: ort.InferenceSession, path: Path, tolerance: float):
     from salkit.export.grad_check import judge_gradient
     from salkit.export.onnx_float64 import float64_graph
 
@@ -197,7 +197,7 @@ def _gradient_judge(graph: GraphDef, sess: ort.InferenceSession, path: Path, tol
 
         def energy(saliency: np.ndarray) -> np.ndarray:  # (n·B, …) → (n·B,), the other inputs repeated
             repeat = saliency.shape[0] // others[0].shape[0]
-            feed = {name: np.concatenate([a] * repeat) for name, a in zip(energy_inputs[1:], others)}
+            feed = {name: np.concatenate([a] * repeat) for name, a in zip(energy_inputs[1:], others, strict=True)}
             return energy64({energy_inputs[0]: saliency, **feed})[0]
 
         where = f"graph {graph.name!r} output {graph.output_names[0]!r} on {label}"

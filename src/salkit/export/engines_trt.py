@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from salkit.export.batch_profile import BatchProfile
 from salkit.base.errors import SalkitError
+from salkit.export.batch_profile import BatchProfile
 from salkit.runtime.bundle import Manifest, sha256_file
 
 TIMING_CACHE = "timing.cache"
@@ -23,17 +23,17 @@ WORKSPACE_BYTES = 2 << 30
 def engine_unavailable_reason() -> str:
     """'' when engines can be built here, else one line saying why not."""
     try:
-        import tensorrt  # noqa: F401
+        import tensorrt  # noqa: F401 — imported only to see whether TensorRT is installed
     except ImportError:
         return "tensorrt is not installed (pip install 'salkit[trt]')"
-    except Exception as err:  # noqa: BLE001 - a broken CUDA install fails the import in many ways
+    except Exception as err:
         return f"tensorrt failed to import ({type(err).__name__}: {err})"
     try:
         import torch
 
         if not torch.cuda.is_available() or torch.cuda.device_count() == 0:
             return "no CUDA device"
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         return f"CUDA is unusable ({type(err).__name__}: {err})"
     return ""
 

@@ -38,13 +38,13 @@ class _RoundingNoise(TorchFunctionMode):
         super().__init__()
         self.generator = generator
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         if getattr(func, "__name__", "").endswith("_"):  # in-place: the caller keeps its tensor
             return out
         return self._perturb(out)
 
-    def _perturb(self, out):  # type: ignore[no-untyped-def]
+    def _perturb(self, out):
         if isinstance(out, (tuple, list)):
             return type(out)(self._perturb(o) for o in out)
         if not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.numel() == 0:
@@ -62,7 +62,7 @@ def float32_noise(module: torch.nn.Module, inputs: Sequence[torch.Tensor], seed:
     def run(fn: Callable[..., object]) -> list[torch.Tensor]:
         with torch.no_grad():
             out = fn(*args)
-        return list(out) if isinstance(out, (tuple, list)) else [out]  # type: ignore[list-item]
+        return list(out) if isinstance(out, (tuple, list)) else [out]
 
     exact = run(double)
     noise = [0.0] * len(exact)
@@ -70,5 +70,5 @@ def float32_noise(module: torch.nn.Module, inputs: Sequence[torch.Tensor], seed:
     for _ in range(runs):
         with _RoundingNoise(generator):
             perturbed = run(double)
-        noise = [max(n, float((p - e).abs().max())) for n, p, e in zip(noise, perturbed, exact)]
+        noise = [max(n, float((p - e).abs().max())) for n, p, e in zip(noise, perturbed, exact, strict=True)]
     return exact, noise

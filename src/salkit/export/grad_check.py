@@ -41,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from salkit.export.vjp import EnergyStructure, fold_bn, split_body
 from salkit.base.errors import SalkitError
+from salkit.export.vjp import EnergyStructure, fold_bn, split_body
 
 FLOAT32_UNIT_ROUNDOFF = 2.0 ** -24
 # |z| within this many roundoffs of the terms' size counts as "could flip in float32". The units
@@ -93,7 +93,7 @@ def flip_envelope(structure: EnergyStructure, saliency: torch.Tensor,
         structure.reduction(v).sum().backward()
 
     seeds, masks, ambiguous = [], [], 0
-    for (conv, bn, slope), z, out, margin in zip(stages, pre, outputs, margins):
+    for (_conv, _bn, slope), z, out, margin in zip(stages, pre, outputs, margins, strict=True):
         if slope is None:
             seeds.append(torch.zeros_like(z))
             masks.append(torch.ones_like(z))
@@ -115,7 +115,7 @@ def flip_envelope(structure: EnergyStructure, saliency: torch.Tensor,
     channels = slice(0, c) if structure.saliency_first else slice(image_channels, image_channels + c)
     if image_too:
         image_slice = slice(c, c + image_channels) if structure.saliency_first else slice(0, image_channels)
-        return (g[:, channels] * s * (1 - s), g[:, image_slice]), ambiguous  # type: ignore[return-value]
+        return (g[:, channels] * s * (1 - s), g[:, image_slice]), ambiguous
     return g[:, channels] * s * (1 - s), ambiguous
 
 

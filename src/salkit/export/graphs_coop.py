@@ -26,9 +26,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salkit.base.errors import SalkitError
 from salkit.export.graphs import GradientOf, GraphDef
 from salkit.export.vjp import EnergyGrad, EnergyGradStep, EnergyImageTerm, EnergyStructure
-from salkit.base.errors import SalkitError
 
 IMAGE_CHANNELS = 3
 

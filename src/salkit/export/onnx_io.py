@@ -64,7 +64,7 @@ def _fix_shapes(model: onnx.ModelProto, shapes: list[tuple[int, ...]]) -> None:
     them because only the batch is dynamic.
     """
     values = (*model.graph.input, *model.graph.output)
-    for value, shape in zip(values, shapes):
+    for value, shape in zip(values, shapes, strict=True):
         dims = value.type.tensor_type.shape.dim
         for axis, dim in enumerate(dims):
             if axis == 0:

@@ -35,9 +35,9 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-from salkit.export.kinds import get_export_kind
 from salkit.base.atomic import atomic_directory, make_readable
 from salkit.base.errors import SalkitError
+from salkit.export.kinds import get_export_kind
 from salkit.runtime.bundle import Manifest, TensorSpec
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config

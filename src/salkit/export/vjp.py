@@ -85,10 +85,10 @@ class _ConvStage(nn.Module):
             raise SalkitError(f"{conv}: a grouped first conv has no exported gradient")
         self.slope = slope
         out_hw = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, p, d, k, s in
-                  zip(in_hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride)]
+                  zip(in_hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride, strict=True)]
         restored = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
-                    zip(out_hw, conv.stride, conv.padding, conv.dilation, conv.kernel_size)]
-        self.output_padding = tuple(n - r for n, r in zip(in_hw, restored))  # rows/cols floor() dropped
+                    zip(out_hw, conv.stride, conv.padding, conv.dilation, conv.kernel_size, strict=True)]
+        self.output_padding = tuple(n - r for n, r in zip(in_hw, restored, strict=True))  # rows/cols floor() dropped
         self.out_hw = tuple(out_hw)
 
     def forward(self, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -202,7 +202,7 @@ class EnergyGrad(nn.Module):
 
     def _backward(self, a: torch.Tensor, saved: list[torch.Tensor | None], s: torch.Tensor) -> torch.Tensor:
         g = self.tail_grad.expand_as(a)  # (1, C, h, w) → (B, C, h, w): ∂U/∂(last activation)
-        for stage, pre in zip(reversed(self.stages), reversed(saved)):
+        for stage, pre in zip(reversed(self.stages), reversed(saved), strict=True):
             g = stage.backward(g, pre)
         return g * s * (1 - s)  # (B, 1, S, S)
 

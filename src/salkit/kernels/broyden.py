@@ -46,8 +46,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels._namespace import namespace_of
 from salkit.base.errors import SalkitError
+from salkit.kernels._namespace import namespace_of
 
 Array = Any  # numpy.ndarray or torch.Tensor
 _EPS = 1e-9

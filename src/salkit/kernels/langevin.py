@@ -22,10 +22,10 @@ T = TypeVar("T")
 
 def langevin_step(y: T, grad: T, step: float, noise: T | None = None) -> T:
     """Return ``y − step²/2·grad (+ step·noise)``; y, grad and noise share one shape."""
-    moved = y - (0.5 * step * step) * grad  # type: ignore[operator]
+    moved = y - (0.5 * step * step) * grad
     if noise is None:
         return moved
-    return moved + step * noise  # type: ignore[operator]
+    return moved + step * noise
 
 
 def langevin_chain(

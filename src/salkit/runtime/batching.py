@@ -350,7 +350,7 @@ class DynamicBatcher:
             return
         size = sum(r.rows for r in live)
         self._record(BatchStats(size, len(live), wait, seconds, params))
-        for request, piece in zip(live, pieces):
+        for request, piece in zip(live, pieces, strict=True):
             request.future.timing = RequestTiming(started - request.enqueued, seconds, size)
             request.future.set_result(piece)
 

@@ -199,8 +199,8 @@ def _parse(obj: dict[str, Any], where: Path) -> Manifest:
             model_kind=str(obj["model_kind"]),
             model_name=str(obj["model_name"]),
             input_size=int(obj["input_size"]),
-            mean=tuple(float(v) for v in obj["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in obj["std"]),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in obj["mean"]),
+            std=tuple(float(v) for v in obj["std"]),
             precision=str(obj["precision"]),
             batch={k: int(v) for k, v in obj["batch"].items()},
             graphs={name: GraphSpec.from_json(g) for name, g in obj["graphs"].items()},

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from salkit.kernels import coop
 from salkit.base.errors import SalkitError
+from salkit.kernels import coop
 from salkit.runtime.backends.base import Array, Device, Runner
 
 

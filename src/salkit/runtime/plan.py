@@ -42,7 +42,14 @@ from salkit.runtime.bundle import ARTEFACT_PRECISIONS, MANIFEST_NAME, Manifest, 
 from salkit.runtime.cpu import CpuInfo, cpu_info
 from salkit.runtime.graph_plans import base_plan, describe, problems, recorded_mix
 from salkit.runtime.precision import (
-    PRECISION_CHOICES, PRECISIONS, backend_precisions, cpu_unusable, gate_verdict, plan_name, recorded_choice, unusable,
+    PRECISION_CHOICES,
+    PRECISIONS,
+    backend_precisions,
+    cpu_unusable,
+    gate_verdict,
+    plan_name,
+    recorded_choice,
+    unusable,
 )
 
 CACHE_VERSION = 1

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from salkit.base.errors import SalkitError
+from salkit.base.images import check_map, resize_map
 from salkit.runtime.backends import create_runner, device_for
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
-from salkit.base.images import check_map, resize_map
 from salkit.runtime.inputs import as_items, to_batch, to_numpy
 from salkit.runtime.kinds import get_kind, kind_of
 from salkit.runtime.plan import Plan, Probe, choose_plan
@@ -180,7 +180,8 @@ class Predictor:
         maps = to_numpy(maps, 0)
         size = self.manifest.input_size
         if not isinstance(maps, np.ndarray) or maps.shape != (x.shape[0], 1, size, size) or maps.dtype.kind != "f":
-            raise SalkitError(f"maps must be a float array of shape ({x.shape[0]}, 1, {size}, {size}), got {getattr(maps, 'shape', type(maps).__name__)}")
+            raise SalkitError(f"maps must be a float array of shape ({x.shape[0]}, 1, {size}, {size}), "
+                              f"got {getattr(maps, 'shape', type(maps).__name__)}")
         if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
             raise SalkitError(f"maps must be finite probabilities in [0, 1], got values in [{np.nanmin(maps):.4g}, {np.nanmax(maps):.4g}]")
         _, k = self._defaults(None, steps)
@@ -202,7 +203,7 @@ class Predictor:
         m = self.manifest
         batch = to_batch(images, m.input_size, m.mean, m.std)
         out = self.predict_tensor(batch.x, samples=samples, steps=steps, noise=noise, uncertainty=uncertainty, seed=seed)
-        back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]  # noqa: E731
+        back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]
         saliency = [np.clip(s, 0.0, 1.0) for s in back("saliency")]
         unc = {key: back(key) for key in ("predictive", "aleatoric", "epistemic")} if "predictive" in out else None
         # By name, not self.runtime_kind: BatchingPredictor runs this method as its own.

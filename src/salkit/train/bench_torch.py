@@ -182,4 +182,4 @@ def torch_gemm_rates(size: int, repeats: int, *, bf16: bool) -> dict[str, float]
 
 
 # The roofline's hook (salkit.runtime.bench.peaks): the plug-in the bench already knows carries it.
-torch_baselines.gemm_rates = torch_gemm_rates  # type: ignore[attr-defined]
+torch_baselines.gemm_rates = torch_gemm_rates

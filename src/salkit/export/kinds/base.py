@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from salkit.export.graphs import GraphDef
 from salkit.base.errors import SalkitError
+from salkit.export.graphs import GraphDef
 from salkit.runtime.bundle import Manifest
 
 Outputs = dict[str, np.ndarray]

@@ -26,9 +26,9 @@ import numpy as np
 import onnx
 import torch
 
+from salkit.base.errors import SalkitError
 from salkit.export.graphs import GraphDef
 from salkit.export.onnx_io import MAX_IR_VERSION
-from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, sha256_file
 
 # Which graphs are quantized is the model kind's (salkit.export.kinds): ExportKind.reduced_graphs
@@ -139,7 +139,7 @@ def calibration_feeds(graph: GraphDef) -> list[dict[str, np.ndarray]]:
     if inputs is None:
         raise SalkitError(f"graph {graph.name!r} has no images to calibrate on (--calib DIR)")
     feeds = graph.feeds(*inputs)
-    return [{name: t[i : i + 1].detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, feeds)}
+    return [{name: t[i : i + 1].detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, feeds, strict=True)}
             for i in range(inputs[0].shape[0])]
 
 
@@ -153,15 +153,15 @@ def elementwise_delta(graph: GraphDef, fp32_path: Path, reduced_path: Path) -> d
     ref_sess, got_sess = _session(fp32_path), _session(reduced_path)
     delta: dict[str, float] = {}
     for label, inputs in sets.items():
-        feeds = {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs))}
+        feeds = {name: t.detach().numpy().astype(np.float32) for name, t in zip(graph.input_names, graph.feeds(*inputs), strict=True)}
         ref = ref_sess.run(list(graph.output_names), feeds)
         got = got_sess.run(list(graph.output_names), feeds)
-        for a, b in zip(ref, got):
+        for b in got:
             if not np.isfinite(b).all():
                 raise SalkitError(f"graph {graph.name!r}: its reduced-precision artefact {reduced_path.name} gives "
                                   f"non-finite values on {label} inputs")
-        delta[f"{label}_max_rel_err"] = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)) for a, b in zip(ref, got))
-        delta[f"{label}_max_abs_err"] = max(float(np.abs(a - b).max()) for a, b in zip(ref, got))
+        delta[f"{label}_max_rel_err"] = max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12)) for a, b in zip(ref, got, strict=True))
+        delta[f"{label}_max_abs_err"] = max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
         if graph.output_names == ("logits",):
             p_ref, p_got = 1 / (1 + np.exp(-ref[0])), 1 / (1 + np.exp(-got[0]))
             delta[f"{label}_prob_mae"] = float(np.abs(p_ref - p_got).mean())

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _salkit_prelude.py sits next to this file
-from _salkit_prelude import extend_sys_path, model_config  # noqa: E402
+from _salkit_prelude import extend_sys_path, model_config
 
 extend_sys_path(__file__)
 
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
+import numpy as np  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
+import triton_python_backend_utils as pb_utils  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
 
 
 class TritonPythonModel:
@@ -39,7 +39,7 @@ class TritonPythonModel:
             # Requests stacked along the batch axis: (sum of B_i, ...) → one session run.
             merged = {name: np.concatenate([f[name] for f in feeds]) for name in self.inputs}
             results = self.session.run(self.outputs, merged)
-        except Exception as err:  # noqa: BLE001 - reported to every client of this batch
+        except Exception as err:
             return [pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(err))) for _ in requests]
         responses, start = [], 0
         for size in sizes:

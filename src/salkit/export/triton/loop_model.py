@@ -16,19 +16,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # _salkit_prelude.py sits next to this file
-from _salkit_prelude import extend_sys_path, model_config  # noqa: E402
+from _salkit_prelude import extend_sys_path, model_config
 
 extend_sys_path(__file__)
 
-import importlib.util  # noqa: E402
-import json  # noqa: E402
+import importlib.util  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
+import json  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
 
-import numpy as np  # noqa: E402
-import triton_python_backend_utils as pb_utils  # noqa: E402
+import numpy as np  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
+import triton_python_backend_utils as pb_utils  # noqa: E402 — after extend_sys_path, which makes the vendored salkit modules importable
 
 
-
-def _load_loop():  # noqa: ANN202
+def _load_loop():
     """The kind's loop module next to this file (loaded by path: every loop model has its own)."""
     spec = importlib.util.spec_from_file_location("salkit_loop", Path(__file__).resolve().parent / "salkit_loop.py")
     module = importlib.util.module_from_spec(spec)
@@ -68,6 +67,6 @@ class TritonPythonModel:
                 outputs = self.loop.run(self._call, x, params, self.settings)
                 tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value)) for name, value in outputs.items()]
                 responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            except Exception as err:  # noqa: BLE001 - reported to the client as this request's error
+            except Exception as err:
                 responses.append(pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(str(err))))
         return responses

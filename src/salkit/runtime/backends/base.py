@@ -86,7 +86,7 @@ def check_feeds(name: str, specs: Sequence[TensorSpec], feeds: Mapping[str, Any]
             raise SalkitError(
                 f"graph {name!r}: input {spec.name!r} must have rank {len(spec.shape)} (shape {_fmt(spec.shape)}), got shape {shape}"
             )
-        for axis, (want, got) in enumerate(zip(spec.shape, shape)):
+        for axis, (want, got) in enumerate(zip(spec.shape, shape, strict=True)):
             if want not in (DYNAMIC,) and want >= 0 and want != got:
                 raise SalkitError(
                     f"graph {name!r}: input {spec.name!r} axis {axis} must be {want} (shape {_fmt(spec.shape)}), got shape {shape}"
@@ -248,7 +248,7 @@ class Runner(abc.ABC):
         for spec in specs:
             want = promised.get(spec.name)
             if want is not None and len(want.shape) == len(spec.shape):
-                dims = tuple(w if (g < 0 and i > 0) else g for i, (g, w) in enumerate(zip(spec.shape, want.shape)))
+                dims = tuple(w if (g < 0 and i > 0) else g for i, (g, w) in enumerate(zip(spec.shape, want.shape, strict=True)))
                 spec = TensorSpec(spec.name, dims, spec.dtype)
             filled.append(spec)
         return tuple(filled)
@@ -266,5 +266,5 @@ class Runner(abc.ABC):
     @abc.abstractmethod
     def _run(self, binding: Any) -> None: ...
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 — an optional hook: runners without resources to release keep the default
         """Release backend resources (default: nothing)."""

@@ -103,7 +103,8 @@ class OpenVinoRunner(Runner):
             try:
                 self._compiled[key] = core().compile_model(model, "CPU", self.config())
             except Exception as err:
-                raise SalkitError(f"graph {self.graph!r}: OpenVINO cannot compile {self.path.name} for {dict(shapes)}: {str(err).splitlines()[0]}") from None
+                raise SalkitError(f"graph {self.graph!r}: OpenVINO cannot compile {self.path.name} for {dict(shapes)}: "
+                                  f"{str(err).splitlines()[0]}") from None
         return self._compiled[key]
 
     def _bind(self, inputs: dict[str, Array], outputs: dict[str, Array]) -> Any:

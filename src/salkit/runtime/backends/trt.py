@@ -37,7 +37,7 @@ class _CudaRuntime:
             from cuda.bindings import runtime as cudart  # cuda-python ≥ 12.6 layout
         except ImportError:
             try:
-                from cuda import cudart  # type: ignore[no-redef]  # older cuda-python
+                from cuda import cudart  # older cuda-python
             except ImportError:
                 raise SalkitError("the tensorrt backend needs cuda-python (pip install 'salkit[trt]')") from None
         self.cudart = cudart

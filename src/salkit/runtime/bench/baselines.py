@@ -15,6 +15,7 @@ units, and ``setup()`` prepares and returns ``run(x (B,3,S,S), latents (N,B,d)) 
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from importlib.metadata import entry_points
@@ -72,7 +73,7 @@ def measure_baselines(
         sample = None
         for batch, (x, latents) in inputs.items():
             progress(f"batch {batch}: {label}")
-            t = timings(lambda: run(x, latents), min(warmup, 1), max(1, repeat // 2))
+            t = timings(functools.partial(run, x, latents), min(warmup, 1), max(1, repeat // 2))
             per_batch[str(batch)] = batch / (t["p50_ms"] / 1e3)
             progress(f"  {per_batch[str(batch)]:.3f} img/s, p50 {t['p50_ms']:.1f} ms")
             if batch == smallest:

@@ -79,7 +79,7 @@ def _measured_shapes(model: Any, names: set[str]) -> dict[str, tuple[int, ...]]:
         dims = [d if isinstance(d, int) and d > 0 else 1 for d in arg.shape]
         feeds[arg.name] = np.zeros(dims, dtype=np.float32)
     wanted = [o.name for o in session.get_outputs() if o.name in names]
-    return {name: tuple(value.shape) for name, value in zip(wanted, session.run(wanted, feeds))}
+    return {name: tuple(value.shape) for name, value in zip(wanted, session.run(wanted, feeds), strict=True)}
 
 
 def graph_flops(path: str | Path) -> int:

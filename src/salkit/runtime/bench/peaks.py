@@ -96,7 +96,7 @@ def _ort_rate(model_bytes: bytes, feeds: dict[str, np.ndarray], size: int, repea
 def gemm_peaks(size: int = 1536, repeats: int = 8) -> dict[str, dict[str, float]]:
     """{"fp32": {engine: GFLOP/s}, "bf16": {…}, "int8": {…}} (int8: 2 ops per multiply-add, as for floats)."""
     try:
-        import onnx  # noqa: F401  (the model builders need it; without it only numpy's fp32 rate)
+        import onnx  # noqa: F401 — the model builders need it; without it only numpy's fp32 rate
     except ImportError:
         return {"fp32": gemm_rates(size, repeats), "bf16": {}, "int8": {}}
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ import click
 from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli.common import plan_options
 
+
 def command_line(ctx: click.Context) -> str:
     """The options given on the command line, in the command's order: the record says how it was made."""
     import shlex
@@ -63,15 +64,16 @@ def _batches(text: str) -> list[int]:
 @report_user_errors
 def bench(
     bundle: str, ckpt: str | None, fp32_bundle: str | None, batch_text: str, samples: int | None, steps: int | None,
-    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, precision: str, threads: int | None, plans_text: str, json_path: str | None,
+    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, precision: str, threads: int | None, plans_text: str,
+    json_path: str | None,
 ) -> None:
     """Time predict per batch size (p50/p99, images/s), both cooperative paths, and the roofline.
 
     The performance record, not a test: run it on a quiet machine.
     """
     from salkit.base.atomic import atomic_write_text
-    from salkit.runtime.bench.record import format_record, run_bench
     from salkit.base.images import list_images
+    from salkit.runtime.bench.record import format_record, run_bench
 
     images = list_images(images_dir) if images_dir else None
     baselines = None

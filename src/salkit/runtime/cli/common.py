@@ -196,7 +196,7 @@ def _wrap(draw: object, text: str, font: object, width: int) -> list[str]:
     """Words → lines no wider than ``width`` pixels (a single long word stays whole)."""
     lines: list[str] = []
     for word in text.split():
-        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:  # type: ignore[attr-defined]
+        if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
             lines[-1] = f"{lines[-1]} {word}"
         else:
             lines.append(word)

@@ -9,6 +9,7 @@ import click
 from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli.common import plan_options
 
+
 @click.command(name="predict")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="Bundle directory written by export-trt.")
 @click.option("--input", "source", required=True, type=click.Path(), help="An image file or a folder of images.")
@@ -50,8 +51,8 @@ def predict(
     """
     import numpy as np
 
-    from salkit.runtime.cli.common import ENTROPY_MAX, Failures, check_out_dir, chunks, input_files, progress, write_grid
     from salkit.base.images import decode_image, save_png_map
+    from salkit.runtime.cli.common import ENTROPY_MAX, Failures, check_out_dir, chunks, input_files, progress, write_grid
     from salkit.runtime.predictor import Predictor
 
     files = input_files(source, limit)
@@ -109,7 +110,7 @@ def predict(
         sys.exit(code)
 
 
-def _masks_by_stem(folder: str, files: list) -> dict:  # type: ignore[type-arg]
+def _masks_by_stem(folder: str, files: list) -> dict:
     """The ground-truth masks (binarised at > 128, as evaluation does) of the files to predict, by stem."""
     from pathlib import Path
 

@@ -9,6 +9,7 @@ import click
 from salkit.base.errors import SalkitError, report_user_errors
 from salkit.runtime.cli.common import plan_options
 
+
 @click.command(name="refine")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
 @click.option("--input", "images_dir", type=click.Path(), help="Folder of images (required).")
@@ -30,8 +31,8 @@ def refine(
     Maps are read as grayscale in [0, 1], refined at the bundle's input size and written back at
     each image's size. Unreadable pairs are reported and skipped (exit code 1) unless --strict.
     """
-    from salkit.runtime.cli.common import Failures, check_out_dir, chunks, progress
     from salkit.base.images import decode_image, pair_by_stem, read_mask, save_png_map
+    from salkit.runtime.cli.common import Failures, check_out_dir, chunks, progress
     from salkit.runtime.predictor import Predictor
 
     images_dir = _input_folder(images_dir, images_alias)
@@ -39,7 +40,7 @@ def refine(
     out = check_out_dir(out_dir)
     failures = Failures(strict)
 
-    def load(pair):  # type: ignore[no-untyped-def]
+    def load(pair):
         image_path, map_path = pair
         image, map01 = decode_image(image_path), read_mask(map_path)
         height, width = image.shape[:2]
@@ -74,7 +75,7 @@ def refine(
                     failures.add(pair[0].stem, err)
             if loaded:
                 refined = predictor.refine([img for _, img, _ in loaded], [m for _, _, m in loaded], steps=steps)
-                for ((image_path, _), _, _), map01 in zip(loaded, refined):
+                for ((image_path, _), _, _), map01 in zip(loaded, refined, strict=True):
                     save_png_map(out / f"{image_path.stem}.png", map01)
                     done += 1
             bar.update(len(group))

@@ -13,13 +13,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.base.errors import SalkitError
+from salkit.kernels.coop import LOGIT_EPS, random_inputs
 from salkit.runtime.backends.base import Device
 from salkit.runtime.bundle import Manifest
 from salkit.runtime.kinds.base import GraphRuns, RunnerOf, RuntimeKind, join_chunks, register_kind
 from salkit.runtime.loops import CoopLoop, CoopRunners, check_steps
-
 
 SPLIT_ENERGY_GRAPHS = ("energy_image", "energy_grad_step")
 

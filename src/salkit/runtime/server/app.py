@@ -36,10 +36,10 @@ from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server import model_config
 from salkit.runtime.server.guard import PAGE_PATH, BodyTooLarge, Guard
-from salkit.runtime.server.prometheus import ServerMetrics
 from salkit.runtime.server.models import ServedModel, models_for
 from salkit.runtime.server.page import page_info, page_route
 from salkit.runtime.server.pipeline import run_inference
+from salkit.runtime.server.prometheus import ServerMetrics
 from salkit.runtime.server.protocol import HEADER_LENGTH, ProtocolError, encode_infer_response, parse_infer_request
 from salkit.runtime.server.simple import predict_route
 from salkit.runtime.server.stats import ServerStats
@@ -112,7 +112,7 @@ class ServerState:
             for model in models.values():
                 self.stats.register(model.name, model.op)
             self.models = models
-        except BaseException as err:  # noqa: BLE001 — reported through /v2/health/ready and on_fatal
+        except BaseException as err:
             self.failure = f"{type(err).__name__}: {err}" if not isinstance(err, SalkitError) else str(err)
             log.error("loading the model failed: %s", self.failure, exc_info=not isinstance(err, SalkitError))
             if self.on_fatal is not None:
@@ -313,7 +313,7 @@ def create_app(
     ]
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Starlette):
         listener = None
         if grpc_port is not None:
             from salkit.runtime.server.grpc_server import GrpcListener, InferenceServicer

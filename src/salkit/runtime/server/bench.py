@@ -152,7 +152,7 @@ def bench_serving(
     if not takes_samples:
         options.pop("samples", None)
     body, headers = _request(size, options)
-    command = server_command or serve_command(bundle, backend, threads)  # type: ignore[arg-type]
+    command = server_command or serve_command(bundle, backend, threads)
     report: dict[str, Any] = {"bundle": str(bundle), "model": model, "clients": clients, "requests_per_client": requests_per_client,
                               "backend": backend, "threads": threads, "input_size": size, "options": options}  # fmt: skip
     for label, batch, delay in (("batched", max_batch, max_delay_ms), ("batch1", 1, 0.0)):

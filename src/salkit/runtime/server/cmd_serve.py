@@ -67,7 +67,8 @@ def _is_loopback(host: str) -> bool:
 @click.option("--max-batch", default=8, show_default=True, type=int, help="Most rows one backend call takes.")
 @click.option("--max-delay-ms", default=5.0, show_default=True, type=float, help="How long a request may wait for batch-mates.")
 @click.option("--max-body-mb", default=32.0, show_default=True, type=float, help="Larger request bodies get 413 (gRPC: RESOURCE_EXHAUSTED).")
-@click.option("--token-file", default=None, type=click.Path(path_type=Path), help="Require 'Authorization: Bearer <token>' (gRPC: metadata 'authorization'); not on health checks.")
+@click.option("--token-file", default=None, type=click.Path(path_type=Path),
+              help="Require 'Authorization: Bearer <token>' (gRPC: metadata 'authorization'); not on health checks.")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 @report_user_errors
 def serve(
@@ -123,7 +124,7 @@ def serve(
     grpc_note = f", grpc {host}:{grpc_port}" if grpc_port is not None else ""
     click.echo(f"salkit serve: {manifest.model_kind} bundle {bundle} on http://{host}:{port}{grpc_note}, {plan.line}", err=True)
 
-    def load():  # type: ignore[no-untyped-def]
+    def load():
         return Predictor(manifest, threads=threads, plan=plan)
 
     from salkit.runtime.server.run import run_server

@@ -85,7 +85,7 @@ def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
                     except asyncio.CancelledError:
                         code = grpc.StatusCode.CANCELLED
                         raise
-                    except Exception as err:  # noqa: BLE001 — every failure becomes a status
+                    except Exception as err:
                         code, message = _status(err)
                 await context.abort(code, _one_line(message))
             finally:
@@ -119,15 +119,15 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         self.state.metrics.observe_grpc(method, code.name, seconds)
 
     @_rpc(public=True)
-    async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 — the service's names
+    async def ServerLive(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
 
     @_rpc(public=True)
-    async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ServerReady(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerReadyResponse(ready=self.state.ready.is_set())
 
     @_rpc()
-    async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelReady(self, request: Any, context: Any) -> Any:
         try:
             self.state.model(request.name, request.version or None)
         except ProtocolError:
@@ -135,28 +135,28 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ModelReadyResponse(ready=True)
 
     @_rpc()
-    async def ServerMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ServerMetadata(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerMetadataResponse(**self.server_metadata())
 
     @_rpc()
-    async def ModelMetadata(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelMetadata(self, request: Any, context: Any) -> Any:
         model = self.state.model(request.name, request.version or None)
         return grpc_protocol.model_metadata(model.metadata())
 
     @_rpc()
-    async def ModelConfig(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelConfig(self, request: Any, context: Any) -> Any:
         model = self.state.model(request.name, request.version or None)
         return grpc_protocol.model_config(self.state.config(model))
 
     @_rpc()
-    async def ModelStatistics(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelStatistics(self, request: Any, context: Any) -> Any:
         if not request.name:
             return grpc_protocol.model_statistics(self.state.stats.to_json())
         model = self.state.model(request.name, request.version or None)
         return grpc_protocol.model_statistics(self.state.stats.to_json(model.name))
 
     @_rpc()
-    async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
+    async def ModelInfer(self, request: Any, context: Any) -> Any:
         model = self.state.model(request.model_name, request.model_version or None)
         return await run_inference(
             model,
@@ -193,7 +193,8 @@ class GrpcListener:
         except RuntimeError:
             port = 0
         if not port:
-            raise SalkitError(f"cannot listen for gRPC on {address}: the port is taken or the address is not this machine's (pick another --grpc-port)")
+            raise SalkitError(f"cannot listen for gRPC on {address}: the port is taken or the address is not this machine's "
+                              "(pick another --grpc-port)")
         await self.server.start()
         self.port = port
         log.info("gRPC (KServe v2) on %s", _address(self.host, port))

@@ -48,7 +48,7 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> float:
             output = pipe.read().decode(errors="replace").strip() if pipe is not None else ""
             raise SalkitError(f"the server exited with code {proc.returncode} during start-up" + (f": {output}" if output else ""))
         try:
-            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as response:  # noqa: S310 — 127.0.0.1 only
+            with urllib.request.urlopen(url + "/v2/health/ready", timeout=2) as response:
                 if response.status == 200:
                     return time.monotonic() - start
         except (OSError, http.client.HTTPException):  # not listening yet, or 503 while the model loads

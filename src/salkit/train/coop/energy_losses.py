@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salkit.train.losses import soft_iou_loss
 from salkit.kernels.langevin import langevin_chain
+from salkit.train.losses import soft_iou_loss
 
 
 def descend_differentiably(energy: torch.nn.Module, y: torch.Tensor, x: torch.Tensor, steps: int,

@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salkit.kernels.coop import LOGIT_EPS
 from salkit.base.errors import SalkitError
+from salkit.kernels.coop import LOGIT_EPS
 from salkit.train.coop.energy_losses import corrupt_masks, descend_differentiably, final_loss
 from salkit.train.coop.trainer import CoopTrainer
 

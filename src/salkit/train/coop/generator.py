@@ -84,7 +84,7 @@ class CoopGenerator(nn.Module):
     def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """x (B,3,S,S) normalised → [feat0 … feat3], each (B, width, S/4·2^-i, …): levels 0–2 are
         prepared skips (after their fusion block's skip unit), level 3 the reduced top map."""
-        f1, f2, f3, f4 = (conv(f) for conv, f in zip(self.reduce, self.backbone(x)))
+        f1, f2, f3, f4 = (conv(f) for conv, f in zip(self.reduce, self.backbone(x), strict=True))
         return [self.fusions[3].prepare_skip(f1), self.fusions[2].prepare_skip(f2), self.fusions[1].prepare_skip(f3), f4]
 
     def decode(self, feats: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:

@@ -21,8 +21,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from salkit.kernels import coop
 from salkit.base.errors import SalkitError
+from salkit.kernels import coop
 from salkit.train.coop.langevin import energy_gradient
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
 

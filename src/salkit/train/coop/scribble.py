@@ -141,7 +141,7 @@ def recovery_metrics(recovered: torch.Tensor, gt: torch.Tensor, observed: torch.
     mae, sm = sod.MAE(), sod.Smeasure()
     pred = recovered.detach().double().cpu().numpy()[:, 0]  # (B,1,S,S) → (B,S,S)
     truth = gt.detach().cpu().numpy()[:, 0] > 0.5
-    for p, g in zip(pred, truth):
+    for p, g in zip(pred, truth, strict=True):
         mae.step(pred=p, gt=g, normalize=False)
         sm.step(pred=p, gt=g, normalize=False)
     unknown = observed.detach().cpu().numpy()[:, 0] == 0

@@ -131,7 +131,7 @@ class CoopTrainer(Trainer):
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         s = self.settings
         x, mask = batch["image"], batch["mask"]
-        generator, energy = self.model.generator, self.model.energy
+        generator = self.model.generator
         feats = self.generator_dp(x)  # encode once, with gradients, train-mode BN
         h_hat = torch.randn(x.shape[0], generator.latent_dim, device=x.device)
         with torch.no_grad():

@@ -142,7 +142,7 @@ class SaliencyDataset(Dataset):
         for sample in self.samples:
             planes = self._decode(sample)
             if "scribble" in planes and not _annotated_at(planes["scribble"], self.size):
-                self.skipped.append(sample.scribble)  # type: ignore[arg-type]
+                self.skipped.append(sample.scribble)
                 continue
             kept.append(sample)
             cache.append(planes)

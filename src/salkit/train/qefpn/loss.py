@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from salkit.base.errors import SalkitError
 from salkit.kernels.edges import OPERATORS, edge_magnitude
 from salkit.train.losses import soft_iou_loss
-from salkit.base.errors import SalkitError
 
 EDGE_CHOICES = (*OPERATORS, "none")
 _LOG_EPS = 1e-6
@@ -37,5 +37,5 @@ def qefpn_loss(logits: torch.Tensor, mask: torch.Tensor, edge: str = "sobel") ->
     }
     if edge != "none":
         terms["edge"] = soft_bce(edge_magnitude(prob, edge), edge_magnitude(mask, edge))
-    terms["loss"] = sum(terms.values())  # type: ignore[assignment]
+    terms["loss"] = sum(terms.values())
     return terms

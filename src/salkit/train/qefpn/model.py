@@ -27,6 +27,7 @@ from torch import nn
 
 from salkit.base.errors import SalkitError
 from salkit.train.engine.backbone import build_backbone
+from salkit.train.engine.registry import register_model
 from salkit.train.qefpn.blocks import CrossScaleFusion, InjectedResidualBlock, PyramidDecoder
 from salkit.train.qefpn.solve import (
     SOLVERS,
@@ -36,7 +37,6 @@ from salkit.train.qefpn.solve import (
     solve_implicit,
     solve_unrolled,
 )
-from salkit.train.engine.registry import register_model
 
 LEVELS = 4
 _SOLVER_DEFAULTS = asdict(SolverConfig())
@@ -103,10 +103,10 @@ class QEFPN(nn.Module):
 
     def inject(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.encoder(x)  # F2..F5 at strides 4, 8, 16, 32
-        return self.flatten([conv(feat) for conv, feat in zip(self.inject_convs, feats)])
+        return self.flatten([conv(feat) for conv, feat in zip(self.inject_convs, feats, strict=True)])
 
     def f(self, z: torch.Tensor, inj: torch.Tensor) -> torch.Tensor:
-        blocks = [block(zl, xl) for block, zl, xl in zip(self.blocks, self.split(z), self.split(inj))]
+        blocks = [block(zl, xl) for block, zl, xl in zip(self.blocks, self.split(z), self.split(inj), strict=True)]
         return self.flatten(self.fusion(blocks))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
