@@ -15,10 +15,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from salkit.export.precision import auto as precision_auto
-from salkit.export.bundle_writer import ExportOptions, export_bundle
-from salkit.export.precision.gate import SALIENCY_MAX_ABS, Gate, compare, failures
 from salkit.base.errors import SalkitError
+from salkit.export.bundle_writer import ExportOptions, export_bundle
+from salkit.export.precision import auto as precision_auto
+from salkit.export.precision.gate import SALIENCY_MAX_ABS, Gate, compare, failures
 from salkit.runtime.bundle import load_bundle, sha256_file
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
@@ -186,7 +186,7 @@ def test_auto_drops_the_blamed_graph_and_records_only_passing_plans(tmp_path: Pa
     assert ("openvino:bf16" in manifest.precision_choice["seconds"]) is HAS_OPENVINO
     assert verdict["int8_vnni"] is True  # 8-bit weights judged with VNNI: the runtime checks the CPU it runs on
     assert manifest.graphs["encoder"].file == "encoder.onnx"  # the fp32 reference stays
-    for name, entry in manifest.variants["int8"].items():  # the element-wise record is kept
+    for entry in manifest.variants["int8"].values():  # the element-wise record is kept
         assert {"data_max_rel_err", "random_max_rel_err", "seconds_fp32", "seconds_int8"} <= set(entry["validation"])
         model = onnx.load(str(manifest.root / entry["file"]))
         assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}

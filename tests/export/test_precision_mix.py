@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from salkit.export.bundle_writer import ExportOptions, export_bundle
 from salkit.export.precision import auto as precision_auto
@@ -23,15 +22,15 @@ GRAPHS = ["encoder", "latent_decoder", "energy_grad"]
 GRAPH_SECONDS = {"ort-cpu:fp32": 1.0, "openvino:fp32": 1.1, "ort-cpu:int8": 0.5, "openvino:int8": 0.6, "openvino:bf16": 0.7}
 
 
-def _graph_timer(manifest, graph, plans, feeds):  # type: ignore[no-untyped-def]
+def _graph_timer(manifest, graph, plans, feeds):
     return [GRAPH_SECONDS[plan] for plan in plans]
 
 
-def _mix_wins(plans, x):  # type: ignore[no-untyped-def]
+def _mix_wins(plans, x):
     return [0.5 if precision == "mix" else 1.0 for _, backend, precision in plans]
 
 
-def _search(manifest, gate: Gate, cpu, openvino: str = "") -> MixSearch:  # type: ignore[no-untyped-def]
+def _search(manifest, gate: Gate, cpu, openvino: str = "") -> MixSearch:
     candidates = {g: graph_candidates(manifest, g, cpu, openvino) for g in GRAPHS}
     return MixSearch(manifest, gate, GRAPHS, candidates, lambda g: {}, _graph_timer, _mix_wins, lambda line: None, 0.95)
 
@@ -83,17 +82,17 @@ class _WrongInMix:
     """The gate's predictor stand-in: a per-graph plan that runs latent_decoder's int8 artefact is
     wrong (the single int8 plan is not: the mix's own gate must find it)."""
 
-    def run(self, manifest, backend, precision, x):  # type: ignore[no-untyped-def]
+    def run(self, manifest, backend, precision, x):
         wrong = precision == "mix" and ".int8." in manifest.graphs["latent_decoder"].file
         sal = np.full((x.shape[0], 1, 4, 4), 0.5 + (0.2 if wrong else 0.0))
         return {"saliency": sal, "predictive": sal, "aleatoric": sal, "epistemic": sal}
 
     @staticmethod
-    def graph_timer(paths, feeds):  # type: ignore[no-untyped-def]
+    def graph_timer(paths, feeds):
         return [1.0 if ".int8." not in p.name else 0.5 for p in paths]
 
     @staticmethod
-    def plan_timer(plans, x):  # type: ignore[no-untyped-def]
+    def plan_timer(plans, x):
         return [{"ort-cpu:fp32": 1.0, "ort-cpu:int8": 0.8, "openvino:int8": 0.9, "auto:mix": 0.6}[f"{b}:{p}"]
                 for _, b, p in plans]
 

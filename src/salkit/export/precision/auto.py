@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from salkit.base.errors import SalkitError
 from salkit.export.graphs import GraphDef
 from salkit.export.kinds import get_export_kind
 from salkit.export.precision.artefacts import ARTEFACT_PRECISIONS, drop_variant, write_variant
@@ -37,7 +38,6 @@ from salkit.export.precision.calib import CalibrationImages
 from salkit.export.precision.gate import REFERENCE_PLAN, Gate, PlanRunner, run_with_predictor
 from salkit.export.precision.mix import MIX, GraphPlanTimer, MixSearch, graph_candidates, time_graph_plans
 from salkit.export.precision.timing import GRAPH_REPEATS, PLAN_REPEATS, best_interleaved
-from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
 from salkit.runtime.cpu import CpuInfo, cpu_info
 
@@ -146,7 +146,7 @@ class PrecisionJob:
         assert graph.data_inputs is not None
         rows = self._rows(name)
         return {n: np.repeat(t[:1].detach().numpy().astype(np.float32), rows, axis=0)
-                for n, t in zip(graph.input_names, graph.feeds(*graph.data_inputs))}
+                for n, t in zip(graph.input_names, graph.feeds(*graph.data_inputs), strict=True)}
 
     def _speedup(self, name: str, precision: str) -> tuple[float, float]:
         """(fp32 s, reduced s) of one graph alone on a calibration input of the runtime's rows."""
@@ -287,7 +287,7 @@ def _single_plan(job: PrecisionJob, choice: dict[str, Any]) -> None:
     timed = [REFERENCE_PLAN, *passing]
     job.progress(f"timing {', '.join(timed)} (full predict of one photograph, best of {PLAN_REPEATS})")
     views = [(manifest.at_precision(split_plan(p)[1]), *split_plan(p)) for p in timed]
-    seconds = dict(zip(timed, job.plan_timer(views, x)))
+    seconds = dict(zip(timed, job.plan_timer(views, x), strict=True))
     best = min(passing, key=seconds.__getitem__)
     ratio = seconds[best] / seconds[REFERENCE_PLAN]
     if ratio <= FASTER:

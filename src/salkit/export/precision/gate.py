@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from salkit.export.kinds import get_export_kind
 from salkit.base.errors import SalkitError
+from salkit.export.kinds import get_export_kind
 from salkit.runtime.bundle import Manifest, plan_name, split_plan
 
 SALIENCY_MEAN_ABS = 0.003

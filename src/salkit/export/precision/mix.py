@@ -81,7 +81,7 @@ def time_graph_plans(manifest: Manifest, graph: str, plans: list[str], feeds: di
                 continue
             runners[i] = runner
         best = best_interleaved([lambda r=r: r.infer(feeds) for r in runners.values()], GRAPH_REPEATS)
-        timed = dict(zip(runners, best))
+        timed = dict(zip(runners, best, strict=True))
         return [timed.get(i, float("inf")) for i in range(len(plans))]  # inf: this plan cannot run the graph
     finally:
         for runner in runners.values():
@@ -138,7 +138,7 @@ class MixSearch:
             plans = self.candidates[name]
             if len(plans) > 1:
                 self.progress(f"per-graph plans: {name} alone under {', '.join(plans)}")
-                timed = zip(plans, self.graph_timer(self.manifest, name, plans, self.feeds(name)))
+                timed = zip(plans, self.graph_timer(self.manifest, name, plans, self.feeds(name)), strict=True)
                 seconds[name] = {plan: t for plan, t in timed if math.isfinite(t)}  # the ones that ran
                 if failed := [p for p in plans if p not in seconds[name]]:
                     self.progress(f"per-graph plans: {name} cannot run on {', '.join(failed)}")
