@@ -192,3 +192,24 @@ def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path: Path, data: Path
     assert moved > len(rank0) // 2  # training really changed the weights
     rows = (out / "log.csv").read_text().splitlines()
     assert len(rows) == 4  # header + 3 steps, written once (rank 0 only)
+
+
+def test_linear_schedule_decays_per_step_and_resumes_exactly(tmp_path: Path, data: Path) -> None:
+    """--lr-schedule linear: every group's rate is base · (1 − step/total) before each step (so the last step
+    of 6 runs at 1/6 of the base), and a run stopped after 3 steps and resumed ends with the same weights."""
+    args = ["--data", data, *BASE, "--epochs", "2", "--lr-schedule", "linear", "--lr-backbone-scale", "0.5"]
+    assert _cli(*args, "--out", tmp_path / "a").exit_code == 0
+    first = _cli(*args, "--out", tmp_path / "b", "--max-steps", "3")
+    assert first.exit_code == 0, first.output
+    half = load_checkpoint(tmp_path / "b" / "last.pt")
+    resumed = _cli(*args, "--out", tmp_path / "b", "--resume", tmp_path / "b" / "last.pt")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert half["step"] == 3 and a["step"] == b["step"] == 6
+    for key, value in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][key], value), key
+    for name in ("generator", "energy"):
+        for group in a["optimizers"][name]["param_groups"]:
+            assert group["lr"] == pytest.approx(group["base_lr"] / 6)  # set before step 6 of 6 (index 5)
+    assert {g["base_lr"] for g in a["optimizers"]["generator"]["param_groups"]} == {1e-3, 5e-4}  # tiny: lr_gen 1e-3
+    assert not a["schedulers"]

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from salkit.base.errors import SalkitError
 from salkit.kernels.broyden import broyden
 from salkit.train.engine.checkpoint import build_model, load_checkpoint
+from salkit.train.engine.schedule import linear_warmup_decay as lr_factor
 from salkit.train.qefpn.cli import main as train_qefpn
 from salkit.train.qefpn.predict import QEFPNReferencePredictor
-from salkit.train.qefpn.trainer import lr_factor
 from tests.fixtures.qefpn_models import train_tiny_qefpn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -36,7 +36,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
              "energy_reg": 0.01, "ce_decay": False},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
-                "lr_decay_every", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
+                "lr_decay_every", "lr_schedule", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
                 "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight")
 
 
@@ -89,6 +89,9 @@ def _positive(name: str, value: float | int | None, *, allow_zero: bool = False)
 @click.option("--lr-energy", type=float, default=None)
 @click.option("--lr-decay", type=float, default=None, help="Learning-rate factor per decay [0.9].")
 @click.option("--lr-decay-every", type=int, default=None, help="Epochs between decays [20].")
+@click.option("--lr-schedule", type=click.Choice(["step", "linear"]), default=None,
+              help="'step': × --lr-decay every --lr-decay-every epochs; 'linear': per step from the base rates "
+                   "down to 0 at the last step [step].")
 @click.option("--ce-weight", type=float, default=None, help="λ at the start, decaying linearly to 0 [1.0].")
 @click.option("--energy-reg", type=float, default=None, help="α of an α·mean(U²) energy regulariser; 0 = paper [0].")
 @click.option("--energy-descent", type=float, default=None,

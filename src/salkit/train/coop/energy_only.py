@@ -67,6 +67,8 @@ class EnergyOnlyTrainer(CoopTrainer):
 
     def build_schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, object]:
         s = self.settings
+        if s.lr_schedule == "linear":
+            return {}
         return {"energy": torch.optim.lr_scheduler.StepLR(optimizers["energy"], s.lr_decay_every, s.lr_decay)}
 
     def setup(self) -> None:

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop.energy_losses import corrupt_masks, descent_loss
 from salkit.train.coop.langevin import revise_latent, revise_saliency
+from salkit.train.engine.schedule import linear_warmup_decay
 from salkit.train.engine.trainer import Trainer
 from salkit.train.losses import soft_iou_loss
 
@@ -59,6 +60,10 @@ class CoopSettings:
     beta1: float = 0.9
     lr_decay: float = 0.9
     lr_decay_every: int = 20  # epochs
+    # "step": × lr_decay every lr_decay_every epochs (the paper's); "linear": per step, linearly from the
+    # base rates to 0 at the last step, for runs of one epoch or less (a short run at a constant rate ends
+    # with the noise of its last steps still in the weights).
+    lr_schedule: str = "step"
     ce_weight: float = 1.0  # λ at the start; decays linearly to 0 (ce_decay) or stays
     ce_decay: bool = True  # Algorithm 1's schedule; False keeps λ = ce_weight throughout
     generator_only: str | None = None  # Table 2's baselines (baselines.MODES); None = cooperative
@@ -122,7 +127,12 @@ class CoopTrainer(Trainer):
 
     def build_schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
         s = self.settings
+        if s.lr_schedule == "linear":
+            return {}
         return {k: torch.optim.lr_scheduler.StepLR(o, s.lr_decay_every, s.lr_decay) for k, o in optimizers.items()}
+
+    def lr_factor(self) -> float | None:
+        return linear_warmup_decay(self.step, 0, self.total_steps) if self.settings.lr_schedule == "linear" else None
 
     def setup(self) -> None:
         self.generator_dp = self.ddp(self.model.generator)

@@ -112,6 +112,10 @@ class Trainer:
     def train_step(self, batch: Any) -> dict[str, float]:
         raise NotImplementedError
 
+    def lr_factor(self) -> float | None:
+        """Multiplier of every optimiser group's ``base_lr`` for the coming step; None: no per-step schedule."""
+        return None
+
     def grid_panels(self, batch: Any) -> list[torch.Tensor]:
         return []
 
@@ -194,6 +198,7 @@ class Trainer:
         for batch in self._loader():
             started = time.perf_counter()
             batch = _to_device(batch, self.device, _memory_format(self.device))
+            self._apply_lr_factor()
             scalars = self.train_step(batch)
             self._check_divergence(scalars)
             self.step += 1
@@ -218,6 +223,15 @@ class Trainer:
         self.epoch += 1
         self.batch_in_epoch = 0
         self.save()
+
+    def _apply_lr_factor(self) -> None:
+        factor = self.lr_factor()
+        if factor is None:
+            return
+        for optimizer in self.optimizers.values():
+            for group in optimizer.param_groups:
+                # base_lr is saved with the optimiser's state, so a resumed run scales the same base.
+                group["lr"] = group.setdefault("base_lr", group["lr"]) * factor
 
     def _check_divergence(self, scalars: dict[str, float]) -> None:
         problem = self._problem

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
+from salkit.train.engine.schedule import linear_warmup_decay
 from salkit.train.engine.trainer import Trainer
 from salkit.train.qefpn.loss import qefpn_loss
 
@@ -31,15 +32,6 @@ class QEFPNSettings:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_warmup_steps: int = 500
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Multiplier of the base rate for optimiser step ``step`` (0-based): linear up, linear down."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if total <= warmup:
-        return 1.0
-    return max(0.0, 1.0 - (step - warmup) / (total - warmup))
 
 
 class QEFPNTrainer(Trainer):
@@ -77,7 +69,7 @@ class QEFPNTrainer(Trainer):
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         x, mask = batch["image"], batch["mask"]
         optimizer = self.optimizers["sgd"]
-        factor = lr_factor(self.step, self.settings.lr_warmup_steps, self.total_steps)
+        factor = linear_warmup_decay(self.step, self.settings.lr_warmup_steps, self.total_steps)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         solver = self.solver_for_step()
