@@ -12,8 +12,12 @@ __all__ = ["Prediction", "Predictor"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from salkit.runtime import predictor
+    if name == "Prediction":
+        from salkit.runtime.frontend import Prediction
 
-        return getattr(predictor, name)
+        return Prediction
+    if name == "Predictor":
+        from salkit.runtime.predictor import Predictor
+
+        return Predictor
     raise AttributeError(f"module 'salkit.runtime' has no attribute {name!r}")

@@ -13,16 +13,18 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.runtime.batching import BatchStats, DynamicBatcher
+from salkit.runtime.frontend import ImageCalls
 
 
-class BatchingPredictor:
+class BatchingPredictor(ImageCalls):
     """A ``Predictor`` whose tensor-level calls from many threads share batched backend calls.
 
     ``predict_tensor`` and ``refine_tensor`` take the Predictor's options (see :meth:`submit_predict`).
     Requests batch together only when their options match; a request with a ``seed`` runs on its
     own so its result equals an unbatched ``predictor.predict_tensor(x, seed=...)``. The wrapped
     predictor is driven by one worker thread; :meth:`close` drains the queue (it does not close
-    the predictor, which the caller owns).
+    the predictor, which the caller owns). ``predict`` / ``refine`` on images are ImageCalls'
+    (salkit.runtime.frontend), as a Predictor's, over the batched tensor calls.
     """
 
     def __init__(
@@ -91,16 +93,6 @@ class BatchingPredictor:
 
     async def refine_tensor_async(self, x: np.ndarray, maps: np.ndarray, *, steps: int | None = None) -> np.ndarray:
         return await asyncio.wrap_future(self.submit_refine(x, maps, steps=steps))
-
-    # The image-level calls are the wrapped class's own: they only use ``manifest`` and the
-    # tensor-level methods, so borrowing them keeps one implementation of pre/post-processing.
-    def predict(self, images: Any, **options: Any) -> Any:
-        """``Predictor.predict`` (same signature and result) with the tensor call batched."""
-        return type(self.predictor).predict(self, images, **options)
-
-    def refine(self, images: Any, maps: Any, **options: Any) -> Any:
-        """``Predictor.refine`` (same signature and result) with the tensor call batched."""
-        return type(self.predictor).refine(self, images, maps, **options)
 
     def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         self.batcher.close(drain=drain, timeout=timeout)

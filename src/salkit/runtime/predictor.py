@@ -17,7 +17,6 @@ which merges concurrent requests into one batch.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -26,23 +25,18 @@ from typing import Any
 import numpy as np
 
 from salkit.base.errors import SalkitError
-from salkit.base.images import check_map, resize_map
 from salkit.runtime.backends import create_runner, device_for
 from salkit.runtime.backends.base import Runner
 from salkit.runtime.bundle import Manifest, load_bundle
-from salkit.runtime.inputs import as_items, to_batch, to_numpy
-from salkit.runtime.kinds import get_kind, kind_of
+from salkit.runtime.frontend import ImageCalls, check_batch, check_maps
+from salkit.runtime.kinds import kind_of
 from salkit.runtime.plan import Plan, Probe, choose_plan
 
 
-@dataclasses.dataclass
-class Prediction:
-    saliency: list[np.ndarray]  # H×W float32 in [0, 1], original size
-    uncertainty: dict[str, list[np.ndarray]] | None  # predictive / aleatoric / epistemic
-    stats: dict[str, list[float]]  # e.g. qefpn iterations, residuals
+class Predictor(ImageCalls):
+    """The tensor-level calls over a bundle's runners; ``predict`` / ``refine`` on images are
+    ImageCalls' (salkit.runtime.frontend), the front end the server's models share."""
 
-
-class Predictor:
     manifest: Manifest
     backend_name: str
 
@@ -120,22 +114,6 @@ class Predictor:
     def _defaults(self, samples: int | None, steps: int | None) -> tuple[int, int]:
         return self.runtime_kind.defaults(self.manifest, samples, steps)
 
-    def _check_tensor(self, x: Any, name: str = "x") -> np.ndarray:
-        x = to_numpy(x, 0)
-        size = self.manifest.input_size
-        if not isinstance(x, np.ndarray):
-            raise SalkitError(f"{name} must be a numpy array (B, 3, {size}, {size}), got {type(x).__name__}")
-        if x.dtype != np.float32:
-            raise SalkitError(f"{name} must be float32 (B, 3, {size}, {size}), got dtype {x.dtype}")
-        if x.ndim != 4 or x.shape[1:] != (3, size, size):
-            raise SalkitError(f"{name} must have shape (B, 3, {size}, {size}), got {x.shape}")
-        if x.shape[0] == 0:
-            raise SalkitError(f"{name} is an empty batch (shape {x.shape})")
-        bad = int((~np.isfinite(x)).sum())
-        if bad:
-            raise SalkitError(f"{name} holds {bad} NaN/inf values")
-        return np.ascontiguousarray(x)
-
     def _chunks(self, batch: int) -> list[slice]:
         limit = max(1, int(self.manifest.batch.get("max", batch) or batch))
         return [slice(i, min(i + limit, batch)) for i in range(0, batch, limit)]
@@ -164,7 +142,7 @@ class Predictor:
         comparisons against a reference on the same samples); ``path="whole"`` runs the
         generator graph N times instead of the encoder once (the authors' way).
         """
-        x = self._check_tensor(x)
+        x = check_batch(x, self.manifest.input_size)
         n, k = self._defaults(samples, steps)
         with self._lock:
             self._live()
@@ -176,68 +154,13 @@ class Predictor:
         """x (B,3,S,S), maps (B,1,S,S) probabilities in [0, 1] → refined probabilities (B,1,S,S)."""
         if not self.runtime_kind.refines:
             raise SalkitError(f"refine needs a cooperative (coop) bundle; {self.manifest.root} is {self.kind}")
-        x = self._check_tensor(x)
-        maps = to_numpy(maps, 0)
+        x = check_batch(x, self.manifest.input_size)
         size = self.manifest.input_size
-        if not isinstance(maps, np.ndarray) or maps.shape != (x.shape[0], 1, size, size) or maps.dtype.kind != "f":
-            raise SalkitError(f"maps must be a float array of shape ({x.shape[0]}, 1, {size}, {size}), "
-                              f"got {getattr(maps, 'shape', type(maps).__name__)}")
-        if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
-            raise SalkitError(f"maps must be finite probabilities in [0, 1], got values in [{np.nanmin(maps):.4g}, {np.nanmax(maps):.4g}]")
+        maps = check_maps(maps, (x.shape[0], 1, size, size))
         _, k = self._defaults(None, steps)
         with self._lock:
             self._live()
             return self.runtime_kind.refine(self.loop, x, maps, self._chunks(x.shape[0]), steps=k, noise_values=noise_values)
-
-    # -- image level ------------------------------------------------------------------------
-    def predict(
-        self,
-        images: Any,
-        *,
-        samples: int | None = None,
-        steps: int | None = None,
-        noise: bool = False,
-        uncertainty: bool = True,
-        seed: int | None = None,
-    ) -> Prediction:
-        m = self.manifest
-        batch = to_batch(images, m.input_size, m.mean, m.std)
-        out = self.predict_tensor(batch.x, samples=samples, steps=steps, noise=noise, uncertainty=uncertainty, seed=seed)
-        back = lambda key: [resize_map(out[key][i, 0], size) for i, size in enumerate(batch.sizes)]
-        saliency = [np.clip(s, 0.0, 1.0) for s in back("saliency")]
-        unc = {key: back(key) for key in ("predictive", "aleatoric", "epistemic")} if "predictive" in out else None
-        # By name, not self.runtime_kind: BatchingPredictor runs this method as its own.
-        stats = {key: [float(v) for v in out[key]] for key in get_kind(m.model_kind).stats if key in out}
-        return Prediction(saliency=saliency, uncertainty=unc, stats=stats)
-
-    def refine(self, images: Any, maps: Any, *, steps: int | None = None) -> list[np.ndarray]:
-        m = self.manifest
-        batch = to_batch(images, m.input_size, m.mean, m.std)
-        map_items = as_items(maps)
-        if len(map_items) != len(batch.sizes):
-            raise SalkitError(f"refine got {len(batch.sizes)} images but {len(map_items)} maps")
-        resized = []
-        for i, item in enumerate(map_items):
-            item = to_numpy(item, i)
-            if isinstance(item, (str, Path)):
-                from salkit.base.images import read_mask
-
-                item = read_mask(item)
-            values = check_map(item, name=f"map {i}")
-            if getattr(item, "dtype", None) == np.uint8:
-                values = values / 255.0
-            if values.min() < 0 or values.max() > 1:
-                raise SalkitError(f"map {i} must hold probabilities in [0, 1] (or uint8 0..255), got [{values.min():.4g}, {values.max():.4g}]")
-            height, width = batch.sizes[i]
-            if height != width and values.shape == (width, height):
-                raise SalkitError(
-                    f"map {i} is {values.shape} (H, W): its image turned by 90°, whose displayed size is {(height, width)}; "
-                    "maps must be in the photo's displayed orientation (EXIF rotation applied, as predict writes them)"
-                )
-            resized.append(resize_map(values.astype(np.float32), (m.input_size, m.input_size)))
-        stacked = np.stack(resized)[:, None]  # (B, S, S) → (B, 1, S, S)
-        refined = self.refine_tensor(batch.x, np.clip(stacked, 0.0, 1.0), steps=steps)
-        return [np.clip(resize_map(refined[i, 0], size), 0.0, 1.0) for i, size in enumerate(batch.sizes)]
 
     # -- life cycle -------------------------------------------------------------------------
     def close(self) -> None:

@@ -28,13 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from salkit.base import images
 from salkit.runtime.batching_predictor import BatchingPredictor
+from salkit.runtime.frontend import UNCERTAINTY_CHANNELS, FrontEnd
+from salkit.runtime.inputs import Batch
 from salkit.runtime.kinds import get_kind
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 from salkit.runtime.server.stats import RequestTrace
 
-UNCERTAINTY_CHANNELS = ("predictive", "aleatoric", "epistemic")
 MAX_SAMPLES = 64
 MAX_STEPS = 256
 
@@ -51,10 +51,9 @@ class TensorMeta:
 
 @dataclasses.dataclass
 class Prepared:
-    """An IMAGE input turned into the model's normalised batch, plus how to size maps back."""
+    """An IMAGE input turned into the model's normalised batch and sizes (salkit.runtime.frontend)."""
 
-    x: np.ndarray  # (B, 3, S, S) float32
-    sizes: tuple[int, int] | None  # (H, W) of the client's images; None: keep S × S
+    batch: Batch  # x (B, 3, S, S) float32; sizes: the client's (H, W) per image, None to keep S × S
     maps: np.ndarray | None = None  # refine: (B, 1, S, S) probabilities
 
 
@@ -74,22 +73,11 @@ def _bool_param(params: dict[str, Any], name: str) -> bool:
     return value
 
 
-async def _resize_back_async(maps: np.ndarray, sizes: tuple[int, int] | None) -> np.ndarray:
-    """_resize_back off the event loop: large images take a while to resize."""
-    if sizes is None:
-        return np.ascontiguousarray(maps, dtype=np.float32)
-    return await asyncio.to_thread(_resize_back, maps, sizes)
-
-
-def _resize_back(maps: np.ndarray, sizes: tuple[int, int] | None) -> np.ndarray:
-    """(B, C, S, S) → (B, C, H, W) float32 (bilinear), or unchanged when sizes is None."""
-    if sizes is None or maps.shape[2:] == sizes:
-        return np.ascontiguousarray(maps, dtype=np.float32)
-    out = np.empty((*maps.shape[:2], *sizes), dtype=np.float32)
-    for b in range(maps.shape[0]):
-        for c in range(maps.shape[1]):
-            out[b, c] = images.resize_map(maps[b, c], sizes)
-    return out
+async def _back(maps: np.ndarray, prepared: Prepared, clip: bool = False) -> np.ndarray:
+    """The front end's maps back at the client's size, off the event loop: large images take a while to resize."""
+    if prepared.batch.sizes is None:
+        return FrontEnd.back_batch(maps, prepared.batch, clip=clip)
+    return await asyncio.to_thread(FrontEnd.back_batch, maps, prepared.batch, clip=clip)
 
 
 async def _batched(future: concurrent.futures.Future, trace: RequestTrace | None) -> Any:
@@ -111,6 +99,7 @@ class ServedModel:
     def __init__(self, batching: BatchingPredictor) -> None:
         self.batching = batching
         self.manifest = batching.manifest
+        self.front = FrontEnd(self.manifest)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -142,23 +131,20 @@ class ServedModel:
         return self.prepare_image(request)
 
     def prepare_image(self, request: InferRequest) -> Prepared:
+        """The IMAGE tensor's layout (the wire's), then the front end's batch."""
         image = request.inputs["IMAGE"]
         datatype = request.datatypes["IMAGE"]
         size = self.manifest.input_size
         if datatype == "UINT8":
             if image.ndim != 4 or image.shape[3] != 3 or 0 in image.shape:
                 raise ProtocolError(f"UINT8 IMAGE must have shape [B, H, W, 3] with B, H, W >= 1, got {list(image.shape)}")
-            x = images.preprocess(list(image), size, self.manifest.mean, self.manifest.std)
-            return Prepared(x, (int(image.shape[1]), int(image.shape[2])))
+            return Prepared(self.front.images(list(image)))
         if datatype == "FP32":
             if image.shape[1:] != (3, size, size) or image.ndim != 4 or image.shape[0] == 0:
                 raise ProtocolError(
                     f"FP32 IMAGE must be normalised NCHW [B, 3, {size}, {size}] for this bundle, got {list(image.shape)}"
                 )
-            bad = int((~np.isfinite(image)).sum())
-            if bad:
-                raise ProtocolError(f"FP32 IMAGE holds {bad} NaN/inf values")
-            return Prepared(np.ascontiguousarray(image, dtype=np.float32), None)
+            return Prepared(self.front.normalised(image, name="FP32 IMAGE"))
         raise ProtocolError(f"IMAGE must be UINT8 [B, H, W, 3] or FP32 [B, 3, {size}, {size}], got datatype {datatype}")
 
     async def infer(
@@ -185,11 +171,11 @@ class SaliencyModel(ServedModel):
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
-        result = await _batched(self.batching.submit_predict(prepared.x, **self.options(request, wanted)), trace)
-        out = {"SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes)}
+        result = await _batched(self.batching.submit_predict(prepared.batch.x, **self.options(request, wanted)), trace)
+        out = {"SALIENCY": await _back(result["saliency"], prepared, clip=True)}
         if "UNCERTAINTY" in wanted:
             stacked = np.concatenate([result[k] for k in UNCERTAINTY_CHANNELS], axis=1)  # 3 × (B,1,S,S) → (B,3,S,S)
-            out["UNCERTAINTY"] = await _resize_back_async(stacked, prepared.sizes)
+            out["UNCERTAINTY"] = await _back(stacked, prepared)
         return {k: out[k] for k in wanted}
 
 
@@ -205,11 +191,12 @@ class QEFPNModel(SaliencyModel):
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
         steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)  # Broyden iterations
-        result = await _batched(self.batching.submit_predict(prepared.x, steps=steps, uncertainty=False), trace)
+        result = await _batched(self.batching.submit_predict(prepared.batch.x, steps=steps, uncertainty=False), trace)
+        rows = len(prepared.batch.x)
         out = {
-            "SALIENCY": await _resize_back_async(result["saliency"], prepared.sizes),
-            "ITERATIONS": np.asarray(result.get("iterations", np.zeros(len(prepared.x))), dtype=np.float32),
-            "RESIDUAL": np.asarray(result.get("residual", np.zeros(len(prepared.x))), dtype=np.float32),
+            "SALIENCY": await _back(result["saliency"], prepared, clip=True),
+            "ITERATIONS": np.asarray(result.get("iterations", np.zeros(rows)), dtype=np.float32),
+            "RESIDUAL": np.asarray(result.get("residual", np.zeros(rows)), dtype=np.float32),
         }
         return {k: out[k] for k in wanted}
 
@@ -226,25 +213,23 @@ class RefineModel(ServedModel):
         return prepared
 
     def prepare_map(self, request: InferRequest, prepared: Prepared) -> np.ndarray:
+        """The MAP tensor's layout (the wire's: one FP32 map per image at its size), then the front end's maps."""
         maps = request.inputs["MAP"]
         if request.datatypes["MAP"] != "FP32":
             raise ProtocolError(f"MAP must be FP32 probabilities, got datatype {request.datatypes['MAP']}")
-        height, width = prepared.sizes or prepared.x.shape[2:]
-        expected = (prepared.x.shape[0], 1, height, width)
+        batch = prepared.batch
+        height, width = batch.sizes[0] if batch.sizes is not None else batch.x.shape[2:]
+        expected = (batch.x.shape[0], 1, height, width)
         if maps.shape != expected:
             raise ProtocolError(f"MAP must have shape {list(expected)} to match IMAGE, got {list(maps.shape)}")
-        if not np.isfinite(maps).all() or maps.min() < 0 or maps.max() > 1:
-            raise ProtocolError("MAP must hold finite probabilities in [0, 1]")
-        size = self.manifest.input_size
-        resized = _resize_back(maps, (size, size))  # (B,1,H,W) → (B,1,S,S)
-        return np.clip(resized, 0.0, 1.0)
+        return self.front.maps(list(maps[:, 0]), batch, name="MAP")
 
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
         steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)
-        refined = await _batched(self.batching.submit_refine(prepared.x, prepared.maps, steps=steps), trace)
-        return {"MAP": await _resize_back_async(np.asarray(refined), prepared.sizes)}
+        refined = await _batched(self.batching.submit_refine(prepared.batch.x, prepared.maps, steps=steps), trace)
+        return {"MAP": await _back(np.asarray(refined), prepared, clip=True)}
 
 
 # The models a kind can serve, by name (RuntimeKind.served_models names them; the kind's first
