@@ -2,7 +2,8 @@
 
 A recipe names one job per model, each with the trainer's own options. A job may start from
 another job's weights (``init``: a pre-training, or the trained coop model for an energy-only
-fine-tune) and then runs once that job has finished. ``--lanes`` workers take the first ready job
+fine-tune; ``trunk``: only that job's trained backbone, for a model of another family) and then
+runs once that job has finished. ``--lanes`` workers take the first ready job
 in the recipe's order (longest first), so the long cooperative training never waits behind the
 short ones. A finished job leaves ``<job>/finished`` (its own CPU seconds); an interrupted one
 resumes from ``<job>/last.pt`` (at most ``--checkpoint-every`` steps lost).
@@ -144,6 +145,11 @@ def held_and_pool(ids: list[str]) -> tuple[list[str], list[str]]:
     return held, order[len(held):]
 
 
+def waits_for(job: dict[str, Any]) -> list[str]:
+    """The jobs whose weights ``job`` starts from (``init``, ``trunk``): it runs once they have finished."""
+    return [job[key] for key in ("init", "trunk") if job.get(key)]
+
+
 def coop_job(jobs: dict[str, Any]) -> str:
     """The job whose checkpoint is the cooperative model: the energy fine-tune when the recipe has one."""
     return "energy" if "energy" in jobs else "coop"
@@ -182,6 +188,7 @@ def command(out: Path, sources: dict[str, list[str]], name: str, job: dict[str, 
     else:
         cmd += ["--force"] if folder.exists() else []
         cmd += ["--init", str(out / job["init"] / "last.pt")] if job.get("init") else []
+        cmd += ["--backbone-weights", str(out / job["trunk"] / "last.pt")] if job.get("trunk") else []
     return cmd
 
 
@@ -205,7 +212,7 @@ def synthetic_scenes(out: Path, spec: dict[str, int], echo: Callable[[str], None
 
 
 class Lanes:
-    """``lanes`` workers over the jobs; each takes the first unfinished job whose ``init`` job is done."""
+    """``lanes`` workers over the jobs; each takes the first unfinished job whose ``init`` and ``trunk`` jobs are done."""
 
     def __init__(self, out: Path, jobs: dict[str, Any], make_command: Callable[[str, int], list[str]], lanes: int,
                  totals: dict[str, int], checkpoint_every: int, echo: Callable[[str], None]) -> None:
@@ -231,8 +238,7 @@ class Lanes:
                 if not left:
                     return None
                 for name in left:
-                    parent = self.jobs[name].get("init")
-                    if parent is None or self.finished(parent):
+                    if all(self.finished(parent) for parent in waits_for(self.jobs[name])):
                         self.taken.add(name)
                         return name
             time.sleep(1.0)

@@ -308,3 +308,20 @@ def test_a_job_that_continues_another_trains_on_photos_the_other_has_not_seen(tm
     for name, job in hour.items():
         if job.get("init") == "gx":
             assert job["skip"] >= hour["gx"]["images"], name
+
+
+def test_a_trunk_job_waits_for_its_trunk_and_starts_from_that_backbone(tmp_path: Path) -> None:
+    import sys
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from real_train import command, waits_for
+
+    sources = {"train": ["--data", "D", "--split", "train"]}
+    job = {"cli": "train-qefpn", "epochs": 1, "batch": 2, "trunk": "gx", "args": ["--preset", "tiny"]}
+    assert waits_for(job) == ["gx"] and waits_for({**job, "init": "pre"}) == ["pre", "gx"] and waits_for({}) == []
+    first = command(tmp_path, sources, "qefpn", job, 1, 20)
+    assert first[first.index("--backbone-weights") + 1] == str(tmp_path / "gx" / "last.pt") and "--init" not in first
+    (tmp_path / "qefpn").mkdir()
+    (tmp_path / "qefpn" / "last.pt").write_bytes(b"")
+    again = command(tmp_path, sources, "qefpn", job, 1, 20)  # the checkpoint holds the weights already
+    assert "--backbone-weights" not in again and again[again.index("--resume") + 1] == str(tmp_path / "qefpn" / "last.pt")
