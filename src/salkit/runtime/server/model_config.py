@@ -1,8 +1,10 @@
 """Model configuration in Triton's schema (``GET /v2/models/{m}/config``, gRPC ModelConfig).
 
-The interface part — inputs, outputs and the salkit parameters — is one description shared with
-the Triton model repository that ``export-trt --triton-repo`` writes (salkit.export.triton_repo renders
-the same dicts as ``config.pbtxt``), so a client built from either config works on both servers.
+The interface part — inputs, outputs and the request parameters — is written from the one
+description of each served model (salkit.runtime.server.interface), which the server's metadata
+is written from too; the Triton model repository that ``export-trt --triton-repo`` writes renders
+the same dicts as ``config.pbtxt`` (salkit.export.triton_repo), so a client built from either
+config works on both servers.
 
 Triton's config gives every input one datatype. The configs describe the layout both servers
 take: ``IMAGE`` FP32 ``[3, S, S]`` after the implicit batch axis (resized and normalised with the
@@ -25,38 +27,12 @@ from typing import Any
 
 from salkit.runtime.bundle import Manifest
 from salkit.runtime.kinds import get_kind
-
-# Each model's tensors in the shared layout: (name, channels); maps are channels × S × S, and
-# channels None is one value per row, which Triton writes as dims [1] reshaped to [].
-TENSORS: dict[str, tuple[tuple[tuple[str, int | None], ...], tuple[tuple[str, int | None], ...]]] = {
-    "saliency": ((("IMAGE", 3),), (("SALIENCY", 1), ("UNCERTAINTY", 3))),
-    "qefpn": ((("IMAGE", 3),), (("SALIENCY", 1), ("ITERATIONS", None), ("RESIDUAL", None))),
-    "refine": ((("IMAGE", 3), ("MAP", 1)), (("MAP", 1),)),
-}
-
-REQUEST_PARAMETERS: dict[str, dict[str, str]] = {
-    "saliency": {"samples": "INT64", "steps": "INT64", "noise": "BOOL", "seed": "INT64"},
-    "qefpn": {"steps": "INT64"},
-    "refine": {"steps": "INT64"},
-}
-
-TRITON_TYPES = {
-    "BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32", "UINT64": "TYPE_UINT64",
-    "INT8": "TYPE_INT8", "INT16": "TYPE_INT16", "INT32": "TYPE_INT32", "INT64": "TYPE_INT64",
-    "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64", "BYTES": "TYPE_STRING",
-}  # fmt: skip
-
-
-def _tensor(name: str, channels: int | None, size: int) -> dict[str, Any]:
-    if channels is None:
-        return {"name": name, "data_type": "TYPE_FP32", "dims": [1], "reshape": {"shape": []}}
-    return {"name": name, "data_type": "TYPE_FP32", "dims": [channels, size, size]}
+from salkit.runtime.server.interface import interface_of
 
 
 def tensor_configs(model_name: str, size: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Triton ``input`` and ``output`` entries of a model for a bundle of input size ``size``."""
-    inputs, outputs = TENSORS[model_name]
-    return [_tensor(n, c, size) for n, c in inputs], [_tensor(n, c, size) for n, c in outputs]
+    return interface_of(model_name).config_tensors(size)
 
 
 def model_settings(manifest: Manifest) -> dict[str, Any]:
@@ -68,7 +44,7 @@ def shared_parameters(model_name: str, settings: dict[str, Any]) -> dict[str, st
     """The ``parameters`` both configs carry, as name → string value."""
     return {
         "salkit_settings": json.dumps(settings, sort_keys=True),
-        "salkit_request_parameters": json.dumps(REQUEST_PARAMETERS[model_name], sort_keys=True),
+        "salkit_request_parameters": json.dumps(interface_of(model_name).request_parameters(), sort_keys=True),
     }
 
 

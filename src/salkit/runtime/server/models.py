@@ -2,6 +2,10 @@
 
 Which models a bundle serves is its kind's (``RuntimeKind.served_models``, names in
 :data:`SERVED_MODELS`): a coop bundle serves ``saliency`` and ``refine``; a QE-FPN bundle ``qefpn``.
+Each model's inputs, outputs and request parameters are its one description in
+salkit.runtime.server.interface (its metadata here, its model configuration and the Triton
+repository's ``config.pbtxt`` are written from it); its pre- and post-processing is the image
+front end the Python API runs (salkit.runtime.frontend).
 
 ``IMAGE`` is accepted in two layouts:
 
@@ -10,13 +14,8 @@ Which models a bundle serves is its kind's (``RuntimeKind.served_models``, names
 * ``FP32 [B, 3, S, S]``: already resized to the bundle's S and normalised with its mean/std
   (what ``salkit.base.images.preprocess`` returns); maps come back at ``S × S``.
 
-``saliency`` outputs ``SALIENCY`` FP32 ``[B, 1, H, W]`` (probabilities) and ``UNCERTAINTY`` FP32
-``[B, 3, H, W]``: channels predictive, aleatoric, epistemic entropy (nats). Request parameters:
-``samples`` (1-64), ``steps`` (0-256 Langevin steps), ``noise`` (bool), ``seed`` (int; a seeded
-request runs in a batch of its own, so it is reproducible). Leaving ``UNCERTAINTY`` out of the
-requested outputs skips computing it. ``refine`` takes ``IMAGE`` and ``MAP`` (FP32 ``[B, 1, H, W]``
-probabilities at the image's size) and returns ``MAP``; parameter ``steps``. ``qefpn`` outputs
-``SALIENCY``, ``ITERATIONS`` and ``RESIDUAL`` (FP32 ``[B]``); parameter ``steps`` (Broyden iterations).
+A request with a ``seed`` runs in a batch of its own, so it is reproducible; leaving
+``UNCERTAINTY`` out of the requested outputs skips computing it.
 """
 
 from __future__ import annotations
@@ -32,21 +31,9 @@ from salkit.runtime.batching_predictor import BatchingPredictor
 from salkit.runtime.frontend import UNCERTAINTY_CHANNELS, FrontEnd
 from salkit.runtime.inputs import Batch
 from salkit.runtime.kinds import get_kind
+from salkit.runtime.server.interface import Interface, Tensor, interface_of
 from salkit.runtime.server.protocol import InferRequest, ProtocolError
 from salkit.runtime.server.stats import RequestTrace
-
-MAX_SAMPLES = 64
-MAX_STEPS = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorMeta:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
 
 @dataclasses.dataclass
@@ -55,22 +42,6 @@ class Prepared:
 
     batch: Batch  # x (B, 3, S, S) float32; sizes: the client's (H, W) per image, None to keep S × S
     maps: np.ndarray | None = None  # refine: (B, 1, S, S) probabilities
-
-
-def _int_param(params: dict[str, Any], name: str, low: int, high: int) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ProtocolError(f"parameter {name!r} must be an integer in [{low}, {high}], got {value!r}")
-    return value
-
-
-def _bool_param(params: dict[str, Any], name: str) -> bool:
-    value = params.get(name, False)
-    if not isinstance(value, bool):
-        raise ProtocolError(f"parameter {name!r} must be true or false, got {value!r}")
-    return value
 
 
 async def _back(maps: np.ndarray, prepared: Prepared, clip: bool = False) -> np.ndarray:
@@ -93,21 +64,29 @@ class ServedModel:
 
     name: str = ""
     op: str = "predict"  # the BatchingPredictor operation its backend calls run
-    inputs: tuple[TensorMeta, ...] = ()
-    outputs: tuple[TensorMeta, ...] = ()
 
     def __init__(self, batching: BatchingPredictor) -> None:
+        self.interface: Interface = interface_of(self.name)  # inputs, outputs, parameters (salkit.runtime.server.interface)
         self.batching = batching
         self.manifest = batching.manifest
         self.front = FrontEnd(self.manifest)
 
+    @property
+    def inputs(self) -> tuple[Tensor, ...]:
+        return self.interface.inputs
+
+    @property
+    def outputs(self) -> tuple[Tensor, ...]:
+        return self.interface.outputs
+
     def metadata(self) -> dict[str, Any]:
+        inputs, outputs = self.interface.metadata_tensors()
         return {
             "name": self.name,
             "versions": ["1"],
             "platform": f"salkit_{self.manifest.model_kind}",
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
+            "inputs": inputs,
+            "outputs": outputs,
         }
 
     def check_request(self, request: InferRequest) -> list[str]:
@@ -155,18 +134,9 @@ class ServedModel:
 
 class SaliencyModel(ServedModel):
     name = "saliency"
-    inputs = (TensorMeta("IMAGE", "UINT8", (-1, -1, -1, 3)),)
-    outputs = (TensorMeta("SALIENCY", "FP32", (-1, 1, -1, -1)), TensorMeta("UNCERTAINTY", "FP32", (-1, 3, -1, -1)))
 
     def options(self, request: InferRequest, wanted: list[str]) -> dict[str, Any]:
-        params = request.parameters
-        return {
-            "samples": _int_param(params, "samples", 1, MAX_SAMPLES),
-            "steps": _int_param(params, "steps", 0, MAX_STEPS),
-            "noise": _bool_param(params, "noise"),
-            "seed": _int_param(params, "seed", 0, 2**63 - 1),
-            "uncertainty": "UNCERTAINTY" in wanted,
-        }
+        return {**self.interface.read(request.parameters), "uncertainty": "UNCERTAINTY" in wanted}
 
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
@@ -181,17 +151,12 @@ class SaliencyModel(ServedModel):
 
 class QEFPNModel(SaliencyModel):
     name = "qefpn"
-    outputs = (
-        TensorMeta("SALIENCY", "FP32", (-1, 1, -1, -1)),
-        TensorMeta("ITERATIONS", "FP32", (-1,)),
-        TensorMeta("RESIDUAL", "FP32", (-1,)),
-    )
 
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
-        steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)  # Broyden iterations
-        result = await _batched(self.batching.submit_predict(prepared.batch.x, steps=steps, uncertainty=False), trace)
+        options = self.interface.read(request.parameters)  # steps: Broyden iterations
+        result = await _batched(self.batching.submit_predict(prepared.batch.x, **options, uncertainty=False), trace)
         rows = len(prepared.batch.x)
         out = {
             "SALIENCY": await _back(result["saliency"], prepared, clip=True),
@@ -204,8 +169,6 @@ class QEFPNModel(SaliencyModel):
 class RefineModel(ServedModel):
     name = "refine"
     op = "refine"
-    inputs = (TensorMeta("IMAGE", "UINT8", (-1, -1, -1, 3)), TensorMeta("MAP", "FP32", (-1, 1, -1, -1)))
-    outputs = (TensorMeta("MAP", "FP32", (-1, 1, -1, -1)),)
 
     def prepare(self, request: InferRequest) -> Prepared:
         prepared = self.prepare_image(request)
@@ -227,13 +190,14 @@ class RefineModel(ServedModel):
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
-        steps = _int_param(request.parameters, "steps", 0, MAX_STEPS)
-        refined = await _batched(self.batching.submit_refine(prepared.batch.x, prepared.maps, steps=steps), trace)
+        options = self.interface.read(request.parameters)
+        refined = await _batched(self.batching.submit_refine(prepared.batch.x, prepared.maps, **options), trace)
         return {"MAP": await _back(np.asarray(refined), prepared, clip=True)}
 
 
 # The models a kind can serve, by name (RuntimeKind.served_models names them; the kind's first
-# model takes /predict). A kind whose outputs fit none of these adds its class here.
+# model takes /predict). A kind whose outputs fit none of these adds its class here and its
+# interface to salkit.runtime.server.interface.INTERFACES.
 SERVED_MODELS: dict[str, type[ServedModel]] = {cls.name: cls for cls in (SaliencyModel, QEFPNModel, RefineModel)}
 
 
