@@ -127,6 +127,9 @@ class FrontEnd:
     @classmethod
     def back_batch(cls, maps: np.ndarray, batch: Batch, *, clip: bool = False) -> np.ndarray:
         """:meth:`back` for images of one size, as one contiguous (B, C, H, W) float32 array."""
+        if batch.sizes is None:  # S × S already: no per-image copies
+            maps = np.ascontiguousarray(maps, dtype=np.float32)
+            return np.clip(maps, 0.0, 1.0) if clip else maps
         return np.ascontiguousarray(np.stack(cls.back(maps, batch, clip=clip)), dtype=np.float32)
 
 
