@@ -134,7 +134,7 @@ def stats_delta(before: dict, after: dict, batch: int) -> dict[str, Any]:
 def run_bench(args: argparse.Namespace, backend: str, out: Path) -> dict[str, Any]:
     record_path = out / "bench.json"
     command = ["sal-runtime", "bench", "--engine", str(args.bundle), "--backend", backend, "--batch", str(args.max_batch),
-               "--images", str(args.data / "img"), "--repeat", str(args.bench_repeat), "--gemm-size", "512", "--json", str(record_path)]  # fmt: skip
+               "--input", str(args.data / "img"), "--repeat", str(args.bench_repeat), "--gemm-size", "512", "--json", str(record_path)]  # fmt: skip
     subprocess.run(command, check=True, timeout=3600, stdout=subprocess.DEVNULL)
     record = json.loads(record_path.read_text())
     entry = record[args.kind][str(args.max_batch)]  # bench keeps its numbers under the kind's name

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli.common import plan_options
+from salkit.runtime.cli.common import input_folder, input_folder_options, plan_options
 
 
 def command_line(ctx: click.Context) -> str:
@@ -55,7 +55,7 @@ def _batches(text: str) -> list[int]:
 @click.option("--steps", type=int, help="Langevin steps K / Broyden iterations T (default: the bundle's).")
 @click.option("--warmup", type=int, default=1, show_default=True, help="Untimed calls before timing.")
 @click.option("--repeat", type=int, default=5, show_default=True, help="Timed calls per batch size and path.")
-@click.option("--images", "images_dir", type=click.Path(), help="Use these images instead of synthetic ones.")
+@input_folder_options("Folder of images to time instead of synthetic ones.")
 @click.option("--gemm-size", type=int, default=1536, show_default=True, help="Matrix side of the fp32 GEMM peak measurement.")
 @plan_options
 @click.option("--compare-plans", "plans_text", default="", help="Also time these plans interleaved with the main one, per graph "
@@ -64,8 +64,8 @@ def _batches(text: str) -> list[int]:
 @report_user_errors
 def bench(
     bundle: str, ckpt: str | None, fp32_bundle: str | None, batch_text: str, samples: int | None, steps: int | None,
-    warmup: int, repeat: int, images_dir: str | None, gemm_size: int, backend: str, precision: str, threads: int | None, plans_text: str,
-    json_path: str | None,
+    warmup: int, repeat: int, images_dir: str | None, images_alias: str | None, gemm_size: int, backend: str, precision: str,
+    threads: int | None, plans_text: str, json_path: str | None,
 ) -> None:
     """Time predict per batch size (p50/p99, images/s), both cooperative paths, and the roofline.
 
@@ -75,6 +75,7 @@ def bench(
     from salkit.base.images import list_images
     from salkit.runtime.bench.record import format_record, run_bench
 
+    images_dir = input_folder(images_dir, images_alias, required=False)
     images = list_images(images_dir) if images_dir else None
     baselines = None
     if ckpt:

@@ -1,4 +1,4 @@
-"""Shared pieces of ``sal-runtime predict`` and ``refine``: input lists, tolerant decoding, the grid.
+"""Shared pieces of ``sal-runtime predict``, ``refine`` and ``bench``: input options and lists, tolerant decoding, the grid.
 
 Folder runs are tolerant by default: a file that cannot be decoded is reported on stderr and
 skipped, the rest is processed, and the exit code is 1 if anything was skipped. With ``--strict``
@@ -46,6 +46,31 @@ def plan_options(command: F) -> F:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def input_folder_options(help_text: str) -> Callable[[F], F]:
+    """``--input`` (a folder of photographs, every command's name for them) and ``--images``, its former
+    name in ``refine`` and ``bench``, kept hidden so that scripts using it keep working. Read both with
+    :func:`input_folder`."""
+
+    def decorate(command: F) -> F:
+        command = click.option("--images", "images_alias", type=click.Path(), hidden=True)(command)
+        return click.option("--input", "images_dir", type=click.Path(), help=help_text)(command)
+
+    return decorate
+
+
+def input_folder(images_dir: str | None, images_alias: str | None, *, required: bool) -> str | None:
+    """--input, or the deprecated --images (a note on stderr); one of them, not both."""
+    if images_dir is not None and images_alias is not None:
+        raise click.UsageError("give --input only (--images is its deprecated name)")
+    if images_alias is not None:
+        command = click.get_current_context().info_name
+        click.echo(f"note: {command} --images is deprecated; use --input", err=True)
+        return images_alias
+    if images_dir is None and required:
+        raise click.UsageError("Missing option '--input'.")
+    return images_dir
 
 
 def input_files(path: str | Path, limit: int | None = None) -> list[Path]:

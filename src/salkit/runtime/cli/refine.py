@@ -7,14 +7,12 @@ import sys
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
-from salkit.runtime.cli.common import plan_options
+from salkit.runtime.cli.common import input_folder, input_folder_options, plan_options
 
 
 @click.command(name="refine")
 @click.option("--engine", "bundle", required=True, type=click.Path(), help="A cooperative (coop) bundle directory.")
-@click.option("--input", "images_dir", type=click.Path(), help="Folder of images (required).")
-# --images is refine's former name of --input (predict's name); scripts that use it keep working.
-@click.option("--images", "images_alias", type=click.Path(), hidden=True)
+@input_folder_options("Folder of images (required).")
 @click.option("--maps", "maps_dir", required=True, type=click.Path(), help="Folder of saliency maps to refine, paired by file stem.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the refined <stem>.png maps.")
 @click.option("--steps", type=int, help="Langevin steps K (default: the bundle's).")
@@ -35,7 +33,7 @@ def refine(
     from salkit.runtime.cli.common import Failures, check_out_dir, chunks, progress
     from salkit.runtime.predictor import Predictor
 
-    images_dir = _input_folder(images_dir, images_alias)
+    images_dir = input_folder(images_dir, images_alias, required=True)
     pairs = pair_by_stem(images_dir, maps_dir, what_a="image folder", what_b="map folder")
     out = check_out_dir(out_dir)
     failures = Failures(strict)
@@ -85,14 +83,3 @@ def refine(
     if code:
         sys.exit(code)
 
-
-def _input_folder(images_dir: str | None, images_alias: str | None) -> str:
-    """--input, or the deprecated --images (a note on stderr); one of them, not both."""
-    if images_dir is not None and images_alias is not None:
-        raise click.UsageError("give --input only (--images is its deprecated name)")
-    if images_alias is not None:
-        click.echo("note: refine --images is deprecated; use --input", err=True)
-        return images_alias
-    if images_dir is None:
-        raise click.UsageError("Missing option '--input'.")
-    return images_dir
