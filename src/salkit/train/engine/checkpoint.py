@@ -128,3 +128,15 @@ def build_model(ckpt: dict[str, Any]) -> torch.nn.Module:
     except RuntimeError as err:
         raise SalkitError(f"checkpoint weights do not fit model {model_info['name']!r}: {err}") from None
     return model
+
+
+def load_init_weights(model: torch.nn.Module, path: str | Path, kind: str) -> dict[str, Any]:
+    """A trainer's ``--init``: ``model`` takes the weights of checkpoint ``path`` (a ``kind`` model of the same
+    architecture), and nothing else of it (optimisers, schedule and step start afresh). Returns the checkpoint."""
+    init = load_checkpoint(path, expect_kind=kind)
+    config = getattr(model, "config", None)
+    if dict(init["model"]["config"]) != dict(config or {}):
+        raise SalkitError(f"--init {path} holds a {kind} model of another architecture ({init['model']['config']}); "
+                          f"this run builds {config}")
+    model.load_state_dict(init["state_dict"])
+    return init

@@ -1,8 +1,10 @@
 """`train-qefpn`: train a QE-FPN saliency model on a DUTS-layout folder (image + mask pairs).
 
 Presets fix model and schedule together: ``paper`` (resnet50, 352², batch 32, 50 epochs, solver
-warm-up 3000 steps) and ``tiny`` (plain tiny backbone, 64², batch 4, 3 epochs, warm-up 20 steps)
-for CPU demos and tests. Any option given explicitly overrides the preset; options left out keep it.
+warm-up 3000 steps), ``tiny`` (plain tiny backbone, 64², batch 4, 3 epochs, warm-up 20 steps)
+for CPU demos and tests, and ``lite`` (EfficientNet-Lite0 from ImageNet, 256²). Any option given
+explicitly overrides the preset; options left out keep it. The options train-coop shares are
+declared in salkit.train.engine.cli_options.
 """
 
 from __future__ import annotations
@@ -12,31 +14,29 @@ from typing import Any
 
 import click
 
-from salkit.base.errors import SalkitError, report_user_errors
-from salkit.train.engine.cli_options import backbone_options, resolve_backbone_weights
+from salkit.base.errors import report_user_errors
+from salkit.train.engine import cli_options
 
+# Training defaults per preset over the shared RUN_DEFAULTS; the model presets, image size included,
+# live in salkit.train.qefpn.model. The paper's rates: SGD, 0.005 for the backbone, 0.05 for the rest.
+# crop 0.75: QE-FPN has always trained with random crops of at least 3/4 of each side (train-coop: flip only).
+_PAPER_RATES = {"lr_backbone": 0.005, "lr_rest": 0.05, "edge": "sobel", "crop": 0.75}
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"epochs": 50, "batch_size": 32, "solver_warmup_steps": 3000, "lr_warmup_steps": 500},
-    "tiny": {"epochs": 3, "batch_size": 4, "solver_warmup_steps": 20, "lr_warmup_steps": 5},
+    "paper": {"epochs": 50, "batch_size": 32, "solver_warmup_steps": 3000, "lr_warmup_steps": 500, **_PAPER_RATES},
+    "tiny": {"epochs": 3, "batch_size": 4, "solver_warmup_steps": 20, "lr_warmup_steps": 5, **_PAPER_RATES},
     # Real photographs from an ImageNet EfficientNet-Lite0 (experiments/real_trials.py).
-    "lite": {"epochs": 1, "batch_size": 8, "solver_warmup_steps": 200, "lr_warmup_steps": 50},
+    "lite": {"epochs": 1, "batch_size": 8, "solver_warmup_steps": 200, "lr_warmup_steps": 50, **_PAPER_RATES},
 }
 SOLVER_CHOICES = ("quasi", "equilibrium", "unrolled")
 EDGE_CHOICES = ("sobel", "prewitt", "frei-chen", "laplacian", "none")
+MODEL_KEYS = ("solver", "width", "f_max_iter", "f_tol", "b_max_iter", "memory", "drop_prob", "unrolled_layers")
 
 
-@click.command(name="train-qefpn", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--data", required=True, type=click.Path(file_okay=False), help="Training folder (img/ + gt/).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder: last.pt, log.csv, grids/.")
-@click.option("--split", default=None,
-              help="Train on the ids a split file lists: a name N for DATA/N.txt (PASCAL-S: train) or a file path.")
-@click.option("--crop", type=float, default=0.75, show_default=True,
-              help="Augmentation: random crops covering this fraction (or more) of each side, besides the flip; 1 = flip only.")
-@click.option("--preset", type=click.Choice(sorted(TRAIN_PRESETS)), default="paper", show_default=True)
+@click.command(name="train-qefpn", epilog=cli_options.presets_epilog(TRAIN_PRESETS),
+               context_settings={"help_option_names": ["-h", "--help"]})
+@cli_options.train_options(TRAIN_PRESETS)
 @click.option("--solver", type=click.Choice(SOLVER_CHOICES), default=None, help="Forward solver (model default: quasi).")
-@click.option("--edge", type=click.Choice(EDGE_CHOICES), default="sobel", show_default=True, help="Edge operator of the loss.")
-@backbone_options
-@click.option("--size", "--image-size", "image_size", type=int, default=None, help="Training side S (multiple of 32).")
+@click.option("--edge", type=click.Choice(EDGE_CHOICES), default=None, help="Edge operator of the loss [the preset's: sobel].")
 @click.option("--width", type=int, default=None, help="Pyramid channels per level.")
 @click.option("--f-max-iter", type=int, default=None, help="Forward Broyden iterations.")
 @click.option("--f-tol", type=float, default=None, help="Forward relative-residual tolerance.")
@@ -44,20 +44,11 @@ EDGE_CHOICES = ("sobel", "prewitt", "frei-chen", "laplacian", "none")
 @click.option("--memory", type=int, default=None, help="Broyden low-rank memory.")
 @click.option("--drop-prob", type=float, default=None, help="Quasi-equilibrium Bernoulli drop probability p.")
 @click.option("--unrolled-layers", type=int, default=None, help="Layers of the unrolled solver and the warm-up.")
-@click.option("--epochs", type=int, default=None)
-@click.option("--batch-size", type=int, default=None)
-@click.option("--lr-backbone", type=float, default=0.005, show_default=True)
-@click.option("--lr-rest", type=float, default=0.05, show_default=True)
-@click.option("--solver-warmup", "solver_warmup_steps", type=int, default=None, help="Steps trained unrolled first.")
-@click.option("--lr-warmup", "lr_warmup_steps", type=int, default=None, help="Steps of linear learning-rate warm-up.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--resume", type=click.Path(dir_okay=False), default=None, help="Checkpoint to continue exactly.")
-@click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps in total.")
-@click.option("--checkpoint-every", type=int, default=50, show_default=True)
-@click.option("--grid-every", type=int, default=100, show_default=True, help="0 = no PNG grids.")
-@click.option("--workers", type=int, default=0, show_default=True, help="DataLoader workers (0 keeps resume exact).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--force", is_flag=True, help="Start over in an OUT that already holds a run.")
+@click.option("--lr-backbone", type=float, default=None, help="SGD rate of the backbone [the preset's: 0.005].")
+@click.option("--lr-rest", type=float, default=None, help="SGD rate of everything else [the preset's: 0.05].")
+@click.option("--solver-warmup", "solver_warmup_steps", type=int, default=None, help="Steps trained unrolled first [the preset's].")
+@click.option("--lr-warmup", "lr_warmup_steps", type=int, default=None,
+              help="Steps of linear learning-rate warm-up, then a linear decay to 0 [the preset's].")
 @report_user_errors
 def main(**opts: Any) -> None:
     """Train QE-FPN (quasi-equilibrium feature pyramid) with an edge-aware loss."""
@@ -65,46 +56,42 @@ def main(**opts: Any) -> None:
 
 
 def run(**opts: Any) -> Path:
-    from salkit.train.data.dataset import SaliencyDataset
-    from salkit.train.engine.registry import create_model
-    from salkit.train.engine.trainer import LoopOptions
-    from salkit.train.qefpn.trainer import QEFPNSettings, QEFPNTrainer
-
-    preset = opts["preset"]
-    schedule = {k: opts.get(k) if opts.get(k) is not None else v for k, v in TRAIN_PRESETS[preset].items()}
-    for key in ("epochs", "batch_size"):
-        if schedule[key] < 1:
-            raise SalkitError(f"--{key.replace('_', '-')} must be >= 1, got {schedule[key]}")
-    out = Path(opts["out"])
-    if (out / "last.pt").exists() and opts["resume"] is None and not opts["force"]:
-        raise SalkitError(f"{out} already holds a run (last.pt); pass --resume {out / 'last.pt'} or --force")
+    """Train with the CLI's options (those left out resolve as on the command line); returns last.pt's path."""
+    o, _ = cli_options.resolve_run(opts, TRAIN_PRESETS, "qefpn")
+    cli_options.check(o)
+    for key in ("lr_backbone", "lr_rest"):
+        cli_options.positive(key, o[key])
+    for key in ("solver_warmup_steps", "lr_warmup_steps"):
+        cli_options.positive(key, o[key], allow_zero=True)
     import torch
 
-    torch.manual_seed(opts["seed"])  # the initial weights depend on --seed alone
+    from salkit.train.data.dataset import SaliencyDataset
+    from salkit.train.engine.checkpoint import load_init_weights
+    from salkit.train.engine.registry import create_model
     from salkit.train.qefpn.model import PRESETS
+    from salkit.train.qefpn.trainer import QEFPNSettings, QEFPNTrainer
 
-    # A resumed run takes every weight from its checkpoint; a new one starts its backbone as told.
-    weights = None if opts["resume"] else resolve_backbone_weights(
-        opts["backbone_weights"], opts["backbone"] or PRESETS[preset]["backbone"])
+    if o["threads"]:
+        torch.set_num_threads(o["threads"])
+    torch.manual_seed(o["seed"])  # the initial weights depend on --seed alone
+    # A resumed or --init run takes every weight from its checkpoint; a new one starts its backbone as told.
+    weights = None if o["resume"] or o["init"] else cli_options.resolve_backbone_weights(
+        o["backbone_weights"], o["backbone"] or PRESETS[o["preset"]]["backbone"])
     model = create_model(
-        "qefpn", preset=preset, solver=opts["solver"], backbone=opts["backbone"],
-        backbone_weights=weights, image_size=opts["image_size"], width=opts["width"],
-        f_max_iter=opts["f_max_iter"], f_tol=opts["f_tol"], b_max_iter=opts["b_max_iter"], memory=opts["memory"],
-        drop_prob=opts["drop_prob"], unrolled_layers=opts["unrolled_layers"],
+        "qefpn", preset=o["preset"], backbone=o["backbone"], backbone_weights=weights, image_size=o["size"],
+        **{key: o.get(key) for key in MODEL_KEYS},
     )
-    if not 0 < opts["crop"] <= 1:
-        raise SalkitError(f"--crop must lie in (0, 1], got {opts['crop']}")
-    dataset = SaliencyDataset(opts["data"], model.image_size, labels="mask", split=opts["split"], augment=True,
-                              scale=(opts["crop"], 1.0))
-    if not opts["no_progress"]:
+    o["size"] = model.image_size  # saved for a resume, as given or as the model preset chose
+    if o["init"] is not None:
+        load_init_weights(model, o["init"], "qefpn")
+    dataset = SaliencyDataset(o["data"], model.image_size, labels="mask", split=o["split"], augment=True,
+                              scale=(o["crop"], 1.0))
+    if o["progress"]:
         click.echo(dataset.describe(), err=True)
-    options = LoopOptions(
-        out=str(out), epochs=schedule["epochs"], batch_size=schedule["batch_size"], seed=opts["seed"],
-        checkpoint_every=opts["checkpoint_every"], grid_every=opts["grid_every"], num_workers=opts["workers"],
-        progress=not opts["no_progress"], max_steps=opts["max_steps"],
-    )
     settings = QEFPNSettings(
-        edge=opts["edge"], solver=None, solver_warmup_steps=schedule["solver_warmup_steps"],
-        lr_backbone=opts["lr_backbone"], lr_rest=opts["lr_rest"], lr_warmup_steps=schedule["lr_warmup_steps"],
+        edge=o["edge"], solver=None, solver_warmup_steps=o["solver_warmup_steps"],
+        lr_backbone=o["lr_backbone"], lr_rest=o["lr_rest"], lr_warmup_steps=o["lr_warmup_steps"],
     )
-    return QEFPNTrainer(model, dataset, options, settings).fit(opts["resume"])
+    trainer = QEFPNTrainer(model, dataset, cli_options.loop_options(o), settings)
+    trainer.config["cli"] = cli_options.options_to_save(o)
+    return trainer.fit(o["resume"])
