@@ -67,10 +67,11 @@ def trials_table(trials: list[dict[str, Any]]) -> list[str]:
             if "descent" in r:  # the energy's descent from Ŷ, k = 1 … 2K steps
                 scores += "after k = 1…{} steps: ".format(len(r["descent"])) + ", ".join(f"{d['s_measure']:.3f}" for d in r["descent"])
             else:
-                scores += f"{r['ytilde']['s_measure']:.3f}" if "ytilde" in r else "— (G(X): no energy)"
+                scores += f"{r['ytilde']['s_measure']:.3f}" if "ytilde" in r else r.get("no_energy", "— (G(X): no energy)")
         else:
             scores = f"{r['cpu_s_per_step']:.1f} CPU s per step ({r['steps']} steps timed) | — | — | —"
-        lines.append(f"| {r['name']} | {r['epochs']} | {r['train_cpu_s'] / 60:.1f} | {scores} |")
+        cpu = f"{r['train_cpu_s'] / 60:.1f}" if r.get("train_cpu_s") else "—"
+        lines.append(f"| {r['name']} | {r['epochs']} | {cpu} | {scores} |")
     return lines
 
 

@@ -6,19 +6,22 @@ Two train-qefpn runs (`--preset lite`, 224², 1 thread each, side by side) on th
 the G(X) trial's training ids: one from the ImageNet trunk, one from the trunk of the G(X) trial
 ("lite G(X) 224px + IoU, 2400 photos", trained on a superset of those photos; `--backbone-weights CHECKPOINT`).
 Both are judged like the coop trials: on the first 200 of make real's held-out DUTS-TR photos, maps resized
-back to each photo's size. The test split is never read. Results: ``<out>/qefpn_trials.json``.
+back to each photo's size. The test split is never read. The rows join ``<out>/trials.json`` (make real's
+report shows them with the coop trials).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
+
+from salkit.base.atomic import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
 from real_train import BIN  # noqa: E402
@@ -65,17 +68,23 @@ def main(out: Path, data: Path, images: int) -> None:
             cmd = [str(BIN / "train-qefpn"), "--data", str(data), "--split", str(fit), "--out", str(folder), "--force",
                    "--preset", "lite", "--size", "224", "--crop", "0.75", "--epochs", "1", "--batch-size", "8",
                    "--solver-warmup", warmup, "--backbone-weights", runs[name], "--grid-every", "0", "--no-progress"]
-            started = time.process_time()
-            child = subprocess.run(cmd, capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", **__import__("os").environ})
-            if child.returncode != 0:
-                raise SystemExit(child.stderr[-2000:])
-            (folder / "finished").write_text(str(time.process_time() - started))
-        return {"trial": name, "images": images, **judge(folder / "last.pt", data, out / "held.txt")}
+            child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "OMP_NUM_THREADS": "1"})
+            _, status, usage = os.wait4(child.pid, 0)  # this trial's own CPU time
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(child.stderr.read()[-2000:] if child.stderr else "train-qefpn failed")
+            (folder / "finished").write_text(json.dumps({"cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}))
+        finished = json.loads((folder / "finished").read_text() or "{}")
+        return {"name": f"lite QE-FPN 224px from {name}, {images} photos", "epochs": 1, "args": ["--backbone-weights", name],
+                "train_cpu_s": finished.get("cpu_s") if isinstance(finished, dict) else None, "n_held": HELD_JUDGED,
+                "yhat": judge(folder / "last.pt", data, out / "held.txt"), "no_energy": "— (QE-FPN: no energy)"}
 
     with ThreadPoolExecutor(2) as pool:
         rows = list(pool.map(one, runs))
-    (out / "qefpn_trials.json").write_text(json.dumps(rows, indent=1))
-    print(json.dumps(rows, indent=1))
+    table = out / "trials.json"
+    kept = [r for r in json.loads(table.read_text()) if r["name"] not in {row["name"] for row in rows}] if table.is_file() else []
+    atomic_write_text(table, json.dumps([*kept, *rows], indent=1, ensure_ascii=False) + "\n")
+    print(json.dumps(rows, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":
