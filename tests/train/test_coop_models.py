@@ -52,6 +52,26 @@ def test_latent_changes_output_and_shared_encode_equals_whole_generator() -> Non
     assert (whole[0] - whole[1]).abs().max() > 1e-4  # h really enters the decoder
 
 
+@pytest.mark.parametrize("size", [(32, 32), (30, 34)])  # the 2× step of every level, and any other size
+def test_fusion_block_equals_midas_order_conv_after_upsampling(size: tuple[int, int]) -> None:
+    """The block applies its 1×1 conv before the upsampling; MiDaS's order (upsample, then conv)
+    is the reference, written here with the block's own weights, on inputs where the conv matters."""
+    from salkit.train.coop.generator import FeatureFusionBlock
+
+    torch.manual_seed(0)
+    block = FeatureFusionBlock(8).double().eval()
+    with torch.no_grad():
+        block.out_conv.bias.normal_()  # a non-zero bias: it must pass through the interpolation
+    x, skip = torch.randn(3, 8, 16, 16, dtype=torch.float64), torch.randn(3, 8, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        got = block(x, block.prepare_skip(skip), size)
+        up = nn.functional.interpolate(block.unit(x + block.skip_unit(skip)), size=size, mode="bilinear", align_corners=True)
+        expected = nn.functional.conv2d(up, block.out_conv.weight, block.out_conv.bias)
+    assert got.shape == (3, 8, *size)
+    torch.testing.assert_close(got, expected, atol=1e-12, rtol=0)
+    assert (expected - up).abs().max() > 0.1  # the conv is not close to the identity
+
+
 def test_energy_spec_layer_widths_and_param_count_at_352() -> None:
     energy = CoopEnergy(image_size=352, width=1.0)
     assert isinstance(energy.net, nn.Sequential)

@@ -36,7 +36,13 @@ class ResidualConvUnit(nn.Module):
 
 class FeatureFusionBlock(nn.Module):
     """out = conv1x1(upsample(RCU2(x + RCU1(skip)))) — MiDaS's fusion block, in two parts:
-    ``prepare_skip`` (RCU1, independent of the top-down path) and ``forward`` (the rest)."""
+    ``prepare_skip`` (RCU1, independent of the top-down path) and ``forward`` (the rest).
+
+    ``forward`` applies the 1×1 conv *before* the bilinear upsampling: both are linear, the conv
+    mixes channels per pixel and the interpolation weights of each output pixel sum to 1 (so the
+    bias passes through), hence upsample(conv1x1(x)) = conv1x1(upsample(x)) up to float rounding,
+    at a quarter of the conv's work.
+    """
 
     def __init__(self, width: int, with_skip: bool = True) -> None:
         super().__init__()
@@ -52,9 +58,12 @@ class FeatureFusionBlock(nn.Module):
     def forward(self, x: torch.Tensor, prepared_skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         if prepared_skip is not None:
             x = x + prepared_skip
-        x = self.unit(x)
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
+        x = self.out_conv(self.unit(x))
+        if tuple(size) == (2 * x.shape[2], 2 * x.shape[3]):
+            # The same sampling (align_corners maps by sizes, not by the factor), but the exported
+            # Resize gets constant scales, which ONNX Runtime needs to keep it in the NCHWc layout.
+            return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=True)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class CoopGenerator(nn.Module):
