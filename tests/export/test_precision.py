@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
@@ -75,6 +76,53 @@ def test_int8_schemes_tensorrt_symmetric_and_cpu_uint8(tmp_path: Path) -> None:
     assert "QuantizeLinear" in check_graph(trt_model, "trt")  # zero points 0: TensorRT explicit quantization
     with pytest.raises(SalkitError, match="zero"):
         check_graph(cpu_model, "cpu")  # why U8S8 bundles are recorded as not TensorRT-importable
+
+
+class _ResidualUpsample(torch.nn.Module):
+    """conv → + input → 2× bilinear upsampling → conv: the decoder's shapes of operators in small."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = torch.nn.Conv2d(4, 4, 3, padding=1), torch.nn.Conv2d(4, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.conv1(x)) + x
+        return self.conv2(torch.nn.functional.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=True))
+
+
+MATRIX_OPS = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+
+
+def test_int8_cpu_schemes_quantize_the_matrix_operators_only(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = _ResidualUpsample().eval()
+    export_module(module, (torch.randn(2, 4, 16, 16),), tmp_path / "d.onnx", input_names=("x",), output_names=("y",))
+    feeds = [{"x": torch.randn(1, 4, 16, 16).numpy()} for _ in range(8)]
+
+    def between_other_operators(path: Path) -> set[tuple[str, str]]:
+        """(producer, consumer) of every activation rounded to int8 (Q → DQ) that no matrix operator
+        produces or reads: the roundings the CPU schemes leave out."""
+        nodes = onnx.load(str(path)).graph.node
+        producer = {o: n.op_type for n in nodes for o in n.output}
+        pairs = set()
+        for q in (n for n in nodes if n.op_type == "QuantizeLinear"):
+            dqs = [n.output[0] for n in nodes if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
+            consumers = {n.op_type for n in nodes if set(dqs) & set(n.input)}
+            made = producer.get(q.input[0], "input")
+            if made not in MATRIX_OPS and not consumers & MATRIX_OPS:
+                pairs |= {(made, c) for c in consumers}
+        return pairs
+
+    for scheme in ("cpu", "cpu7"):
+        to_int8(tmp_path / "d.onnx", tmp_path / f"{scheme}.onnx", feeds, scheme)
+        assert between_other_operators(tmp_path / f"{scheme}.onnx") == set()
+        x = torch.from_numpy(feeds[0]["x"])  # inside the calibrated range
+        got = ort.InferenceSession(str(tmp_path / f"{scheme}.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+        with torch.no_grad():
+            expected = module(x).numpy()
+        assert 0 < np.abs(got - expected).max() / np.abs(expected).max() <= 0.05  # quantized, still close
+    to_int8(tmp_path / "d.onnx", tmp_path / "trt.onnx", feeds, "tensorrt")
+    assert between_other_operators(tmp_path / "trt.onnx")  # TensorRT's placement is unchanged (here: Add → Resize)
 
 
 SHARED_PHOTOS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pascal-s"
@@ -183,3 +231,33 @@ def test_qefpn_auto_judges_the_maps_and_the_residual(tmp_path: Path, tiny_qefpn_
     assert set(manifest.variants.get("int8", {})) <= {"encoder", "decoder", "f"}
     if manifest.variants:
         assert manifest.chosen_plan() == ("ort-cpu", "int8") and verdict["passed"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="OpenVINO is not installed")
+def test_an_artefact_is_timed_on_its_fastest_engine(tmp_path: Path, monkeypatch) -> None:
+    """Whether an int8 artefact pays is decided on the engine that runs it fastest: each file's time
+    is its best over ONNX Runtime and OpenVINO, and an engine that cannot run a file is no time for it."""
+    from salkit.export.precision import auto as precision_auto
+    from salkit.runtime.backends.openvino import OpenVinoRunner
+
+    module = _ResidualUpsample().eval()
+    for name in ("a", "b"):
+        export_module(module, (torch.randn(1, 4, 16, 16),), tmp_path / f"{name}.onnx", input_names=("x",), output_names=("y",))
+    feeds = {"x": np.random.default_rng(0).standard_normal((1, 4, 16, 16), dtype=np.float32)}
+    paths = [tmp_path / "a.onnx", tmp_path / "b.onnx"]
+    monkeypatch.setattr(precision_auto, "openvino_reason", lambda manifest=None: "")
+    # Stand-in times by call order: ONNX Runtime a, b, then OpenVINO a, b (the real calls run once each).
+    stand_in = [1.0, 1.0, 2.0, 0.5]
+    monkeypatch.setattr(precision_auto, "best_interleaved", lambda calls, repeats: [stand_in[i] for i, _ in enumerate(calls)])
+    assert precision_auto.time_graphs(paths, feeds) == [1.0, 0.5]
+
+    real_load = OpenVinoRunner.load
+
+    def load_refusing_b(self):
+        if self.path.name == "b.onnx":
+            raise SalkitError("graph 'b': OpenVINO cannot compile it")
+        return real_load(self)
+
+    monkeypatch.setattr(OpenVinoRunner, "load", load_refusing_b)
+    stand_in = [1.0, 1.0, 0.25]  # ONNX Runtime a, b, OpenVINO a
+    assert precision_auto.time_graphs(paths, feeds) == [0.25, 1.0]
