@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import entropy as scipy_entropy
 
-from salkit.kernels.entropy import binary_entropy, uncertainty_maps
+from salkit.kernels.entropy import binary_entropy, uncertainty_maps, uncertainty_maps_into
 
 
 def _scipy_binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -51,3 +51,23 @@ def test_numpy_and_torch_forms_agree() -> None:
 def test_wrong_rank_is_refused() -> None:
     with pytest.raises(ValueError, match="N, B, 1, H, W"):
         uncertainty_maps(np.zeros((2, 1, 4, 4)))
+
+
+@pytest.mark.parametrize("xp", [np, torch])
+def test_the_buffered_form_rounds_exactly_as_the_expression_form(xp) -> None:
+    """uncertainty_maps_into (the runtime's loop) against uncertainty_maps, bit for bit, in float32,
+    saturated probabilities included (the clip matters there); buffers reused for a second call."""
+    rng = np.random.default_rng(3)
+    empty = (lambda shape: np.empty(shape, np.float32)) if xp is np else (lambda shape: torch.empty(shape, dtype=torch.float32))
+    out = {k: empty((2, 1, 9, 7)) for k in ("predictive", "aleatoric", "epistemic")}
+    work = (empty((5, 2, 1, 9, 7)), empty((2, 1, 9, 7)), empty((2, 1, 9, 7)))
+    for scale in (3.0, 30.0):
+        probs = (1 / (1 + np.exp(-scale * rng.standard_normal((5, 2, 1, 9, 7))))).astype(np.float32)
+        probs[0, 0, 0, 0, :3] = [0.0, 1.0, 0.5]
+        probs = probs if xp is np else torch.from_numpy(probs)
+        expected = uncertainty_maps(probs)
+        got = uncertainty_maps_into(xp, probs, out, work)
+        for key in ("predictive", "aleatoric", "epistemic"):
+            assert got[key] is out[key]
+            np.testing.assert_array_equal(np.asarray(got[key]), np.asarray(expected[key]))
+        assert float(np.asarray(expected["epistemic"]).max()) > 0.05  # the samples disagree: not all-zero maps

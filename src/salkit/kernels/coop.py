@@ -34,7 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from salkit.kernels._namespace import namespace_of
-from salkit.kernels.entropy import uncertainty_maps
+from salkit.kernels.entropy import uncertainty_maps, uncertainty_maps_into
 from salkit.kernels.langevin import langevin_chain, langevin_step
 
 Array = Any  # numpy.ndarray, torch.Tensor, or a device array with numpy's interface (cupy)
@@ -70,6 +70,8 @@ class ArrayOps:
     def sigmoid(y: Array) -> Array:
         return 1.0 / (1.0 + namespace_of(y).exp(-y))
 
+    uncertainty = staticmethod(uncertainty_maps)
+
 
 ARRAY_OPS = ArrayOps()
 
@@ -81,15 +83,19 @@ class BufferOps:
     where the data lives. The iterates ping-pong between ``y[0]`` and ``y[1]`` (``logit`` writes
     ``y[0]``; ``step`` writes the one its input is not), so a graph computing ∂U/∂y is bound once
     to each. ``mean`` writes ``mean_map``, ``sigmoid`` writes ``out``: results stay valid until the
-    next call on the same ops.
+    next call on the same ops. ``uncertainty`` writes three more maps, with a (N, B, 1, S, S)
+    buffer allocated at its first call.
     """
 
     def __init__(self, xp: Any, empty: Callable[[tuple[int, ...]], Array], shape: tuple[int, ...]) -> None:
-        self.xp = xp
+        self.xp, self._empty = xp, empty
         self.y = (empty(shape), empty(shape))
         self.mean_map = empty(shape)
         self.out = empty(shape)
         self._tmp = empty(shape)
+        self._uncertainty: dict[str, Array] = {}
+        self._entropies: Array | None = None
+        self._tmp2 = empty(shape)
 
     def mean(self, probs: Array) -> Array:
         self.xp.mean(probs, 0, out=self.mean_map)  # (N, B, 1, S, S) -> (B, 1, S, S)
@@ -119,6 +125,13 @@ class BufferOps:
     def sigmoid(self, y: Array) -> Array:
         return sigmoid_into(self.xp, y, self.out)
 
+    def uncertainty(self, probs: Array) -> dict[str, Array]:
+        """``uncertainty_maps(probs)`` bit for bit, in buffers (``kernels.entropy.uncertainty_maps_into``)."""
+        if self._entropies is None or tuple(self._entropies.shape) != tuple(probs.shape):
+            self._entropies = self._empty(tuple(probs.shape))
+            self._uncertainty = {k: self._empty(tuple(self.out.shape)) for k in ("predictive", "aleatoric", "epistemic")}
+        return dict(uncertainty_maps_into(self.xp, probs, self._uncertainty, (self._entropies, self._tmp, self._tmp2)))
+
 
 def refine(maps: Array, energy_grad: Callable[[Array], Array], *, steps: int, step_size: float, noise: Any = None,
            eps: float = LOGIT_EPS, ops: Any = ARRAY_OPS) -> Array:
@@ -142,7 +155,7 @@ def predict(sample_probs: Callable[[Array], Array], latents: Array, energy_grad:
     out = {"generator": mean}
     out["saliency"] = refine(mean, energy_grad, steps=steps, step_size=step_size, noise=noise, eps=eps, ops=ops)
     if uncertainty:
-        out.update(uncertainty_maps(probs))
+        out.update(ops.uncertainty(probs))
     return out
 
 
