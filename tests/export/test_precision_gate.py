@@ -217,4 +217,6 @@ def test_forced_int8_that_fails_the_gate_is_refused_and_nothing_written(tmp_path
                                           r"latent_decoder is to blame"):
         export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=out, precision="int8", calib=synthetic_dataset,
                                     build_engines=False))
-    assert not out.exists() and not list(tmp_path.iterdir())
+    # Nothing but the runtime's backend-probe cache (the fixture's XDG_CACHE_HOME, written when the
+    # energy's step count is judged before the precision stage).
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] in ([], ["cache-avx2"])

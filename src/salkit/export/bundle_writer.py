@@ -185,14 +185,17 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             manifest.graphs[graph.name] = _graph_spec(path, onnx_model, validation)
         from salkit.export.precision.auto import PrecisionJob, apply_precision
 
+        if get_kind(kind).refines and options.calib is not None and options.energy_steps == "gate":
+            # A bundle with an energy: its step count first, judged on the float32 graphs, so the
+            # precision gate and timings below judge the predict the bundle ships (steps included).
+            manifest.write(tmp)
+            _gate_energy_steps(manifest, tmp, options.calib, progress)
         scheme = _int8_scheme(options)
         apply_precision(PrecisionJob(manifest, graphs, tmp, calib, scheme, progress), options.precision)
         if "int8" in manifest.variants:  # uint8 activations (cpu schemes) have no TensorRT Q/DQ form
             manifest.extra.update(int8_scheme=scheme, tensorrt_importable=scheme == "tensorrt")
         manifest.engines = _engines(manifest, tmp, options, progress)
         manifest.write(tmp)
-        if get_kind(kind).refines and options.calib is not None and options.energy_steps == "gate":
-            _gate_energy_steps(manifest, tmp, options.calib, progress)  # a bundle with an energy
         make_readable(tmp)
         if options.triton_repo is not None:
             from salkit.export.triton_repo import write_triton_repo
