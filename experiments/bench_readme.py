@@ -128,13 +128,16 @@ def target_lines(record: Mapping[str, Any]) -> list[str]:
 
 
 def gate_line(check: Mapping[str, Any], label: str | None = None) -> str:
-    """One experiments.gate_check record: the chosen plan on photographs export never saw."""
+    """One experiments.gate_check record: the plan the runtime runs (per graph when mixed, named as the bench
+    record names it) on photographs export never saw."""
     v = check["verdict"]
     numbers = ", ".join(f"{name} {v[key]:.2g}" for key, name in (
         ("saliency_mean_abs", "saliency mean |Δ|"), ("saliency_max_abs", "max |Δ|"), ("entropy_mean_abs", "entropy mean |Δ|"),
         ("residual", "final residual")) if key in v)
-    return (f"- {label or check['kind']} `{check['plan']}` on {check['images']} photographs of the {check['split']} split "
-            f"(checked, not tuned on): {numbers or v.get('reason', '')} — **{'within the gate' if v['passed'] else 'outside the gate'}**")
+    blame = f" (graph {v['culprit']} to blame)" if not v["passed"] and v.get("culprit") else ""
+    return (f"- {label or check['kind']} `{plan_text(check)}` on {check['images']} photographs of the {check['split']} split "
+            f"(checked, not tuned on): {numbers or v.get('reason', '')} — "
+            f"**{'within the gate' if v['passed'] else 'outside the gate'}**{blame}")
 
 
 def breakdown_lines(record: Mapping[str, Any]) -> list[str]:

@@ -123,6 +123,18 @@ def test_gate_records_are_listed_with_their_verdict() -> None:
             "saliency mean |Δ| 0.00031, max |Δ| 0.0021, entropy mean |Δ| 0.0012 — **within the gate**") in text
     gate["verdict"]["passed"] = False
     assert "**outside the gate**" in bench_readme.render([coop], "cmd", [gate])
+    # A per-graph plan is named graph by graph, as the bench record's plan is, and a failing one names its culprit.
+    gate.update(plan="openvino:fp32", graph_plans={"encoder": "openvino:int8", "energy_grad": "openvino:fp32",
+                                                   "latent_decoder": "openvino:int8"})
+    gate["verdict"]["culprit"] = "latent_decoder"
+    text = bench_readme.render([coop], "cmd", [gate])
+    assert ("`per graph: encoder openvino:int8, energy_grad openvino:fp32, latent_decoder openvino:int8` on 24 photographs"
+            in text)
+    assert "— **outside the gate** (graph latent_decoder to blame)" in text
+    reference = {"kind": "coop", "plan": "ort-cpu:fp32", "graph_plans": {}, "split": "test", "images": 24, "bundle": "b",
+                 "verdict": {"passed": True, "reason": "the plan is the float32 reference (ort-cpu:fp32) on every graph"}}
+    assert ("`ort-cpu:fp32` on 24 photographs of the test split (checked, not tuned on): the plan is the float32 "
+            "reference (ort-cpu:fp32) on every graph — **within the gate**") in bench_readme.render([coop], "cmd", [reference])
 
 
 def _cli(*args: object) -> str:

@@ -133,10 +133,13 @@ class Manifest:
 
     def at_precision(self, precision: str, reference_graphs: tuple[str, ...] = ()) -> "Manifest":
         """A copy whose ``graphs`` are the ``precision`` artefacts, except ``reference_graphs``
-        (kept float32: how the precision gate finds which graph is to blame)."""
+        (kept float32: how the precision gate finds which graph is to blame; their variants leave
+        the copy too, so a runner asked for ``precision`` by name runs them in float32 as well)."""
         graphs = {name: spec if name in reference_graphs else self.graph_spec(name, precision)
                   for name, spec in self.graphs.items()}
-        return dataclasses.replace(self, graphs=graphs)
+        variants = {p: {g: v for g, v in by_graph.items() if g not in reference_graphs} if p == precision else by_graph
+                    for p, by_graph in self.variants.items()}
+        return dataclasses.replace(self, graphs=graphs, variants=variants)
 
     def gate_passed(self, plan: str) -> bool:
         """Whether ``plan`` may be used: the reference precision always; others only when the

@@ -40,18 +40,21 @@ def run_with_predictor(manifest: Manifest, backend: str, precision: str, x: np.n
     """The runtime's full predict on ``x`` (B,3,S,S) with the manifest's graphs as given."""
     import inspect
 
-    from salkit.runtime.bundle import HINT_PRECISIONS
+    from salkit.runtime.bundle import ARTEFACT_PRECISIONS, HINT_PRECISIONS
     from salkit.runtime.predictor import Predictor
 
+    if precision in ARTEFACT_PRECISIONS and not manifest.variants.get(precision):
+        precision = "fp32"  # a view with every reduced graph back in float32 (Gate._culprit) runs them so
     options: dict[str, Any] = {}
-    if precision == "mix":  # the view's recorded per-graph plan, exactly (salkit.export.precision.mix)
+    # Always named ("mix": the view's recorded per-graph plan, exactly): left to auto, the float32
+    # reference itself could become a faster plan the bundle's gate passed (e.g. ort-cpu:int8).
+    if "precision" in inspect.signature(Predictor).parameters:
         options["precision"] = precision
-    elif precision in HINT_PRECISIONS:
-        if "precision" not in inspect.signature(Predictor).parameters:
-            raise SalkitError(f"this runtime cannot compile graphs to {precision} (no precision hints)")
-        options["precision"] = precision
-    # fallback=False: a verdict on a plan must come from that plan, never from its fp32 stand-in.
-    with Predictor(manifest, backend=backend, fallback=False, **options) as predictor:
+    elif precision in HINT_PRECISIONS or precision == "mix":
+        raise SalkitError(f"this runtime cannot compile graphs to {precision} (no precision hints)")
+    # fallback=False: a verdict on a plan must come from that plan, never from its fp32 stand-in;
+    # check_gate=False: a verdict recorded earlier (a plan being pruned graph by graph) does not stop the gate.
+    with Predictor(manifest, backend=backend, fallback=False, check_gate=False, **options) as predictor:
         return predictor.predict_tensor(x, seed=GATE_SEED)
 
 

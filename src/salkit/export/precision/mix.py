@@ -88,6 +88,58 @@ def time_graph_plans(manifest: Manifest, graph: str, plans: list[str], feeds: di
             runner.close()
 
 
+def measure_mix(gate: Gate, manifest: Manifest, mix: dict[str, str]) -> dict[str, float]:
+    """The gate's numbers for ``manifest`` run on the per-graph plan ``mix``, exactly as recorded."""
+    outputs = gate.run(mix_view(manifest, mix), "auto", MIX, gate.images)
+    return compare(gate.kind, gate.reference, outputs, gate.broyden_tol)
+
+
+def _back(mix: dict[str, str], graphs: list[str]) -> dict[str, str]:
+    return {name: REFERENCE_PLAN if name in graphs else plan for name, plan in mix.items()}
+
+
+def blame_mix(gate: Gate, manifest: Manifest, mix: dict[str, str], metrics: dict[str, float]) -> tuple[str, str]:
+    """(graph, why) for a mix that fails: bisect the graphs off the reference, half back in fp32 at a time."""
+    suspects = [name for name, plan in mix.items() if plan != REFERENCE_PLAN]
+    steps = []
+    while len(suspects) > 1:
+        half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2:]
+        with_half_back = measure_mix(gate, manifest, _back(mix, half))
+        if not failures(with_half_back):
+            suspects = half
+            steps.append(f"{'+'.join(half)} back in fp32: passes")
+            continue
+        with_rest_back = measure_mix(gate, manifest, _back(mix, rest))
+        if not failures(with_rest_back):
+            suspects = rest
+            steps.append(f"{'+'.join(rest)} back in fp32: passes")
+            continue
+        # both halves add error: follow the one whose return helps more (the other is found next round)
+        suspects = half if excess(with_half_back) <= excess(with_rest_back) else rest
+        steps.append(f"neither half alone passes; {'+'.join(suspects)} back helps most")
+    if not suspects:
+        raise SalkitError("the per-graph plan fails the gate with every graph on the reference plan")
+    fails = ", ".join(f"{what} {value:.3g} > {limit:.3g}" for what, value, limit in failures(metrics))
+    return suspects[0], f"{fails}; bisection: {'; '.join(steps) or 'the only graph off fp32'}"
+
+
+def judge_mix(gate: Gate, mix: dict[str, str]) -> dict[str, Any]:
+    """The verdict on a per-graph plan, in the shape :meth:`Gate.judge` gives one on a single plan
+    (``graphs``: those off the reference; ``culprit``: the graph the bisection blames)."""
+    off = [name for name, plan in mix.items() if plan != REFERENCE_PLAN]
+    try:
+        metrics = measure_mix(gate, gate.manifest, mix)
+    except SalkitError as err:
+        return {"passed": False, "graphs": off, "reason": f"per-graph plan {describe(mix)} cannot run here: "
+                                                          f"{str(err).splitlines()[0]}"}
+    verdict: dict[str, Any] = {**metrics, "passed": not failures(metrics), "images": int(gate.images.shape[0]), "graphs": off}
+    if verdict["passed"]:
+        return {**verdict, "reason": f"final maps within the gate on {gate.images.shape[0]} held photographs"}
+    culprit, why = blame_mix(gate, gate.manifest, mix, metrics)
+    return {**verdict, "culprit": culprit, "reason": f"per-graph plan fails the gate, graph {culprit} on {mix[culprit]} "
+                                                     f"is to blame: {why}"}
+
+
 @dataclasses.dataclass
 class MixSearch:
     manifest: Manifest
@@ -101,35 +153,10 @@ class MixSearch:
     faster: float  # a mix must take at most this fraction of the best single plan's time
 
     def _judge(self, mix: dict[str, str]) -> dict[str, float]:
-        outputs = self.gate.run(mix_view(self.manifest, mix), "auto", MIX, self.gate.images)
-        return compare(self.gate.kind, self.gate.reference, outputs, self.gate.broyden_tol)
-
-    def _back(self, mix: dict[str, str], graphs: list[str]) -> dict[str, str]:
-        return {name: REFERENCE_PLAN if name in graphs else plan for name, plan in mix.items()}
+        return measure_mix(self.gate, self.manifest, mix)
 
     def blame(self, mix: dict[str, str], metrics: dict[str, float]) -> tuple[str, str]:
-        """(graph, why): bisect the graphs off the reference, half back in fp32 at a time."""
-        suspects = [name for name, plan in mix.items() if plan != REFERENCE_PLAN]
-        steps = []
-        while len(suspects) > 1:
-            half, rest = suspects[: len(suspects) // 2], suspects[len(suspects) // 2:]
-            with_half_back = self._judge(self._back(mix, half))
-            if not failures(with_half_back):
-                suspects = half
-                steps.append(f"{'+'.join(half)} back in fp32: passes")
-                continue
-            with_rest_back = self._judge(self._back(mix, rest))
-            if not failures(with_rest_back):
-                suspects = rest
-                steps.append(f"{'+'.join(rest)} back in fp32: passes")
-                continue
-            # both halves add error: follow the one whose return helps more (the other is found next round)
-            suspects = half if excess(with_half_back) <= excess(with_rest_back) else rest
-            steps.append(f"neither half alone passes; {'+'.join(suspects)} back helps most")
-        if not suspects:
-            raise SalkitError("the per-graph plan fails the gate with every graph on the reference plan")
-        fails = ", ".join(f"{what} {value:.3g} > {limit:.3g}" for what, value, limit in failures(metrics))
-        return suspects[0], f"{fails}; bisection: {'; '.join(steps) or 'the only graph off fp32'}"
+        return blame_mix(self.gate, self.manifest, mix, metrics)
 
     def run(self, single: str) -> dict[str, Any]:
         """The record for ``precision_choice``; ``single``: the plan export chose for every graph."""
@@ -174,4 +201,5 @@ class MixSearch:
                 "mix_reason": f"per-graph plan passed the gate and takes {ratio:.2f}× the time of {single}"}
 
 
-__all__ = ["MIX", "GraphPlanTimer", "MixSearch", "graph_candidates", "mix_view", "time_graph_plans"]
+__all__ = ["MIX", "GraphPlanTimer", "MixSearch", "blame_mix", "graph_candidates", "judge_mix", "measure_mix", "mix_view",
+           "time_graph_plans"]
