@@ -49,6 +49,7 @@ def _recipe(results: dict[str, Any]) -> list[str]:
     lines = ["| job | trainer | epochs | steps | CPU s / step | CPU min | options |", "|---|---|---:|---:|---:|---:|---|"]
     for name, job in train.items():
         options = " ".join(job["args"]) + (f" (starts from {job['init']})" if job.get("init") else "")
+        options += f" (starts from {job['trunk']}'s trunk)" if job.get("trunk") else ""
         options += " (scribbles derived from the train masks)" if job.get("data") == "scribbles" else ""
         n, r = steps.get(name), rate.get(name)
         cost = f"{r:.2f} | {r * n / 60:.1f}" if n and r else "— | —"
