@@ -24,7 +24,7 @@ import click
 from salkit.base.atomic import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from real_train import BIN  # noqa: E402
+from real_train import BIN  # noqa: E402 — after the sys.path line above
 
 GX_TRIAL = "lite_GX_224px_+_IoU,_2400_photos"
 HELD_JUDGED = 200
