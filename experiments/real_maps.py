@@ -1,6 +1,6 @@
 """`make real`'s maps and picture: every model's test-split maps at each photo's own size, 6 of them drawn.
 
-The two bundles run through the runtime's Python API (what a user deploys): coop Ŷ (the
+The two bundles run through the runtime's Python API (what a user deploys; in float32 on ONNX Runtime): coop Ŷ (the
 generator's mean over latent samples), Ỹ (after the energy's K Langevin steps), epistemic
 uncertainty; QE-FPN. The baselines that have no bundle — G(X) with h = 0, G(X,h) alone (mean
 over latent samples) and the scribble-trained coop model — run through the torch reference
@@ -107,8 +107,10 @@ def maps_shard(out: Path, jobs: dict[str, Any], shard: int, shards: int) -> int:
     if "scribble" in jobs:
         scribble = torch_maps(out / "scribble" / "last.pt", photos, "coop", indices)
         by_torch["scribble_yhat"], by_torch["scribble_ytilde"] = scribble["yhat"], scribble["ytilde"]
-    with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu", threads=1) as coop, \
-            Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu", threads=1) as qefpn:
+    # float32 named, not "auto": auto may probe a reduced-precision variant per process, and the shards
+    # must run one plan (the gate bounds what a reduced plan changes; the maps judge the models).
+    with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu", precision="fp32", threads=1) as coop, \
+            Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu", precision="fp32", threads=1) as qefpn:
         size = coop.manifest.input_size
         for k, (photo, i) in enumerate(zip(photos, indices, strict=True)):
             x = to_batch([photo], size, coop.manifest.mean, coop.manifest.std).x

@@ -77,7 +77,7 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
     assert real_maps.stage_maps(out, real.recipe_jobs("smoke"), "energy", lambda m: None, workers=1)["photos"] == 4
     for folder in real.MAP_FOLDERS.values():
         for stem in test_ids:
-            assert (out / "maps" / folder / f"{stem}.png").read_bytes() == (sharded / folder / f"{stem}.png").read_bytes()
+            assert (out / "maps" / folder / f"{stem}.png").read_bytes() == (sharded / folder / f"{stem}.png").read_bytes(), (folder, stem)
     # a second call resumes: every stage is marked done, nothing is trained again
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- real-photographs:begin -->\nold\n<!-- real-photographs:end -->\n\n## after\n")
