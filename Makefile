@@ -44,11 +44,12 @@ repro: $(STAMP)
 
 # Train on DUTS-TR from ImageNet EfficientNet-Lite0, export, judge on all of PASCAL-S (≤ 60 min on 2 idle cores;
 # resumes where it stopped; REAL_ARGS="--recipe full" for the hours-long one).
-# The report shows the recipe trials (experiments/real_trials.py) recorded in REAL_TRIALS.
+# The report shows the recipe trials recorded in REAL_TRIALS: the kept record docs/real/trials.json (runs/ is not
+# kept; experiments/real_trials.py writes runs/real_trials/trials.json, copy it there to publish new trials).
 REAL_OUT ?= runs/real
 REAL_DATA ?= ../shared/data/pascal-s
 REAL_TRAIN_DATA ?= ../shared/data/duts-tr
-REAL_TRIALS ?= runs/real_trials/trials.json
+REAL_TRIALS ?= docs/real/trials.json
 real: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) --train-data $(REAL_TRAIN_DATA) $(if $(wildcard $(REAL_TRIALS)),--trials $(REAL_TRIALS)) $(REAL_ARGS)
 
