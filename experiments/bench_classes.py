@@ -20,7 +20,9 @@ from salkit.base.atomic import atomic_write_text
 from salkit.base.errors import SalkitError
 
 # Widest first: a CPU with AMX also has AVX-512 and AVX2.
-TIERS = (("amx", "AMX", ("amx_bf16", "amx_int8")), ("avx512", "AVX-512", ("avx512f",)), ("avx2", "AVX2", ("avx2",)))
+# AVX-512 with BF16 (Zen 4, Cooper Lake) is a class of its own: bf16 plans exist there and not on other AVX-512 CPUs.
+TIERS = (("amx", "AMX", ("amx_bf16", "amx_int8")), ("avx512bf16", "AVX-512 BF16", ("avx512_bf16",)),
+         ("avx512", "AVX-512", ("avx512f",)), ("avx2", "AVX2", ("avx2",)))
 FAMILIES = ("Xeon", "EPYC", "Core", "Ryzen", "Opteron")
 
 

@@ -193,6 +193,7 @@ def test_records_of_two_classes_without_keep_give_two_tables() -> None:
 
 @pytest.mark.parametrize("cpu, key", [(EPYC, "avx2-epyc"), (AMX, "amx-xeon"),
                                       ({"model": "Intel(R) Xeon(R) Processor @ 2.60GHz", "flags": ["avx2", "avx512f"]}, "avx512-xeon"),
+                                      ({"model": "AMD EPYC", "flags": ["avx2", "avx512f", "avx512_bf16"]}, "avx512bf16-epyc"),
                                       ({"model": "QEMU Virtual CPU", "flags": []}, "x86")])
 def test_cpu_class_from_the_recorded_flags_and_model(cpu: dict, key: str) -> None:
     from experiments.bench_classes import cpu_class
