@@ -325,3 +325,39 @@ def test_a_trunk_job_waits_for_its_trunk_and_starts_from_that_backbone(tmp_path:
     (tmp_path / "qefpn" / "last.pt").write_bytes(b"")
     again = command(tmp_path, sources, "qefpn", job, 1, 20)  # the checkpoint holds the weights already
     assert "--backbone-weights" not in again and again[again.index("--resume") + 1] == str(tmp_path / "qefpn" / "last.pt")
+
+
+def test_trials_judge_a_make_real_checkpoint_and_start_from_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    import sys
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import real_trials
+
+    ids = (DATA / "train.txt").read_text().split()[:10]
+    root = _bad_copy(tmp_path, ids)
+    (root / "train.txt").write_text("\n".join(ids) + "\n")
+    tiny = ["--preset", "tiny", "--size", "32"]
+    monkeypatch.setattr(real_trials, "TRIALS", {"a": {"epochs": [1], "args": tiny},
+                                                "judged": {"epochs": [1], "real_job": "coop", "judge": "h0"},
+                                                "from it": {"epochs": [1], "init_real": "coop", "args": tiny}})
+    out, run = tmp_path / "trials", tmp_path / "real"
+    missing = CliRunner().invoke(real_trials.main, ["judged", "--out", str(out), "--data", str(root), "--real-run", str(run)])
+    assert missing.exit_code == 2 and "Traceback" not in missing.output, missing.output
+    assert missing.output.splitlines()[-1].startswith("error: make real's coop job has not finished in ")
+    assert CliRunner().invoke(real_trials.main, ["a", "--out", str(out), "--data", str(root)]).exit_code == 0
+    (run / "coop").mkdir(parents=True)
+    shutil.copyfile(out / "a" / "coop" / "last.pt", run / "coop" / "last.pt")
+    (run / "coop" / "finished").write_text(json.dumps({"cpu_s": 12.5, "steps_run": 1}) + "\n")
+    commands, real_train = [], real_trials._train
+    monkeypatch.setattr(real_trials, "_train", lambda cmd, log: commands.append(cmd) or real_train(cmd, log))
+    result = CliRunner().invoke(real_trials.main, ["judged", "from it", "--out", str(out), "--data", str(root),
+                                                   "--real-run", str(run)])
+    assert result.exit_code == 0, result.output
+    rows = {r["name"]: r for r in json.loads((out / "trials.json").read_text())}
+    assert rows["judged"]["train_cpu_s"] == 12.5 and rows["judged"]["real_job"] == "coop" and "ytilde" not in rows["judged"]
+    assert rows["judged"]["yhat"] == real_trials._judge(run / "coop" / "last.pt", root, out / "held.txt", "h0")["yhat"]
+    (cmd,) = commands  # "judged" trains nothing; "from it" starts from the make real checkpoint
+    assert cmd[cmd.index("--init") + 1] == str(run / "coop" / "last.pt") and (out / "from_it" / "trial.json").is_file()

@@ -106,6 +106,30 @@ def test_ce_weight_schedule_under_full_supervision(tmp_path: Path, data: Path, f
     assert (lambdas == [0.5, 0.5, 0.5]) == constant and (lambdas[2] < lambdas[0]) != constant
 
 
+@pytest.mark.parametrize("flag, noise", [("--no-langevin-noise", False), (None, True)])
+def test_langevin_noise_can_be_turned_off(tmp_path: Path, data: Path, flag: str | None, noise: bool) -> None:
+    import torch
+
+    from salkit.train.coop import langevin
+
+    seen = []
+    real = langevin.revise_saliency
+
+    def spy(energy, y, x, steps, step_size, noise=True, **kw):
+        seen.append(noise)
+        return real(energy, y, x, steps, step_size, noise, **kw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        from salkit.train.coop import trainer
+
+        patch.setattr(trainer, "revise_saliency", spy)
+        result = _cli("--data", data, "--out", tmp_path / "o", *BASE, "--max-steps", "2", *([flag] if flag else []))
+    assert result.exit_code == 0, result.output
+    assert seen == [noise, noise]  # the Y chain of each step
+    saved = torch.load(tmp_path / "o" / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["train_config"]["coop"]["langevin_noise"] is noise
+
+
 def test_divergent_langevin_chain_stops_cleanly_with_last_good_checkpoint(tmp_path: Path, data: Path) -> None:
     out = tmp_path / "run"
     assert _cli("--data", data, "--out", out, *BASE, "--max-steps", "2", "--checkpoint-every", "1", "--grid-every", "2").exit_code == 0

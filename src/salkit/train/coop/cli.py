@@ -36,7 +36,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
              "energy_reg": 0.01, "ce_decay": False},
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
-                "lr_decay_every", "lr_schedule", "ce_weight", "energy_reg", "generator_only", "ce_decay", "energy_descent",
+                "lr_decay_every", "lr_schedule", "ce_weight", "energy_reg", "generator_only", "ce_decay", "langevin_noise", "energy_descent",
                 "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight")
 
 
@@ -59,6 +59,9 @@ SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen
 @click.option("--energy-step", type=float, default=None, help="δ_U, Langevin step on Y [0.4].")
 @click.option("--latent-step", type=float, default=None, help="δ_G, Langevin step on h [0.1].")
 @click.option("--sigma", type=float, default=None, help="σ, generator observation noise [0.3].")
+@click.option("--langevin-noise/--no-langevin-noise", "langevin_noise", default=None,
+              help="Noise in both Langevin chains (Eq. 2 and 7); the authors' code drops it for the last third of "
+                   "training [noise].")
 @click.option("--lr-gen", type=float, default=None)
 @click.option("--lr-backbone-scale", type=float, default=None,
               help="The backbone's learning rate as a fraction of --lr-gen [1; lite: 0.2].")
