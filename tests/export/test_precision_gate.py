@@ -125,13 +125,13 @@ class _StandIns:
     """Fast stand-ins for the gate's predictor and the timers: a plan whose int8 latent_decoder is
     used is wrong (saliency + 0.2); int8 graphs time half their fp32 graph, plans as PLAN_SECONDS."""
 
-    def __init__(self, wrong: tuple[str, ...]) -> None:
-        self.wrong, self.judged = wrong, []
+    def __init__(self, wrong: tuple[str, ...], wrong_plans: tuple[str, ...] = ()) -> None:
+        self.wrong, self.wrong_plans, self.judged = wrong, wrong_plans, []
 
     def run(self, manifest, backend, precision, x):
         files = {name: spec.file for name, spec in manifest.graphs.items()}
         self.judged.append(sorted(n for n, f in files.items() if ".int8." in f))
-        error = sum(0.2 for n in self.wrong if ".int8." in files[n])
+        error = sum(0.2 for n in self.wrong if ".int8." in files[n]) + (0.2 if f"{backend}:{precision}" in self.wrong_plans else 0.0)
         sal = np.full((x.shape[0], 1, 4, 4), 0.5 + error)
         return {"saliency": sal, "predictive": sal, "aleatoric": sal, "epistemic": sal}
 
@@ -148,14 +148,16 @@ class _StandIns:
         return [PLAN_SECONDS[plan] for plan in plans]
 
 
-def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wrong: tuple[str, ...]):
-    fakes = _StandIns(wrong)
+def _auto_export(tmp_path: Path, checkpoint: Path, calib: Path, monkeypatch, wrong: tuple[str, ...],
+                 wrong_plans: tuple[str, ...] = (), energy_steps: str = "trained"):
+    """precision auto with the stand-ins; the training's K by default, so the predict runs energy_grad."""
+    fakes = _StandIns(wrong, wrong_plans)
     monkeypatch.setattr(precision_auto, "run_with_predictor", fakes.run)
     monkeypatch.setattr(precision_auto, "time_graphs", fakes.graph_timer)
     monkeypatch.setattr(precision_auto, "time_plans", fakes.plan_timer)
     monkeypatch.setattr(precision_auto, "time_graph_plans", fakes.graph_plan_timer)
     out = tmp_path / "auto"
-    export_bundle(ExportOptions(ckpt=checkpoint, out=out, calib=calib, build_engines=False))  # precision auto
+    export_bundle(ExportOptions(ckpt=checkpoint, out=out, calib=calib, build_engines=False, energy_steps=energy_steps))
     return load_bundle(out), fakes
 
 
@@ -204,6 +206,44 @@ def test_auto_never_chooses_a_rejected_plan(tmp_path: Path, untrained_coop_check
     # int8 is fastest but rejected; bf16 (where the CPU has it) passed and beats fp32.
     assert manifest.chosen_plan() == (("openvino", "bf16") if bf16 and HAS_OPENVINO else ("ort-cpu", "fp32"))
     assert not manifest.gate_passed("ort-cpu:int8")
+
+
+def test_auto_leaves_an_energy_gradient_the_predict_never_runs_in_float32(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                                          synthetic_dataset: Path, monkeypatch,
+                                                                          simulated_cpu) -> None:
+    """The step gate kept K = 0: the gate's predict never runs energy_grad, so a reduced one would pass unjudged."""
+    from salkit.export import energy_steps
+
+    simulated_cpu("avx512")
+    real_gate = energy_steps.gate_energy_steps
+    monkeypatch.setattr(energy_steps, "gate_energy_steps", lambda *a: {**real_gate(*a), "chosen": 0})
+    manifest, _ = _auto_export(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, (), energy_steps="gate")
+    assert manifest.coop["langevin_steps"] == 0 and manifest.extra["energy_steps"]["trained"] > 0
+    assert manifest.precision_gate["ort-cpu:int8"]["passed"] is True
+    assert sorted(manifest.variants["int8"]) == ["encoder", "latent_decoder"]  # energy_grad not even quantized
+    assert "energy_grad" not in manifest.precision_choice.get("graph_seconds", {})
+    assert not (manifest.root / "energy_grad.int8.onnx").exists()
+
+
+@pytest.mark.skipif(not HAS_OPENVINO, reason="another engine's float32 is judged only where OpenVINO runs")
+@pytest.mark.parametrize("engine_wrong", [False, True])
+def test_auto_judges_another_engines_float32_and_the_runtime_obeys(tmp_path: Path, untrained_coop_checkpoint: Path,
+                                                                   synthetic_dataset: Path, monkeypatch, simulated_cpu,
+                                                                   engine_wrong: bool) -> None:
+    from salkit.runtime.plan import choose_plan
+
+    simulated_cpu("avx512")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the probe's choice is cached: not in the user's cache
+    manifest, _ = _auto_export(tmp_path, untrained_coop_checkpoint, synthetic_dataset, monkeypatch, ("latent_decoder",),
+                               ("openvino:fp32",) if engine_wrong else ())
+    verdict = manifest.precision_gate["openvino:fp32"]
+    assert verdict["passed"] is not engine_wrong and verdict["saliency_max_abs"] == pytest.approx(0.2 if engine_wrong else 0.0)
+    assert ("openvino:fp32" in manifest.precision_choice["seconds"]) is not engine_wrong  # only what passed is timed
+    fast_openvino = lambda manifest, backend, precision, threads: 1e-6 if backend == "openvino" else 1.0
+    plan = choose_plan(load_bundle(manifest.root), "auto", "fp32", threads=1, probe=fast_openvino)
+    assert plan.name == ("ort-cpu:fp32" if engine_wrong else "openvino:fp32"), plan.reason
+    if engine_wrong:
+        assert "the precision gate rejected openvino:fp32: openvino:fp32 fails the gate: saliency" in plan.reason
 
 
 def test_forced_int8_that_fails_the_gate_is_refused_and_nothing_written(tmp_path: Path, untrained_coop_checkpoint: Path,

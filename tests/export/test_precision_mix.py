@@ -108,7 +108,9 @@ def test_export_records_the_mix_its_timings_and_the_graph_the_gate_blamed(tmp_pa
         1.2 if (graph, p) == ("energy_grad", "ort-cpu:int8") else GRAPH_SECONDS[p] for p in plans])
     monkeypatch.setattr(precision_auto, "openvino_reason", lambda manifest=None: "left out of this test")
     out = tmp_path / "auto"
-    export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=out, calib=synthetic_dataset, build_engines=False))
+    # The training's K: the step gate could keep 0 steps, and then energy_grad (never run) is no candidate.
+    export_bundle(ExportOptions(ckpt=untrained_coop_checkpoint, out=out, calib=synthetic_dataset, build_engines=False,
+                                energy_steps="trained"))
     choice = load_bundle(out).precision_choice
     assert choice["plan"] == "ort-cpu:int8"  # the single plan stays, for runtimes without per-graph plans
     assert sorted(load_bundle(out).variants["int8"]) == ["encoder", "energy_grad", "latent_decoder"]  # paid, passed alone

@@ -217,3 +217,22 @@ def test_a_plan_that_fails_in_the_probe_is_passed_over(toy_coop) -> None:
     plan = choose_plan(load_bundle(toy_coop.path), "auto", "fp32", threads=1, probe=probe)
     assert plan.name == "ort-cpu:fp32" and "openvino:fp32 failed: graph 'encoder'" in plan.reason
     assert not cache_path().exists()  # not cached: the next start measures again
+
+
+def test_an_fp32_plan_the_gate_rejected_is_not_a_candidate(toy_coop, tmp_path, wrong_decoder, simulated_cpu) -> None:
+    """Another engine's float32 is judged like a reduced plan (a fixed-point solve can amplify engine differences);
+    the reference ort-cpu:fp32 stays allowed whatever a record says, and a bundle whose gate never judged
+    openvino:fp32 keeps it as a candidate."""
+    pytest.importorskip("openvino")
+    simulated_cpu("avx512")
+    judged = load_bundle(_bundle(toy_coop, tmp_path, wrong_decoder, {"openvino:fp32": rejected(), "ort-cpu:fp32": rejected()}))
+    probe = StandIn("openvino:fp32")
+    plan = choose_plan(judged, threads=1, probe=probe)
+    assert plan.name == "ort-cpu:fp32" and "openvino:fp32" not in probe.calls
+    assert "openvino:fp32 (the precision gate rejected openvino:fp32: saliency max |Δ| 0.31" in plan.reason, plan.reason
+    with pytest.raises(SalkitError, match=r"plan openvino:fp32 cannot run bundle .*: the precision gate rejected openvino:fp32"):
+        choose_plan(judged, "openvino", "fp32", threads=1)
+    assert choose_plan(judged, "openvino", "fp32", threads=1, check_gate=False).name == "openvino:fp32"
+    unjudged = load_bundle(with_precision_records(toy_coop.path, tmp_path / "old", gate={}))
+    probe = StandIn("openvino:fp32")
+    assert choose_plan(unjudged, threads=1, probe=probe).name == "openvino:fp32" and "openvino:fp32" in probe.calls

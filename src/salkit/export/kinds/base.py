@@ -41,6 +41,10 @@ class ExportKind:
         """Write the kind's loop settings into the manifest. Every kind."""
         raise NotImplementedError
 
+    def auto_graphs(self, manifest: Manifest) -> tuple[str, ...]:
+        """The candidate graphs the gate can judge in this bundle: those its default predict runs."""
+        return self.candidate_graphs
+
     def rows(self, manifest: Manifest, graph: str) -> int:
         """Rows ``graph`` runs on per image in the runtime's loop (what its speed is timed at)."""
         return 1

@@ -35,6 +35,13 @@ class CoopExport(ExportKind):
 
         manifest.coop = graphs_coop.coop_settings(model, train_config)
 
+    def auto_graphs(self, manifest: Manifest) -> tuple[str, ...]:
+        # With K = 0 (the step gate kept no step) the predict the precision gate judges never runs the
+        # energy gradient: a reduced energy_grad would pass unjudged, so it stays float32.
+        if self.energy_steps(manifest) == 0:
+            return tuple(g for g in self.candidate_graphs if g != "energy_grad")
+        return self.candidate_graphs
+
     def rows(self, manifest: Manifest, graph: str) -> int:
         # The loop decodes and refines N samples at once; the encoder runs once per image.
         return 1 if graph == "encoder" else int(manifest.coop.get("samples", 1) or 1)

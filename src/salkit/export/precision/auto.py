@@ -2,11 +2,13 @@
 
 ``auto`` (the default) on the CPU it runs on:
 
-1. int8 (where the CPU has an int8 path): quantize the candidate graphs ((the model kind's ``candidate_graphs``, :mod:`salkit.export.kinds`)) on the
+1. int8 (where the CPU has an int8 path): quantize the candidate graphs (the model kind's ``auto_graphs``: its
+   ``candidate_graphs`` that the bundle's default predict runs, :mod:`salkit.export.kinds`) on the
    calibration photographs, keep a graph only where its int8 artefact runs faster than float32
    (a short timing of the graph alone, each file on the faster of ONNX Runtime and OpenVINO), then gate the plan on the final maps; while it fails,
    the graph the gate blames goes back to float32 and the rest are judged again;
-2. bf16 (an OpenVINO compile hint, no artefact) only where the CPU has native bf16;
+2. bf16 (an OpenVINO compile hint, no artefact) only where the CPU has native bf16; OpenVINO's
+   float32 is judged too (another engine's rounding, which a fixed-point solve can amplify);
 3. time a full predict of every passing plan against ort-cpu fp32 and record the fastest, or fp32
    when nothing passes or nothing is faster. Artefacts of plans that did not pass are deleted;
 4. beside that single plan, a per-graph plan (each graph on its own engine and precision, chosen by
@@ -279,13 +281,17 @@ def _auto(job: PrecisionJob, choice: dict[str, Any]) -> None:
     gate[plan_name("ort-cpu", "fp16")] = {"passed": False, "reason": f"fp16 not tried on {cpu.model}: ONNX Runtime's "
                                           "CPU kernels have no native fp16 arithmetic (a GPU precision: force it)"}
     gate[plan_name("openvino", "bf16")] = _bf16(job, ov)
+    if not ov and job.calib is not None:
+        # Another engine's float32 is another rounding order: a fixed-point solve can amplify it past the gate
+        # (the paper QE-FPN on openvino:fp32: max |Δ| 0.051), so the runtime's auto runs it only when judged here.
+        gate[plan_name("openvino", "fp32")] = job.judge(plan_name("openvino", "fp32"), prune=False)
     if not cpu.int8:  # the runtime here would not run an int8 plan: none is made
         gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": cpu.lacks("int8")}
     elif job.calib is None:
         gate[plan_name("ort-cpu", "int8")] = {"passed": False, "reason": "no --calib photographs to calibrate and gate int8 on"}
     else:
         failed: dict[str, str] = {}
-        names = job.write("int8", get_export_kind(manifest.model_kind).candidate_graphs, failed)
+        names = job.write("int8", get_export_kind(manifest.model_kind).auto_graphs(manifest), failed)
         dropped = {**failed, **job.keep_paying("int8", names)}
         verdict = job.judge(plan_name("ort-cpu", "int8"), prune=True)
         verdict["dropped"] = {**dropped, **verdict.get("dropped", {})}
@@ -326,7 +332,7 @@ def _single_plan(job: PrecisionJob, choice: dict[str, Any]) -> None:
 def _per_graph_plan(job: PrecisionJob, openvino: str) -> None:
     """Beside the single plan: each graph on its own engine and precision (salkit.export.precision.mix)."""
     manifest = job.manifest
-    graphs = [g for g in get_export_kind(manifest.model_kind).candidate_graphs if g in manifest.graphs]
+    graphs = [g for g in get_export_kind(manifest.model_kind).auto_graphs(manifest) if g in manifest.graphs]
     assert job.cpu is not None and job.graph_plan_timer is not None and job.plan_timer is not None
     search = MixSearch(manifest, job.gate, graphs, {g: graph_candidates(manifest, g, job.cpu, openvino) for g in graphs},
                        job.feeds, job.graph_plan_timer, job.plan_timer, job.progress, FASTER)

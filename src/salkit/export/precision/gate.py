@@ -23,12 +23,12 @@ import numpy as np
 
 from salkit.base.errors import SalkitError
 from salkit.export.kinds import get_export_kind
-from salkit.runtime.bundle import Manifest, plan_name, split_plan
+from salkit.runtime.bundle import Manifest, split_plan
+from salkit.runtime.precision import REFERENCE_PLAN
 
 SALIENCY_MEAN_ABS = 0.003
 SALIENCY_MAX_ABS = 0.05
 ENTROPY_MEAN_ABS = 0.01
-REFERENCE_PLAN = plan_name("ort-cpu", "fp32")
 GATE_SEED = 0
 
 Outputs = dict[str, np.ndarray]
