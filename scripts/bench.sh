@@ -46,7 +46,9 @@ train-coop --data "$OUT/data" --out "$OUT/coop" --preset paper --size "$SIZE" --
 train-qefpn --data "$OUT/data" --out "$OUT/qefpn" --preset paper --size "$SIZE" --batch-size 2 --max-steps 1 --force
 
 stage "export → $OUT/bundle_coop, $OUT/bundle_qefpn"
-export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force "${CALIB_ARGS[@]}"
+# The paper's K = 5: the step gate would judge the energy of a one-step training (it kept K = 0 on the AMD EPYC run
+# of 2026-12-07, so that record's paper row times no energy step, torch's side too).
+export-trt --ckpt "$OUT/coop/last.pt" --out "$OUT/bundle_coop" --force --energy-steps trained "${CALIB_ARGS[@]}"
 export-trt --ckpt "$OUT/qefpn/last.pt" --out "$OUT/bundle_qefpn" --force "${CALIB_ARGS[@]}"
 
 stage "bench → $OUT/coop.json, $OUT/qefpn.json"

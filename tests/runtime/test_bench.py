@@ -263,3 +263,17 @@ def test_bench_compares_plans_interleaved(toy_coop, tmp_path) -> None:
     assert other["max_abs_vs_first"] <= 1e-5 and other["relative_speed"] > 0
     assert set(other["graphs_p50_ms"]) == {"encoder", "latent_decoder", "energy_grad"}
     assert "plan openvino:fp32 batch 2" in result.output
+
+
+def test_a_plan_the_gate_rejected_is_still_compared_and_says_so(toy_coop, tmp_path) -> None:
+    pytest.importorskip("openvino")
+    from tests.runtime.toy_precision import rejected, with_precision_records
+
+    bundle = with_precision_records(toy_coop.path, tmp_path / "b", gate={"openvino:fp32": rejected("saliency max |Δ| 0.102 > 0.05")})
+    out = tmp_path / "plans.json"
+    result = _bench("--engine", bundle, "--batch", "1", "--repeat", "1", "--threads", "1", "--backend", "ort-cpu",
+                    "--precision", "fp32", "--compare-plans", "openvino:fp32", "--json", out)
+    assert result.exit_code == 0, result.output
+    plans = json.loads(out.read_text())["plans"]
+    assert plans["openvino:fp32"]["1"]["gate_rejected"] == "saliency max |Δ| 0.102 > 0.05"
+    assert "gate_rejected" not in plans["ort-cpu:fp32"]["1"] and plans["openvino:fp32"]["1"]["images_per_s"] > 0

@@ -6,7 +6,11 @@ buffers the predict bound, so their ratio holds even when the absolute numbers w
 and batch size::
 
     {"images_per_s", "p50_ms", "relative_speed" (images/s ÷ the first plan's), "relative_to" (its name),
-     "graphs_p50_ms": {graph: ms}, "max_abs_vs_first": max |saliency − first plan's saliency|}
+     "graphs_p50_ms": {graph: ms}, "max_abs_vs_first": max |saliency − first plan's saliency|,
+     "gate_rejected": the gate's reason, only for a plan the bundle's precision gate rejected}
+
+A plan the gate rejected is still timed (a speed comparison; ``--no-gate-check`` runs it too), and its
+rows say so: auto never runs it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 
 from salkit.base.errors import SalkitError
 from salkit.runtime.bundle import Manifest
+from salkit.runtime.precision import gate_verdict
 from salkit.runtime.predictor import Predictor
 
 
@@ -51,8 +56,13 @@ def compare(
             for name in names:
                 backend, precision = name.split(":")
                 # Exactly the plan named, or an error: a row labelled bf16 must not time fp32.
-                predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads, fallback=False)
+                predictors[name] = Predictor(manifest, backend=backend, precision=precision, threads=threads, fallback=False,
+                                             check_gate=False)
             _compare_batch(predictors, names, batch, x, latents, steps, warmup, repeat, progress, result)
+            for name in names:
+                passed, reason = gate_verdict(manifest, name)
+                if passed is False:
+                    result[name][str(batch)]["gate_rejected"] = reason or "rejected"
         finally:
             for p in predictors.values():
                 p.close()
