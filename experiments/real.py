@@ -53,10 +53,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its
 from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture
 from real_report import markdown, publish_readme, readme_section
 from real_table1 import front_page
-from real_train import BIN, RECIPES, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train
+from real_train import BIN, RECIPES, SCRIBBLE_SEED, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train
 
 __all__ = ["MAP_FOLDERS", "PICTURE_COLUMNS", "RECIPES", "centred_gaussian", "main", "real"]
-SCRIBBLE_SEED = 0
 REPORT_DOC = "docs/results.md"  # the whole report; the README's section links to it
 REPORT_MARKERS = ("<!-- real-photographs-details:begin -->", "<!-- real-photographs-details:end -->")
 

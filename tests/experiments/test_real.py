@@ -308,6 +308,13 @@ def test_a_job_that_continues_another_trains_on_photos_the_other_has_not_seen(tm
     for name, job in hour.items():
         if job.get("init") == "gx":
             assert job["skip"] >= hour["gx"]["images"], name
+    from real_train import HELDOUT  # importable once _real_module put experiments/ on the path
+
+    for recipe in ("hour", "full"):  # every job's photos exist: DUTS-TR's pool after the held-out ids
+        for name, job in real.RECIPES[recipe].items():
+            assert job.get("skip", 0) + job["images"] <= 10553 - HELDOUT, (recipe, name)
+    energy, coop = hour["energy"], hour["coop"]  # the energy fine-tune refines coop's maps of photos coop has not seen
+    assert energy["skip"] >= coop["skip"] + coop["images"]
 
 
 def test_a_trunk_job_waits_for_its_trunk_and_starts_from_that_backbone(tmp_path: Path) -> None:
@@ -361,3 +368,37 @@ def test_trials_judge_a_make_real_checkpoint_and_start_from_one(tmp_path: Path, 
     assert rows["judged"]["yhat"] == real_trials._judge(run / "coop" / "last.pt", root, out / "held.txt", "h0")["yhat"]
     (cmd,) = commands  # "judged" trains nothing; "from it" starts from the make real checkpoint
     assert cmd[cmd.index("--init") + 1] == str(run / "coop" / "last.pt") and (out / "from_it" / "trial.json").is_file()
+
+
+def test_a_scribble_trial_trains_on_the_scribbles_make_real_derives_from_its_photos(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import real_trials
+
+    from salkit.base.layout import read_mask_bool
+    from salkit.train.data.scribbles import scribble_from_mask, scribble_rng
+
+    ids = (DATA / "train.txt").read_text().split()[:10]
+    root = _bad_copy(tmp_path, ids)
+    (root / "train.txt").write_text("\n".join(ids) + "\n")
+    monkeypatch.setattr(real_trials, "TRIALS", {"s": {"epochs": [1], "images": 4, "data": "scribbles", "judge": "coop",
+                                                      "args": ["--preset", "tiny", "--size", "32", "--scribble"]}})
+    commands, real_train = [], real_trials._train
+    monkeypatch.setattr(real_trials, "_train", lambda cmd, log: commands.append(cmd) or real_train(cmd, log))
+    out = tmp_path / "trials"
+    result = CliRunner().invoke(real_trials.main, ["s", "--out", str(out), "--data", str(root)])
+    assert result.exit_code == 0, result.output
+    (cmd,) = commands
+    scribbles = Path(cmd[cmd.index("--data") + 1])
+    trained = Path(cmd[cmd.index("--split") + 1]).read_text().split()
+    assert trained == (out / "fit.txt").read_text().split()[:4]  # the trial's photos, none of the held-out ones
+    for stem in trained:  # make real's derivation (its seed), photo by photo
+        mask = read_mask_bool(root / "gt" / f"{stem}.png")
+        expected = scribble_from_mask(mask, scribble_rng(real_trials.SCRIBBLE_SEED, stem))
+        assert (np.asarray(Image.open(scribbles / "scribble" / f"{stem}.png")) == expected).all()
+    row = json.loads((out / "trials.json").read_text())[0]
+    assert "ytilde" in row and row["n_held"] == 2
