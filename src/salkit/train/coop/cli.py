@@ -37,7 +37,7 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
                 "lr_decay_every", "lr_schedule", "ce_weight", "energy_reg", "generator_only", "ce_decay", "langevin_noise", "energy_descent",
-                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight")
+                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight", "smoothness_weight")
 
 
 @click.command(name="train-coop", epilog=cli_options.presets_epilog(TRAIN_PRESETS),
@@ -87,6 +87,9 @@ SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen
               help="With --energy-only: generator samples averaged into Ŷ [4].")
 @click.option("--iou-weight", type=float, default=None,
               help="Weight of a soft-IoU term beside the generator's BCE against full masks; 0 = paper [0].")
+@click.option("--smoothness-weight", type=float, default=None,
+              help="With --scribble: weight of an edge-aware smoothness term on the generator's map (not in the "
+                   "paper; the scribble CE reaches only the labelled pixels); 0 = off [0].")
 @click.option("--descent-iou", type=float, default=None,
               help="Weight of a soft-IoU term beside the descent's BCE (--energy-only, --energy-descent) [0].")
 @report_user_errors
@@ -105,6 +108,9 @@ def _validate(o: dict[str, Any]) -> None:
     cli_options.positive("dump_recovered", o.get("dump_recovered"), allow_zero=True)
     if o.get("dump_recovered") and not o.get("scribble"):
         raise SalkitError("--dump-recovered needs --scribble (there is nothing to recover under full supervision)")
+    cli_options.positive("smoothness_weight", o.get("smoothness_weight"), allow_zero=True)
+    if o.get("smoothness_weight") and not o.get("scribble"):
+        raise SalkitError("--smoothness-weight is for --scribble (full masks label every pixel already)")
     if o.get("generator_only") and o.get("scribble"):
         raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     cli_options.positive("energy_descent", o.get("energy_descent"), allow_zero=True)

@@ -43,10 +43,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from salkit.base.images import IMAGENET_MEAN, IMAGENET_STD
 from salkit.train.coop.langevin import Chain
 from salkit.train.coop.scribble_langevin import infer_latent_observed, recover_saliency
-from salkit.train.coop.trainer import CoopSettings, CoopTrainer, mask_to_logits
+from salkit.train.coop.trainer import CoopSettings, CoopTrainer, mask_to_logits, unnormalise
 from salkit.train.engine.logs import save_grid
 
 SCRIBBLE_UNKNOWN, SCRIBBLE_FG, SCRIBBLE_BG = 0, 1, 2
@@ -105,7 +104,8 @@ def scribble_step(trainer: ScribbleTrainer, batch: dict[str, torch.Tensor]) -> d
 
     gap = trainer._update_energy(x, y_rec, y_tilde, weights=annotated)
     constant = None if trainer.scribble.ce_decay else s.ce_weight
-    regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed, ce_weight=constant)
+    regression, ce, lam = trainer._update_generator(feats, h_tilde, y_tilde, labels, ce_mask=observed, ce_weight=constant,
+                                                    image=x)
 
     scribble_map = _scribble_picture(batch["scribble"])
     trainer._last = {"image": x, "mask": scribble_map, "y_hat": y_hat, "y_tilde": y_tilde, "y_rec": y_rec}
@@ -167,7 +167,5 @@ def _maybe_dump(trainer: ScribbleTrainer, x: torch.Tensor, scribble_map: torch.T
     step = trainer.step + 1  # the engine counts this step after train_step returns
     if not every or step % every or not trainer.dist.is_main:
         return
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    panels = [x * std + mean, scribble_map, recovered] + ([gt] if gt is not None else [])
+    panels = [unnormalise(x), scribble_map, recovered] + ([gt] if gt is not None else [])
     save_grid(panels, trainer.out / "recovered" / f"step_{step:07d}.png", max_rows=x.shape[0])

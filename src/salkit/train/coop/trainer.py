@@ -43,7 +43,7 @@ from salkit.train.coop.energy_losses import corrupt_masks, descent_loss
 from salkit.train.coop.langevin import revise_latent, revise_saliency
 from salkit.train.engine.schedule import linear_warmup_decay
 from salkit.train.engine.trainer import Trainer
-from salkit.train.losses import soft_iou_loss
+from salkit.train.losses import edge_aware_smoothness, soft_iou_loss
 
 MASK_EPS = 1e-4
 
@@ -84,6 +84,9 @@ class CoopSettings:
     # Not in the paper: weight of a soft-IoU term beside the generator's BCE against full masks (0 = the
     # paper's BCE alone). Scribble supervision (partial masks) keeps its BCE alone.
     iou_weight: float = 0.0
+    # Not in the paper: weight of an edge-aware smoothness term on the generator's map, for scribble
+    # supervision (losses.edge_aware_smoothness); 0 = off. The scribble CE reaches only the labelled pixels.
+    smoothness_weight: float = 0.0
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -91,6 +94,13 @@ def ce_weight_at(step: int, total_steps: int, start: float) -> float:
     if total_steps <= 0:
         return 0.0
     return start * max(0.0, 1.0 - step / total_steps)
+
+
+def unnormalise(image: torch.Tensor) -> torch.Tensor:
+    """An ImageNet-normalised batch (B,3,S,S) back to [0, 1] pixel values."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return image * std + mean
 
 
 def mask_to_logits(mask: torch.Tensor) -> torch.Tensor:
@@ -209,10 +219,11 @@ class CoopTrainer(Trainer):
 
     def _update_generator(
         self, feats: list[torch.Tensor], h_tilde: torch.Tensor, y_tilde: torch.Tensor | None, mask: torch.Tensor,
-        ce_mask: torch.Tensor | None = None, ce_weight: float | None = None,
+        ce_mask: torch.Tensor | None = None, ce_weight: float | None = None, image: torch.Tensor | None = None,
     ) -> tuple[float, float, float]:
         """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all);
-        ``ce_weight``: λ for this step (None = the decaying schedule); ``y_tilde`` None: no regression term."""
+        ``ce_weight``: λ for this step (None = the decaying schedule); ``y_tilde`` None: no regression term;
+        ``image`` (the normalised batch): the smoothness term's photo, when ``smoothness_weight`` is set."""
         s = self.settings
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
@@ -225,14 +236,15 @@ class CoopTrainer(Trainer):
         else:
             ce = F.binary_cross_entropy_with_logits(logits, mask, weight=ce_mask, reduction="sum") / ce_mask.sum().clamp(min=1.0)
         lam = ce_weight_at(self.step, self.total_steps, s.ce_weight) if ce_weight is None else ce_weight
-        (regression + lam * ce).backward()
+        loss = regression + lam * ce
+        if s.smoothness_weight > 0 and image is not None:
+            loss = loss + s.smoothness_weight * edge_aware_smoothness(torch.sigmoid(logits), unnormalise(image))
+        loss.backward()
         optimizer.step()
         return float(regression.detach()), float(ce.detach()), lam
 
     def grid_panels(self, batch: Any) -> list[torch.Tensor]:
         if not self._last:
             return []
-        mean = torch.tensor(IMAGENET_MEAN, device=self._last["image"].device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=self._last["image"].device).view(1, 3, 1, 1)
-        image = self._last["image"] * std + mean
+        image = unnormalise(self._last["image"])
         return [image, self._last["mask"], torch.sigmoid(self._last["y_hat"]), torch.sigmoid(self._last["y_tilde"])]
