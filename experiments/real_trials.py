@@ -167,6 +167,11 @@ LITE_TRIALS.update({
     "make real scribble (hour recipe)": {"epochs": [1], "real_job": "scribble", "judge": "coop"},
     "scribble 1600 photos, no Langevin noise": {"epochs": [1], "images": 1600, "data": "scribbles", "judge": "coop",
                                                 "args": [*SCRIBBLE, "--no-langevin-noise"]},
+    # The recipe after these trials (G(X) on 8640 photos, the fine-tunes at lr × 0.2, scribbles on 2500): its checkpoints.
+    "make real G(X) (hour recipe, 8640 photos)": {"epochs": [1], "real_job": "gx", "judge": "h0"},
+    "make real G(X,h) alone (hour recipe, fine-tune at lr ×0.2)": {"epochs": [1], "real_job": "gxh", "judge": "latent"},
+    "make real coop (hour recipe, fine-tune at lr ×0.2)": {"epochs": [1], "real_job": "coop", "judge": "coop"},
+    "make real scribble (hour recipe, 2500 photos)": {"epochs": [1], "real_job": "scribble", "judge": "coop"},
     # Not in the paper: the edge-aware smoothness term of scribble-supervised saliency (Zhang et al. 2020, weight 0.3),
     # which spreads the strokes' labels over the regions they lie in; make real's scribble model is the baseline.
     "scribble 1600 photos, smoothness 0.3": {"epochs": [1], "images": 1600, "data": "scribbles", "judge": "coop",
