@@ -157,24 +157,26 @@ def test_two_process_ddp_in_scribble_mode_keeps_ranks_identical(tmp_path: Path, 
     assert sorted(p.name for p in (out / "recovered").iterdir()) == ["step_0000002.png"]
 
 
-def test_smoothness_weight_adds_the_edge_aware_term_on_the_photo_in_pixel_values(
-        tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """--smoothness-weight w: the generator's loss gains w · edge_aware_smoothness(sigmoid(G), photo in [0, 1]);
+@pytest.mark.parametrize(("flag", "term"), [("--smoothness-weight", "edge_aware_smoothness"),
+                                            ("--coherence-weight", "local_coherence")])
+def test_a_region_term_weight_adds_that_term_on_the_photo_in_pixel_values(
+        tmp_path: Path, data: Path, monkeypatch: pytest.MonkeyPatch, flag: str, term: str) -> None:
+    """--smoothness-weight / --coherence-weight w: the generator's loss gains w · term(sigmoid(G), photo in [0, 1]);
     0 (the default) leaves it out, and it is refused without --scribble."""
     import salkit.train.coop.trainer as trainer_module
 
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
-    real = trainer_module.edge_aware_smoothness
-    monkeypatch.setattr(trainer_module, "edge_aware_smoothness", lambda p, img: seen.append((p, img)) or real(p, img))
+    real = getattr(trainer_module, term)
+    monkeypatch.setattr(trainer_module, term, lambda p, img: seen.append((p, img)) or real(p, img))
     result = _cli("--scribble", "--data", data, "--out", tmp_path / "off", *BASE, "--max-steps", "1")
     assert result.exit_code == 0, result.output
     assert seen == []
-    result = _cli("--scribble", "--data", data, "--out", tmp_path / "on", *BASE, "--max-steps", "1", "--smoothness-weight", "0.3")
+    result = _cli("--scribble", "--data", data, "--out", tmp_path / "on", *BASE, "--max-steps", "1", flag, "0.3")
     assert result.exit_code == 0, result.output
     ((prob, image),) = seen
     prob, image = prob.detach(), image.detach()
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0 and float(image.max()) > 0.5  # pixel values, not z-scores
     assert float(prob.min()) >= 0.0 and float(prob.max()) <= 1.0 and image.shape[1] == 3 and prob.shape[1] == 1
-    result = _cli("--data", data, "--out", tmp_path / "full", *BASE, "--smoothness-weight", "0.3")
-    assert result.exit_code == 2 and "--smoothness-weight is for --scribble" in result.output
+    result = _cli("--data", data, "--out", tmp_path / "full", *BASE, flag, "0.3")
+    assert result.exit_code == 2 and f"{flag} is for --scribble" in result.output
     assert not (tmp_path / "full" / "last.pt").exists()

@@ -37,7 +37,8 @@ TRAIN_PRESETS: dict[str, dict[str, Any]] = {
 }
 SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen", "lr_backbone_scale", "lr_energy", "lr_decay",
                 "lr_decay_every", "lr_schedule", "ce_weight", "energy_reg", "generator_only", "ce_decay", "langevin_noise", "energy_descent",
-                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight", "smoothness_weight")
+                "energy_corrupt", "energy_only", "descent_starts", "descent_samples", "descent_iou", "iou_weight", "smoothness_weight",
+                "coherence_weight")
 
 
 @click.command(name="train-coop", epilog=cli_options.presets_epilog(TRAIN_PRESETS),
@@ -90,6 +91,9 @@ SETTING_KEYS = ("langevin_steps", "energy_step", "latent_step", "sigma", "lr_gen
 @click.option("--smoothness-weight", type=float, default=None,
               help="With --scribble: weight of an edge-aware smoothness term on the generator's map (not in the "
                    "paper; the scribble CE reaches only the labelled pixels); 0 = off [0].")
+@click.option("--coherence-weight", type=float, default=None,
+              help="With --scribble: weight of a local coherence term (near pixels alike in colour agree; not in the "
+                   "paper) on the generator's map; 0 = off [0].")
 @click.option("--descent-iou", type=float, default=None,
               help="Weight of a soft-IoU term beside the descent's BCE (--energy-only, --energy-descent) [0].")
 @report_user_errors
@@ -111,6 +115,9 @@ def _validate(o: dict[str, Any]) -> None:
     cli_options.positive("smoothness_weight", o.get("smoothness_weight"), allow_zero=True)
     if o.get("smoothness_weight") and not o.get("scribble"):
         raise SalkitError("--smoothness-weight is for --scribble (full masks label every pixel already)")
+    cli_options.positive("coherence_weight", o.get("coherence_weight"), allow_zero=True)
+    if o.get("coherence_weight") and not o.get("scribble"):
+        raise SalkitError("--coherence-weight is for --scribble (full masks label every pixel already)")
     if o.get("generator_only") and o.get("scribble"):
         raise SalkitError("--generator-only trains from full masks; it cannot be combined with --scribble")
     cli_options.positive("energy_descent", o.get("energy_descent"), allow_zero=True)

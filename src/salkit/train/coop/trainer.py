@@ -43,7 +43,7 @@ from salkit.train.coop.energy_losses import corrupt_masks, descent_loss
 from salkit.train.coop.langevin import revise_latent, revise_saliency
 from salkit.train.engine.schedule import linear_warmup_decay
 from salkit.train.engine.trainer import Trainer
-from salkit.train.losses import edge_aware_smoothness, soft_iou_loss
+from salkit.train.losses import edge_aware_smoothness, local_coherence, soft_iou_loss
 
 MASK_EPS = 1e-4
 
@@ -87,6 +87,9 @@ class CoopSettings:
     # Not in the paper: weight of an edge-aware smoothness term on the generator's map, for scribble
     # supervision (losses.edge_aware_smoothness); 0 = off. The scribble CE reaches only the labelled pixels.
     smoothness_weight: float = 0.0
+    # Not in the paper: weight of the local coherence term (losses.local_coherence: near pixels alike in colour
+    # agree, over a window of the photo) on the generator's map, for scribble supervision; 0 = off.
+    coherence_weight: float = 0.0
 
 
 def ce_weight_at(step: int, total_steps: int, start: float) -> float:
@@ -223,7 +226,7 @@ class CoopTrainer(Trainer):
     ) -> tuple[float, float, float]:
         """``ce_mask`` (B,1,S,S) in {0, 1}: the BCE averages over those pixels only (None = all);
         ``ce_weight``: λ for this step (None = the decaying schedule); ``y_tilde`` None: no regression term;
-        ``image`` (the normalised batch): the smoothness term's photo, when ``smoothness_weight`` is set."""
+        ``image`` (the normalised batch): the photo of the smoothness and coherence terms, when their weights are set."""
         s = self.settings
         optimizer = self.optimizers["generator"]
         optimizer.zero_grad(set_to_none=True)
@@ -239,6 +242,8 @@ class CoopTrainer(Trainer):
         loss = regression + lam * ce
         if s.smoothness_weight > 0 and image is not None:
             loss = loss + s.smoothness_weight * edge_aware_smoothness(torch.sigmoid(logits), unnormalise(image))
+        if s.coherence_weight > 0 and image is not None:
+            loss = loss + s.coherence_weight * local_coherence(torch.sigmoid(logits), unnormalise(image))
         loss.backward()
         optimizer.step()
         return float(regression.detach()), float(ce.detach()), lam
