@@ -200,6 +200,7 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
 
     from salkit.base.metrics import SCALARS, evaluate_dirs
 
+    started, cpu = time.time(), _cpu_seconds()
     folders = rows_for(run.jobs)
     gt = run.out / "test" / "gt"
     with ProcessPoolExecutor(max_workers=run.lanes, mp_context=multiprocessing.get_context("spawn")) as pool:  # a row per process
@@ -215,6 +216,10 @@ def stage_eval(run: Run, timings: dict[str, Any]) -> dict[str, Any]:
         base: {key: round(rows[f"{base} + refine"][key] - rows[base][key], 4) for key in SCALARS}
         for base in ("QE-FPN", "G(X)")
     }
+    # This stage's own share so far (the report is its last step), so that the duration covers every stage.
+    begun = run.out / "stages" / "eval.begun"
+    timings = {**timings, "eval": {"wall_s": round(time.time() - started, 1), "cpu_s": round(_cpu_seconds() - cpu, 1),
+                                   "wall_since_begun_s": round(time.time() - (float(begun.read_text()) if begun.is_file() else started), 1)}}
     train = timings.get("train", {})
     rates, steps = train.get("job_cpu_s_per_step") or {}, train.get("steps") or {}
     if rates and all(rates.get(n) for n in steps):  # whole jobs, also the parts an interrupted process ran

@@ -65,6 +65,10 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
     assert results["scribbles"]["images"] == 6 and 0 < results["scribbles"]["foreground_fraction"] < 0.2
     assert {"coop Ỹ, scribbles", "G(X,h) alone"} <= set(results["rows"])
     assert "| coop Ỹ |" in (out / "results.md").read_text()
+    # the recorded duration covers every stage, the evaluation that writes the report included
+    timing = results["timing"]
+    assert set(timing["stages_wall_s"]) == {"data", "train", "export", "maps", "eval"}
+    assert timing["stages_wall_s"]["eval"] > 0 and timing["stages_cpu_s"]["eval"] > 0
     with Image.open(out / "examples.png") as picture:
         assert picture.width > 6 * 160 and picture.height > 4 * 160
     # the maps were made in 3 processes (--lanes 3), a shard of the photos each: one process makes the same
