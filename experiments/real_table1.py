@@ -106,7 +106,7 @@ def front_page(results: dict[str, Any], picture: str, report: str) -> str:
     wall = sum(v or 0 for v in timing["stages_wall_s"].values()) / 60
     lines = [
         f"`make real` trains on DUTS-TR from ImageNet EfficientNet-Lite0 (recipe `{results['recipe']}`: {wall:.0f} min on "
-        f"{timing['cores']} cores of an {timing['cpu']}, train to maps) and judges on all {results['n_test']} PASCAL-S "
+        f"{timing['cores']} cores of an {timing['cpu']}, data to report) and judges on all {results['n_test']} PASCAL-S "
         "photographs, as the cooperative paper's Table 1 does (its ResNet-50 trained 30 epochs on a GPU):",
         "",
         *table(rows),
