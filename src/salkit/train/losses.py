@@ -33,7 +33,8 @@ def edge_aware_smoothness(prob: torch.Tensor, image: torch.Tensor, alpha: float 
 
 def local_coherence(prob: torch.Tensor, image: torch.Tensor, radius: int = 5, sigma_xy: float = 6.0,
                     sigma_rgb: float = 0.1, scale: float = 0.25) -> torch.Tensor:
-    """Σ over pixel pairs i, j less than ``radius`` cells apart of F(i, j)·|S_i − S_j|, over the pixels' number.
+    """Σ over pixel pairs i ≠ j at most ``radius`` cells apart in each direction (a (2r+1)² window) of
+    F(i, j)·|S_i − S_j|, over the pixels' number.
 
     prob (B,1,H,W) in [0, 1]; image (B,C,H,W) in [0, 1]. Both are first resized by ``scale``
     (bilinear); F(i, j) = exp(−|p_i − p_j|²/(2σ_xy²) − |I_i − I_j|²/(2σ_rgb²)), with the positions p
