@@ -61,6 +61,35 @@ def test_the_bisecting_gate_names_a_corrupted_graph_inside_a_mix(tmp_path: Path,
     assert delta.max() <= 0.05 and delta.mean() <= 0.003
 
 
+def test_one_plan_for_every_graph_that_failed_the_gate_is_bisected_not_kept_or_dropped(
+        tmp_path: Path, strong_coop_bundle: Path, synthetic_dataset: Path, simulated_cpu) -> None:
+    """Every graph is fastest on int8, and int8 for every graph failed the gate: the search must not
+    stop at "a single plan", but find the graph to blame and keep the others on int8."""
+    cpu = simulated_cpu("avx512")
+    bundle = tmp_path / "b"
+    shutil.copytree(strong_coop_bundle, bundle)
+    manifest = load_bundle(bundle)
+    for graph in ("encoder", "energy_grad"):  # exact copies: harmless
+        shutil.copyfile(bundle / f"{graph}.onnx", bundle / f"{graph}.int8.onnx")
+    _corrupted_copy(bundle / "latent_decoder.onnx", bundle / "latent_decoder.int8.onnx", 1.6, noise=1.0)
+    manifest.variants = {"int8": {g: {"file": f"{g}.int8.onnx", "sha256": sha256_file(bundle / f"{g}.int8.onnx")}
+                                  for g in GRAPHS}}
+    manifest.precision_gate = {"ort-cpu:int8": {"passed": False, "reason": "saliency max |Δ| too large"}}
+    gate = Gate(manifest, _held(manifest, synthetic_dataset))
+    record = _search(manifest, gate, cpu, openvino="left out of this test").run("ort-cpu:fp32")
+    assert [(b["graph"], b["plan"]) for b in record["mix_blamed"]] == [("latent_decoder", "ort-cpu:int8")]
+    assert record["graphs"] == {"encoder": "ort-cpu:int8", "latent_decoder": "ort-cpu:fp32", "energy_grad": "ort-cpu:int8"}
+    assert record["mix_gate"]["passed"] is True
+    # The same uniform plan, once it has passed the gate, is the single plan and is not judged again.
+    manifest.precision_gate["ort-cpu:int8"] = {"passed": True}
+    search = _search(manifest, gate, cpu, openvino="left out of this test")
+    search._judge = lambda mix: (_ for _ in ()).throw(AssertionError("judged a plan that had passed"))
+    for graph in GRAPHS:
+        shutil.copyfile(bundle / f"{graph}.onnx", bundle / f"{graph}.int8.onnx")
+    record = search.run("ort-cpu:int8")
+    assert "graphs" not in record and record["mix_reason"].endswith("ort-cpu:int8: a single plan, not a mix")
+
+
 def test_a_mix_that_is_one_plan_for_every_graph_or_no_faster_is_not_kept(tmp_path: Path, tiny_coop_bundle: Path,
                                                                           synthetic_dataset: Path, simulated_cpu) -> None:
     cpu = simulated_cpu("none")  # no int8, no bf16: fp32 on ort-cpu or OpenVINO

@@ -15,7 +15,8 @@ After the single plans are judged and timed (salkit.export.precision.auto):
 4. a mix that passes is kept only if its whole predict beats the best single plan's (timed
    together, interleaved) by the same margin a plan needs to replace fp32.
 
-A mix that is one plan for every graph is that single plan, not a mix. The record goes into
+A mix that is one plan for every graph is that single plan, not a mix, when that plan is the reference, the
+one chosen or one that passed the gate; one that failed the gate as a whole is bisected as in 3. The record goes into
 ``precision_choice`` beside the single plan (which stays, for runtimes without per-graph plans):
 ``graphs`` (only when kept), ``graph_seconds``, ``mix_seconds`` / ``mix_single_seconds``,
 ``mix_gate`` (the passing verdict), ``mix_blamed`` and ``mix_reason``.
@@ -152,6 +153,13 @@ class MixSearch:
     progress: Callable[[str], None]
     faster: float  # a mix must take at most this fraction of the best single plan's time
 
+    def _judged_whole(self, plan: str, single: str) -> bool:
+        """Whether ``plan`` for every graph is already settled as a single plan: the reference, the plan
+        chosen, or one that passed the gate. One that failed is bisected like any mix: its fastest graphs
+        may still pass without the graph to blame (measured: the real Lite0 coop bundle failed bf16 as a
+        whole, and the search stopped there, leaving its decoder in fp32)."""
+        return plan in (REFERENCE_PLAN, single) or bool(self.manifest.precision_gate.get(plan, {}).get("passed"))
+
     def _judge(self, mix: dict[str, str]) -> dict[str, float]:
         return measure_mix(self.gate, self.manifest, mix)
 
@@ -176,9 +184,9 @@ class MixSearch:
         while True:
             mix = {name: min((p for p in seconds[name] if p not in excluded[name]), key=seconds[name].__getitem__)
                    if name in seconds else REFERENCE_PLAN for name in self.graphs}
-            if len(set(mix.values())) == 1:
-                return {**record, "mix_reason": f"the fastest plan of every graph is {next(iter(mix.values()))}: "
-                                                f"a single plan, not a mix"}
+            uniform = next(iter(mix.values())) if len(set(mix.values())) == 1 else None
+            if uniform is not None and self._judged_whole(uniform, single):
+                return {**record, "mix_reason": f"the fastest plan of every graph is {uniform}: a single plan, not a mix"}
             self.progress(f"precision gate: per-graph plan {describe(mix)}")
             metrics = self._judge(mix)
             if not failures(metrics):
