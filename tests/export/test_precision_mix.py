@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from salkit.export.bundle_writer import ExportOptions, export_bundle
+from salkit.export.cli import summary_line
 from salkit.export.precision import auto as precision_auto
 from salkit.export.precision.gate import Gate, failures
 from salkit.export.precision.mix import MixSearch, graph_candidates, mix_view
 from salkit.runtime.bundle import load_bundle, sha256_file
+from salkit.runtime.graph_plans import describe
 from salkit.runtime.predictor import Predictor
 from tests.export.test_precision_gate import HAS_OPENVINO, _corrupted_copy, _held, _StandIns
 
@@ -152,11 +154,19 @@ def test_export_records_the_mix_its_timings_and_the_graph_the_gate_blamed(tmp_pa
     with plan:
         assert plan.graph_plans == choice.get("graphs", {})
         assert plan.plan_line.startswith("plan per graph (encoder ort-cpu:int8, latent_decoder ort-cpu:fp32")
+    # export's last line names the per-graph plan the runtime's auto runs first, not only the single plan
+    line = summary_line(out, load_bundle(out))
+    assert "precision ort-cpu:int8 (" in line
+    per_graph = line.split("; plan per graph ", 1)[1]
+    assert per_graph.startswith(describe(load_bundle(out).precision_choice["graphs"]) + " (per-graph plan passed the gate")
+    assert all(f"{graph} {plan}" in per_graph for graph, plan in choice["graphs"].items())
 
 
 def test_a_plan_that_cannot_run_a_graph_is_no_candidate_for_it(tmp_path: Path, tiny_coop_bundle: Path) -> None:
     """Measured here: OpenVINO could not compile a QDQ energy_grad. Such a plan times as inf, the export goes on."""
     from salkit.export.precision.mix import time_graph_plans
+
+    assert "plan per graph" not in summary_line(tiny_coop_bundle, load_bundle(tiny_coop_bundle))  # none kept: not named
 
     bundle = tmp_path / "b"
     shutil.copytree(tiny_coop_bundle, bundle)

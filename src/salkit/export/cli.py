@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from salkit.base.errors import SalkitError, report_user_errors
+
+if TYPE_CHECKING:
+    from salkit.runtime.bundle import Manifest
 
 
 @click.command(name="export-trt")
@@ -60,9 +64,19 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
                             triton_sys_path=tuple(str(p) for p in triton_sys_path), energy_steps=energy_steps,
                             split_energy=split_energy)
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
+    click.echo(summary_line(out, manifest))
+
+
+def summary_line(out: Path, manifest: Manifest) -> str:
+    """The export's last line: what was written and the plan ``auto`` runs on this CPU — the per-graph
+    plan when one was kept (the runtime's ``auto`` takes it first), else the single plan."""
+    from salkit.runtime.graph_plans import describe
+
     worst = max((g.validation.get("max_rel_err", 0.0) for g in manifest.graphs.values()), default=0.0)
     engines = manifest.engines.get("status", "not built")
     choice = manifest.precision_choice
-    click.echo(f"{out}: {manifest.model_kind} bundle, {len(manifest.graphs)} graphs, worst relative error "
-               f"{worst:.2e}, engines {engines}, precision {choice.get('plan', 'ort-cpu:fp32')} "
-               f"({choice.get('reason', '')})")
+    line = (f"{out}: {manifest.model_kind} bundle, {len(manifest.graphs)} graphs, worst relative error "
+            f"{worst:.2e}, engines {engines}, precision {choice.get('plan', 'ort-cpu:fp32')} ({choice.get('reason', '')})")
+    if choice.get("graphs"):
+        line += f"; plan per graph {describe(choice['graphs'])} ({choice.get('mix_reason', '')})"
+    return line
