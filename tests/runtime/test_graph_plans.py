@@ -74,6 +74,15 @@ def test_a_mixed_plan_runs_graph_by_graph_within_the_gate_of_fp32(toy_coop, int8
                                           "ort-cpu:fp32): auto chose the bundle's per-graph plan")
         got, want = mixed.predict_tensor(x, seed=0), ref.predict_tensor(x, seed=0)
         runners = {name: (r.backend, r.path.name) for name, r in mixed._runners.items()}
+        # Two engines on the same cores: ONNX Runtime's threads sleep after each run instead of spinning
+        # (spinning, they took the cores from OpenVINO's next graph); alone on the cores they keep spinning.
+        spin_key = "session.intra_op.allow_spinning"
+        assert {name: r.session.get_session_options().get_session_config_entry(spin_key)
+                for name, r in mixed._runners.items() if r.backend == "ort-cpu"} == {"encoder": "0", "energy_grad": "0"}
+        assert all(r.spin for r in ref._runners.values())
+        for runner in ref._runners.values():  # ONNX Runtime's default (spinning) is left alone: no entry set
+            with pytest.raises(RuntimeError, match="does not have configuration"):
+                runner.session.get_session_options().get_session_config_entry(spin_key)
     assert runners == {"encoder": ("ort-cpu", "encoder.int8.onnx"), "latent_decoder": ("openvino", "latent_decoder.onnx"),
                        "energy_grad": ("ort-cpu", "energy_grad.onnx")}
     delta = np.abs(got["saliency"] - want["saliency"])

@@ -102,7 +102,9 @@ class Predictor(ImageCalls):
     def _runner(self, graph: str) -> Runner:
         if graph not in self._runners:
             backend, precision = self._plan.plan_of(graph)
-            runner = create_runner(backend, self.manifest, graph, threads=self._threads, device=self.device, precision=precision)
+            engines = {self._plan.plan_of(name)[0] for name in self._plan.graphs} | {self.backend_name}
+            runner = create_runner(backend, self.manifest, graph, threads=self._threads, device=self.device, precision=precision,
+                                   shares_cores=len(engines) > 1)
             self._runners[graph] = runner.load()
         return self._runners[graph]
 

@@ -91,12 +91,15 @@ def device_for(backend: str) -> Device:
 
 def create_runner(
     backend: str, manifest: Manifest, graph: str, *, threads: int | None = None, device: Device | None = None, precision: str = "fp32",
+    shares_cores: bool = False,
 ) -> Runner:
     """A (not yet loaded) runner for one graph of a bundle at ``precision``.
 
     The precision picks the file (the bundle's ``variants[precision][graph]`` when it has one,
     else the fp32 graph) and, for OpenVINO, the inference precision (see salkit.runtime.precision).
-    A variant file's SHA-256 is checked here against the manifest.
+    A variant file's SHA-256 is checked here against the manifest. ``shares_cores``: other graphs of
+    the same loop run on another engine's threads, so ONNX Runtime's CPU threads must not spin
+    between runs (:class:`~salkit.runtime.backends.ort.OrtRunner`'s ``spin``).
     """
     from salkit.runtime.precision import backend_precisions, graph_file, verify_file
 
@@ -109,6 +112,8 @@ def create_runner(
     options: dict[str, Any] = {"graph": graph, "device": device}
     if backend == "openvino":
         options["precision"] = precision
+    if backend == "ort-cpu" and shares_cores:
+        options["spin"] = False
     if precision != "fp32":
         path, sha = graph_file(manifest, graph, precision)
         verify_file(path, sha, f"bundle {manifest.root}: {precision} graph {graph!r}")
