@@ -162,6 +162,17 @@ def test_export_records_the_mix_its_timings_and_the_graph_the_gate_blamed(tmp_pa
     assert all(f"{graph} {plan}" in per_graph for graph, plan in choice["graphs"].items())
 
 
+def test_each_graph_is_timed_on_the_rows_the_loop_runs_it_on(tiny_coop_bundle: Path) -> None:
+    """The latent decoder runs on the N samples of an image at once; the encoder once, and the energy's steps
+    on the samples' mean: one row each (timing energy_grad on N rows made its plans' times N× the loop's)."""
+    from salkit.export.kinds import get_export_kind
+
+    manifest = load_bundle(tiny_coop_bundle)
+    kind, samples = get_export_kind("coop"), int(manifest.coop["samples"])
+    assert samples > 1
+    assert {g: kind.rows(manifest, g) for g in GRAPHS} == {"encoder": 1, "latent_decoder": samples, "energy_grad": 1}
+
+
 def test_a_plan_that_cannot_run_a_graph_is_no_candidate_for_it(tmp_path: Path, tiny_coop_bundle: Path) -> None:
     """Measured here: OpenVINO could not compile a QDQ energy_grad. Such a plan times as inf, the export goes on."""
     from salkit.export.precision.mix import time_graph_plans

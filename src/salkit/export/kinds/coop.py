@@ -13,6 +13,7 @@ from salkit.export.kinds.base import ExportKind, Outputs, register_export_kind
 from salkit.runtime.bundle import Manifest
 
 ENTROPY_KEYS = ("predictive", "aleatoric", "epistemic")
+SAMPLE_GRAPHS = ("latent_decoder",)  # the graphs the loop runs on the N latent samples of each image at once
 
 
 class CoopExport(ExportKind):
@@ -43,8 +44,9 @@ class CoopExport(ExportKind):
         return self.candidate_graphs
 
     def rows(self, manifest: Manifest, graph: str) -> int:
-        # The loop decodes and refines N samples at once; the encoder runs once per image.
-        return 1 if graph == "encoder" else int(manifest.coop.get("samples", 1) or 1)
+        # The loop decodes N samples at once; the encoder runs once per image, and the energy's steps revise
+        # the mean of the samples, one map per image (salkit.runtime.loops: energy_grad on the batch's rows).
+        return int(manifest.coop.get("samples", 1) or 1) if graph in SAMPLE_GRAPHS else 1
 
     def gate_metrics(self, reference: Outputs, candidate: Outputs, tolerance: float) -> dict[str, float]:
         per_map = [float(np.abs(candidate[k].astype(np.float64) - reference[k]).mean()) for k in ENTROPY_KEYS if k in reference]
