@@ -261,3 +261,29 @@ def test_an_artefact_is_timed_on_its_fastest_engine(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(OpenVinoRunner, "load", load_refusing_b)
     stand_in = [1.0, 1.0, 0.25]  # ONNX Runtime a, b, OpenVINO a
     assert precision_auto.time_graphs(paths, feeds) == [0.25, 1.0]
+
+
+def test_each_plan_is_timed_at_the_precision_it_names(monkeypatch) -> None:
+    """time_plans names every plan's precision to the runtime: left to auto, "openvino:fp32" had run the
+    engine's fastest plan (int8 on a CPU with int8 units) and fp32 was recorded as fast as int8."""
+    import salkit.runtime.predictor as predictor_module
+    from salkit.export.precision.auto import time_plans
+
+    made = []
+
+    class Recorder:
+        def __init__(self, manifest, backend="auto", precision="auto", threads=None, *, fallback=True, **options):
+            made.append((backend, precision, fallback))
+
+        def predict_tensor(self, x, seed=0):
+            return {}
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(predictor_module, "Predictor", Recorder)
+    plans = [(None, "ort-cpu", "fp32"), (None, "openvino", "fp32"), (None, "openvino", "int8"), (None, "openvino", "bf16"),
+             (None, "auto", "mix")]
+    seconds = time_plans(plans, np.zeros((1, 3, 8, 8), np.float32))
+    assert len(seconds) == len(plans) and all(t >= 0 for t in seconds)
+    assert set(made) == {(b, p, False) for _, b, p in plans}

@@ -117,11 +117,15 @@ def time_plans(plans: list[tuple[Manifest, str, str]], x: np.ndarray) -> list[fl
     from salkit.runtime.predictor import Predictor
 
     predictors = []
+    named = "precision" in inspect.signature(Predictor).parameters
     try:
         for manifest, backend, precision in plans:
-            options: dict[str, Any] = {}
-            if precision in (*HINT_PRECISIONS, MIX) and "precision" in inspect.signature(Predictor).parameters:
-                options["precision"] = precision
+            # Always named where the runtime takes it, as the gate names it: left to auto, "openvino:fp32" ran
+            # whatever auto picked on that engine (on an AMD EPYC with bf16: openvino:int8, 424 ms a predict,
+            # against 743 for openvino:fp32 itself), and fp32 was recorded as fast as int8.
+            if not named and precision in (*HINT_PRECISIONS, MIX):
+                raise SalkitError(f"this runtime cannot compile graphs to {precision} (no precision hints)")
+            options: dict[str, Any] = {"precision": precision} if named else {}
             predictors.append(Predictor(manifest, backend=backend, fallback=False, **options))
         return best_interleaved([lambda p=p: p.predict_tensor(x, seed=0) for p in predictors], PLAN_REPEATS)
     finally:
