@@ -22,7 +22,8 @@ checkpoint (``--checkpoint-every`` steps, ``train-coop/train-qefpn --resume``):
    twin, the deterministic G(X) and latent G(X,h) baselines, the QE-FPN, and an optional ``energy``
    fine-tune that starts from the trained coop model; ``--lanes`` side by side, one progress line;
 3. ``export`` — ``export-trt`` with default options → ``<out>/bundle_coop`` (from the ``energy``
-   job's checkpoint when the recipe has one), ``<out>/bundle_qefpn``;
+   job's checkpoint when the recipe has one), ``<out>/bundle_qefpn``; the coop export also judges
+   ``refine``'s step count on G(X)'s and the QE-FPN's maps of the held-out photos (``<out>/calib_maps``);
 4. ``maps`` — every row's test-split maps at each photo's own size (real_maps.py);
 5. ``eval`` — ``sal-runtime eval``'s metrics for every map folder → ``<out>/results.json``, ``results.md``;
 6. ``picture`` — ``<out>/examples.png``: 6 test photos, labelled columns photo | ground truth | Ŷ |
@@ -50,7 +51,7 @@ from salkit.base.atomic import atomic_write_bytes, atomic_write_text
 from salkit.base.errors import SalkitError, report_user_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
-from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, centred_gaussian, rows_for, stage_maps, stage_picture
+from real_maps import MAP_FOLDERS, PICTURE_COLUMNS, calib_maps, centred_gaussian, rows_for, stage_maps, stage_picture
 from real_report import markdown, publish_readme, readme_section
 from real_table1 import front_page
 from real_train import BIN, RECIPES, SCRIBBLE_SEED, SKIPPABLE, coop_job, held_and_pool, recipe_jobs, stage_train
@@ -177,13 +178,18 @@ def stage_data(run: Run) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- 3. export
 def stage_export(run: Run) -> dict[str, Any]:
-    sources = {"coop": coop_job(run.jobs), "qefpn": "qefpn"}
+    sources = {"qefpn": "qefpn", "coop": coop_job(run.jobs)}
     running = []
     for bundle, job in sources.items():  # both bundles side by side, one thread each
         log = run.out / "logs" / f"export_{bundle}.log"
         cmd = [str(BIN / "export-trt"), "--ckpt", str(run.out / job / "last.pt"), "--out", str(run.out / f"bundle_{bundle}"), "--force"]
         if (run.out / "calib").is_dir():  # the precision gate judges on held-out training photos, never the test set
             cmd += ["--calib", str(run.out / "calib")]
+        if bundle == "coop" and (run.out / "calib" / "gt").is_dir():
+            # refine's steps are judged on the maps it will revise: G(X)'s and the QE-FPN's of the same photos
+            # (while the QE-FPN's export runs on the other core)
+            for folder in calib_maps(run.out):
+                cmd += ["--refine-maps", str(folder)]
         with open(log, "w") as handle:
             env = {**os.environ, "OMP_NUM_THREADS": "1"} if run.lanes > 1 else None
             running.append((job, log, subprocess.Popen(cmd, stdout=handle, stderr=subprocess.STDOUT, env=env)))

@@ -79,6 +79,33 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: lis
     return maps
 
 
+def calib_maps(out: Path) -> list[Path]:
+    """G(X)'s (h = 0) and the QE-FPN's maps of the held-out photos that gate the exports (``<out>/calib``), through
+    the torch references, into ``<out>/calib_maps/{gx,qefpn}``: what the coop export judges refine's steps on
+    (``export-trt --refine-maps``). The first held-out photos, never the test set."""
+    import torch
+
+    from salkit.base.atomic import atomic_directory
+    from salkit.base.images import decode_image, preprocess, resize_map, save_png_map
+    from salkit.export.energy_steps import masked_photos
+    from salkit.train.qefpn.predict import QEFPNReferencePredictor
+
+    torch.set_num_threads(1)
+    photos = [photo for photo, _ in masked_photos(out / "calib")]
+    images = [decode_image(p) for p in photos]
+    qefpn = QEFPNReferencePredictor.from_checkpoint(out / "qefpn" / "last.pt")
+    maps = {"gx": torch_maps(out / "gx" / "last.pt", images, "h0")["yhat"],
+            "qefpn": [np.clip(resize_map(qefpn.predict_tensor(preprocess([im], qefpn.image_size))["saliency"][0, 0], im.shape[:2]),
+                              0.0, 1.0) for im in images]}
+    folders = []
+    for name, arrays in maps.items():
+        with atomic_directory(out / "calib_maps" / name, force=True) as tmp:
+            for photo, array in zip(photos, arrays, strict=True):
+                save_png_map(tmp / f"{photo.stem}.png", array)
+        folders.append(out / "calib_maps" / name)
+    return folders
+
+
 def map_folders(out: Path, jobs: dict[str, Any]) -> dict[str, Path]:
     return {key: out / "maps" / key for key in [*rows_for(jobs).values(), "coop_epistemic"]}
 
@@ -112,10 +139,12 @@ def maps_shard(out: Path, jobs: dict[str, Any], shard: int, shards: int) -> int:
     with Predictor.from_bundle(out / "bundle_coop", backend="ort-cpu", precision="fp32", threads=1) as coop, \
             Predictor.from_bundle(out / "bundle_qefpn", backend="ort-cpu", precision="fp32", threads=1) as qefpn:
         size = coop.manifest.input_size
+        predict_steps = int(coop.manifest.coop.get("langevin_steps", 0))
         for k, (photo, i) in enumerate(zip(photos, indices, strict=True)):
             x = to_batch([photo], size, coop.manifest.mean, coop.manifest.std).x
             first = coop.predict_tensor(x, steps=0, seed=i)  # Ŷ: the mean over latent samples, no descent
-            y_tilde = coop.refine_tensor(x, first["saliency"])  # Ỹ: the bundle's K Langevin steps on U
+            # Ỹ: the predict's K Langevin steps on U (refine's own default may be judged apart, on other models' maps)
+            y_tilde = coop.refine_tensor(x, first["saliency"], steps=predict_steps)
             back = lambda m, shape=photo.shape[:2]: resize_map(m[0, 0], shape)
             write("coop_yhat", k, back(first["saliency"]))
             write("coop_ytilde", k, back(y_tilde))

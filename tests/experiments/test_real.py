@@ -56,6 +56,14 @@ def test_real_photographs_end_to_end(tmp_path: Path) -> None:
                 with Image.open(out / "maps" / folder / f"{stem}.png") as m:
                     assert m.size == photo.size, (folder, stem)
     assert (out / "bundle_coop" / "manifest.json").is_file() and (out / "bundle_qefpn" / "manifest.json").is_file()
+    # refine's steps were judged on G(X)'s and the QE-FPN's maps of the held-out photos that gate the export
+    coop_manifest = json.loads((out / "bundle_coop" / "manifest.json").read_text())
+    calib = sorted(p.stem for p in (out / "calib" / "gt").iterdir())
+    for source in ("gx", "qefpn"):
+        assert sorted(p.stem for p in (out / "calib_maps" / source).iterdir()) == calib
+    refine = coop_manifest["extra"]["refine_steps"]
+    assert set(refine["by_source"]) == {"gx", "qefpn"} and refine["photos"] == len(calib)
+    assert coop_manifest["coop"]["refine_steps"] == refine["chosen"]
     assert (out / "pretrain" / "finished").is_file() and (out / "synth" / "synth.json").is_file()
     # the energy job (started from the trained coop model) is what the coop bundle is exported from
     assert results["coop_checkpoint"] == "energy"

@@ -55,6 +55,9 @@ class ExportOptions:
     # coop: "gate" keeps the energy step count that helps on --calib's masked photos (energy_steps.py);
     # "trained" keeps the training's K.
     energy_steps: str = "gate"
+    # coop: other models' maps of --calib's masked photos (one folder per model): refine's own step count is
+    # judged on them (energy_steps.gate_refine_steps); without them refine takes the predict's count.
+    refine_maps: tuple[Path, ...] = ()
     # coop: also write energy_image + energy_grad_step (salkit.export.graphs_coop; off: measured slower).
     split_energy: bool = False
 
@@ -142,6 +145,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     _check_output(options.out, options.force)
     if options.triton_repo is not None:
         _check_output(options.triton_repo, options.force, "Triton repository")
+    _check_refine_maps(options)
 
     progress(f"loading checkpoint {options.ckpt}")
     ckpt, model = _load_model(options.ckpt)
@@ -156,6 +160,8 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
         calib = load_calibration(options.calib, size, mean, std, CALIB_IMAGES if reduced else DATA_CHECK_IMAGES,
                                  GATE_IMAGES if reduced else 0)
         data = torch.from_numpy(calib.calibration)
+    if options.refine_maps and not get_kind(kind).refines:
+        raise SalkitError(f"--refine-maps judges a cooperative model's refine; {options.ckpt} holds a {kind} model")
     if options.split_energy and not get_export_kind(kind).split_energy:
         raise SalkitError(f"--split-energy splits a cooperative model's energy gradient; {options.ckpt} holds a {kind} model")
     graphs = get_export_kind(kind).graph_defs(model, size, data, **({"split_energy": True} if options.split_energy else {}))
@@ -190,6 +196,7 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
             # precision gate and timings below judge the predict the bundle ships (steps included).
             manifest.write(tmp)
             _gate_energy_steps(manifest, tmp, options.calib, progress)
+            _gate_refine_steps(manifest, tmp, options.calib, options.refine_maps, progress)
         scheme = _int8_scheme(options)
         apply_precision(PrecisionJob(manifest, graphs, tmp, calib, scheme, progress), options.precision)
         if "int8" in manifest.variants:  # uint8 activations (cpu schemes) have no TensorRT Q/DQ form
@@ -207,6 +214,40 @@ def export_bundle(options: ExportOptions, progress: Progress = lambda message: N
     manifest.root = options.out
     progress(f"bundle written to {options.out}")
     return manifest
+
+
+def _check_refine_maps(options: ExportOptions) -> None:
+    """Refuse --refine-maps that cannot be judged before any export work: no masked --calib, the trained
+    step count asked for, a folder without a map for every masked photo."""
+    if not options.refine_maps:
+        return
+    from salkit.export.energy_steps import masked_photos, other_maps
+
+    if options.energy_steps != "gate":
+        raise SalkitError("--refine-maps judges refine's step count; it needs --energy-steps gate")
+    pairs = masked_photos(options.calib) if options.calib is not None else []
+    if not pairs:
+        raise SalkitError("--refine-maps needs --calib photos with masks (a dataset root with gt/)")
+    for folder in options.refine_maps:
+        other_maps(folder, pairs)
+
+
+def _gate_refine_steps(manifest: Manifest, directory: Path, calib: Path, folders: tuple[Path, ...], progress: Progress) -> None:
+    """Keep refine's own step count, judged on other models' maps (salkit.export.energy_steps)."""
+    from salkit.export.energy_steps import gate_refine_steps
+
+    gate = gate_refine_steps(directory, calib, folders, progress)
+    if gate is None:
+        return
+    manifest.coop["refine_steps"] = gate["chosen"]
+    manifest.extra["refine_steps"] = gate
+    moves = []
+    for name, rows in gate["by_source"].items():
+        base, kept = rows[0], rows[gate["chosen"]]
+        moves.append(f"{name} MAE {base['mae']:.4f} → {kept['mae']:.4f}, S {base['s_measure']:.4f} → {kept['s_measure']:.4f}")
+    progress(f"refine steps: {gate['chosen']} of the trained {gate['trained']} (on {gate['photos']} held-out photos: "
+             f"{'; '.join(moves)})")
+    manifest.write(directory)
 
 
 def _gate_energy_steps(manifest: Manifest, directory: Path, calib: Path, progress: Progress) -> None:

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 @click.option("--energy-steps", "energy_steps", type=click.Choice(["gate", "trained"]), default="gate", show_default=True,
               help="coop: gate = keep the energy step count (0…2K) that lowers MAE without lowering S on --calib's "
               "photos with masks (gt/), 0 when none does; trained = the training's K.")
+@click.option("--refine-maps", "refine_maps", multiple=True, type=click.Path(path_type=Path),
+              help="coop: a folder of another model's maps of --calib's masked photos (<photo stem>.png; repeatable): "
+              "refine keeps the step count (0…2K) that harms none of them on those photos, 0 when every count does; "
+              "without it refine takes the predict's count.")
 @click.option("--split-energy", "split_energy", is_flag=True,
               help="coop: also write energy_image and energy_grad_step, so the runtime computes the image's share of the "
               "energy's first convolution once per predict instead of every Langevin step (same maps within 1e-5; measured "
@@ -50,7 +54,7 @@ if TYPE_CHECKING:
 @report_user_errors
 def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, int8_scheme: str, calib: Path | None,
          no_engine: bool, triton_repo: Path | None, triton_graph_backend: str, triton_sys_path: tuple[Path, ...],
-         force: bool, exporter: str, energy_steps: str, split_energy: bool) -> None:
+         force: bool, exporter: str, energy_steps: str, refine_maps: tuple[Path, ...], split_energy: bool) -> None:
     """Export CKPT into the bundle OUT: ONNX graphs, checks, engines, manifest; all or nothing."""
     from salkit.export.batch_profile import BatchProfile
     from salkit.export.bundle_writer import ExportOptions, export_bundle
@@ -62,7 +66,7 @@ def main(ckpt: Path, out: Path, size: int | None, batch: str, precision: str, in
                             build_engines=not no_engine, triton_repo=triton_repo, force=force, exporter=exporter,
                             int8_scheme=int8_scheme, triton_graph_backend=triton_graph_backend,
                             triton_sys_path=tuple(str(p) for p in triton_sys_path), energy_steps=energy_steps,
-                            split_energy=split_energy)
+                            refine_maps=tuple(refine_maps), split_energy=split_energy)
     manifest = export_bundle(options, progress=lambda message: click.echo(f"[export] {message}", err=True))
     click.echo(summary_line(out, manifest))
 

@@ -10,14 +10,24 @@ The bundle keeps, among the k whose MAE is not above k = 0's and whose S is not 
 steps within ``MAE_TOLERANCE`` of the lowest MAE; when no k ≥ 1 qualifies it keeps 0, and the energy then leaves maps as they are: a
 revision that does nothing is better than one that harms. The whole table goes into the manifest
 (``extra["energy_steps"]``), so the choice can be read and argued with.
+
+``refine`` revises *other* models' maps, and the bundle's own Ŷ says little about them (a strong
+map of another model can be moved the wrong way by steps that help Ŷ). Given those models' maps of
+the same photographs (``--refine-maps DIR``: one PNG per photo, named by its stem, at any size), the
+export judges ``refine`` itself, as a user calls it, for k = 0 … 2K on each folder, and keeps for
+``refine`` (``coop["refine_steps"]``, table in ``extra["refine_steps"]``) the fewest steps within the
+tolerance of each folder's lowest MAE among the k that harm no folder; 0 when none qualifies.
+Without such maps ``refine`` takes the predict's count.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from salkit.base.errors import SalkitError
 
 MAX_PHOTOS = 100  # enough to see a 0.002 change in mean MAE over the photos' spread, under a minute at 224²
 MASK_FOLDERS = ("gt", "masks", "GT")
@@ -59,12 +69,23 @@ def step_table(predictor: Any, pairs: list[tuple[Path, Path]], max_steps: int, s
 def choose(rows: list[dict[str, float]], tolerance: float = MAE_TOLERANCE) -> int:
     """Among the k that raise neither MAE nor lower S against k = 0, the fewest steps within ``tolerance``
     of the lowest MAE (each step is an energy-gradient pass per predict); 0 when no k ≥ 1 qualifies."""
-    base = rows[0]
-    good = [r for r in rows[1:] if r["mae"] <= base["mae"] and r["s_measure"] >= base["s_measure"]]
+    return choose_for_all([rows], tolerance)
+
+
+def choose_for_all(tables: list[list[dict[str, float]]], tolerance: float = MAE_TOLERANCE) -> int:
+    """``choose`` over several tables of the same k: a k qualifies when it harms no table, and the fewest
+    qualifying steps within ``tolerance`` of every table's lowest qualifying MAE is kept; 0 when none is."""
+    def harmless(k: int) -> bool:
+        return all(t[k]["mae"] <= t[0]["mae"] and t[k]["s_measure"] >= t[0]["s_measure"] for t in tables)
+
+    good = [k for k in range(1, min(len(t) for t in tables)) if harmless(k)]
     if not good:
         return 0
-    best = min(r["mae"] for r in good)
-    return int(min(r["steps"] for r in good if r["mae"] <= best + tolerance))
+    best = [min(t[k]["mae"] for k in good) for t in tables]
+    near = [k for k in good if all(t[k]["mae"] <= b + tolerance for t, b in zip(tables, best, strict=True))]
+    if near:
+        return int(min(near))
+    return int(min(good, key=lambda k: sum(t[k]["mae"] for t in tables)))  # no k near every table's best
 
 
 def gate_energy_steps(bundle: Path, calib: Path, progress: Callable[[str], None] = lambda m: None) -> dict[str, Any] | None:
@@ -92,4 +113,67 @@ def gate_energy_steps(bundle: Path, calib: Path, progress: Callable[[str], None]
                     "nor lower S against 0 steps"}
 
 
-__all__ = ["choose", "gate_energy_steps", "masked_photos", "step_table"]
+def other_maps(folder: Path, pairs: list[tuple[Path, Path]]) -> list[Path]:
+    """The map of each (photo, mask) pair in ``folder`` (``<photo stem>.png``); a missing one is one line."""
+    if not folder.is_dir():
+        raise SalkitError(f"--refine-maps {folder} is not a folder")
+    found = {p.stem: p for p in folder.iterdir() if p.suffix.lower() == ".png"}
+    missing = [photo.name for photo, _ in pairs if photo.stem not in found]
+    if missing:
+        raise SalkitError(f"--refine-maps {folder} has no map for {len(missing)} of the {len(pairs)} held-out photos "
+                          f"(first: {missing[0]}; expected {Path(missing[0]).stem}.png)")
+    return [found[photo.stem] for photo, _ in pairs]
+
+
+def refine_table(predictor: Any, pairs: list[tuple[Path, Path]], maps: list[Path], max_steps: int) -> list[dict[str, float]]:
+    """Mean MAE and S of ``refine`` (the user's call: photo and map at the photo's size) after k = 0 … ``max_steps``."""
+    from salkit.base.images import decode_gray, decode_image, read_mask
+    from salkit.base.metrics import per_image_scores
+
+    photos = [decode_image(photo) for photo, _ in pairs]
+    gts = [decode_gray(mask) > 128 for _, mask in pairs]
+    starts = [read_mask(path) for path in maps]
+    for start, gt, path in zip(starts, gts, maps, strict=True):
+        if start.shape != gt.shape:
+            raise SalkitError(f"--refine-maps {path} is {start.shape} (H, W), its photo's mask {gt.shape}")
+    rows = []
+    for k in range(max_steps + 1):
+        revised = starts if k == 0 else predictor.refine(photos, starts, steps=k)
+        scores = per_image_scores([np.clip(m, 0.0, 1.0) for m in revised], gts)
+        rows.append({"steps": k, "mae": float(scores["mae"].mean()), "s_measure": float(scores["s_measure"].mean())})
+    return rows
+
+
+def gate_refine_steps(bundle: Path, calib: Path, folders: Sequence[Path],
+                      progress: Callable[[str], None] = lambda m: None) -> dict[str, Any] | None:
+    """Judge ``refine``'s step counts on other models' maps of ``calib``'s masked photos; None without folders."""
+    from salkit.export.kinds import get_export_kind
+    from salkit.runtime.bundle import load_bundle
+    from salkit.runtime.predictor import Predictor
+
+    if not folders:
+        return None
+    pairs = masked_photos(calib)
+    if not pairs:
+        raise SalkitError(f"--refine-maps needs --calib photos with masks (a dataset root with gt/); {calib} has none")
+    names = [folder.name for folder in folders]
+    if len(set(names)) != len(names):
+        raise SalkitError(f"--refine-maps folders need distinct names, got {', '.join(names)}")
+    maps = {folder.name: other_maps(folder, pairs) for folder in folders}
+    manifest = load_bundle(bundle)
+    trained = int(manifest.extra.get("energy_steps", {}).get("trained", get_export_kind(manifest.model_kind).energy_steps(manifest)))
+    if trained < 1:
+        return None
+    progress(f"judging refine's step count 0…{2 * trained} on {len(pairs)} held-out photos' maps of {', '.join(names)}")
+    predictor = Predictor(manifest)
+    try:
+        tables = {name: refine_table(predictor, pairs, paths, 2 * trained) for name, paths in maps.items()}
+    finally:
+        predictor.close()
+    return {"trained": trained, "chosen": choose_for_all(list(tables.values())), "photos": len(pairs),
+            "by_source": tables, "rule": f"fewest steps within {MAE_TOLERANCE} of each source's lowest MAE, among "
+            "those that raise no source's MAE nor lower its S against 0 steps"}
+
+
+__all__ = ["choose", "choose_for_all", "gate_energy_steps", "gate_refine_steps", "masked_photos", "other_maps",
+           "refine_table", "step_table"]

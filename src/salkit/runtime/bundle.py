@@ -86,6 +86,7 @@ class Manifest:
     graphs: dict[str, GraphSpec]
     # The kinds' loop settings, each under the kind's name (other kinds keep theirs in extra[<kind>]).
     # coop: latent_dim, langevin_step (δ), langevin_steps (default K), samples (default N),
+    #       refine_steps (refine's default K when the export judged it apart; else langevin_steps),
     #       map_space ("logit": Langevin runs on logits, U sees sigmoid(Y)).
     coop: dict[str, Any] = dataclasses.field(default_factory=dict)
     # qefpn: state_dim, broyden_iterations, broyden_memory, broyden_tol.

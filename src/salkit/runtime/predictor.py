@@ -159,7 +159,7 @@ class Predictor(ImageCalls):
         x = check_batch(x, self.manifest.input_size)
         size = self.manifest.input_size
         maps = check_maps(maps, (x.shape[0], 1, size, size))
-        _, k = self._defaults(None, steps)
+        k = self.runtime_kind.refine_steps(self.manifest, steps)
         with self._lock:
             self._live()
             return self.runtime_kind.refine(self.loop, x, maps, self._chunks(x.shape[0]), steps=k, noise_values=noise_values)

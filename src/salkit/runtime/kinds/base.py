@@ -66,6 +66,10 @@ class RuntimeKind:
         """(samples, steps) of a call: the given values checked, or the bundle's. Every kind."""
         raise NotImplementedError
 
+    def refine_steps(self, manifest: Manifest, steps: int | None) -> int:
+        """The steps of a ``refine`` call: the given value checked, or the bundle's. Kinds that refine."""
+        return self.defaults(manifest, None, steps)[1]
+
     def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> Any:
         """The kind's loop over the bundle's runners (holding its buffers per batch shape); ``precision``
         is the plan's, whose artefacts ``runner`` loads. Every kind."""

@@ -50,13 +50,20 @@ class CoopKind(RuntimeKind):
         return manifest.coop
 
     def config_settings(self, manifest: Manifest) -> dict[str, Any]:
-        return {k: manifest.coop.get(k) for k in ("latent_dim", "langevin_step", "langevin_steps", "samples")}
+        keys = ("latent_dim", "langevin_step", "langevin_steps", "samples", *(("refine_steps",) if "refine_steps" in manifest.coop else ()))
+        return {k: manifest.coop.get(k) for k in keys}
 
     def defaults(self, manifest: Manifest, samples: int | None, steps: int | None) -> tuple[int, int]:
         coop = manifest.coop
         n = coop.get("samples", 1) if samples is None else samples
         k = coop.get("langevin_steps", 0) if steps is None else steps
         return check_steps("samples", n, 1), check_steps("steps", k, 0)
+
+    def refine_steps(self, manifest: Manifest, steps: int | None) -> int:
+        # The export may judge refine on other models' maps apart from the predict (salkit.export.energy_steps).
+        coop = manifest.coop
+        k = coop.get("refine_steps", coop.get("langevin_steps", 0)) if steps is None else steps
+        return check_steps("steps", k, 0)
 
     def build_loop(self, manifest: Manifest, runner: RunnerOf, device: Device, precision: str = "fp32") -> CoopLoop:
         coop = manifest.coop
