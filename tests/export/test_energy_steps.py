@@ -165,6 +165,10 @@ def test_refine_and_predict_take_their_own_default_steps(tiny_coop_bundle: Path,
     photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     start = rng.uniform(0.2, 0.8, (64, 64)).astype(np.float32)
     with Predictor.from_bundle(bundle, backend="ort-cpu", precision="fp32") as predictor:
+        # refine at a photo's own size adds the steps' change to the given map: no step gives the map back, not a
+        # copy blurred by the round trip through S × S (the photo here is larger than the bundle's 64²)
+        big, big_map = np.kron(photo, np.ones((3, 2, 1), np.uint8)), rng.uniform(0, 1, (192, 128)).astype(np.float32)
+        np.testing.assert_allclose(predictor.refine([big], [big_map], steps=0)[0], big_map, atol=1e-6)
         refined = {k: predictor.refine([photo], [start], steps=k)[0] for k in (2, 5)}
         assert np.abs(refined[2] - refined[5]).max() > 1e-6  # the counts are told apart
         np.testing.assert_array_equal(predictor.refine([photo], [start])[0], refined[2])

@@ -69,7 +69,9 @@ def test_api_and_server_give_the_same_maps(fake: FakePredictor, client) -> None:
     r = client.post("/v2/models/refine/infer", json=body)
     np.testing.assert_array_equal(decode_response(r.content, r.headers)["MAP"][:, 0], np.stack(refined))
     small = FrontEnd(make_manifest()).maps(list(start[:, 0]), FrontEnd(make_manifest()).images(list(rgb)))
-    expected = [np.asarray(Image.fromarray(expected_refine(small, 5)[i, 0]).resize((30, 23), Image.BILINEAR)) for i in range(2)]
+    change = expected_refine(small, 5) - small  # refine's change at S × S, added to the given map at its size
+    expected = [np.clip(start[i, 0] + np.asarray(Image.fromarray(change[i, 0]).resize((30, 23), Image.BILINEAR)), 0, 1)
+                for i in range(2)]
     np.testing.assert_allclose(np.stack(refined), np.stack(expected), atol=1e-6)
 
 

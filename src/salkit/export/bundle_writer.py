@@ -239,7 +239,7 @@ def _gate_refine_steps(manifest: Manifest, directory: Path, calib: Path, folders
     gate = gate_refine_steps(directory, calib, folders, progress)
     if gate is None:
         return
-    manifest.coop["refine_steps"] = gate["chosen"]
+    get_export_kind(manifest.model_kind).set_refine_steps(manifest, gate["chosen"])
     manifest.extra["refine_steps"] = gate
     moves = []
     for name, rows in gate["by_source"].items():

@@ -4,8 +4,10 @@
 
 :class:`FrontEnd` holds the steps for one bundle: :meth:`~FrontEnd.images` (whatever
 ``Predictor.predict`` accepts, salkit.runtime.inputs), :meth:`~FrontEnd.normalised` (a batch already
-at S × S; its maps stay S × S), :meth:`~FrontEnd.maps` (the maps ``refine`` takes) and
-:meth:`~FrontEnd.back` / :meth:`~FrontEnd.back_batch` (maps resized to each image's size).
+at S × S; its maps stay S × S), :meth:`~FrontEnd.given_maps` / :meth:`~FrontEnd.starts` (the maps
+``refine`` takes, at the image's size and at S × S), :meth:`~FrontEnd.back` / :meth:`~FrontEnd.back_batch`
+(maps resized to each image's size) and :meth:`~FrontEnd.back_refined` (refine's change added to the
+given map).
 :class:`ImageCalls` is ``predict`` / ``refine`` on images over a tensor-level object
 (``Predictor``, ``BatchingPredictor``); the server's models (salkit.runtime.server.models) run the
 same steps around their batched calls. Every check the runtime makes on an image batch or a map
@@ -94,16 +96,17 @@ class FrontEnd:
         """A batch already resized and normalised (:func:`check_batch`); its maps stay S × S."""
         return Batch(check_batch(x, self.size, name), None)
 
-    def maps(self, maps: Any, batch: Batch, *, name: str = "map") -> np.ndarray:
-        """The maps ``refine`` starts from, one per image of ``batch`` → (B, 1, S, S) in [0, 1].
+    def given_maps(self, maps: Any, batch: Batch, *, name: str = "map") -> list[np.ndarray]:
+        """The maps ``refine`` was given, checked: one float32 (H, W) in [0, 1] per image of ``batch``, at
+        its image's size (S × S for a normalised batch).
 
         A map may have any size but its image's turned by 90° (the sign of an unapplied EXIF
-        rotation); it is resized to S × S.
+        rotation); another size is resized to its image's.
         """
         items = as_items(maps)
         if len(items) != len(batch.x):
             raise SalkitError(f"refine got {len(batch.x)} images but {len(items)} maps")
-        resized = []
+        given = []
         for i, item in enumerate(items):
             values = _probabilities(item, i, name)
             height, width = batch.sizes[i] if batch.sizes is not None else (self.size, self.size)
@@ -112,8 +115,31 @@ class FrontEnd:
                     f"{name} {i} is {values.shape} (H, W): its image turned by 90°, whose displayed size is {(height, width)}; "
                     "maps must be in the photo's displayed orientation (EXIF rotation applied, as predict writes them)"
                 )
-            resized.append(resize_map(values.astype(np.float32), (self.size, self.size)))
+            given.append(np.clip(resize_map(values.astype(np.float32), (height, width)), 0.0, 1.0))
+        return given
+
+    def maps(self, maps: Any, batch: Batch, *, name: str = "map") -> np.ndarray:
+        """The maps ``refine`` starts from, one per image of ``batch`` → (B, 1, S, S) in [0, 1]."""
+        return self.starts(self.given_maps(maps, batch, name=name))
+
+    def starts(self, given: list[np.ndarray]) -> np.ndarray:
+        """:meth:`given_maps` resized to S × S → (B, 1, S, S) in [0, 1]: what the energy's steps revise."""
+        resized = [resize_map(values, (self.size, self.size)) for values in given]
         return np.clip(np.stack(resized)[:, None], 0.0, 1.0)  # (B, S, S) → (B, 1, S, S)
+
+    @staticmethod
+    def back_refined(refined: np.ndarray, starts: np.ndarray, given: list[np.ndarray]) -> list[np.ndarray]:
+        """refine's result at each image's size: the given map plus the change the steps made at S × S,
+        resized — not the S × S result resized. So 0 steps return the given map itself, and a map finer
+        than S × S keeps its detail (the round trip through S × S alone blurred G(X)'s maps of photographs
+        enough to raise their MAE by 0.0007). → one (1, H, W) float32 array per image, in [0, 1]."""
+        out = []
+        for r, s, g in zip(refined, starts, given, strict=True):
+            change = r[0] - s[0]
+            if change.shape != g.shape:
+                change = resize_map(change, g.shape)
+            out.append(np.clip(g + change, 0.0, 1.0)[None].astype(np.float32))
+        return out
 
     @staticmethod
     def back(maps: np.ndarray, batch: Batch, *, clip: bool = False) -> list[np.ndarray]:
@@ -163,5 +189,7 @@ class ImageCalls:
     def refine(self, images: Any, maps: Any, *, steps: int | None = None) -> list[np.ndarray]:
         front = FrontEnd(self.manifest)
         batch = front.images(images)
-        refined = self.refine_tensor(batch.x, front.maps(maps, batch), steps=steps)
-        return [m[0] for m in front.back(refined, batch, clip=True)]
+        given = front.given_maps(maps, batch)
+        starts = front.starts(given)
+        refined = self.refine_tensor(batch.x, starts, steps=steps)
+        return [m[0] for m in front.back_refined(refined, starts, given)]

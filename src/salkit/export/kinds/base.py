@@ -70,6 +70,10 @@ class ExportKind:
         """Keep ``steps`` as the bundle's energy step count (the energy-steps gate's choice). Kinds with an energy."""
         raise NotImplementedError(f"{self.name} has no energy steps")
 
+    def set_refine_steps(self, manifest: Manifest, steps: int) -> None:
+        """Keep ``steps`` as ``refine``'s default step count (judged on other models' maps). Kinds that refine."""
+        raise NotImplementedError(f"{self.name} does not refine")
+
 
 EXPORT_KINDS: dict[str, ExportKind] = {}
 

@@ -58,6 +58,9 @@ class CoopExport(ExportKind):
     def set_energy_steps(self, manifest: Manifest, steps: int) -> None:
         manifest.coop["langevin_steps"] = int(steps)
 
+    def set_refine_steps(self, manifest: Manifest, steps: int) -> None:
+        manifest.coop["refine_steps"] = int(steps)
+
     def triton_settings(self, manifest: Manifest) -> dict[str, Any]:
         settings: dict[str, Any] = {}
         if "logit_eps" in manifest.coop:  # the runtime's default (kernels.coop.LOGIT_EPS) otherwise

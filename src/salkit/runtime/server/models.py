@@ -42,6 +42,7 @@ class Prepared:
 
     batch: Batch  # x (B, 3, S, S) float32; sizes: the client's (H, W) per image, None to keep S × S
     maps: np.ndarray | None = None  # refine: (B, 1, S, S) probabilities
+    given: list[np.ndarray] | None = None  # refine: the MAP input per image, (H, W) at its image's size
 
 
 async def _back(maps: np.ndarray, prepared: Prepared, clip: bool = False) -> np.ndarray:
@@ -172,11 +173,12 @@ class RefineModel(ServedModel):
 
     def prepare(self, request: InferRequest) -> Prepared:
         prepared = self.prepare_image(request)
-        prepared.maps = self.prepare_map(request, prepared)
+        prepared.given = self.prepare_map(request, prepared)
+        prepared.maps = self.front.starts(prepared.given)
         return prepared
 
-    def prepare_map(self, request: InferRequest, prepared: Prepared) -> np.ndarray:
-        """The MAP tensor's layout (the wire's: one FP32 map per image at its size), then the front end's maps."""
+    def prepare_map(self, request: InferRequest, prepared: Prepared) -> list[np.ndarray]:
+        """The MAP tensor's layout (the wire's: one FP32 map per image at its size), then the front end's checks."""
         maps = request.inputs["MAP"]
         if request.datatypes["MAP"] != "FP32":
             raise ProtocolError(f"MAP must be FP32 probabilities, got datatype {request.datatypes['MAP']}")
@@ -185,14 +187,18 @@ class RefineModel(ServedModel):
         expected = (batch.x.shape[0], 1, height, width)
         if maps.shape != expected:
             raise ProtocolError(f"MAP must have shape {list(expected)} to match IMAGE, got {list(maps.shape)}")
-        return self.front.maps(list(maps[:, 0]), batch, name="MAP")
+        return self.front.given_maps(list(maps[:, 0]), batch, name="MAP")
 
     async def infer(
         self, request: InferRequest, prepared: Prepared, wanted: list[str], trace: RequestTrace | None = None
     ) -> dict[str, np.ndarray]:
         options = self.interface.read(request.parameters)
         refined = await _batched(self.batching.submit_refine(prepared.batch.x, prepared.maps, **options), trace)
-        return {"MAP": await _back(np.asarray(refined), prepared, clip=True)}
+
+        def back() -> np.ndarray:  # the given map plus refine's change (FrontEnd.back_refined), one array
+            return np.ascontiguousarray(np.stack(FrontEnd.back_refined(np.asarray(refined), prepared.maps, prepared.given)))
+
+        return {"MAP": back() if prepared.batch.sizes is None else await asyncio.to_thread(back)}
 
 
 # The models a kind can serve, by name (RuntimeKind.served_models names them; the kind's first
