@@ -70,7 +70,11 @@ LITE_224 = ["--preset", "lite", "--size", "224", "--crop", "0.75"]
 #   jump as the one without it did.
 # - coop for two passes over its 1200 photos (the pool has only 1413 that G(X) has not seen): held-out S 0.9081 /
 #   MAE 0.0507 after one pass (make real's coop of the last run, reproduced), 0.9165 / 0.0456 after two, 0.9152 /
-#   0.0476 after three. Not the scribble model on 3500 photos: 0.829 / 0.110 against 0.848 / 0.098 on 2500.
+#   0.0476 after three. Not the scribble model on 3500 photos: 0.829 / 0.110 against 0.848 / 0.098 on 2500; nor its
+#   rate decaying linearly to 0 (2500 photos: 0.830 / 0.109).
+# - the energy fine-tune stays at one pass of 160 photos: two or four passes (200 photos after coop's, 50 / 100
+#   optimiser steps) learnt to move maps but traded S for MAE (after 1 step: MAE 0.0456 → 0.0444, S 0.9165 → 0.9149;
+#   after 6: 0.0429 / 0.909), which the export's step gate refuses.
 # Measured at 1 thread, two lanes, channels_last, on an Intel Xeon (Ice Lake): G(X) 2400 photos in 8.1 CPU
 # minutes, coop 600 in 4.2; on an AMD EPYC (Zen 4): G(X) 6000 in 14.4, scribble 1600 in 13.2 (2500 with the
 # coherence term: 19.6), coop 1200 in 7.2.

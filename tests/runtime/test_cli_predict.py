@@ -109,6 +109,7 @@ def test_refine_folder(toy_coop, folder, tmp_path) -> None:
     out = tmp_path / "refined"
     result = _run("refine", "--engine", toy_coop.path, "--input", folder, "--maps", maps, "--out", out, "--steps", "3")
     assert result.exit_code == 0, result.output
+    assert "refine: 3 Langevin steps (--steps)" in result.output  # the step count that runs is named
     for stem, size in SIZES.items():
         refined = read_mask(out / f"{stem}.png")
         assert refined.shape == size

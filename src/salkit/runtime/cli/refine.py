@@ -15,7 +15,8 @@ from salkit.runtime.cli.common import input_folder, input_folder_options, plan_o
 @input_folder_options("Folder of images (required).")
 @click.option("--maps", "maps_dir", required=True, type=click.Path(), help="Folder of saliency maps to refine, paired by file stem.")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Folder for the refined <stem>.png maps.")
-@click.option("--steps", type=int, help="Langevin steps K (default: the bundle's).")
+@click.option("--steps", type=int, help="Langevin steps K (default: the bundle's refine count, judged at export on other "
+              "models' maps; else its predict's K).")
 @plan_options
 @click.option("--batch-size", type=int, help="Images per engine call (default: the bundle's optimal batch).")
 @click.option("--strict", is_flag=True, help="Abort (exit 2, nothing written) on the first unreadable file.")
@@ -26,8 +27,9 @@ def refine(
 ) -> None:
     """Langevin revision of existing maps under the bundle's energy (paper §6.3).
 
-    Maps are read as grayscale in [0, 1], refined at the bundle's input size and written back at
-    each image's size. Unreadable pairs are reported and skipped (exit code 1) unless --strict.
+    Maps are read as grayscale in [0, 1] and descended at the bundle's input size; the change the
+    steps made is resized to each image's size and added to its map. Unreadable pairs are reported
+    and skipped (exit code 1) unless --strict.
     """
     from salkit.base.images import decode_image, pair_by_stem, read_mask, save_png_map
     from salkit.runtime.cli.common import Failures, check_out_dir, chunks, progress
@@ -59,6 +61,8 @@ def refine(
         click.echo(f"{predictor.kind} bundle {bundle}, {predictor.plan_line}", err=True)
         if not predictor.runtime_kind.refines:
             raise SalkitError(f"refine needs a cooperative (coop) bundle with an energy graph; {bundle} is {predictor.kind}")
+        k = predictor.runtime_kind.refine_steps(predictor.manifest, steps)
+        click.echo(f"refine: {k} Langevin step{'s' if k != 1 else ''} ({'--steps' if steps is not None else 'the bundle default'})", err=True)
         size = batch_size or int(predictor.manifest.batch.get("opt", 1) or 1)
         if size < 1:
             raise SalkitError(f"--batch-size must be >= 1, got {size}")
