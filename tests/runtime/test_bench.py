@@ -219,6 +219,13 @@ def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None
     assert record["machine"]["gemm_peaks_gflops"]["bf16"] is None and record["machine"]["gemm_peak_engines"]["bf16"] is None
     assert record["coop"]["1"]["roofline_fraction_plan_engine"] is None
     assert peaks_line(record["machine"]) == "fp32 260 (torch), bf16 none, int8 1966 (onnxruntime)"
+    # A per-graph plan (encoder ort fp32, decoder openvino bf16, energy gradient openvino int8): its fraction is of the
+    # highest peak among its precisions, not of the fp32 one (a record read "99.6 % of fp32" for such a mix).
+    record = _record(200.0)
+    _finish_peaks(record, "coop", first, again, ("fp32", "bf16", "int8"), {"fp32": "onnxruntime", "bf16": "openvino", "int8": "openvino"})
+    assert record["machine"]["gemm_peak_precision"] == "int8" and record["machine"]["gemm_peak_gflops"] == 1966.0
+    assert record["coop"]["1"]["roofline_fraction"] == pytest.approx(200.0 / 1966.0)
+    assert record["machine"]["plan_engine"] == "openvino" and record["coop"]["1"]["roofline_fraction_plan_engine"] == pytest.approx(200.0 / 310.0)
 
 
 def test_torch_peaks_come_through_the_bench_plugin_or_say_not_installed(monkeypatch) -> None:

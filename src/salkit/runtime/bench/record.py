@@ -206,7 +206,8 @@ def run_bench(
         again, _ = engine_peaks(gemm_size)
     record["machine"]["gemm_engines"] = engines
     record["machine"]["load_average"]["end"] = _load()
-    _finish_peaks(record, kind, rates, again, predictor.precision, PLAN_ENGINES.get(predictor.backend_name))
+    precisions, engines_of = _plan_precisions(predictor)
+    _finish_peaks(record, kind, rates, again, precisions, engines_of)
     for key, result in measured.items():
         sample = result.pop("sample")
         result["max_abs_vs_runtime"] = None if sample is None else float(np.abs(sample - outputs[min(batches)]).max())
@@ -223,17 +224,36 @@ def run_bench(
     return record
 
 
+def _plan_precisions(predictor: Predictor) -> tuple[tuple[str, ...], dict[str, str | None]]:
+    """The precisions the plan runs (each graph's, for a per-graph plan) and the engine running each."""
+    if predictor.graph_plans:
+        engines: dict[str, str | None] = {}
+        for plan in predictor.graph_plans.values():
+            backend, precision = plan.split(":", 1)
+            engines.setdefault(precision, PLAN_ENGINES.get(backend))
+        return tuple(engines), engines
+    return (predictor.precision,), {predictor.precision: PLAN_ENGINES.get(predictor.backend_name)}
+
+
 def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, float]], again: dict[str, dict[str, float]],
-                  precision: str, plan_engine: str | None = None) -> None:
+                  precision: str | tuple[str, ...], plan_engine: str | dict[str, str | None] | None = None) -> None:
     """Best-of-two rates per engine, the peak per precision — the maximum over every engine, and
     which engine set it — and each roofline fraction against the peak of the plan's precision
-    (and, for comparison, against the plan's own engine's rate of that precision)."""
+    (and, for comparison, against the plan's own engine's rate of that precision).
+
+    A per-graph plan runs several precisions (``precision`` a tuple, ``plan_engine`` precision → engine):
+    its fraction is taken against the highest of their peaks, the bound the fastest of its graphs could
+    reach, so a mix with one fp32 graph is not measured against the fp32 peak alone."""
     rates = {p: {e: max(first.get(p, {}).get(e, 0.0), again.get(p, {}).get(e, 0.0))
                  for e in {*first.get(p, {}), *again.get(p, {})}} for p in {*first, *again}}
     peaks = {p: best(r) for p, r in rates.items()}
-    peak_precision = precision if peaks.get(precision) else "fp32"
+    precisions = (precision,) if isinstance(precision, str) else tuple(precision)
+    measured = [p for p in precisions if peaks.get(p)]
+    peak_precision = max(measured, key=lambda p: peaks[p]) if measured else "fp32"
     peak = peaks[peak_precision]
-    own = rates[peak_precision].get(plan_engine) if plan_engine else None
+    engine = plan_engine.get(peak_precision) if isinstance(plan_engine, dict) else plan_engine
+    own = rates[peak_precision].get(engine) if engine else None
+    plan_engine = engine
     machine = record["machine"]
     machine.update(gemm_rates_gflops=rates, gemm_peaks_gflops=peaks, gemm_peak_gflops=peak,
                    gemm_peak_engines={p: best_engine(r) for p, r in rates.items()},
