@@ -201,6 +201,7 @@ def test_refine_maps_bad_input_refused_before_any_work(tiny_coop_checkpoint: Pat
         (["--calib", synthetic_dataset, "--refine-maps", partial], dropped.name),
         (["--refine-maps", soft], "needs --calib photos with masks"),
         (["--calib", synthetic_dataset, "--energy-steps", "trained", "--refine-maps", soft], "--energy-steps gate"),
+        (["--calib", synthetic_dataset, "--refine-maps", soft, "--refine-maps", soft], "distinct names"),
     ]:
         code, text = run(*args)
         assert code == 2 and fragment in text, (args, text)

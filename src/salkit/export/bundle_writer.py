@@ -228,6 +228,9 @@ def _check_refine_maps(options: ExportOptions) -> None:
     pairs = masked_photos(options.calib) if options.calib is not None else []
     if not pairs:
         raise SalkitError("--refine-maps needs --calib photos with masks (a dataset root with gt/)")
+    names = [folder.name for folder in options.refine_maps]
+    if len(set(names)) != len(names):
+        raise SalkitError(f"--refine-maps folders need distinct names (the table is kept per name), got {', '.join(names)}")
     for folder in options.refine_maps:
         other_maps(folder, pairs)
 

@@ -156,9 +156,7 @@ def gate_refine_steps(bundle: Path, calib: Path, folders: Sequence[Path],
     pairs = masked_photos(calib)
     if not pairs:
         raise SalkitError(f"--refine-maps needs --calib photos with masks (a dataset root with gt/); {calib} has none")
-    names = [folder.name for folder in folders]
-    if len(set(names)) != len(names):
-        raise SalkitError(f"--refine-maps folders need distinct names, got {', '.join(names)}")
+    names = [folder.name for folder in folders]  # distinct: export_bundle checks them before any work
     maps = {folder.name: other_maps(folder, pairs) for folder in folders}
     manifest = load_bundle(bundle)
     trained = int(manifest.extra.get("energy_steps", {}).get("trained", get_export_kind(manifest.model_kind).energy_steps(manifest)))
