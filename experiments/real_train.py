@@ -101,7 +101,8 @@ LITE_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 # ids): G(X) for two epochs; coop and G(X,h) from it for one more over the same photos, QE-FPN from its trunk for
 # two; the scribble model from ImageNet for two. Roughly 13 hours of CPU at the hour recipe's rates × (256/224)², 6.5 on 2 idle cores
 # (an estimate from the rates, not a measured run).
-LITE_256 = ["--preset", "lite", "--size", "256", "--crop", "0.75"]
+# Every job keeps its weights every 314 steps (2512 photos, a quarter of the pool): the curve real_curve.py judges.
+LITE_256 = ["--preset", "lite", "--size", "256", "--crop", "0.75", "--keep-every", "314"]
 POOL = 10053  # DUTS-TR's 10,553 less the 500 held out
 LITE_RECIPES["full"] = {
     "gx": {"cli": "train-coop", "epochs": 2, "batch": 8, "images": POOL, "args": [*LITE_256, *IOU, "--generator-only", "deterministic"]},

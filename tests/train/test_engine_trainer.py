@@ -109,3 +109,22 @@ def test_csv_log_and_grids_are_written_and_log_is_trimmed_on_resume(tmp_path: Pa
     steps = [int(line.split(",")[0]) for line in (tmp_path / "log.csv").read_text().splitlines()[1:]]
     assert steps == list(range(1, 8))
     assert "999.0" not in (tmp_path / "log.csv").read_text()
+
+
+def test_kept_checkpoints_are_the_weights_at_their_steps(tmp_path: Path) -> None:
+    """--keep-every: kept/step_N.pt holds the state at step N (later saves of last.pt leave it alone), and a resume
+    that passes a kept step again leaves the same file."""
+    _run(tmp_path / "a", checkpoint_every=100, keep_every=5)  # 18 steps: kept at 5, 10, 15
+    kept = sorted(p.name for p in (tmp_path / "a" / "kept").iterdir())
+    assert kept == ["step_0000005.pt", "step_0000010.pt", "step_0000015.pt"]
+    stopped = _run(tmp_path / "b", checkpoint_every=100, max_steps=10)  # no keeping: the reference at step 10
+    at_ten = load_checkpoint(tmp_path / "a" / "kept" / "step_0000010.pt")
+    assert at_ten["step"] == 10
+    for key, value in stopped.state_dict().items():
+        assert torch.equal(at_ten["state_dict"][key], value), key
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 18
+    _run(tmp_path / "c", max_steps=7, checkpoint_every=3, keep_every=5)  # saved at 6: a resume runs step 7 again
+    _run(tmp_path / "c", resume=tmp_path / "c" / "last.pt", checkpoint_every=3, keep_every=5)
+    again = load_checkpoint(tmp_path / "c" / "kept" / "step_0000010.pt")
+    for key, value in at_ten["state_dict"].items():
+        assert torch.equal(again["state_dict"][key], value), key

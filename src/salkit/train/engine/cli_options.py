@@ -26,7 +26,7 @@ F = Callable[..., Any]
 RUN_DEFAULTS: dict[str, Any] = {
     "split": None, "preset": "paper", "epochs": 1, "batch_size": 1, "size": None, "crop": 1.0, "seed": 0, "backbone": None,
     "backbone_weights": None, "resume": None, "init": None, "force": False, "max_steps": None, "checkpoint_every": 50,
-    "grid_every": 100, "threads": None, "workers": 0, "progress": True,
+    "keep_every": 0, "grid_every": 100, "threads": None, "workers": 0, "progress": True,
 }
 # The shared defaults a preset sets, shown under each trainer's --help.
 PRESET_KEYS = ("epochs", "batch_size", "crop")
@@ -70,6 +70,9 @@ def train_options(presets: Mapping[str, Mapping[str, Any]]) -> Callable[[F], F]:
         click.option("--max-steps", type=int, default=None, help="Stop after this many optimiser steps in total (0: save the untrained start)."),
         click.option("--checkpoint-every", type=int, default=None,
                      help=f"Steps between checkpoints (also at every epoch end) {_show('checkpoint_every')}."),
+        click.option("--keep-every", type=int, default=None,
+                     help=f"Steps between checkpoints kept as OUT/kept/step_N.pt, for a training curve; 0 = none "
+                          f"{_show('keep_every')}."),
         click.option("--grid-every", type=int, default=None, help=f"Steps between PNG grids; 0 = never {_show('grid_every')}."),
         click.option("--threads", type=int, default=None, help="torch CPU threads per process [torch's choice]."),
         click.option("--workers", type=int, default=None,
@@ -133,7 +136,7 @@ def check(o: Mapping[str, Any]) -> None:
     """The shared options' one-line errors, before anything is loaded or written."""
     for key in ("epochs", "batch_size", "size", "checkpoint_every", "threads"):
         positive(key, o.get(key))
-    for key in ("max_steps", "grid_every", "workers"):
+    for key in ("max_steps", "grid_every", "keep_every", "workers"):
         positive(key, o.get(key), allow_zero=True)
     if not 0 < o["crop"] <= 1:
         raise SalkitError(f"--crop must lie in (0, 1], got {o['crop']}")
@@ -153,7 +156,8 @@ def loop_options(o: Mapping[str, Any]) -> Any:
     from salkit.train.engine.trainer import LoopOptions
 
     return LoopOptions(out=str(o["out"]), epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"],
-                       checkpoint_every=o["checkpoint_every"], grid_every=o["grid_every"], num_workers=o["workers"],
+                       checkpoint_every=o["checkpoint_every"], keep_every=o.get("keep_every") or 0, grid_every=o["grid_every"],
+                       num_workers=o["workers"],
                        progress=o["progress"], max_steps=o.get("max_steps"))
 
 

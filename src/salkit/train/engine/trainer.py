@@ -32,6 +32,8 @@ its own generator, never from the global RNG, so re-creating it mid-epoch change
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,6 +44,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
+from salkit.base.atomic import atomic_path
 from salkit.base.errors import SalkitError
 from salkit.train.engine.checkpoint import load_checkpoint, make_checkpoint, rng_state, save_checkpoint, set_rng_state
 from salkit.train.engine.distributed import DistContext
@@ -59,6 +62,7 @@ class LoopOptions:
     batch_size: int = 1
     seed: int = 0
     checkpoint_every: int = 50  # optimiser steps; also at every epoch end
+    keep_every: int = 0  # optimiser steps between checkpoints kept as kept/step_N.pt (a training curve); 0 = none
     grid_every: int = 100  # steps; 0 = never
     max_loss: float = 1e6  # |logged scalar| above this counts as divergence
     num_workers: int = 0
@@ -214,8 +218,11 @@ class Trainer:
                 panels = self.grid_panels(batch)
                 if panels:
                     save_grid(panels, self.out / "grids" / f"step_{self.step:07d}.png")
-            if self.step % self.options.checkpoint_every == 0:
+            keep = bool(self.options.keep_every) and self.step % self.options.keep_every == 0
+            if self.step % self.options.checkpoint_every == 0 or keep:
                 self.save()
+            if keep:
+                self.keep()
             if self._reached_max_steps():
                 return
         for scheduler in self.schedulers.values():
@@ -265,6 +272,19 @@ class Trainer:
         self._saved_step = self.step
         self.dist.barrier()
         return path
+
+    def keep(self) -> None:
+        """``last.pt`` as just saved, kept as ``kept/step_N.pt`` (a hard link where the file system allows: no copy)."""
+        if not self.dist.is_main:
+            return
+        kept = self.out / "kept" / f"step_{self.step:07d}.pt"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.unlink(missing_ok=True)  # a resumed run passes this step again
+        try:
+            os.link(self.out / "last.pt", kept)  # save_checkpoint replaces last.pt by a rename: the link keeps this one
+        except OSError:
+            with atomic_path(kept) as tmp:
+                shutil.copyfile(self.out / "last.pt", tmp)
 
     def _resume(self, path: str | Path) -> None:
         ckpt = load_checkpoint(path, expect_kind=self.model_kind)
