@@ -48,6 +48,11 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: lis
     "descent" — Ŷ and the energy's noise-free descent from it for k = 1 … 2K steps ("k1", "k2", …).
     ``seeds``: each photo's latent seed (default its position), the runtime's convention.
     """
+    return torch_mapper(checkpoint, kind)(photos, seeds)
+
+
+def torch_mapper(checkpoint: Path, kind: str) -> Callable[..., dict[str, list[np.ndarray]]]:
+    """``torch_maps`` with the checkpoint loaded once: (photos, seeds=None) → the maps, as ``torch_maps``."""
     import torch
 
     from salkit.base.images import preprocess, resize_map
@@ -59,24 +64,29 @@ def torch_maps(checkpoint: Path, photos: list[np.ndarray], kind: str, seeds: lis
     model = build_model(ckpt).eval()
     recorded = ckpt.get("train_config", {}).get("coop") or {}
     steps, step_size = int(recorded.get("langevin_steps", 5)), float(recorded.get("energy_step", 0.4))
-    maps: dict[str, list[np.ndarray]] = {"yhat": [], "ytilde": []}
-    for i, photo in enumerate(photos):
-        seed = seeds[i] if seeds is not None else i
-        back = lambda m, shape=photo.shape[:2]: np.clip(resize_map(m[0, 0].numpy(), shape), 0.0, 1.0)
-        x = torch.from_numpy(preprocess([photo], model.image_size))
-        if kind == "h0":
-            with torch.no_grad():
-                maps["yhat"].append(back(torch.sigmoid(model.generator(x, torch.zeros(1, model.generator.latent_dim)))))
-            continue
-        latents, _ = coop.random_inputs(seed, samples=10, batch=1, latent_dim=model.generator.latent_dim, steps=steps,
-                                        size=model.image_size, noise=False)  # (N,1,d): the runtime's seed convention
-        out = predict_tensor(model, x, torch.from_numpy(latents), steps if kind == "coop" else 0, step_size, uncertainty=False)
-        maps["yhat"].append(back(out["generator"]))
-        if kind == "coop":
-            maps["ytilde"].append(back(out["saliency"]))
-        for k in range(1, 2 * steps + 1) if kind == "descent" else ():
-            maps.setdefault(f"k{k}", []).append(back(refine_tensor(model, x, out["generator"], k, step_size)))
-    return maps
+
+    def maps_of(photos: list[np.ndarray], seeds: list[int] | None = None) -> dict[str, list[np.ndarray]]:
+        maps: dict[str, list[np.ndarray]] = {"yhat": [], "ytilde": []}
+        for i, photo in enumerate(photos):
+            seed = seeds[i] if seeds is not None else i
+            back = lambda m, shape=photo.shape[:2]: np.clip(resize_map(m[0, 0].numpy(), shape), 0.0, 1.0)
+            x = torch.from_numpy(preprocess([photo], model.image_size))
+            if kind == "h0":
+                with torch.no_grad():
+                    maps["yhat"].append(back(torch.sigmoid(model.generator(x, torch.zeros(1, model.generator.latent_dim)))))
+                continue
+            latents, _ = coop.random_inputs(seed, samples=10, batch=1, latent_dim=model.generator.latent_dim, steps=steps,
+                                            size=model.image_size, noise=False)  # (N,1,d): the runtime's seed convention
+            out = predict_tensor(model, x, torch.from_numpy(latents), steps if kind == "coop" else 0, step_size,
+                                 uncertainty=False)
+            maps["yhat"].append(back(out["generator"]))
+            if kind == "coop":
+                maps["ytilde"].append(back(out["saliency"]))
+            for k in range(1, 2 * steps + 1) if kind == "descent" else ():
+                maps.setdefault(f"k{k}", []).append(back(refine_tensor(model, x, out["generator"], k, step_size)))
+        return maps
+
+    return maps_of
 
 
 def calib_maps(out: Path) -> list[Path]:
