@@ -11,7 +11,7 @@ TRITON_ENV ?= .triton-env
 # CHROMIUM_ENV/.ready names the binary.
 CHROMIUM_ENV ?= .chromium-env
 
-.PHONY: demo lint test test-fast bench loadtest clean-demo repro real real-seeds triton-env chromium-env
+.PHONY: demo lint test test-fast bench loadtest clean-demo repro real real-full real-curve real-seeds triton-env chromium-env
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,15 @@ REAL_TRAIN_DATA ?= ../shared/data/duts-tr
 REAL_TRIALS ?= docs/real/trials.json
 real: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_OUT) --data $(REAL_DATA) --train-data $(REAL_TRAIN_DATA) $(if $(wildcard $(REAL_TRIALS)),--trials $(REAL_TRIALS)) $(REAL_ARGS)
+
+# The hours-long recipe in its own folder (resumable: stop it any time, `make real-full` again continues), and its
+# curve: every kept checkpoint judged on the trials' held-out DUTS-TR photos beside REAL_OUT's hour-recipe jobs
+# (experiments/real_curve.py → $(REAL_FULL_OUT)/curve/curve.{md,json,png}; it can run while the training does).
+REAL_FULL_OUT ?= runs/real_full
+real-full: $(STAMP)
+	$(PY) experiments/real.py --out $(REAL_FULL_OUT) --recipe full --data $(REAL_DATA) --train-data $(REAL_TRAIN_DATA) $(REAL_ARGS)
+real-curve: $(STAMP)
+	$(PY) experiments/real_curve.py --run $(REAL_FULL_OUT) --reference $(REAL_OUT) --train-data $(REAL_TRAIN_DATA)
 
 # The spread over seeds: `make -j2 real-seeds` trains the recipe again for each of REAL_SEEDS, the runs side by
 # side (each run's two lanes take a thread each: about 90 min on 2 idle cores; REAL_SEEDS_ARGS="--skip gxh

@@ -92,7 +92,10 @@ def _roofline(entry: Mapping[str, Any], machine: Mapping[str, Any]) -> str:
     """"17.3% (torch, bf16 1631)": against the best any engine reaches for the plan's precision."""
     engine, precision, peak = machine.get("gemm_peak_engine"), machine.get("gemm_peak_precision"), machine.get("gemm_peak_gflops")
     of = f", {precision} {peak:.0f}" if precision and peak else ""
-    return f"{entry.get('roofline_fraction', 0):.1%} ({engine or 'engine not recorded'}{of})"
+    per_graph = entry.get("roofline_fraction_per_graph")
+    mixed = per_graph is not None and abs(per_graph - entry.get("roofline_fraction", 0)) > 5e-4
+    return (f"{entry.get('roofline_fraction', 0):.1%} ({engine or 'engine not recorded'}{of})"
+            + (f"; each graph at its precision's peak: {per_graph:.1%}" if mixed else ""))
 
 
 def rows(record: Mapping[str, Any]) -> list[str]:
@@ -202,7 +205,9 @@ def render_doc(entries: Sequence[Mapping[str, Any]], command: str) -> str:
     """Every kept CPU class, the newest first, each under a heading of its own."""
     lines = _generated(command) + ["The roofline column is the runtime's GFLOP/s (counted from the graphs) over the best "
                                    "GEMM rate any installed engine reaches on that CPU for the precision the plan runs "
-                                   "(`roofline_fraction`; the engine that set it in brackets).", ""]
+                                   "(`roofline_fraction`; the engine that set it in brackets). A per-graph plan runs several "
+                                   "precisions: its fraction is of the highest of their peaks, and beside it the fraction "
+                                   "with each graph's FLOPs at its own precision's peak (`roofline_fraction_per_graph`).", ""]
     for entry in entries:
         model = (entry["records"][0].get("machine", {}).get("cpu") or {}).get("model", "CPU model not recorded")
         lines += [f"### {entry['label']}: {model}", ""] + section(entry["records"], entry.get("gates", ())) + [""]

@@ -66,6 +66,12 @@ def test_section_shows_both_baselines_the_cpu_and_the_targets(tmp_path: Path) ->
     assert f"{qefpn_label} vs torch, authors' way (fp32 eager): 2.00× at batch 1, 2.00× best batch vs best batch " \
            "(torch's best batch 1); target ≥ 3× — **not met**" in text
     assert f"| {qefpn_label} | openvino:fp32 | 1 | 1.00 | 0.50 | – |" in text
+    assert "each graph at its precision's peak" not in text  # not recorded (older records) or one precision: not shown
+    coop["coop"]["1"]["roofline_fraction_per_graph"] = 0.5
+    coop["coop"]["8"]["roofline_fraction_per_graph"] = 0.25
+    text = bench_readme.render([coop], "cmd")
+    assert "| 25.0% (onnxruntime, fp32 100); each graph at its precision's peak: 50.0% |" in text
+    assert "| 25.0% (onnxruntime, fp32 100) |" in text  # batch 8: the same number, shown once
 
 
 def test_section_splits_a_predict_into_graphs_and_host_and_bounds_the_ratio(tmp_path: Path) -> None:

@@ -95,6 +95,9 @@ def test_bench_record_coop(toy_coop, tmp_path) -> None:
         achieved = split["gflop_per_image"] * int(batch) / (split["p50_ms"] / 1e3)
         assert entry["roofline_fraction"] == pytest.approx(achieved / machine["gemm_peak_gflops"])
         assert entry["roofline_fraction_plan_engine"] == pytest.approx(achieved / machine["plan_engine_gemm_gflops"])
+        assert split["graph_gflop_per_image"] == pytest.approx({"encoder": flops["encoder"] / 1e9, "latent_decoder": n * flops[
+            "latent_decoder"] / 1e9, "energy_grad": k * flops["energy_grad"] / 1e9})
+        assert entry["roofline_fraction_per_graph"] == pytest.approx(entry["roofline_fraction"])  # one precision: the same
         assert entry["torch_images_per_s"] is None and entry["mae_delta"] is None  # not asked for: null, not made up
         assert entry["torch_best_recipe_images_per_s"] is None and entry["speedup_vs_torch_best"] is None
         _check_breakdown(entry, {"encoder": 1, "latent_decoder": 1, "energy_grad": k})
@@ -226,6 +229,32 @@ def test_roofline_is_the_fraction_of_the_best_engine_not_the_plans_own() -> None
     assert record["machine"]["gemm_peak_precision"] == "int8" and record["machine"]["gemm_peak_gflops"] == 1966.0
     assert record["coop"]["1"]["roofline_fraction"] == pytest.approx(200.0 / 1966.0)
     assert record["machine"]["plan_engine"] == "openvino" and record["coop"]["1"]["roofline_fraction_plan_engine"] == pytest.approx(200.0 / 310.0)
+    assert record["coop"]["1"].get("roofline_fraction_per_graph") is None  # no per-graph FLOPs given: not claimed
+
+
+def test_per_graph_roofline_weighs_each_graphs_flops_by_its_own_precisions_peak() -> None:
+    """The mix's bound: Σ FLOPs_g / peak(precision_g), over the measured time per image; one precision: the same
+    number as roofline_fraction; a precision no engine ran falls back to the fp32 peak."""
+    from salkit.runtime.bench.record import _finish_peaks
+
+    rates = {"fp32": {"onnxruntime": 200.0}, "bf16": {"torch": 400.0}, "int8": {"torch": 800.0}}
+    graphs = {"encoder": 1.0, "latent_decoder": 8.0, "energy_grad": 2.0}  # GFLOP per image
+    record = {"machine": {}, "coop": {"1": {"paths": {"split": {"achieved_gflops": 11.0 * 20.0, "images_per_s": 20.0,
+                                                                "graph_gflop_per_image": graphs}}}}}
+    mix = {"encoder": "fp32", "latent_decoder": "bf16", "energy_grad": "int8"}
+    _finish_peaks(record, "coop", rates, rates, ("fp32", "bf16", "int8"), {"fp32": "onnxruntime", "bf16": "openvino",
+                                                                            "int8": "openvino"}, mix)
+    entry = record["coop"]["1"]
+    bound_s = 1.0 / 200.0 + 8.0 / 400.0 + 2.0 / 800.0  # 27.5 ms a photo at the peaks; it took 50 ms
+    assert entry["roofline_fraction_per_graph"] == pytest.approx(bound_s * 20.0) == pytest.approx(0.55)
+    assert entry["roofline_fraction"] == pytest.approx(220.0 / 800.0)  # the conservative one stays beside it
+    one = {"machine": {}, "coop": {"1": {"paths": {"split": {"achieved_gflops": 220.0, "images_per_s": 20.0,
+                                                             "graph_gflop_per_image": graphs}}}}}
+    _finish_peaks(one, "coop", rates, rates, "bf16", "openvino", dict.fromkeys(graphs, "bf16"))
+    assert one["coop"]["1"]["roofline_fraction_per_graph"] == pytest.approx(one["coop"]["1"]["roofline_fraction"])
+    no_bf16 = {p: ({} if p == "bf16" else r) for p, r in rates.items()}
+    _finish_peaks(one, "coop", no_bf16, no_bf16, ("fp32", "bf16", "int8"), None, mix)
+    assert one["coop"]["1"]["roofline_fraction_per_graph"] == pytest.approx((1.0 / 200 + 8.0 / 200 + 2.0 / 800) * 20.0)
 
 
 def test_torch_peaks_come_through_the_bench_plugin_or_say_not_installed(monkeypatch) -> None:

@@ -38,7 +38,7 @@ The JSON record (stable keys)::
                                                              # bench's own threads count in the end one)
      "settings": {"samples", "steps", "input_size", "warmup", "repeat", "threads"},
      "<kind>": {"<batch>": {"images_per_s", "p50_ms", "p99_ms", "gflop_per_image", "roofline_fraction",
-                            "roofline_fraction_plan_engine",
+                            "roofline_fraction_plan_engine", "roofline_fraction_per_graph",
                             "torch_images_per_s", "speedup_vs_torch",
                             "torch_best_recipe_images_per_s", "speedup_vs_torch_best",
                             "speedup_vs_fp32", "mae_delta", "paths": {"split": {…}, "whole": {…}},
@@ -102,10 +102,15 @@ def model_facts(m: Manifest) -> dict[str, Any]:
 
 def flops_per_image(predictor: Predictor, samples: int, steps: int) -> dict[str, float]:
     """Counted FLOPs of predict for one image, per path (the graphs the predictor's loop runs)."""
+    return {path: sum(graphs.values()) for path, graphs in graph_flops_per_image(predictor, samples, steps).items()}
+
+
+def graph_flops_per_image(predictor: Predictor, samples: int, steps: int) -> dict[str, dict[str, float]]:
+    """Counted FLOPs of predict for one image, per path and graph (calls × rows × the graph's count at batch 1)."""
     m = predictor.manifest
     runs = predictor.runtime_kind.graph_runs(samples, steps, predictor.loop)
     f = {name: graph_flops(m.graph_path(name)) for name in {g for path in runs.values() for g in path}}
-    return predictor.runtime_kind.flops(f, samples, steps, predictor.loop)
+    return {path: {graph: run.calls * run.rows * f[graph] for graph, run in graphs.items()} for path, graphs in runs.items()}
 
 
 def run_bench(
@@ -155,7 +160,8 @@ def run_bench(
         progress(predictor.plan_line)
         progress("measuring the GEMM peaks (fp32, bf16, int8) of every installed engine")
         rates, engines = engine_peaks(gemm_size)
-        flops = flops_per_image(predictor, n, k)
+        per_graph = graph_flops_per_image(predictor, n, k)
+        flops = {path: sum(graphs.values()) for path, graphs in per_graph.items()}
         record: dict[str, Any] = {
             "bundle": str(bundle), "backend": predictor.backend_name, "precision": predictor.precision,
             "plan": predictor.plan, "plan_reason": predictor.backend_reason, "graph_plans": predictor.graph_plans,
@@ -183,6 +189,7 @@ def run_bench(
                     entry["paths"][path] = {
                         "images_per_s": batch / (t["p50_ms"] / 1e3), "p50_ms": t["p50_ms"], "p99_ms": t["p99_ms"],
                         "gflop_per_image": flops[path] / 1e9, "achieved_gflops": achieved,
+                        "graph_gflop_per_image": {g: f / 1e9 for g, f in per_graph[path].items()},
                     }
                     progress(f"  {batch / (t['p50_ms'] / 1e3):.3f} img/s, p50 {t['p50_ms']:.1f} ms, {achieved:.1f} GFLOP/s")
                 entry.update({key: entry["paths"]["split"][key] for key in ("images_per_s", "p50_ms", "p99_ms", "gflop_per_image")})
@@ -207,7 +214,7 @@ def run_bench(
     record["machine"]["gemm_engines"] = engines
     record["machine"]["load_average"]["end"] = _load()
     precisions, engines_of = _plan_precisions(predictor)
-    _finish_peaks(record, kind, rates, again, precisions, engines_of)
+    _finish_peaks(record, kind, rates, again, precisions, engines_of, _graph_precisions(predictor, per_graph))
     for key, result in measured.items():
         sample = result.pop("sample")
         result["max_abs_vs_runtime"] = None if sample is None else float(np.abs(sample - outputs[min(batches)]).max())
@@ -235,15 +242,27 @@ def _plan_precisions(predictor: Predictor) -> tuple[tuple[str, ...], dict[str, s
     return (predictor.precision,), {predictor.precision: PLAN_ENGINES.get(predictor.backend_name)}
 
 
+def _graph_precisions(predictor: Predictor, per_graph: dict[str, dict[str, float]]) -> dict[str, str]:
+    """Each graph's precision: its own in a per-graph plan, else the plan's."""
+    graphs = {g for path in per_graph.values() for g in path}
+    return {g: (predictor.graph_plans.get(g) or f":{predictor.precision}").split(":", 1)[1] for g in graphs}
+
+
 def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, float]], again: dict[str, dict[str, float]],
-                  precision: str | tuple[str, ...], plan_engine: str | dict[str, str | None] | None = None) -> None:
+                  precision: str | tuple[str, ...], plan_engine: str | dict[str, str | None] | None = None,
+                  graph_precision: dict[str, str] | None = None) -> None:
     """Best-of-two rates per engine, the peak per precision — the maximum over every engine, and
     which engine set it — and each roofline fraction against the peak of the plan's precision
     (and, for comparison, against the plan's own engine's rate of that precision).
 
     A per-graph plan runs several precisions (``precision`` a tuple, ``plan_engine`` precision → engine):
     its fraction is taken against the highest of their peaks, the bound the fastest of its graphs could
-    reach, so a mix with one fp32 graph is not measured against the fp32 peak alone."""
+    reach, so a mix with one fp32 graph is not measured against the fp32 peak alone.
+
+    ``roofline_fraction_per_graph`` (with ``graph_precision``, graph → precision, and each path's
+    ``graph_gflop_per_image``): the time one image would take if every graph ran at the best peak of its own
+    precision (Σ FLOPs_g / peak_g), over the time it takes. For a single-precision plan it equals
+    ``roofline_fraction``; for a mix it credits the graphs that run at a lower precision's peak."""
     rates = {p: {e: max(first.get(p, {}).get(e, 0.0), again.get(p, {}).get(e, 0.0))
                  for e in {*first.get(p, {}), *again.get(p, {})}} for p in {*first, *again}}
     peaks = {p: best(r) for p, r in rates.items()}
@@ -264,8 +283,14 @@ def _finish_peaks(record: dict[str, Any], kind: str, first: dict[str, dict[str, 
         for p in entry["paths"].values():
             p["roofline_fraction"] = p["achieved_gflops"] / peak
             p["roofline_fraction_plan_engine"] = p["achieved_gflops"] / own if own else None
+            graphs = p.get("graph_gflop_per_image")
+            if graph_precision is not None and graphs:
+                fallback = peaks.get("fp32") or peak  # a precision no engine measured, as for the plan's peak
+                bound_s = sum(gf / (peaks.get(graph_precision.get(g, peak_precision)) or fallback) for g, gf in graphs.items())
+                p["roofline_fraction_per_graph"] = bound_s * p["images_per_s"]
         entry["roofline_fraction"] = entry["paths"]["split"]["roofline_fraction"]
         entry["roofline_fraction_plan_engine"] = entry["paths"]["split"]["roofline_fraction_plan_engine"]
+        entry["roofline_fraction_per_graph"] = entry["paths"]["split"].get("roofline_fraction_per_graph")
 
 
 def _load() -> float | None:
@@ -315,6 +340,9 @@ def format_record(record: dict[str, Any]) -> str:
             ratios = "".join(f" {p['images_per_s'] / record[key]['best_images_per_s']:21.2f}x" for key in baselines)
             lines.append(f"{batch:>5} {path:>6} {p['images_per_s']:8.2f} {p['p50_ms']:9.1f} {p['p99_ms']:9.1f} "
                          f"{p['gflop_per_image']:10.2f} {p['roofline_fraction']:9.1%}{ratios}")
+        per_graph = entry.get("roofline_fraction_per_graph")
+        if per_graph is not None and abs(per_graph - entry["roofline_fraction"]) > 5e-4:
+            lines.append(f"{batch:>5} roofline with each graph at its own precision's peak: {per_graph:.1%}")
         if entry.get("breakdown"):
             lines.append(format_breakdown(batch, entry["breakdown"]))
         if entry["speedup_vs_fp32"] is not None:

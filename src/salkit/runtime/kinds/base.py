@@ -97,15 +97,10 @@ class RuntimeKind:
         return 0.0
 
     def graph_runs(self, samples: int, steps: int, loop: Any = None) -> dict[str, dict[str, GraphRuns]]:
-        """Per bench path, the graphs one predict runs and how often (what ``flops`` counts and bench's
+        """Per bench path, the graphs one predict runs and how often (what ``bench.record.graph_flops_per_image`` counts and bench's
         breakdown of a predict into graph and host time multiplies); ``loop``: the loop that runs
         them, where the graphs depend on the bundle (None: the kind's default). Every kind."""
         raise NotImplementedError
-
-    def flops(self, graph_flops: dict[str, float], samples: int, steps: int, loop: Any = None) -> dict[str, float]:
-        """FLOPs of one image's predict per bench path, from each graph's count at batch 1."""
-        return {path: sum(run.calls * run.rows * graph_flops[graph] for graph, run in runs.items())
-                for path, runs in self.graph_runs(samples, steps, loop).items()}
 
     def bench_call(self, predictor: Any, x: np.ndarray, latents: np.ndarray, steps: int, path: str) -> Callable[[], dict]:
         """The predict bench times (the same latents for every implementation). Every kind."""
