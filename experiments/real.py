@@ -1,7 +1,7 @@
 """`make real`: train on DUTS-TR from ImageNet backbones, export, and judge on all of PASCAL-S.
 
     python experiments/real.py [--out runs/real] [--train-data ../shared/data/duts-tr]
-                               [--data ../shared/data/pascal-s] [--recipe hour|full|short|smoke]
+                               [--data ../shared/data/pascal-s] [--recipe hour|full|scratch|short|smoke]
 
 The published protocol (the cooperative paper's Table 1): train on DUTS-TR, judge on every
 PASCAL-S photograph (``--test-split all``); PASCAL-S's 170-photo ``test.txt`` is reported beside it
@@ -29,9 +29,9 @@ checkpoint (``--checkpoint-every`` steps, ``train-coop/train-qefpn --resume``):
 6. ``picture`` — ``<out>/examples.png``: 6 test photos, labelled columns photo | ground truth | Ŷ |
    Ỹ after the energy | epistemic uncertainty | QE-FPN.
 
-The default recipe, ``full``, is the one chosen within the 60-minute budget of an idle 2-core
-machine (experiments/real_trials.py; docs/data-and-eval.md, "Choosing the recipe"); ``--recipe
-short`` fits the hour on a shared machine; ``--recipe smoke`` trains for a few steps only (tests).
+The default recipe, ``hour``, is the one chosen within the 60-minute budget of an idle 2-core
+machine (experiments/real_trials.py; docs/data-and-eval.md, "Choosing the recipe"); ``--recipe full``
+is the hours-long one (``make real-full``, resumable); ``--recipe smoke`` trains for a few steps only (tests).
 """
 
 from __future__ import annotations

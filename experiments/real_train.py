@@ -122,10 +122,9 @@ LITE_RECIPES["full"] = {
 # The recipes of the tiny backbone trained from scratch on PASCAL-S's own train split (the earlier records):
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     # Measured at 1 thread on the AMD EPYC (CPU s per step of 8 at 128²): coop 1.22, scribble 2.03, G(X) 0.27,
-    # G(X,h) 0.8–1.0, energy-only 2.1, QE-FPN 0.62. "full" (make real's default) fills an idle 2-core machine's hour
+    # G(X,h) 0.8–1.0, energy-only 2.1, QE-FPN 0.62. "scratch" was make real's default before the ImageNet backbones
     # (about 87 CPU minutes of training in two lanes of about 45, plus about 7 minutes of data, export, maps
-    # and evaluation) and adds G(X,h) trained alone; coop and G(X) train for the same epochs, G(X,h) for what
-    # the hour leaves (12).
+    # and evaluation).
     # "short" is the recipe that fits within the hour when other jobs share the machine (about 20 CPU
     # minutes of training). Longer training helps (experiments/real_trials.py: G(X) on the held-out part of the train split,
     # S 0.600 / 0.628 / 0.649 after 6 / 12 / 24 epochs).

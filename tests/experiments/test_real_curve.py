@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,15 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "experiments"))
 
-
-def _curve_module():
-    sys.path.insert(0, str(ROOT / "experiments"))
-    spec = importlib.util.spec_from_file_location("experiments_real_curve", ROOT / "experiments" / "real_curve.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import real_curve as curve  # noqa: E402 — after experiments/ is put on sys.path
 
 
 def test_kept_checkpoints_are_judged_once_each(tmp_path: Path) -> None:
@@ -33,7 +26,6 @@ def test_kept_checkpoints_are_judged_once_each(tmp_path: Path) -> None:
                                               "--batch-size", "4", "--max-steps", "4", "--keep-every", "2", "--grid-every", "0",
                                               "--no-progress", "--threads", "1", "--generator-only", "deterministic"])
     assert trained.exit_code == 0, trained.output
-    curve = _curve_module()
     args = ["--run", str(run), "--reference", str(tmp_path / "none"), "--train-data", str(data)]
     first = CliRunner().invoke(curve.main, args)
     assert first.exit_code == 0, first.output

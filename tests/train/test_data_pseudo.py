@@ -13,6 +13,7 @@ from salkit.base.errors import SalkitError
 from salkit.train.data.cli import main as sal_data
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.data.pseudo import pseudo_scribble, write_pseudo_scribbles
+from tests.fixtures.data import noise_photo_folder
 
 
 def _expected(saliency: np.ndarray, strokes: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -51,16 +52,9 @@ def test_a_map_of_another_size_is_refused() -> None:
 
 
 def _stroke_folder(tmp_path: Path) -> Path:
-    root = tmp_path / "src"
-    (root / "img").mkdir(parents=True)
-    (root / "gt").mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(4):
-        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(root / "img" / f"{i}.jpg")
-        mask = np.zeros((40, 56), np.uint8)
-        mask[10:30, 15:40] = 255
-        Image.fromarray(mask).save(root / "gt" / f"{i}.png")
-    (root / "train.txt").write_text("0\n1\n2\n3\n")
+    mask = np.zeros((40, 56), np.uint8)
+    mask[10:30, 15:40] = 255
+    root = noise_photo_folder(tmp_path / "src", mask, n=4, seed=1)
     strokes = tmp_path / "strokes"
     result = CliRunner().invoke(sal_data, ["scribbles", "--data", str(root), "--split", "train", "--out", str(strokes)])
     assert result.exit_code == 0, result.output

@@ -13,6 +13,7 @@ from salkit.base.layout import check_dataset
 from salkit.train.data.cli import main as sal_data
 from salkit.train.data.dataset import SaliencyDataset
 from salkit.train.data.scribbles import scribble_from_mask, scribble_rng
+from tests.fixtures.data import noise_photo_folder
 
 
 def _mask(h: int = 120, w: int = 160) -> np.ndarray:
@@ -51,14 +52,7 @@ def test_empty_and_full_masks(fill: bool) -> None:
 
 
 def test_sal_data_scribbles_links_the_source_and_trains(tmp_path: Path) -> None:
-    root = tmp_path / "src"
-    (root / "img").mkdir(parents=True)
-    (root / "gt").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(root / "img" / f"{i}.jpg")
-        Image.fromarray(_mask(48, 64).astype(np.uint8) * 200).save(root / "gt" / f"{i}.png")
-    (root / "train.txt").write_text("0\n1\n2\n3\n")
+    root = noise_photo_folder(tmp_path / "src", _mask(48, 64).astype(np.uint8) * 200, n=6, seed=0)
     out = tmp_path / "scr"
     result = CliRunner().invoke(sal_data, ["scribbles", "--data", str(root), "--split", "train", "--out", str(out)])
     assert result.exit_code == 0, result.output
