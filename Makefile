@@ -55,12 +55,13 @@ real: $(STAMP)
 
 # The hours-long recipe in its own folder (resumable: stop it any time, `make real-full` again continues), and its
 # curve: every kept checkpoint judged on the trials' held-out DUTS-TR photos beside REAL_OUT's hour-recipe jobs
-# (experiments/real_curve.py → $(REAL_FULL_OUT)/curve/curve.{md,json,png}; it can run while the training does).
+# (experiments/real_curve.py → $(REAL_FULL_OUT)/curve/curve.{md,json,png}; it can run while the training does;
+# REAL_CURVE_ARGS=--benchmark also judges each job's latest checkpoint on every PASCAL-S photo, to report only).
 REAL_FULL_OUT ?= runs/real_full
 real-full: $(STAMP)
 	$(PY) experiments/real.py --out $(REAL_FULL_OUT) --recipe full --data $(REAL_DATA) --train-data $(REAL_TRAIN_DATA) $(REAL_ARGS)
 real-curve: $(STAMP)
-	$(PY) experiments/real_curve.py --run $(REAL_FULL_OUT) --reference $(REAL_OUT) --train-data $(REAL_TRAIN_DATA)
+	$(PY) experiments/real_curve.py --run $(REAL_FULL_OUT) --reference $(REAL_OUT) --train-data $(REAL_TRAIN_DATA) $(REAL_CURVE_ARGS)
 
 # The spread over seeds: `make -j2 real-seeds` trains the recipe again for each of REAL_SEEDS, the runs side by
 # side (each run's two lanes take a thread each: about 90 min on 2 idle cores; REAL_SEEDS_ARGS="--skip gxh

@@ -8,6 +8,10 @@ trials judge: G(X) at h = 0, G(X,h) by Ŷ, the coop models by Ỹ, the QE-FPN by
 finished jobs (the hour recipe) are judged the same way, one row each. A judged checkpoint keeps
 ``<run>/curve/<job>/step_N.json`` and is not judged again, so the script can run while the training does, and
 again after it; ``<run>/curve/curve.json``, ``curve.md`` and ``curve.png`` collect the rows.
+
+``--benchmark`` also judges each job's latest checkpoint on every benchmark photo the run's data stage
+linked (``<run>/test``, ``<run>/splits/all.txt``): how far an unfinished run has got, in the published
+protocol's numbers. Those rows report; nothing is chosen on them (the recipe is chosen on held-out photos).
 """
 
 from __future__ import annotations
@@ -71,11 +75,33 @@ def judged(cache: Path, checkpoint: Path, data: Path, held: Path, kind: str, ech
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| job | run | step | photos seen | S | MAE | max F | mean E |", "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
+    for r in (r for r in rows if r["run"] != "benchmark"):
         m = r["metrics"]
         lines.append(f"| {r['job']} | {r['run']} | {r['step']} | {r['photos']} | {m['s_measure']:.4f} | {m['mae']:.4f} | "
                      f"{m['max_f']:.4f} | {m['mean_e']:.4f} |")
+    bench = [r for r in rows if r["run"] == "benchmark"]
+    if bench:
+        lines += ["", f"Each job's latest checkpoint on all {bench[0]['n']} benchmark photos (reporting only):", "",
+                  *lines[:2]]
+        lines += [f"| {r['job']} | benchmark | {r['step']} | {r['photos']} | {r['metrics']['s_measure']:.4f} | "
+                  f"{r['metrics']['mae']:.4f} | {r['metrics']['max_f']:.4f} | {r['metrics']['mean_e']:.4f} |" for r in bench]
     return "\n".join(lines) + "\n"
+
+
+def benchmark_rows(run: Path, rows: list[dict[str, Any]], echo: Any) -> list[dict[str, Any]]:
+    """Each curve job's latest checkpoint judged on every photo of ``<run>/test``."""
+    split = run / "splits" / "all.txt"
+    if not (run / "test").is_dir() or not split.is_file():
+        raise SalkitError(f"--benchmark needs {run / 'test'} and {split} (make real's data stage with --test-split all)")
+    n = sum(1 for line in split.read_text().splitlines() if line.strip())
+    out = []
+    for job in ORDER:
+        latest = [r for r in rows if r["job"] == job and r["run"] == "curve"][-1:]
+        for r in latest:
+            cache = run / "curve" / "benchmark" / job / f"step_{r['step']:07d}.json"
+            metrics = judged(cache, r["checkpoint"], run / "test", split, JUDGE[job], echo)
+            out.append({**r, "run": "benchmark", "n": n, "metrics": {m: metrics[m] for m in METRICS}})
+    return out
 
 
 def plot(rows: list[dict[str, Any]]) -> bytes:
@@ -111,8 +137,9 @@ def plot(rows: list[dict[str, Any]]) -> bytes:
 @click.option("--reference", type=click.Path(path_type=Path), default=Path("runs/real"), show_default=True,
               help="A finished run whose jobs give one row each (the hour recipe).")
 @click.option("--train-data", type=click.Path(path_type=Path), default=Path("../shared/data/duts-tr"), show_default=True)
+@click.option("--benchmark", is_flag=True, help="Also judge each job's latest checkpoint on every photo of RUN/test.")
 @report_user_errors
-def main(run: Path, reference: Path, train_data: Path) -> None:
+def main(run: Path, reference: Path, train_data: Path, benchmark: bool) -> None:
     """Judge every kept checkpoint of RUN on the held-out photos; write RUN/curve/curve.{json,md,png}."""
     if not run.is_dir():
         raise SalkitError(f"--run {run} does not exist")
@@ -127,7 +154,11 @@ def main(run: Path, reference: Path, train_data: Path) -> None:
                 cache = run / "curve" / ("reference" if label == "reference" else "") / job / f"step_{step:07d}.json"
                 metrics = judged(cache, checkpoint, train_data, held, JUDGE[job], click.echo)
                 rows.append({"job": job, "run": label, "step": step, "photos": step * metrics["photos_per_step"],
-                             "metrics": {m: metrics[m] for m in METRICS}})
+                             "checkpoint": checkpoint, "metrics": {m: metrics[m] for m in METRICS}})
+    if benchmark:
+        rows += benchmark_rows(run, rows, click.echo)
+    for r in rows:
+        r["checkpoint"] = str(r["checkpoint"])
     out = run / "curve"
     atomic_write_text(out / "curve.json", json.dumps(rows, indent=1) + "\n")
     atomic_write_text(out / "curve.md", markdown(rows))

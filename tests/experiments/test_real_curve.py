@@ -40,3 +40,19 @@ def test_kept_checkpoints_are_judged_once_each(tmp_path: Path) -> None:
     assert (run / "curve" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     missing = CliRunner().invoke(curve.main, ["--run", str(tmp_path / "absent")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+    no_test = CliRunner().invoke(curve.main, [*args, "--benchmark"])
+    assert no_test.exit_code == 2 and "all.txt" in no_test.output
+    (run / "test").symlink_to(data)  # the data stage links the benchmark's photos; here the same synthetic set
+    (run / "splits").mkdir()
+    (run / "splits" / "all.txt").write_text("\n".join(p.stem for p in sorted((data / "img").iterdir())[:6]) + "\n")
+    bench = CliRunner().invoke(curve.main, [*args, "--benchmark"])
+    assert bench.exit_code == 0, bench.output
+    assert bench.output.count("judging") == 1  # the latest checkpoint only
+    rows = json.loads((run / "curve" / "curve.json").read_text())
+    on_test = [r for r in rows if r["run"] == "benchmark"]
+    assert [(r["job"], r["step"], r["n"]) for r in on_test] == [("gx", 4, 6)]
+    direct = curve.score(run / "gx" / "kept" / "step_0000004.pt", run / "test", run / "splits" / "all.txt", "h0")
+    assert on_test[0]["metrics"] == {m: direct[m] for m in curve.METRICS}
+    assert on_test[0]["metrics"] != rows[1]["metrics"]  # 6 photos, not the 200 held-out ones
+    assert "on all 6 benchmark photos" in (run / "curve" / "curve.md").read_text()
